@@ -290,4 +290,3 @@ func needsEscape(b []byte) bool {
 	}
 	return false
 }
-

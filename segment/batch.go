@@ -106,7 +106,9 @@ func (h *BatchHeader) TimestampType() TimestampType {
 }
 
 // IsTransactional reports whether the batch was written in a transaction.
-func (h *BatchHeader) IsTransactional() bool { return h.Magic >= 2 && h.Attributes&attrTransactional != 0 }
+func (h *BatchHeader) IsTransactional() bool {
+	return h.Magic >= 2 && h.Attributes&attrTransactional != 0
+}
 
 // IsControl reports whether the batch holds transaction markers rather than data records: it
 // occupies offsets, but a consumer never sees its records.
