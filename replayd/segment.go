@@ -238,7 +238,7 @@ func (d *dumper) printRecord(b *segment.Batch, r *segment.Record) {
 			fmt.Fprintf(d.out, " endTxnMarker: %s", t)
 		}
 	} else {
-		fmt.Fprintf(d.out, " key: %s payload: %s", printable(r.Key, 64), printable(r.Value, 120))
+		fmt.Fprintf(d.out, " key: %s payload: %s", printable(r.Key), printable(r.Value))
 	}
 	d.out.WriteByte('\n')
 }
@@ -250,21 +250,25 @@ func size(b []byte) int {
 	return len(b)
 }
 
-// printable shows at most limit bytes of b on one line, marking what it cut.
-func printable(b []byte, limit int) string {
+// printable shows b on one line: as it is when it is UTF-8 text without control characters,
+// else Go-quoted so that nothing unprintable reaches the terminal.
+func printable(b []byte) string {
 	if b == nil {
 		return "null"
 	}
-	s := b
-	if len(s) > limit {
-		s = s[:limit]
+	if utf8.Valid(b) {
+		clean := true
+		for _, c := range b {
+			if c < 0x20 || c == 0x7f {
+				clean = false
+				break
+			}
+		}
+		if clean {
+			return string(b)
+		}
 	}
-	q := strconv.Quote(string(s))
-	q = q[1 : len(q)-1]
-	if len(s) < len(b) {
-		q += fmt.Sprintf("…(%d bytes)", len(b))
-	}
-	return q
+	return strconv.Quote(string(b))
 }
 
 // appendJSONBytes writes b as a JSON string, or null. Bytes that are not UTF-8 cannot be a JSON
