@@ -179,7 +179,9 @@ func ReadBatchAt(r io.ReaderAt, file string, size, pos int64, buf []byte) (Batch
 
 func growTo(b []byte, n int) []byte {
 	if cap(b) < n {
-		return make([]byte, n)
+		nb := make([]byte, n)
+		copy(nb, b) // ReadBatchAt grows a buffer that already holds the header
+		return nb
 	}
 	return b[:n]
 }
