@@ -1,0 +1,55 @@
+package segment
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+)
+
+// Iterating records must not allocate per record once the reader's buffers are warm: the replay
+// and index hot paths run it over every event.
+func TestRecordIterationDoesNotAllocate(t *testing.T) {
+	for c := CodecNone; c <= CodecZstd; c++ {
+		t.Run(c.String(), func(t *testing.T) {
+			var log []byte
+			var bld Builder
+			for i := 0; i < 20; i++ {
+				bld.Reset()
+				for j := 0; j < 50; j++ {
+					bld.Add(&Record{Timestamp: int64(j), Key: []byte(fmt.Sprint(j)), Value: bytes.Repeat([]byte("v"), 300),
+						Headers: []Header{{Key: []byte("event-id"), Value: []byte(fmt.Sprint(i, j))}, {Key: []byte("h2"), Value: nil}}})
+				}
+				var err error
+				if log, err = bld.Build(log, BatchOptions{BaseOffset: int64(i * 50), Codec: c}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var rr RecordReader
+			sc := NewScanner(bytes.NewReader(log), "mem", int64(len(log)), ScanOptions{})
+			n := 0
+			scanAll := func() {
+				sc = NewScanner(bytes.NewReader(log), "mem", int64(len(log)), ScanOptions{})
+				for sc.Next() {
+					if err := rr.Reset(sc.Batch()); err != nil {
+						t.Fatal(err)
+					}
+					for rr.Next() {
+						n++
+					}
+				}
+			}
+			scanAll() // warm the buffers
+			n = 0
+			allocs := testing.AllocsPerRun(5, scanAll)
+			records := n / 6 // AllocsPerRun runs it once more to warm up
+			if records != 1000 {
+				t.Fatalf("iterated %d records per run, want 1000", records)
+			}
+			// A scan allocates its scanner and its read buffer; a codec may allocate a little per
+			// batch. Per record: nothing.
+			if perRecord := allocs / float64(records); perRecord > 0.05 {
+				t.Fatalf("%.0f allocations for %d records (%.2f per record)", allocs, records, perRecord)
+			}
+		})
+	}
+}
