@@ -1,0 +1,503 @@
+// Package embeddedjob is the single-process job store: job.Driver on an embedded Pebble database in
+// a directory, every write synced, nothing to install; the default of `replayd serve`.
+package embeddedjob
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/replay/replay/replayd/job"
+)
+
+// Key layout (all integers 8-byte big-endian, so byte order is numeric order):
+//
+//	m/next_id                  -> next job id
+//	j/<id>                     -> the job record (JSON)
+//	a/<webhook>                -> id of the webhook's active job (one-active-per-webhook)
+//	l/<due unix µs><id>        -> "" for each leasable job: due = created for OPEN, lease expiry
+//	                              for STARTED/ONGOING; absent once finished (the lease queue)
+//	w/<webhook><id>, p/<app><id> -> "" (list by webhook, by app)
+var (
+	keyNextID     = []byte("m/next_id")
+	prefixJob     = []byte("j/")
+	prefixActive  = []byte("a/")
+	prefixLease   = []byte("l/")
+	prefixWebhook = []byte("w/")
+	prefixApp     = []byte("p/")
+)
+
+func key(prefix []byte, parts ...int64) []byte {
+	k := make([]byte, len(prefix), len(prefix)+8*len(parts))
+	copy(k, prefix)
+	for _, p := range parts {
+		k = binary.BigEndian.AppendUint64(k, uint64(p))
+	}
+	return k
+}
+
+// record is the stored form of a job.
+type record struct {
+	job.Job
+	LeaseTimeoutNs int64 `json:"lease_timeout_ns"`
+}
+
+// Driver is the embedded job store. Operations are serialized (one at a time, each committed with
+// fsync before it returns); create it with Open.
+type Driver struct {
+	db   *pebble.DB
+	opts Options
+	// sem serializes operations; a channel so that waiting honours the context.
+	sem       chan struct{}
+	closed    bool // guarded by sem
+	closeOnce sync.Once
+	closeErr  error
+	wo        *pebble.WriteOptions
+}
+
+var _ job.Driver = (*Driver)(nil)
+
+// Open opens (creating if needed) the store in opts.Dir. It does not modify opts.
+func Open(opts Options) (*Driver, error) {
+	opts.EnsureDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	db, err := pebble.Open(opts.Dir, &pebble.Options{Logger: quietLogger{}})
+	if err != nil {
+		return nil, fmt.Errorf("embeddedjob: opening %s: %w", opts.Dir, err)
+	}
+	d := &Driver{db: db, opts: opts, sem: make(chan struct{}, 1), wo: pebble.Sync}
+	if opts.NoSync {
+		d.wo = pebble.NoSync
+	}
+	return d, nil
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any)  {}
+func (quietLogger) Errorf(string, ...any) {}
+func (quietLogger) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf(format, args...))
+}
+
+// Close closes the database. It is idempotent; it waits for the operation in progress.
+func (d *Driver) Close() error {
+	d.closeOnce.Do(func() {
+		d.sem <- struct{}{}
+		d.closed = true
+		d.closeErr = d.db.Close()
+		<-d.sem
+	})
+	return d.closeErr
+}
+
+// run serializes fn, honouring ctx while waiting.
+func (d *Driver) run(ctx context.Context, op string, fn func() error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("embeddedjob: %s: %w", op, err)
+	}
+	select {
+	case d.sem <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("embeddedjob: %s: %w", op, ctx.Err())
+	}
+	defer func() { <-d.sem }()
+	if d.closed {
+		return fmt.Errorf("embeddedjob: %s: %w", op, job.ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("embeddedjob: %s: %w", op, err)
+	}
+	if err := fn(); err != nil {
+		if errors.Is(err, job.ErrNoJob) {
+			return err
+		}
+		return fmt.Errorf("embeddedjob: %s: %w", op, err)
+	}
+	return nil
+}
+
+func (d *Driver) now() time.Time { return d.opts.Now().UTC().Truncate(time.Microsecond) }
+
+func (d *Driver) load(id int64) (*record, error) {
+	v, closer, err := d.db.Get(key(prefixJob, id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, fmt.Errorf("job %d: %w", id, job.ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer closer.Close()
+	var r record
+	if err := json.Unmarshal(v, &r); err != nil {
+		return nil, fmt.Errorf("job %d: decoding: %w", id, err)
+	}
+	r.LeaseTimeout = time.Duration(r.LeaseTimeoutNs)
+	return &r, nil
+}
+
+func (d *Driver) put(b *pebble.Batch, r *record) error {
+	r.LeaseTimeoutNs = int64(r.LeaseTimeout)
+	v, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return b.Set(key(prefixJob, r.ID), v, nil)
+}
+
+// leaseKey is the job's entry in the lease queue, nil if it has none.
+func leaseKey(j *job.Job) []byte {
+	switch {
+	case j.State == job.StateOpen:
+		return key(prefixLease, j.CreatedAt.UnixMicro(), j.ID)
+	case j.State.Held():
+		return key(prefixLease, j.LeaseExpiresAt.UnixMicro(), j.ID)
+	}
+	return nil
+}
+
+// save writes r, moving its lease-queue and active-webhook entries from what they were for old
+// (nil for a new job), and commits.
+func (d *Driver) save(old job.Job, isNew bool, r *record) error {
+	b := d.db.NewBatch()
+	defer b.Close()
+	if !isNew {
+		if k := leaseKey(&old); k != nil {
+			if err := b.Delete(k, nil); err != nil {
+				return err
+			}
+		}
+	}
+	if k := leaseKey(&r.Job); k != nil {
+		if err := b.Set(k, nil, nil); err != nil {
+			return err
+		}
+	}
+	if !r.State.Active() && (isNew || old.State.Active()) {
+		if err := b.Delete(key(prefixActive, r.WebhookID), nil); err != nil {
+			return err
+		}
+	}
+	if err := d.put(b, r); err != nil {
+		return err
+	}
+	return b.Commit(d.wo)
+}
+
+func clone(r *record) *job.Job {
+	j := r.Job
+	if j.FirstUndeliveredMs != nil {
+		v := *j.FirstUndeliveredMs
+		j.FirstUndeliveredMs = &v
+	}
+	return &j
+}
+
+// Create implements job.Driver.
+func (d *Driver) Create(ctx context.Context, p job.CreateParams) (*job.Job, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	var out *job.Job
+	err := d.run(ctx, "create", func() error {
+		activeKey := key(prefixActive, p.WebhookID)
+		if v, closer, err := d.db.Get(activeKey); err == nil {
+			other := int64(binary.BigEndian.Uint64(v))
+			closer.Close()
+			return fmt.Errorf("webhook %d: %w (job %d)", p.WebhookID, job.ErrActiveJobExists, other)
+		} else if !errors.Is(err, pebble.ErrNotFound) {
+			return err
+		}
+		id := int64(1)
+		if v, closer, err := d.db.Get(keyNextID); err == nil {
+			id = int64(binary.BigEndian.Uint64(v))
+			closer.Close()
+		} else if !errors.Is(err, pebble.ErrNotFound) {
+			return err
+		}
+		now := d.now()
+		r := &record{Job: job.Job{
+			ID: id, AppID: p.AppID, WebhookID: p.WebhookID, Partition: p.Partition,
+			FromMs: p.FromMs, ToMs: p.ToMs, State: job.StateOpen,
+			CreatedAt: now, UpdatedAt: now, Checkpoint: job.NoCheckpoint,
+		}}
+		b := d.db.NewBatch()
+		defer b.Close()
+		for _, kv := range [][2][]byte{
+			{keyNextID, key(nil, id+1)},
+			{activeKey, key(nil, id)},
+			{leaseKey(&r.Job), nil},
+			{key(prefixWebhook, p.WebhookID, id), nil},
+			{key(prefixApp, p.AppID, id), nil},
+		} {
+			if err := b.Set(kv[0], kv[1], nil); err != nil {
+				return err
+			}
+		}
+		if err := d.put(b, r); err != nil {
+			return err
+		}
+		if err := b.Commit(d.wo); err != nil {
+			return err
+		}
+		out = clone(r)
+		return nil
+	})
+	return out, err
+}
+
+// Lease implements job.Driver: the first entry of the lease queue whose due time has passed.
+func (d *Driver) Lease(ctx context.Context, p job.LeaseParams) (*job.Job, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	timeout := p.Timeout
+	if timeout == 0 {
+		timeout = d.opts.LeaseTimeout
+	}
+	var out *job.Job
+	err := d.run(ctx, "lease", func() error {
+		now := d.now()
+		it, err := d.db.NewIter(&pebble.IterOptions{
+			LowerBound: prefixLease,
+			UpperBound: key(prefixLease, now.UnixMicro()+1),
+		})
+		if err != nil {
+			return err
+		}
+		if !it.First() {
+			err := it.Close()
+			if err != nil {
+				return err
+			}
+			return job.ErrNoJob
+		}
+		id := int64(binary.BigEndian.Uint64(it.Key()[len(prefixLease)+8:]))
+		if err := it.Close(); err != nil {
+			return err
+		}
+		r, err := d.load(id)
+		if err != nil {
+			return err
+		}
+		old := r.Job
+		if r.State == job.StateOpen {
+			r.State = job.StateStarted
+			r.StartedAt = now
+		}
+		r.FencingToken++
+		r.LeaseOwner = p.Owner
+		r.HeartbeatAt = now
+		r.LeaseTimeout = timeout
+		r.LeaseExpiresAt = now.Add(timeout)
+		r.UpdatedAt = now
+		if err := d.save(old, false, r); err != nil {
+			return err
+		}
+		out = clone(r)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func applyProgress(j *job.Job, pr *job.Progress) {
+	if pr == nil {
+		return
+	}
+	j.Checkpoint = pr.Checkpoint
+	j.Counters = pr.Counters
+	j.FirstUndeliveredMs = nil
+	if pr.FirstUndeliveredMs != nil {
+		v := *pr.FirstUndeliveredMs
+		j.FirstUndeliveredMs = &v
+	}
+}
+
+// fenced loads job id and checks that token is current and the state one of from.
+func (d *Driver) fenced(id, token int64, from []job.State, what string) (*record, error) {
+	r, err := d.load(id)
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	for _, s := range from {
+		ok = ok || r.State == s
+	}
+	if r.FencingToken != token || !ok {
+		return nil, job.DiagnoseFencedFailure(id, token, r.FencingToken, r.State.String(), r.LeaseOwner, what)
+	}
+	return r, nil
+}
+
+// Heartbeat implements job.Driver.
+func (d *Driver) Heartbeat(ctx context.Context, p job.HeartbeatParams) error {
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	return d.run(ctx, "heartbeat", func() error {
+		r, err := d.fenced(p.ID, p.FencingToken, []job.State{job.StateStarted, job.StateOngoing}, "heartbeat")
+		if err != nil {
+			return err
+		}
+		old := r.Job
+		now := d.now()
+		r.HeartbeatAt, r.LeaseExpiresAt, r.UpdatedAt = now, now.Add(r.LeaseTimeout), now
+		applyProgress(&r.Job, p.Progress)
+		return d.save(old, false, r)
+	})
+}
+
+// Transition implements job.Driver.
+func (d *Driver) Transition(ctx context.Context, p job.TransitionParams) error {
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	return d.run(ctx, "transition to "+p.To.String(), func() error {
+		r, err := d.fenced(p.ID, p.FencingToken, job.TransitionSources(p.To), "to "+p.To.String())
+		if err != nil {
+			return err
+		}
+		old := r.Job
+		now := d.now()
+		r.State, r.UpdatedAt = p.To, now
+		if p.To.Terminal() {
+			r.FinishedAt, r.LeaseExpiresAt, r.Reason = now, time.Time{}, p.Reason
+		} else {
+			r.HeartbeatAt, r.LeaseExpiresAt = now, now.Add(r.LeaseTimeout)
+		}
+		applyProgress(&r.Job, p.Progress)
+		return d.save(old, false, r)
+	})
+}
+
+// Get implements job.Driver.
+func (d *Driver) Get(ctx context.Context, p job.GetParams) (*job.Job, error) {
+	var out *job.Job
+	err := d.run(ctx, "get", func() error {
+		r, err := d.load(p.ID)
+		if err != nil {
+			return err
+		}
+		if p.AppID != 0 && r.AppID != p.AppID {
+			return fmt.Errorf("job %d: %w", p.ID, job.ErrNotFound)
+		}
+		out = clone(r)
+		return nil
+	})
+	return out, err
+}
+
+// List implements job.Driver. It walks the webhook index, the app index or the jobs themselves
+// (whichever the filters allow) backwards from the cursor and filters the rest.
+func (d *Driver) List(ctx context.Context, p job.ListParams) (*job.ListResult, error) {
+	p, err := p.Normalize()
+	if err != nil {
+		return nil, err
+	}
+	var out *job.ListResult
+	err = d.run(ctx, "list", func() error {
+		var prefix []byte
+		switch {
+		case p.WebhookID != 0:
+			prefix = key(prefixWebhook, p.WebhookID)
+		case p.AppID != 0:
+			prefix = key(prefixApp, p.AppID)
+		default:
+			prefix = prefixJob
+		}
+		upper := append(bytes.Clone(prefix), 0xff)
+		if p.BeforeID > 0 {
+			upper = key(prefix, p.BeforeID)
+		}
+		it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: upper})
+		if err != nil {
+			return err
+		}
+		defer it.Close()
+		out = &job.ListResult{}
+		for valid := it.Last(); valid; valid = it.Prev() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			k := it.Key()
+			id := int64(binary.BigEndian.Uint64(k[len(k)-8:]))
+			r, err := d.load(id)
+			if err != nil {
+				return err
+			}
+			if !matches(&r.Job, p) {
+				continue
+			}
+			if len(out.Jobs) == p.Limit {
+				out.NextBeforeID = out.Jobs[p.Limit-1].ID
+				break
+			}
+			out.Jobs = append(out.Jobs, clone(r))
+		}
+		return it.Error()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func matches(j *job.Job, p job.ListParams) bool {
+	if (p.AppID != 0 && j.AppID != p.AppID) || (p.WebhookID != 0 && j.WebhookID != p.WebhookID) {
+		return false
+	}
+	if len(p.States) == 0 {
+		return true
+	}
+	for _, s := range p.States {
+		if j.State == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Cancel implements job.Driver.
+func (d *Driver) Cancel(ctx context.Context, p job.CancelParams) (*job.Job, error) {
+	var out *job.Job
+	err := d.run(ctx, "cancel", func() error {
+		r, err := d.load(p.ID)
+		if err != nil {
+			return err
+		}
+		if p.AppID != 0 && r.AppID != p.AppID {
+			return fmt.Errorf("job %d: %w", p.ID, job.ErrNotFound)
+		}
+		if r.State.Active() {
+			old := r.Job
+			now := d.now()
+			r.State, r.Reason, r.FinishedAt, r.UpdatedAt = job.StateCanceled, p.Reason, now, now
+			r.FencingToken++
+			r.LeaseExpiresAt = time.Time{}
+			if err := d.save(old, false, r); err != nil {
+				return err
+			}
+		}
+		out = clone(r)
+		return job.CheckCanceled(out)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+var _ io.Closer = (*Driver)(nil)

@@ -1,0 +1,424 @@
+// Package job is the replay job store's contract: the Job record, its states and transitions, the
+// narrow Driver interface both stores implement (MySQL and embedded), its errors and retry rules.
+package job
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// State is the lifecycle state of a replay job.
+//
+//	OPEN ──lease──> STARTED ──> ONGOING ──> COMPLETED
+//	                   │           │
+//	                   └───────────┴──────> INCOMPLETE (with a reason)
+//	OPEN, STARTED, ONGOING ──cancel──> CANCELED
+type State uint8
+
+// The states. The zero value is not a valid state.
+const (
+	StateOpen State = iota + 1
+	StateStarted
+	StateOngoing
+	StateCompleted
+	StateIncomplete
+	StateCanceled
+)
+
+var stateNames = [...]string{
+	StateOpen:       "OPEN",
+	StateStarted:    "STARTED",
+	StateOngoing:    "ONGOING",
+	StateCompleted:  "COMPLETED",
+	StateIncomplete: "INCOMPLETE",
+	StateCanceled:   "CANCELED",
+}
+
+// AllStates lists every valid state in lifecycle order.
+var AllStates = []State{StateOpen, StateStarted, StateOngoing, StateCompleted, StateIncomplete, StateCanceled}
+
+// ActiveStates are the states in which a job counts as "in progress" for its webhook: at most one
+// job per webhook may be in one of them.
+var ActiveStates = []State{StateOpen, StateStarted, StateOngoing}
+
+// String returns the upper-case name stored in the database ("OPEN", …).
+func (s State) String() string {
+	if s >= StateOpen && s <= StateCanceled {
+		return stateNames[s]
+	}
+	return fmt.Sprintf("State(%d)", uint8(s))
+}
+
+// Valid reports whether s is one of the defined states.
+func (s State) Valid() bool { return s >= StateOpen && s <= StateCanceled }
+
+// Active reports whether s is OPEN, STARTED or ONGOING.
+func (s State) Active() bool { return s == StateOpen || s == StateStarted || s == StateOngoing }
+
+// Terminal reports whether s is COMPLETED, INCOMPLETE or CANCELED.
+func (s State) Terminal() bool {
+	return s == StateCompleted || s == StateIncomplete || s == StateCanceled
+}
+
+// Held reports whether a job in state s is held by a worker's lease (STARTED or ONGOING).
+func (s State) Held() bool { return s == StateStarted || s == StateOngoing }
+
+// ParseState parses a state name, case-insensitively.
+func ParseState(s string) (State, error) {
+	for _, st := range AllStates {
+		if strings.EqualFold(s, st.String()) {
+			return st, nil
+		}
+	}
+	return 0, fmt.Errorf("job: unknown state %q", s)
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s State) MarshalText() ([]byte, error) {
+	if !s.Valid() {
+		return nil, fmt.Errorf("job: invalid state %d", uint8(s))
+	}
+	return []byte(s.String()), nil
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *State) UnmarshalText(b []byte) error {
+	st, err := ParseState(string(b))
+	if err != nil {
+		return err
+	}
+	*s = st
+	return nil
+}
+
+// TransitionSources returns the states from which a worker holding the lease may move a job to
+// `to` with Driver.Transition. OPEN → STARTED happens only through Driver.Lease and → CANCELED only
+// through Driver.Cancel, so for those (and any other target) it returns nil.
+func TransitionSources(to State) []State {
+	switch to {
+	case StateOngoing:
+		return []State{StateStarted}
+	case StateCompleted:
+		return []State{StateOngoing}
+	case StateIncomplete:
+		return []State{StateStarted, StateOngoing}
+	}
+	return nil
+}
+
+// CanTransition reports whether Driver.Transition may move a job from `from` to `to`.
+func CanTransition(from, to State) bool {
+	for _, s := range TransitionSources(to) {
+		if s == from {
+			return true
+		}
+	}
+	return false
+}
+
+// Counters are the delivery counters a worker reports with its heartbeats. They are absolute
+// totals for the job (a worker that takes a job over starts from the stored values), not deltas.
+type Counters struct {
+	Read              int64 `json:"read"`
+	Delivered         int64 `json:"delivered"`
+	DuplicatesDropped int64 `json:"duplicates_dropped"`
+	Failed            int64 `json:"failed"`
+}
+
+// NoCheckpoint is the checkpoint of a job none of whose events are known to be delivered yet.
+const NoCheckpoint int64 = -1
+
+// Job is one replay request and its progress.
+type Job struct {
+	ID        int64 `json:"job_id,string"`
+	AppID     int64 `json:"app_id,string"`
+	WebhookID int64 `json:"webhook_id,string"`
+	// Partition is the delivery_log partition the webhook's key maps to.
+	Partition int32 `json:"partition"`
+	// FromMs (inclusive) and ToMs (exclusive) bound the event timestamps to replay, in Unix ms.
+	FromMs int64 `json:"from_ms"`
+	ToMs   int64 `json:"to_ms"`
+	State  State `json:"state"`
+	// Reason describes why the job is INCOMPLETE or CANCELED (empty otherwise).
+	Reason string `json:"reason,omitempty"`
+
+	// Times come from the store's clock (the database's, never a worker's), in UTC. A zero
+	// time.Time means "not yet".
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+	StartedAt  time.Time `json:"started_at,omitzero"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+
+	// LeaseOwner is the worker that leased the job last; FencingToken counts leases (and cancels)
+	// and is what every holder's write is conditional on.
+	LeaseOwner     string    `json:"lease_owner,omitempty"`
+	FencingToken   int64     `json:"fencing_token"`
+	HeartbeatAt    time.Time `json:"heartbeat_at,omitzero"`
+	LeaseExpiresAt time.Time `json:"lease_expires_at,omitzero"`
+	// LeaseTimeout is the holder's lease duration; each heartbeat sets LeaseExpiresAt to the
+	// heartbeat time plus it.
+	LeaseTimeout time.Duration `json:"-"`
+
+	// Checkpoint is the Kafka offset below which every event of the window has been delivered
+	// (NoCheckpoint = none yet). A job taken over resumes from here.
+	Checkpoint int64    `json:"checkpoint"`
+	Counters   Counters `json:"counts"`
+	// FirstUndeliveredMs is the timestamp of the earliest event that could not be delivered.
+	FirstUndeliveredMs *int64 `json:"first_undelivered_ms,omitempty"`
+}
+
+// Progress is what a worker checkpoints with a heartbeat or a transition.
+type Progress struct {
+	Checkpoint         int64
+	Counters           Counters
+	FirstUndeliveredMs *int64
+}
+
+// Errors. Drivers wrap them with detail; test with errors.Is.
+var (
+	// ErrNotFound: no job with that id (or not visible to that app).
+	ErrNotFound = errors.New("job: not found")
+	// ErrActiveJobExists: the webhook already has an OPEN, STARTED or ONGOING job
+	// (the API answers 409, code 355).
+	ErrActiveJobExists = errors.New("job: a job is already in progress for this webhook")
+	// ErrLeaseLost: the caller's fencing token is no longer the job's (another worker leased it,
+	// or it was canceled). The caller must stop working on the job and deliver nothing more.
+	ErrLeaseLost = errors.New("job: lease lost")
+	// ErrInvalidTransition: the job's current state does not allow the requested change.
+	ErrInvalidTransition = errors.New("job: invalid state transition")
+	// ErrNoJob: Lease found no job to lease.
+	ErrNoJob = errors.New("job: no job available to lease")
+	// ErrInvalidParams: a params struct failed validation.
+	ErrInvalidParams = errors.New("job: invalid parameters")
+	// ErrClosed: the driver was closed.
+	ErrClosed = errors.New("job: driver closed")
+)
+
+// CreateParams are the arguments of Driver.Create.
+type CreateParams struct {
+	AppID     int64
+	WebhookID int64
+	Partition int32
+	FromMs    int64 // inclusive
+	ToMs      int64 // exclusive
+}
+
+// Validate checks the params.
+func (p CreateParams) Validate() error {
+	var errs []string
+	if p.WebhookID <= 0 {
+		errs = append(errs, "WebhookID must be positive")
+	}
+	if p.AppID <= 0 {
+		errs = append(errs, "AppID must be positive")
+	}
+	if p.Partition < 0 {
+		errs = append(errs, "Partition must not be negative")
+	}
+	if p.FromMs >= p.ToMs {
+		errs = append(errs, "FromMs must be before ToMs")
+	}
+	return paramsError(errs)
+}
+
+// LeaseParams are the arguments of Driver.Lease.
+type LeaseParams struct {
+	// Owner names the worker (e.g. "host:pid/worker-3"); stored as the job's LeaseOwner.
+	Owner string
+	// Timeout is how long the lease lasts without a heartbeat before another worker may take the
+	// job over; each heartbeat extends it by the same amount. Zero means the driver's
+	// Options.LeaseTimeout.
+	Timeout time.Duration
+}
+
+// Validate checks the params.
+func (p LeaseParams) Validate() error {
+	var errs []string
+	if p.Owner == "" {
+		errs = append(errs, "Owner must be set")
+	}
+	if p.Timeout < 0 {
+		errs = append(errs, "Timeout must not be negative")
+	}
+	return paramsError(errs)
+}
+
+// HeartbeatParams are the arguments of Driver.Heartbeat.
+type HeartbeatParams struct {
+	ID           int64
+	FencingToken int64
+	// Progress, when non-nil, is checkpointed with the heartbeat.
+	Progress *Progress
+}
+
+// Validate checks the params.
+func (p HeartbeatParams) Validate() error {
+	var errs []string
+	if p.ID <= 0 {
+		errs = append(errs, "ID must be positive")
+	}
+	if p.FencingToken <= 0 {
+		errs = append(errs, "FencingToken must be positive")
+	}
+	if p.Progress != nil && p.Progress.Checkpoint < NoCheckpoint {
+		errs = append(errs, "Progress.Checkpoint must be >= -1")
+	}
+	return paramsError(errs)
+}
+
+// TransitionParams are the arguments of Driver.Transition.
+type TransitionParams struct {
+	ID           int64
+	FencingToken int64
+	// To is ONGOING (from STARTED), COMPLETED (from ONGOING) or INCOMPLETE (from STARTED/ONGOING).
+	To State
+	// Reason is stored with COMPLETED and INCOMPLETE (required there), ignored for ONGOING.
+	Reason string
+	// Progress, when non-nil, is checkpointed with the transition.
+	Progress *Progress
+}
+
+// Validate checks the params.
+func (p TransitionParams) Validate() error {
+	var errs []string
+	if p.ID <= 0 {
+		errs = append(errs, "ID must be positive")
+	}
+	if p.FencingToken <= 0 {
+		errs = append(errs, "FencingToken must be positive")
+	}
+	if TransitionSources(p.To) == nil {
+		errs = append(errs, fmt.Sprintf("To must be ONGOING, COMPLETED or INCOMPLETE, not %s", p.To))
+	}
+	if p.To == StateIncomplete && p.Reason == "" {
+		errs = append(errs, "Reason is required for INCOMPLETE")
+	}
+	if p.Progress != nil && p.Progress.Checkpoint < NoCheckpoint {
+		errs = append(errs, "Progress.Checkpoint must be >= -1")
+	}
+	return paramsError(errs)
+}
+
+// GetParams are the arguments of Driver.Get.
+type GetParams struct {
+	ID int64
+	// AppID, when non-zero, restricts the lookup to that app's jobs (others are ErrNotFound).
+	AppID int64
+}
+
+// CancelParams are the arguments of Driver.Cancel.
+type CancelParams struct {
+	ID int64
+	// AppID, when non-zero, restricts the cancel to that app's jobs (others are ErrNotFound).
+	AppID  int64
+	Reason string
+}
+
+// ListParams are the arguments of Driver.List. Jobs come newest first (descending id).
+type ListParams struct {
+	AppID     int64   // 0 = any app
+	WebhookID int64   // 0 = any webhook
+	States    []State // empty = any state
+	// BeforeID is the keyset cursor: only jobs with id < BeforeID (0 = from the newest). Pass the
+	// previous page's ListResult.NextBeforeID.
+	BeforeID int64
+	// Limit is the page size; 0 means 100, at most 1000.
+	Limit int
+}
+
+// DefaultListLimit and MaxListLimit bound ListParams.Limit.
+const (
+	DefaultListLimit = 100
+	MaxListLimit     = 1000
+)
+
+// Normalize validates the params and returns them with the limit defaulted.
+func (p ListParams) Normalize() (ListParams, error) {
+	var errs []string
+	if p.Limit < 0 || p.Limit > MaxListLimit {
+		errs = append(errs, fmt.Sprintf("Limit must be within 0..%d", MaxListLimit))
+	}
+	if p.BeforeID < 0 {
+		errs = append(errs, "BeforeID must not be negative")
+	}
+	for _, s := range p.States {
+		if !s.Valid() {
+			errs = append(errs, fmt.Sprintf("invalid state %s", s))
+		}
+	}
+	if p.Limit == 0 {
+		p.Limit = DefaultListLimit
+	}
+	return p, paramsError(errs)
+}
+
+// ListResult is one page of Driver.List.
+type ListResult struct {
+	Jobs []*Job
+	// NextBeforeID is the cursor for the next page, 0 when this is the last page.
+	NextBeforeID int64
+}
+
+// Driver is the job store. Implementations: mysqljob (production, shared by any number of replayd
+// instances) and embeddedjob (single process). Every method honours its context and is safe for
+// concurrent use. All times are taken from the store's clock.
+type Driver interface {
+	// Create stores a new OPEN job. It fails with ErrActiveJobExists, atomically, if the webhook
+	// already has an OPEN, STARTED or ONGOING job.
+	Create(ctx context.Context, p CreateParams) (*Job, error)
+	// Lease takes the job that has waited longest: an OPEN job (since its creation, becoming
+	// STARTED) or a STARTED/ONGOING job whose lease expired (since its expiry, keeping its state
+	// and checkpoint). It bumps the fencing token, records the owner and starts the lease.
+	// ErrNoJob when there is none.
+	Lease(ctx context.Context, p LeaseParams) (*Job, error)
+	// Heartbeat extends the lease and optionally checkpoints progress, if FencingToken is still
+	// the job's and the job is STARTED or ONGOING; otherwise ErrLeaseLost.
+	Heartbeat(ctx context.Context, p HeartbeatParams) error
+	// Transition changes the state of a held job, conditional on the fencing token (ErrLeaseLost)
+	// and on the current state (ErrInvalidTransition).
+	Transition(ctx context.Context, p TransitionParams) error
+	// Get returns one job, or ErrNotFound.
+	Get(ctx context.Context, p GetParams) (*Job, error)
+	// List returns a page of jobs matching the filters, newest first.
+	List(ctx context.Context, p ListParams) (*ListResult, error)
+	// Cancel moves an active job to CANCELED and bumps its fencing token so that its holder's
+	// next write fails with ErrLeaseLost. Canceling a CANCELED job returns it unchanged; a
+	// COMPLETED or INCOMPLETE one is ErrInvalidTransition.
+	Cancel(ctx context.Context, p CancelParams) (*Job, error)
+	// Close releases the driver's resources. It is idempotent; other calls afterwards fail with
+	// ErrClosed.
+	Close() error
+}
+
+func paramsError(errs []string) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %s", ErrInvalidParams, strings.Join(errs, "; "))
+}
+
+// DiagnoseFencedFailure builds the error for a fenced write (heartbeat or transition) that matched
+// nothing, from the job's current token, state and owner. Drivers share it so both say the same.
+func DiagnoseFencedFailure(id, token, current int64, state, owner, what string) error {
+	if current != token {
+		return fmt.Errorf("job %d: %s: %w: fencing token %d is stale, the job is at %d (state %s, owner %q)",
+			id, what, ErrLeaseLost, token, current, state, owner)
+	}
+	st, _ := ParseState(state)
+	if what == "heartbeat" || !st.Valid() {
+		return fmt.Errorf("job %d: %s: %w: the job is %s", id, what, ErrLeaseLost, state)
+	}
+	return fmt.Errorf("job %d: %s: %w: the job is %s", id, what, ErrInvalidTransition, state)
+}
+
+// CheckCanceled is the outcome of a cancel that found job j afterwards: nil if j is CANCELED,
+// ErrInvalidTransition if it had already finished otherwise.
+func CheckCanceled(j *Job) error {
+	if j.State == StateCanceled {
+		return nil
+	}
+	return fmt.Errorf("job %d: cancel: %w: the job is %s", j.ID, ErrInvalidTransition, j.State)
+}

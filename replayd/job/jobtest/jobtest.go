@@ -1,0 +1,634 @@
+// Package jobtest is the conformance suite every job.Driver must pass: states, transitions,
+// fencing, one active job per webhook, listing, cancel, contexts, lease order, takeover, contention.
+package jobtest
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/replay/replay/replayd/job"
+)
+
+// NewDriver returns a driver on a fresh, empty store; the suite closes it (drivers' Close is
+// idempotent, so the constructor may also register its own cleanup).
+type NewDriver func(t *testing.T) job.Driver
+
+// Exercise runs the conformance suite against the driver newDriver makes. Every subtest gets its
+// own store and runs in parallel with the others.
+func Exercise(t *testing.T, newDriver NewDriver) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, d job.Driver)
+	}{
+		{"CreateGet", testCreateGet},
+		{"InvalidParams", testInvalidParams},
+		{"OneActivePerWebhook", testOneActivePerWebhook},
+		{"ConcurrentCreateSameWebhook", testConcurrentCreateSameWebhook},
+		{"Lifecycle", testLifecycle},
+		{"InvalidTransitions", testInvalidTransitions},
+		{"Fencing", testFencing},
+		{"Cancel", testCancel},
+		{"ListPagingAndFilters", testList},
+		{"ContextCanceled", testContextCanceled},
+		{"LeaseOrderOldestFirst", testLeaseOrder},
+		{"ExpiredHeartbeatTakeover", testTakeover},
+		{"Close", testClose},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			d := newDriver(t)
+			t.Cleanup(func() { d.Close() })
+			tc.fn(t, d)
+		})
+	}
+}
+
+var webhookSeq atomic.Int64
+
+// create makes an OPEN job for a fresh webhook of app.
+func create(t *testing.T, d job.Driver, app int64) *job.Job {
+	t.Helper()
+	j, err := d.Create(context.Background(), job.CreateParams{
+		AppID: app, WebhookID: 1_000_000 + webhookSeq.Add(1), Partition: 3,
+		FromMs: 1_700_000_000_000, ToMs: 1_700_000_060_000,
+	})
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	return j
+}
+
+func wantErr(t *testing.T, what string, err, target error) {
+	t.Helper()
+	if !errors.Is(err, target) {
+		t.Fatalf("%s: got error %v, want %v", what, err, target)
+	}
+}
+
+func mustLease(t *testing.T, d job.Driver, owner string, timeout time.Duration) *job.Job {
+	t.Helper()
+	j, err := d.Lease(context.Background(), job.LeaseParams{Owner: owner, Timeout: timeout})
+	if err != nil {
+		t.Fatalf("Lease(%s): %v", owner, err)
+	}
+	return j
+}
+
+func get(t *testing.T, d job.Driver, id int64) *job.Job {
+	t.Helper()
+	j, err := d.Get(context.Background(), job.GetParams{ID: id})
+	if err != nil {
+		t.Fatalf("Get(%d): %v", id, err)
+	}
+	return j
+}
+
+func testCreateGet(t *testing.T, d job.Driver) {
+	ctx := context.Background()
+	before := time.Now()
+	j, err := d.Create(ctx, job.CreateParams{AppID: 7, WebhookID: 1095098195724595200, Partition: 11, FromMs: 1000, ToMs: 2000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.ID <= 0 || j.AppID != 7 || j.WebhookID != 1095098195724595200 || j.Partition != 11 || j.FromMs != 1000 || j.ToMs != 2000 {
+		t.Fatalf("created job has wrong fields: %+v", j)
+	}
+	if j.State != job.StateOpen || j.Checkpoint != job.NoCheckpoint || j.FencingToken != 0 || j.LeaseOwner != "" || j.FirstUndeliveredMs != nil {
+		t.Fatalf("new job not OPEN/empty: %+v", j)
+	}
+	if j.CreatedAt.IsZero() || !j.UpdatedAt.Equal(j.CreatedAt) || !j.StartedAt.IsZero() || !j.FinishedAt.IsZero() || !j.HeartbeatAt.IsZero() {
+		t.Fatalf("new job times wrong: %+v", j)
+	}
+	if d := j.CreatedAt.Sub(before); d < -time.Minute || d > time.Minute {
+		t.Fatalf("CreatedAt %v is far from now %v (store clock skewed?)", j.CreatedAt, before)
+	}
+	if j.CreatedAt.Location() != time.UTC {
+		t.Fatalf("CreatedAt not UTC: %v", j.CreatedAt)
+	}
+	g := get(t, d, j.ID)
+	if !g.CreatedAt.Equal(j.CreatedAt) || g.WebhookID != j.WebhookID || g.State != job.StateOpen {
+		t.Fatalf("Get = %+v, want %+v", g, j)
+	}
+	if g2, err := d.Get(ctx, job.GetParams{ID: j.ID, AppID: 7}); err != nil || g2.ID != j.ID {
+		t.Fatalf("Get with own app: %v %v", g2, err)
+	}
+	_, err = d.Get(ctx, job.GetParams{ID: j.ID, AppID: 8})
+	wantErr(t, "Get with another app", err, job.ErrNotFound)
+	_, err = d.Get(ctx, job.GetParams{ID: j.ID + 1000})
+	wantErr(t, "Get of a missing job", err, job.ErrNotFound)
+}
+
+func testInvalidParams(t *testing.T, d job.Driver) {
+	ctx := context.Background()
+	_, err := d.Create(ctx, job.CreateParams{AppID: 1, WebhookID: 2, FromMs: 5, ToMs: 5})
+	wantErr(t, "Create with from == to", err, job.ErrInvalidParams)
+	_, err = d.Create(ctx, job.CreateParams{FromMs: 1, ToMs: 5})
+	wantErr(t, "Create without ids", err, job.ErrInvalidParams)
+	_, err = d.Lease(ctx, job.LeaseParams{})
+	wantErr(t, "Lease without owner", err, job.ErrInvalidParams)
+	err = d.Heartbeat(ctx, job.HeartbeatParams{ID: 1})
+	wantErr(t, "Heartbeat without token", err, job.ErrInvalidParams)
+	_, err = d.List(ctx, job.ListParams{Limit: -1})
+	wantErr(t, "List with negative limit", err, job.ErrInvalidParams)
+}
+
+func testOneActivePerWebhook(t *testing.T, d job.Driver) {
+	ctx := context.Background()
+	p := job.CreateParams{AppID: 1, WebhookID: 42, FromMs: 1, ToMs: 2}
+	first, err := d.Create(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = d.Create(ctx, p)
+	wantErr(t, "second Create while OPEN", err, job.ErrActiveJobExists)
+	if _, err := d.Create(ctx, job.CreateParams{AppID: 1, WebhookID: 43, FromMs: 1, ToMs: 2}); err != nil {
+		t.Fatalf("Create for another webhook: %v", err)
+	}
+	// Still refused while STARTED and ONGOING.
+	l := mustLease(t, d, "w", time.Minute)
+	if l.ID != first.ID {
+		t.Fatalf("leased %d, want %d", l.ID, first.ID)
+	}
+	_, err = d.Create(ctx, p)
+	wantErr(t, "Create while STARTED", err, job.ErrActiveJobExists)
+	if err := d.Transition(ctx, job.TransitionParams{ID: l.ID, FencingToken: l.FencingToken, To: job.StateOngoing}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = d.Create(ctx, p)
+	wantErr(t, "Create while ONGOING", err, job.ErrActiveJobExists)
+	if err := d.Transition(ctx, job.TransitionParams{ID: l.ID, FencingToken: l.FencingToken, To: job.StateCompleted}); err != nil {
+		t.Fatal(err)
+	}
+	second, err := d.Create(ctx, p)
+	if err != nil {
+		t.Fatalf("Create after COMPLETED: %v", err)
+	}
+	if _, err := d.Cancel(ctx, job.CancelParams{ID: second.ID}); err != nil {
+		t.Fatal(err)
+	}
+	third, err := d.Create(ctx, p)
+	if err != nil {
+		t.Fatalf("Create after CANCELED: %v", err)
+	}
+	l = mustLease(t, d, "w", time.Minute) // webhook 43's job, older
+	for l.ID != third.ID {
+		l = mustLease(t, d, "w", time.Minute)
+	}
+	if err := d.Transition(ctx, job.TransitionParams{ID: l.ID, FencingToken: l.FencingToken, To: job.StateIncomplete, Reason: "gave up"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Create(ctx, p); err != nil {
+		t.Fatalf("Create after INCOMPLETE: %v", err)
+	}
+	res, err := d.List(ctx, job.ListParams{WebhookID: 42})
+	if err != nil {
+		t.Fatal(err)
+	}
+	active := 0
+	for _, j := range res.Jobs {
+		if j.State.Active() {
+			active++
+		}
+	}
+	if len(res.Jobs) != 4 || active != 1 {
+		t.Fatalf("webhook 42 has %d jobs, %d active; want 4 and 1", len(res.Jobs), active)
+	}
+}
+
+func testConcurrentCreateSameWebhook(t *testing.T, d job.Driver) {
+	const n = 8
+	var ok, dup atomic.Int32
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := d.Create(context.Background(), job.CreateParams{AppID: 1, WebhookID: 99, FromMs: 1, ToMs: 2})
+			switch {
+			case err == nil:
+				ok.Add(1)
+			case errors.Is(err, job.ErrActiveJobExists):
+				dup.Add(1)
+			default:
+				t.Errorf("Create: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if ok.Load() != 1 || dup.Load() != n-1 {
+		t.Fatalf("%d creates succeeded and %d were refused; want 1 and %d", ok.Load(), dup.Load(), n-1)
+	}
+}
+
+func testLifecycle(t *testing.T, d job.Driver) {
+	ctx := context.Background()
+	c := create(t, d, 1)
+	l := mustLease(t, d, "worker-a", time.Minute)
+	if l.ID != c.ID || l.State != job.StateStarted || l.FencingToken != 1 || l.LeaseOwner != "worker-a" {
+		t.Fatalf("leased %+v", l)
+	}
+	if l.StartedAt.IsZero() || l.HeartbeatAt.IsZero() || l.StartedAt.Before(c.CreatedAt) || l.LeaseTimeout != time.Minute {
+		t.Fatalf("lease times wrong: %+v", l)
+	}
+	if got := l.LeaseExpiresAt.Sub(l.HeartbeatAt); got != time.Minute {
+		t.Fatalf("lease expires %v after the heartbeat, want 1m", got)
+	}
+	if _, err := d.Lease(ctx, job.LeaseParams{Owner: "worker-b"}); !errors.Is(err, job.ErrNoJob) {
+		t.Fatalf("second Lease: %v, want ErrNoJob", err)
+	}
+	fu := int64(1_700_000_000_123)
+	pr := &job.Progress{Checkpoint: 100, Counters: job.Counters{Read: 10, Delivered: 8, DuplicatesDropped: 1, Failed: 1}, FirstUndeliveredMs: &fu}
+	if err := d.Heartbeat(ctx, job.HeartbeatParams{ID: l.ID, FencingToken: l.FencingToken, Progress: pr}); err != nil {
+		t.Fatal(err)
+	}
+	g := get(t, d, l.ID)
+	if g.Checkpoint != 100 || g.Counters != pr.Counters || g.FirstUndeliveredMs == nil || *g.FirstUndeliveredMs != fu {
+		t.Fatalf("progress not stored: %+v", g)
+	}
+	if g.HeartbeatAt.Before(l.HeartbeatAt) || g.State != job.StateStarted {
+		t.Fatalf("heartbeat not stored: %+v", g)
+	}
+	if err := d.Heartbeat(ctx, job.HeartbeatParams{ID: l.ID, FencingToken: l.FencingToken}); err != nil {
+		t.Fatal(err)
+	}
+	if g2 := get(t, d, l.ID); g2.Checkpoint != 100 || g2.Counters != pr.Counters {
+		t.Fatalf("heartbeat without progress changed the progress: %+v", g2)
+	}
+	if err := d.Transition(ctx, job.TransitionParams{ID: l.ID, FencingToken: l.FencingToken, To: job.StateOngoing}); err != nil {
+		t.Fatal(err)
+	}
+	if g := get(t, d, l.ID); g.State != job.StateOngoing {
+		t.Fatalf("state %s, want ONGOING", g.State)
+	}
+	final := &job.Progress{Checkpoint: 500, Counters: job.Counters{Read: 50, Delivered: 50}}
+	if err := d.Transition(ctx, job.TransitionParams{ID: l.ID, FencingToken: l.FencingToken, To: job.StateCompleted, Progress: final}); err != nil {
+		t.Fatal(err)
+	}
+	g = get(t, d, l.ID)
+	if g.State != job.StateCompleted || g.FinishedAt.IsZero() || g.FinishedAt.Before(g.StartedAt) || g.Checkpoint != 500 || g.Counters != final.Counters || g.FirstUndeliveredMs != nil {
+		t.Fatalf("completed job: %+v", g)
+	}
+	// The lease ended with the job.
+	wantErr(t, "Heartbeat after COMPLETED", d.Heartbeat(ctx, job.HeartbeatParams{ID: l.ID, FencingToken: l.FencingToken}), job.ErrLeaseLost)
+	wantErr(t, "INCOMPLETE after COMPLETED", d.Transition(ctx, job.TransitionParams{ID: l.ID, FencingToken: l.FencingToken, To: job.StateIncomplete, Reason: "x"}), job.ErrInvalidTransition)
+	if _, err := d.Lease(ctx, job.LeaseParams{Owner: "worker-b", Timeout: time.Millisecond}); !errors.Is(err, job.ErrNoJob) {
+		t.Fatalf("Lease after COMPLETED: %v, want ErrNoJob", err)
+	}
+	// INCOMPLETE straight from STARTED, with its reason.
+	c2 := create(t, d, 1)
+	l2 := mustLease(t, d, "worker-a", time.Minute)
+	if l2.ID != c2.ID {
+		t.Fatalf("leased %d, want %d", l2.ID, c2.ID)
+	}
+	if err := d.Transition(ctx, job.TransitionParams{ID: l2.ID, FencingToken: l2.FencingToken, To: job.StateIncomplete, Reason: "webhook returned 410"}); err != nil {
+		t.Fatal(err)
+	}
+	if g := get(t, d, l2.ID); g.State != job.StateIncomplete || g.Reason != "webhook returned 410" || g.FinishedAt.IsZero() {
+		t.Fatalf("incomplete job: %+v", g)
+	}
+	_, err := d.Get(ctx, job.GetParams{ID: 0})
+	wantErr(t, "Get(0)", err, job.ErrNotFound)
+}
+
+func testInvalidTransitions(t *testing.T, d job.Driver) {
+	ctx := context.Background()
+	create(t, d, 1)
+	l := mustLease(t, d, "w", time.Minute)
+	tr := func(to job.State, reason string) error {
+		return d.Transition(ctx, job.TransitionParams{ID: l.ID, FencingToken: l.FencingToken, To: to, Reason: reason})
+	}
+	wantErr(t, "STARTED → COMPLETED", tr(job.StateCompleted, ""), job.ErrInvalidTransition)
+	for _, to := range []job.State{job.StateOpen, job.StateStarted, job.StateCanceled, 0, 77} {
+		wantErr(t, "Transition to "+to.String(), tr(to, "r"), job.ErrInvalidParams)
+	}
+	wantErr(t, "INCOMPLETE without reason", tr(job.StateIncomplete, ""), job.ErrInvalidParams)
+	if err := tr(job.StateOngoing, ""); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, "ONGOING → ONGOING", tr(job.StateOngoing, ""), job.ErrInvalidTransition)
+	if g := get(t, d, l.ID); g.State != job.StateOngoing {
+		t.Fatalf("state %s after refused transitions, want ONGOING", g.State)
+	}
+	// Unit check of the table.
+	for _, from := range job.AllStates {
+		for _, to := range job.AllStates {
+			want := (from == job.StateStarted && (to == job.StateOngoing || to == job.StateIncomplete)) ||
+				(from == job.StateOngoing && (to == job.StateCompleted || to == job.StateIncomplete))
+			if got := job.CanTransition(from, to); got != want {
+				t.Errorf("CanTransition(%s, %s) = %v, want %v", from, to, got, want)
+			}
+		}
+	}
+	err := d.Transition(ctx, job.TransitionParams{ID: l.ID + 1000, FencingToken: 1, To: job.StateOngoing})
+	wantErr(t, "Transition of a missing job", err, job.ErrNotFound)
+}
+
+func testFencing(t *testing.T, d job.Driver) {
+	ctx := context.Background()
+	create(t, d, 1)
+	l := mustLease(t, d, "w", time.Minute)
+	stale := l.FencingToken + 1
+	err := d.Heartbeat(ctx, job.HeartbeatParams{ID: l.ID, FencingToken: stale, Progress: &job.Progress{Checkpoint: 9}})
+	wantErr(t, "Heartbeat with a wrong token", err, job.ErrLeaseLost)
+	err = d.Transition(ctx, job.TransitionParams{ID: l.ID, FencingToken: stale, To: job.StateOngoing})
+	wantErr(t, "Transition with a wrong token", err, job.ErrLeaseLost)
+	if g := get(t, d, l.ID); g.Checkpoint != job.NoCheckpoint || g.State != job.StateStarted {
+		t.Fatalf("a fenced-off write changed the job: %+v", g)
+	}
+	err = d.Heartbeat(ctx, job.HeartbeatParams{ID: l.ID + 1000, FencingToken: 1})
+	wantErr(t, "Heartbeat of a missing job", err, job.ErrNotFound)
+}
+
+func testCancel(t *testing.T, d job.Driver) {
+	ctx := context.Background()
+	open := create(t, d, 5)
+	c, err := d.Cancel(ctx, job.CancelParams{ID: open.ID, AppID: 5, Reason: "by user"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.State != job.StateCanceled || c.Reason != "by user" || c.FinishedAt.IsZero() {
+		t.Fatalf("canceled job: %+v", c)
+	}
+	if _, err := d.Lease(ctx, job.LeaseParams{Owner: "w"}); !errors.Is(err, job.ErrNoJob) {
+		t.Fatalf("Lease with only a CANCELED job: %v, want ErrNoJob", err)
+	}
+	again, err := d.Cancel(ctx, job.CancelParams{ID: open.ID})
+	if err != nil || again.State != job.StateCanceled || again.Reason != "by user" {
+		t.Fatalf("second Cancel: %+v %v; want the CANCELED job unchanged", again, err)
+	}
+
+	// Canceling a held job fences its holder off.
+	held := create(t, d, 5)
+	l := mustLease(t, d, "w", time.Minute)
+	if l.ID != held.ID {
+		t.Fatalf("leased %d, want %d", l.ID, held.ID)
+	}
+	_, err = d.Cancel(ctx, job.CancelParams{ID: held.ID, AppID: 6})
+	wantErr(t, "Cancel with another app", err, job.ErrNotFound)
+	c, err = d.Cancel(ctx, job.CancelParams{ID: held.ID, AppID: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.FencingToken <= l.FencingToken {
+		t.Fatalf("Cancel did not bump the fencing token: %d", c.FencingToken)
+	}
+	wantErr(t, "holder's Heartbeat after Cancel", d.Heartbeat(ctx, job.HeartbeatParams{ID: l.ID, FencingToken: l.FencingToken}), job.ErrLeaseLost)
+	wantErr(t, "holder's Transition after Cancel", d.Transition(ctx, job.TransitionParams{ID: l.ID, FencingToken: l.FencingToken, To: job.StateOngoing}), job.ErrLeaseLost)
+	if g := get(t, d, l.ID); g.State != job.StateCanceled {
+		t.Fatalf("state %s, want CANCELED", g.State)
+	}
+
+	// Finished jobs cannot be canceled.
+	create(t, d, 5)
+	l = mustLease(t, d, "w", time.Minute)
+	if err := d.Transition(ctx, job.TransitionParams{ID: l.ID, FencingToken: l.FencingToken, To: job.StateIncomplete, Reason: "r"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = d.Cancel(ctx, job.CancelParams{ID: l.ID})
+	wantErr(t, "Cancel of an INCOMPLETE job", err, job.ErrInvalidTransition)
+	_, err = d.Cancel(ctx, job.CancelParams{ID: l.ID + 1000})
+	wantErr(t, "Cancel of a missing job", err, job.ErrNotFound)
+}
+
+func testList(t *testing.T, d job.Driver) {
+	ctx := context.Background()
+	// 2 apps × 3 webhooks × 3 jobs each: one COMPLETED, one CANCELED, one OPEN, made in three
+	// rounds so that each lease takes the job just created.
+	all := map[int64]*job.Job{}
+	for round := range 3 {
+		for _, app := range []int64{100, 200} {
+			for w := range int64(3) {
+				j, err := d.Create(ctx, job.CreateParams{AppID: app, WebhookID: app*10 + w, FromMs: 1, ToMs: 2})
+				if err != nil {
+					t.Fatal(err)
+				}
+				switch round {
+				case 0:
+					l := mustLease(t, d, "w", time.Minute)
+					if l.ID != j.ID {
+						t.Fatalf("leased %d, want %d", l.ID, j.ID)
+					}
+					for _, to := range []job.State{job.StateOngoing, job.StateCompleted} {
+						if err := d.Transition(ctx, job.TransitionParams{ID: l.ID, FencingToken: l.FencingToken, To: to}); err != nil {
+							t.Fatal(err)
+						}
+					}
+				case 1:
+					if _, err := d.Cancel(ctx, job.CancelParams{ID: j.ID}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				all[j.ID] = get(t, d, j.ID)
+			}
+		}
+	}
+	check := func(name string, p job.ListParams, match func(*job.Job) bool) {
+		t.Helper()
+		var want []int64
+		for id, j := range all {
+			if match(j) {
+				want = append(want, id)
+			}
+		}
+		slices.Sort(want)
+		slices.Reverse(want)
+		var got []int64
+		pages := 0
+		for {
+			res, err := d.List(ctx, p)
+			if err != nil {
+				t.Fatalf("%s: List: %v", name, err)
+			}
+			pages++
+			for _, j := range res.Jobs {
+				got = append(got, j.ID)
+				if !match(j) {
+					t.Fatalf("%s: job %+v does not match the filter", name, j)
+				}
+				if j.State != all[j.ID].State || j.WebhookID != all[j.ID].WebhookID {
+					t.Fatalf("%s: listed %+v differs from Get %+v", name, j, all[j.ID])
+				}
+			}
+			if limit := cmp.Or(p.Limit, job.DefaultListLimit); len(res.Jobs) > limit {
+				t.Fatalf("%s: page of %d > limit %d", name, len(res.Jobs), limit)
+			}
+			if res.NextBeforeID == 0 {
+				break
+			}
+			if pages > 100 {
+				t.Fatalf("%s: paging does not end", name)
+			}
+			p.BeforeID = res.NextBeforeID
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("%s: listed %v, want %v (newest first)", name, got, want)
+		}
+		if p.Limit > 0 && len(want) > p.Limit && pages < 2 {
+			t.Fatalf("%s: %d jobs came in one page of limit %d", name, len(want), p.Limit)
+		}
+	}
+	check("all", job.ListParams{Limit: 4}, func(*job.Job) bool { return true })
+	check("all default limit", job.ListParams{}, func(*job.Job) bool { return true })
+	check("app", job.ListParams{AppID: 200, Limit: 2}, func(j *job.Job) bool { return j.AppID == 200 })
+	check("webhook", job.ListParams{WebhookID: 101, Limit: 1}, func(j *job.Job) bool { return j.WebhookID == 101 })
+	check("state", job.ListParams{States: []job.State{job.StateOpen}, Limit: 4}, func(j *job.Job) bool { return j.State == job.StateOpen })
+	check("states", job.ListParams{States: []job.State{job.StateCompleted, job.StateCanceled}, Limit: 5},
+		func(j *job.Job) bool { return j.State == job.StateCompleted || j.State == job.StateCanceled })
+	check("app+state", job.ListParams{AppID: 100, States: []job.State{job.StateCanceled}, Limit: 2},
+		func(j *job.Job) bool { return j.AppID == 100 && j.State == job.StateCanceled })
+	check("app+webhook mismatch", job.ListParams{AppID: 100, WebhookID: 2001, Limit: 2}, func(*job.Job) bool { return false })
+	check("webhook+state", job.ListParams{WebhookID: 2002, States: []job.State{job.StateOpen, job.StateCompleted}, Limit: 1},
+		func(j *job.Job) bool {
+			return j.WebhookID == 2002 && (j.State == job.StateOpen || j.State == job.StateCompleted)
+		})
+}
+
+func testContextCanceled(t *testing.T, d job.Driver) {
+	j := create(t, d, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	calls := map[string]error{}
+	_, calls["Create"] = d.Create(ctx, job.CreateParams{AppID: 1, WebhookID: 5, FromMs: 1, ToMs: 2})
+	_, calls["Lease"] = d.Lease(ctx, job.LeaseParams{Owner: "w"})
+	calls["Heartbeat"] = d.Heartbeat(ctx, job.HeartbeatParams{ID: j.ID, FencingToken: 1})
+	calls["Transition"] = d.Transition(ctx, job.TransitionParams{ID: j.ID, FencingToken: 1, To: job.StateOngoing})
+	_, calls["Get"] = d.Get(ctx, job.GetParams{ID: j.ID})
+	_, calls["List"] = d.List(ctx, job.ListParams{})
+	_, calls["Cancel"] = d.Cancel(ctx, job.CancelParams{ID: j.ID})
+	for name, err := range calls {
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("%s with a canceled context: %v, want context.Canceled", name, err)
+		}
+	}
+	dctx, dcancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer dcancel()
+	if _, err := d.Lease(dctx, job.LeaseParams{Owner: "w"}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Lease past its deadline: %v, want context.DeadlineExceeded", err)
+	}
+	// Nothing happened to the job.
+	if g := get(t, d, j.ID); g.State != job.StateOpen || g.FencingToken != 0 {
+		t.Fatalf("job changed by canceled calls: %+v", g)
+	}
+	if job.IsRetryable(calls["Lease"]) {
+		t.Fatalf("a canceled call is classified retryable")
+	}
+}
+
+func testLeaseOrder(t *testing.T, d job.Driver) {
+	ctx := context.Background()
+	var ids []int64
+	for range 5 {
+		ids = append(ids, create(t, d, 1).ID)
+	}
+	for i, want := range ids {
+		l := mustLease(t, d, fmt.Sprintf("w%d", i), time.Minute)
+		if l.ID != want {
+			t.Fatalf("lease %d took job %d, want the oldest OPEN job %d", i, l.ID, want)
+		}
+	}
+	if _, err := d.Lease(ctx, job.LeaseParams{Owner: "w"}); !errors.Is(err, job.ErrNoJob) {
+		t.Fatalf("Lease with every job held: %v, want ErrNoJob", err)
+	}
+}
+
+// waitFor polls cond until it is true or the deadline passes.
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func testTakeover(t *testing.T, d job.Driver) {
+	ctx := context.Background()
+	const timeout = time.Second
+	c := create(t, d, 1)
+	a := mustLease(t, d, "worker-a", timeout)
+	if a.ID != c.ID {
+		t.Fatalf("leased %d, want %d", a.ID, c.ID)
+	}
+	if err := d.Transition(ctx, job.TransitionParams{ID: a.ID, FencingToken: a.FencingToken, To: job.StateOngoing}); err != nil {
+		t.Fatal(err)
+	}
+	pr := &job.Progress{Checkpoint: 4242, Counters: job.Counters{Read: 30, Delivered: 28, DuplicatesDropped: 2}}
+	if err := d.Heartbeat(ctx, job.HeartbeatParams{ID: a.ID, FencingToken: a.FencingToken, Progress: pr}); err != nil {
+		t.Fatal(err)
+	}
+	last := get(t, d, a.ID).HeartbeatAt
+	// Worker A now stops heartbeating. While its lease lasts, nobody else gets the job...
+	if _, err := d.Lease(ctx, job.LeaseParams{Owner: "worker-b", Timeout: timeout}); !errors.Is(err, job.ErrNoJob) {
+		t.Fatalf("Lease during a live lease: %v, want ErrNoJob", err)
+	}
+	// ...and once it expired, worker B takes it over where A left off.
+	var b *job.Job
+	waitFor(t, 15*time.Second, "worker-b to take the job over", func() bool {
+		l, err := d.Lease(ctx, job.LeaseParams{Owner: "worker-b", Timeout: timeout})
+		if errors.Is(err, job.ErrNoJob) {
+			return false
+		}
+		if err != nil {
+			t.Fatalf("Lease: %v", err)
+		}
+		b = l
+		return true
+	})
+	if b.ID != a.ID || b.LeaseOwner != "worker-b" || b.FencingToken != a.FencingToken+1 {
+		t.Fatalf("takeover lease: %+v (A had token %d)", b, a.FencingToken)
+	}
+	if b.State != job.StateOngoing || b.Checkpoint != 4242 || b.Counters != pr.Counters {
+		t.Fatalf("taken-over job lost its state or checkpoint: %+v", b)
+	}
+	if gap := b.HeartbeatAt.Sub(last); gap < timeout {
+		t.Fatalf("taken over %v after the last heartbeat, before the %v timeout", gap, timeout)
+	}
+	// A comes back: everything it tries is refused.
+	wantErr(t, "old holder's Heartbeat", d.Heartbeat(ctx, job.HeartbeatParams{ID: a.ID, FencingToken: a.FencingToken, Progress: &job.Progress{Checkpoint: 9999}}), job.ErrLeaseLost)
+	wantErr(t, "old holder's Transition", d.Transition(ctx, job.TransitionParams{ID: a.ID, FencingToken: a.FencingToken, To: job.StateCompleted}), job.ErrLeaseLost)
+	wantErr(t, "old holder's INCOMPLETE", d.Transition(ctx, job.TransitionParams{ID: a.ID, FencingToken: a.FencingToken, To: job.StateIncomplete, Reason: "x"}), job.ErrLeaseLost)
+	// B resumes from the checkpoint and finishes.
+	if err := d.Heartbeat(ctx, job.HeartbeatParams{ID: b.ID, FencingToken: b.FencingToken, Progress: &job.Progress{Checkpoint: 5000, Counters: job.Counters{Read: 40, Delivered: 38, DuplicatesDropped: 2}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Transition(ctx, job.TransitionParams{ID: b.ID, FencingToken: b.FencingToken, To: job.StateCompleted}); err != nil {
+		t.Fatal(err)
+	}
+	if g := get(t, d, b.ID); g.State != job.StateCompleted || g.Checkpoint != 5000 || g.LeaseOwner != "worker-b" {
+		t.Fatalf("final job: %+v", g)
+	}
+	// A holder that keeps heartbeating keeps its job past the timeout.
+	create(t, d, 1)
+	h := mustLease(t, d, "worker-h", timeout)
+	start := time.Now()
+	for time.Since(start) < 2*timeout {
+		if err := d.Heartbeat(ctx, job.HeartbeatParams{ID: h.ID, FencingToken: h.FencingToken}); err != nil {
+			t.Fatalf("live holder's Heartbeat: %v", err)
+		}
+		if _, err := d.Lease(ctx, job.LeaseParams{Owner: "worker-x", Timeout: timeout}); !errors.Is(err, job.ErrNoJob) {
+			t.Fatalf("Lease of a heartbeating holder's job: %v, want ErrNoJob", err)
+		}
+		time.Sleep(timeout / 5) // the heartbeat interval, not synchronisation
+	}
+}
+
+func testClose(t *testing.T, d job.Driver) {
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	_, err := d.Get(context.Background(), job.GetParams{ID: 1})
+	wantErr(t, "Get after Close", err, job.ErrClosed)
+}

@@ -1,0 +1,411 @@
+// Package mysqljob is the production job store: job.Driver on MySQL 8 / MariaDB 10.6+ (InnoDB),
+// shared by any number of replayd instances, with leases taken by SELECT … FOR UPDATE SKIP LOCKED.
+package mysqljob
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/replay/replay/replayd/job"
+)
+
+// Driver is the MySQL job store. Create it with Open; it is safe for concurrent use.
+type Driver struct {
+	db        *sql.DB
+	opts      Options
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ job.Driver = (*Driver)(nil)
+
+// Open connects to the database named by opts.DSN and, unless opts.SkipMigrations, applies pending
+// schema migrations. It does not modify opts.
+func Open(ctx context.Context, opts Options) (*Driver, error) {
+	opts.EnsureDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	cfg, err := connectorConfig(opts.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("mysqljob: DSN: %w", err)
+	}
+	connector, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("mysqljob: %w", err)
+	}
+	db := sql.OpenDB(connector)
+	db.SetMaxOpenConns(opts.MaxOpenConns)
+	db.SetMaxIdleConns(opts.MaxIdleConns)
+	db.SetConnMaxLifetime(opts.ConnMaxLifetime)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("mysqljob: connecting to %s: %w", cfg.Addr, err)
+	}
+	if !opts.SkipMigrations {
+		if _, err := migrate(ctx, db, opts.MigrationLockTimeout.Seconds()); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
+	return &Driver{db: db, opts: opts}, nil
+}
+
+// DB returns the underlying pool (for tests and diagnostics).
+func (d *Driver) DB() *sql.DB { return d.db }
+
+// Close closes the connection pool. It is idempotent.
+func (d *Driver) Close() error {
+	d.closeOnce.Do(func() {
+		d.closed.Store(true)
+		d.closeErr = d.db.Close()
+	})
+	return d.closeErr
+}
+
+// do runs fn with the deadlock / lock-wait-timeout retry policy.
+func (d *Driver) do(ctx context.Context, op string, fn func(ctx context.Context) error) error {
+	if d.closed.Load() {
+		return fmt.Errorf("mysqljob: %s: %w", op, job.ErrClosed)
+	}
+	if err := job.Retry(ctx, d.opts.Retry, fn); err != nil {
+		if errors.Is(err, job.ErrNoJob) {
+			return err
+		}
+		return fmt.Errorf("mysqljob: %s: %w", op, err)
+	}
+	return nil
+}
+
+const jobColumns = `id, app_id, webhook_id, kafka_partition, from_ms, to_ms, state, reason,
+  created_at, updated_at, started_at, finished_at, lease_owner, fencing_token, heartbeat_at,
+  lease_expires_at, lease_timeout_us, checkpoint, events_read, events_delivered,
+  duplicates_dropped, events_failed, first_undelivered_ms`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanJob(s scanner) (*job.Job, error) {
+	var (
+		j                                     job.Job
+		state                                 string
+		started, finished, heartbeat, expires sql.NullTime
+		timeoutUS                             int64
+		firstUndelivered                      sql.NullInt64
+	)
+	err := s.Scan(&j.ID, &j.AppID, &j.WebhookID, &j.Partition, &j.FromMs, &j.ToMs, &state, &j.Reason,
+		&j.CreatedAt, &j.UpdatedAt, &started, &finished, &j.LeaseOwner, &j.FencingToken, &heartbeat,
+		&expires, &timeoutUS, &j.Checkpoint, &j.Counters.Read, &j.Counters.Delivered,
+		&j.Counters.DuplicatesDropped, &j.Counters.Failed, &firstUndelivered)
+	if err != nil {
+		return nil, err
+	}
+	if j.State, err = job.ParseState(state); err != nil {
+		return nil, err
+	}
+	j.StartedAt, j.FinishedAt, j.HeartbeatAt, j.LeaseExpiresAt = started.Time, finished.Time, heartbeat.Time, expires.Time
+	j.LeaseTimeout = time.Duration(timeoutUS) * time.Microsecond
+	if firstUndelivered.Valid {
+		v := firstUndelivered.Int64
+		j.FirstUndeliveredMs = &v
+	}
+	return &j, nil
+}
+
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func getJob(ctx context.Context, q querier, id, appID int64) (*job.Job, error) {
+	query := "SELECT " + jobColumns + " FROM replay_jobs WHERE id = ?"
+	args := []any{id}
+	if appID != 0 {
+		query += " AND app_id = ?"
+		args = append(args, appID)
+	}
+	j, err := scanJob(q.QueryRowContext(ctx, query, args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("job %d: %w", id, job.ErrNotFound)
+	}
+	return j, err
+}
+
+// activeStatesSQL is the SQL list of job.ActiveStates.
+const activeStatesSQL = "('OPEN', 'STARTED', 'ONGOING')"
+
+// Create implements job.Driver.
+func (d *Driver) Create(ctx context.Context, p job.CreateParams) (*job.Job, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	var j *job.Job
+	err := d.do(ctx, "create", func(ctx context.Context) error {
+		res, err := d.db.ExecContext(ctx, `INSERT INTO replay_jobs
+  (app_id, webhook_id, kafka_partition, from_ms, to_ms, state, created_at, updated_at)
+  VALUES (?, ?, ?, ?, ?, 'OPEN', NOW(6), NOW(6))`, p.AppID, p.WebhookID, p.Partition, p.FromMs, p.ToMs)
+		if err != nil {
+			var me *mysql.MySQLError
+			if errors.As(err, &me) && me.Number == 1062 && strings.Contains(me.Message, "uq_replay_jobs_active_webhook") {
+				return fmt.Errorf("webhook %d: %w", p.WebhookID, job.ErrActiveJobExists)
+			}
+			return err
+		}
+		id, err := res.LastInsertId()
+		if err != nil {
+			return err
+		}
+		j, err = getJob(ctx, d.db, id, 0)
+		return err
+	})
+	return j, err
+}
+
+// leaseQuery picks the job that has been leasable longest. It is served entirely by
+// idx_replay_jobs_lease (lease_due_at, id): lease_due_at is a stored generated column that is
+// created_at for OPEN jobs, lease_expires_at for STARTED/ONGOING ones and NULL for finished ones,
+// so this is a range scan of that index in ORDER BY order that stops at the first entry not
+// locked by another worker (SKIP LOCKED). See migrations/0001_replay_jobs.sql.
+const leaseQuery = `SELECT id FROM replay_jobs WHERE lease_due_at <= NOW(6)
+  ORDER BY lease_due_at, id LIMIT 1 FOR UPDATE SKIP LOCKED`
+
+// Lease implements job.Driver.
+func (d *Driver) Lease(ctx context.Context, p job.LeaseParams) (*job.Job, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	timeout := p.Timeout
+	if timeout == 0 {
+		timeout = d.opts.LeaseTimeout
+	}
+	var j *job.Job
+	err := d.do(ctx, "lease", func(ctx context.Context) error {
+		// READ COMMITTED: the locking read takes record locks only, no gap locks, so concurrent
+		// leasers and creators do not block each other on the index ranges they scan.
+		tx, err := d.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback() //nolint:errcheck
+		var id int64
+		if err := tx.QueryRowContext(ctx, leaseQuery).Scan(&id); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return job.ErrNoJob
+			}
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE replay_jobs SET
+  state = IF(state = 'OPEN', 'STARTED', state),
+  started_at = COALESCE(started_at, NOW(6)),
+  fencing_token = fencing_token + 1,
+  lease_owner = ?,
+  heartbeat_at = NOW(6),
+  lease_timeout_us = ?,
+  lease_expires_at = NOW(6) + INTERVAL ? MICROSECOND,
+  updated_at = NOW(6)
+WHERE id = ?`, p.Owner, timeout.Microseconds(), timeout.Microseconds(), id); err != nil {
+			return err
+		}
+		if j, err = getJob(ctx, tx, id, 0); err != nil {
+			return err
+		}
+		return tx.Commit()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return j, nil
+}
+
+// progressSet returns the SET clause fragment and arguments that checkpoint pr (nil: nothing).
+func progressSet(pr *job.Progress) (string, []any) {
+	if pr == nil {
+		return "", nil
+	}
+	var fu any
+	if pr.FirstUndeliveredMs != nil {
+		fu = *pr.FirstUndeliveredMs
+	}
+	return `, checkpoint = ?, events_read = ?, events_delivered = ?, duplicates_dropped = ?,
+  events_failed = ?, first_undelivered_ms = ?`,
+		[]any{pr.Checkpoint, pr.Counters.Read, pr.Counters.Delivered, pr.Counters.DuplicatesDropped, pr.Counters.Failed, fu}
+}
+
+// Heartbeat implements job.Driver.
+func (d *Driver) Heartbeat(ctx context.Context, p job.HeartbeatParams) error {
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	set, args := progressSet(p.Progress)
+	query := `UPDATE replay_jobs SET heartbeat_at = NOW(6),
+  lease_expires_at = NOW(6) + INTERVAL lease_timeout_us MICROSECOND, updated_at = NOW(6)` + set + `
+WHERE id = ? AND fencing_token = ? AND state IN ('STARTED', 'ONGOING')`
+	args = append(args, p.ID, p.FencingToken)
+	return d.do(ctx, "heartbeat", func(ctx context.Context) error {
+		return d.fencedUpdate(ctx, query, args, p.ID, p.FencingToken, "heartbeat")
+	})
+}
+
+// Transition implements job.Driver.
+func (d *Driver) Transition(ctx context.Context, p job.TransitionParams) error {
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	set, pargs := progressSet(p.Progress)
+	args := []any{p.To.String()}
+	query := `UPDATE replay_jobs SET state = ?, updated_at = NOW(6)`
+	if p.To.Terminal() {
+		query += `, finished_at = NOW(6), lease_expires_at = NULL, reason = ?`
+		args = append(args, p.Reason)
+	} else {
+		query += `, heartbeat_at = NOW(6), lease_expires_at = NOW(6) + INTERVAL lease_timeout_us MICROSECOND`
+	}
+	query += set
+	args = append(args, pargs...)
+	var in []string
+	for _, s := range job.TransitionSources(p.To) {
+		in = append(in, "'"+s.String()+"'")
+	}
+	query += ` WHERE id = ? AND fencing_token = ? AND state IN (` + strings.Join(in, ", ") + `)`
+	args = append(args, p.ID, p.FencingToken)
+	return d.do(ctx, "transition to "+p.To.String(), func(ctx context.Context) error {
+		return d.fencedUpdate(ctx, query, args, p.ID, p.FencingToken, "to "+p.To.String())
+	})
+}
+
+// fencedUpdate runs a conditional UPDATE … WHERE id = ? AND fencing_token = ? AND state IN (…)
+// and, when it matched nothing, reads the row to say why: ErrNotFound, ErrLeaseLost (the token
+// moved on, or the lease ended with the job) or ErrInvalidTransition.
+func (d *Driver) fencedUpdate(ctx context.Context, query string, args []any, id, token int64, what string) error {
+	res, err := d.db.ExecContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 1 {
+		return nil
+	}
+	var (
+		state   string
+		current int64
+		owner   string
+	)
+	err = d.db.QueryRowContext(ctx, "SELECT state, fencing_token, lease_owner FROM replay_jobs WHERE id = ?", id).Scan(&state, &current, &owner)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("job %d: %w", id, job.ErrNotFound)
+	}
+	if err != nil {
+		return err
+	}
+	return job.DiagnoseFencedFailure(id, token, current, state, owner, what)
+}
+
+// Get implements job.Driver.
+func (d *Driver) Get(ctx context.Context, p job.GetParams) (*job.Job, error) {
+	var j *job.Job
+	err := d.do(ctx, "get", func(ctx context.Context) error {
+		var err error
+		j, err = getJob(ctx, d.db, p.ID, p.AppID)
+		return err
+	})
+	return j, err
+}
+
+// List implements job.Driver. Filters are served by idx_replay_jobs_app, idx_replay_jobs_webhook
+// or idx_replay_jobs_state (each (column, id), so the keyset condition and order are index order).
+func (d *Driver) List(ctx context.Context, p job.ListParams) (*job.ListResult, error) {
+	p, err := p.Normalize()
+	if err != nil {
+		return nil, err
+	}
+	var where []string
+	var args []any
+	if p.AppID != 0 {
+		where = append(where, "app_id = ?")
+		args = append(args, p.AppID)
+	}
+	if p.WebhookID != 0 {
+		where = append(where, "webhook_id = ?")
+		args = append(args, p.WebhookID)
+	}
+	if len(p.States) > 0 {
+		ph := make([]string, len(p.States))
+		for i, s := range p.States {
+			ph[i] = "?"
+			args = append(args, s.String())
+		}
+		where = append(where, "state IN ("+strings.Join(ph, ", ")+")")
+	}
+	if p.BeforeID > 0 {
+		where = append(where, "id < ?")
+		args = append(args, p.BeforeID)
+	}
+	query := "SELECT " + jobColumns + " FROM replay_jobs"
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	query += " ORDER BY id DESC LIMIT ?"
+	args = append(args, p.Limit+1)
+	var out *job.ListResult
+	err = d.do(ctx, "list", func(ctx context.Context) error {
+		rows, err := d.db.QueryContext(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		out = &job.ListResult{}
+		for rows.Next() {
+			j, err := scanJob(rows)
+			if err != nil {
+				return err
+			}
+			out.Jobs = append(out.Jobs, j)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(out.Jobs) > p.Limit {
+		out.Jobs = out.Jobs[:p.Limit]
+		out.NextBeforeID = out.Jobs[p.Limit-1].ID
+	}
+	return out, nil
+}
+
+// Cancel implements job.Driver.
+func (d *Driver) Cancel(ctx context.Context, p job.CancelParams) (*job.Job, error) {
+	query := `UPDATE replay_jobs SET state = 'CANCELED', reason = ?, fencing_token = fencing_token + 1,
+  finished_at = NOW(6), lease_expires_at = NULL, updated_at = NOW(6)
+WHERE id = ? AND state IN ` + activeStatesSQL
+	args := []any{p.Reason, p.ID}
+	if p.AppID != 0 {
+		query += " AND app_id = ?"
+		args = append(args, p.AppID)
+	}
+	var j *job.Job
+	err := d.do(ctx, "cancel", func(ctx context.Context) error {
+		if _, err := d.db.ExecContext(ctx, query, args...); err != nil {
+			return err
+		}
+		var err error
+		if j, err = getJob(ctx, d.db, p.ID, p.AppID); err != nil {
+			return err
+		}
+		return job.CheckCanceled(j)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return j, nil
+}
