@@ -4,6 +4,7 @@ package segment
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 )
@@ -133,8 +134,30 @@ type Batch struct {
 }
 
 // parseHeader reads the header of the entry at the start of b, which must hold its whole
-// length-prefixed bytes. It checks the framing only; VerifyCRC checks the contents.
+// length-prefixed bytes. It checks the framing only; VerifyCRC checks the contents. Framing that
+// is wrong in bytes that also fail their CRC is reported as ErrChecksum: damage on disk, not a
+// writer's bug, and the same error a bit flip elsewhere in the batch gives.
 func parseHeader(b []byte, h *BatchHeader, file string, pos int64) error {
+	err := parseHeaderFields(b, h, file, pos)
+	if err != nil && errors.Is(err, ErrMalformed) && storedCRCMismatch(b) {
+		return corruptf(file, pos, ErrChecksum, "stored CRC does not match the batch's bytes (%s)", err.(*CorruptionError).Detail)
+	}
+	return err
+}
+
+// storedCRCMismatch reports whether the entry in b has a CRC, where its magic says, that does not
+// match its bytes. An unknown magic has no known CRC.
+func storedCRCMismatch(b []byte) bool {
+	switch b[offMagic] {
+	case 2:
+		return len(b) >= BatchHeaderSize && crc32.Checksum(b[offAttributes:], castagnoli) != binary.BigEndian.Uint32(b[offCRC:])
+	case 0, 1:
+		return crc32.ChecksumIEEE(b[LogOverhead+4:]) != binary.BigEndian.Uint32(b[LogOverhead:])
+	}
+	return false
+}
+
+func parseHeaderFields(b []byte, h *BatchHeader, file string, pos int64) error {
 	if len(b) < LogOverhead+5 {
 		return corruptf(file, pos, ErrTornTail, "%d bytes are too few for a batch header", len(b))
 	}
