@@ -35,5 +35,6 @@ func newRootCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newSegmentCommand())
+	root.AddCommand(newMigrateCommand())
 	return root
 }

@@ -1,0 +1,194 @@
+package mysqljob_test
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/replay/replay/replayd/job"
+	"github.com/replay/replay/replayd/job/jobtest"
+	"github.com/replay/replay/replayd/job/mysqljob"
+)
+
+// baseDSN is the server the tests run against, without a database: REPLAY_TEST_MYSQL_DSN or a
+// local MariaDB (root, no password), as .ci/run provides.
+func baseDSN() string {
+	if s := os.Getenv("REPLAY_TEST_MYSQL_DSN"); s != "" {
+		return s
+	}
+	return "root@tcp(127.0.0.1:3306)/"
+}
+
+// freshDatabase creates an empty database with a random name, dropped when the test ends, and
+// returns a DSN naming it.
+func freshDatabase(t testing.TB) string {
+	t.Helper()
+	cfg, err := mysql.ParseDSN(baseDSN())
+	if err != nil {
+		t.Fatalf("REPLAY_TEST_MYSQL_DSN %q: %v", baseDSN(), err)
+	}
+	cfg.DBName = ""
+	admin, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := admin.PingContext(ctx); err != nil {
+		t.Fatalf("MariaDB/MySQL is not reachable at %s (set REPLAY_TEST_MYSQL_DSN, or start it as .ci/run does): %v", cfg.Addr, err)
+	}
+	b := make([]byte, 6)
+	rand.Read(b)
+	name := "replay_test_" + hex.EncodeToString(b)
+	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("creating test database: %v", err)
+	}
+	t.Cleanup(func() {
+		admin, err := sql.Open("mysql", cfg.FormatDSN())
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer admin.Close()
+		if _, err := admin.Exec("DROP DATABASE IF EXISTS " + name); err != nil {
+			t.Errorf("dropping test database %s: %v", name, err)
+		}
+	})
+	cfg.DBName = name
+	return cfg.FormatDSN()
+}
+
+func open(t testing.TB, opts mysqljob.Options) *mysqljob.Driver {
+	t.Helper()
+	if opts.DSN == "" {
+		opts.DSN = freshDatabase(t)
+	}
+	d, err := mysqljob.Open(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("mysqljob.Open: %v", err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+func TestConformance(t *testing.T) {
+	jobtest.Exercise(t, func(t *testing.T) job.Driver { return open(t, mysqljob.Options{MaxOpenConns: 4}) })
+}
+
+// 16 workers over 4 connection pools ("instances") drain 5,000 jobs.
+func TestContention(t *testing.T) {
+	dsn := freshDatabase(t)
+	var instances []job.Driver
+	for range 4 {
+		instances = append(instances, open(t, mysqljob.Options{DSN: dsn, MaxOpenConns: 4}))
+	}
+	jobtest.ExerciseContention(t, jobtest.ContentionConfig{
+		Instances: instances, Workers: 16, Jobs: 5000, Timeout: 100 * time.Second,
+	})
+}
+
+func TestMigrations(t *testing.T) {
+	dsn := freshDatabase(t)
+	ctx := context.Background()
+	applied, err := mysqljob.Migrate(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := mysqljob.Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) == 0 || len(applied) != len(ms) || applied[0] != 1 {
+		t.Fatalf("applied %v of %d migrations", applied, len(ms))
+	}
+	again, err := mysqljob.Migrate(ctx, dsn)
+	if err != nil || len(again) != 0 {
+		t.Fatalf("second Migrate applied %v, %v; want nothing", again, err)
+	}
+	// Open on a migrated database changes nothing; the store works.
+	d := open(t, mysqljob.Options{DSN: dsn})
+	var n int
+	if err := d.DB().QueryRow("SELECT COUNT(*) FROM schema_migrations").Scan(&n); err != nil || n != len(ms) {
+		t.Fatalf("schema_migrations has %d rows (%v), want %d", n, err, len(ms))
+	}
+	// The lease query is served by idx_replay_jobs_lease alone.
+	rows, err := d.DB().Query("EXPLAIN SELECT id FROM replay_jobs WHERE lease_due_at <= NOW(6) ORDER BY lease_due_at, id LIMIT 1 FOR UPDATE SKIP LOCKED")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	for rows.Next() {
+		vals := make([]sql.NullString, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			t.Fatal(err)
+		}
+		row := map[string]string{}
+		for i, c := range cols {
+			row[strings.ToLower(c)] = vals[i].String
+		}
+		if row["key"] != "idx_replay_jobs_lease" || strings.Contains(row["extra"], "filesort") {
+			t.Fatalf("lease query plan: %v", row)
+		}
+	}
+}
+
+// Several instances starting at once apply each migration once (GET_LOCK).
+func TestConcurrentOpenMigratesOnce(t *testing.T) {
+	dsn := freshDatabase(t)
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			d, err := mysqljob.Open(context.Background(), mysqljob.Options{DSN: dsn})
+			if err == nil {
+				d.Close()
+			}
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestOptionsValidateReportsEverything(t *testing.T) {
+	o := mysqljob.Options{LeaseTimeout: -1, MaxOpenConns: -2, ConnMaxLifetime: -3}
+	err := o.Validate()
+	for _, want := range []string{"DSN", "LeaseTimeout", "MaxOpenConns", "ConnMaxLifetime"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("Validate() = %v, want it to mention %s", err, want)
+		}
+	}
+	o = mysqljob.Options{DSN: "root@tcp(127.0.0.1:3306)/"}
+	if err := o.EnsureDefaults().Validate(); err == nil || !strings.Contains(err.Error(), "database") {
+		t.Fatalf("a DSN without a database: %v", err)
+	}
+	o = mysqljob.Options{DSN: "root@tcp(127.0.0.1:3306)/replay"}
+	if err := o.EnsureDefaults().Validate(); err != nil || o.LeaseTimeout != 30*time.Second || o.MaxOpenConns != 16 {
+		t.Fatalf("defaults: %+v %v", o, err)
+	}
+}
+
+func TestCloseIdempotent(t *testing.T) {
+	d := open(t, mysqljob.Options{})
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
