@@ -41,7 +41,8 @@ func ParseFileName(name string) (base int64, ext string, ok bool) {
 type Segment struct {
 	Base     int64
 	Path     string // of the .log file
-	log      vfs.File
+	log      io.ReaderAt
+	closer   io.Closer // nil when the caller owns the file
 	size     int64
 	offsets  *OffsetIndex
 	times    *TimeIndex
@@ -61,7 +62,7 @@ func OpenSegment(fs vfs.FS, dir string, base int64) (*Segment, error) {
 		f.Close()
 		return nil, err
 	}
-	s := &Segment{Base: base, Path: path, log: f, size: st.Size()}
+	s := &Segment{Base: base, Path: path, log: f, closer: f, size: st.Size()}
 	var errs []error
 	if b, err := readWhole(fs, fs.PathJoin(dir, FileName(base, IndexExt))); err == nil {
 		if s.offsets, err = ParseOffsetIndex(fs.PathJoin(dir, FileName(base, IndexExt)), base, b); err != nil {
@@ -98,8 +99,20 @@ func readWhole(fs vfs.FS, path string) ([]byte, error) {
 	return b, nil
 }
 
-// Close closes the .log file.
-func (s *Segment) Close() error { return s.log.Close() }
+// NewSegment makes a Segment over a .log the caller has open, of which size bytes are readable,
+// with the indexes given (nil for none): the view of a segment still being written, whose indexes
+// are its Writer's. Close does not close r.
+func NewSegment(base int64, path string, r io.ReaderAt, size int64, offsets *OffsetIndex, times *TimeIndex) *Segment {
+	return &Segment{Base: base, Path: path, log: r, size: size, offsets: offsets, times: times}
+}
+
+// Close closes the .log file if OpenSegment opened it.
+func (s *Segment) Close() error {
+	if s.closer == nil {
+		return nil
+	}
+	return s.closer.Close()
+}
 
 // Size is the .log file's size when it was opened.
 func (s *Segment) Size() int64 { return s.size }

@@ -98,6 +98,54 @@ func CreateWriter(dir string, base int64, opts WriterOptions) (*Writer, error) {
 	return w, nil
 }
 
+// OpenWriter reopens an existing segment to append to it, as the active segment of a log after a
+// restart. It reads the whole .log, checking every batch's CRC, and rebuilds both indexes from it;
+// a torn or corrupt tail is an error (a CorruptionError whose Pos is where the valid bytes end),
+// so the caller truncates the file there first.
+func OpenWriter(dir string, base int64, opts WriterOptions) (*Writer, error) {
+	opts.EnsureDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	fs := opts.FS
+	w := &Writer{opts: opts, base: base, dir: dir, nextOffset: base, maxTS: -1, maxTSOffset: base, lastTimeEntry: -1}
+	w.logPath = fs.PathJoin(dir, FileName(base, LogExt))
+	var err error
+	if w.log, err = fs.OpenReadWrite(w.logPath, vfs.WriteCategoryUnspecified); err != nil {
+		return nil, err
+	}
+	st, err := w.log.Stat()
+	if err != nil {
+		w.log.Close()
+		return nil, err
+	}
+	sc := NewScanner(w.log, w.logPath, st.Size(), ScanOptions{VerifyCRC: true})
+	for sc.Next() {
+		b := sc.Batch()
+		if b.Magic != 2 || b.BaseOffset < w.nextOffset {
+			w.log.Close()
+			return nil, corruptf(w.logPath, b.Pos, ErrMalformed, "batch of magic %d at offset %d does not continue the log at %d", b.Magic, b.BaseOffset, w.nextOffset)
+		}
+		w.index(b.Pos, b.Size(), b.LastOffset(), b.MaxTimestamp)
+		w.nextOffset = b.NextOffset()
+		w.size = b.Pos + b.Size()
+	}
+	if err := sc.Err(); err != nil {
+		w.log.Close()
+		return nil, err
+	}
+	if w.idx, err = fs.Create(fs.PathJoin(dir, FileName(base, IndexExt)), vfs.WriteCategoryUnspecified); err != nil {
+		w.log.Close()
+		return nil, err
+	}
+	if w.tidx, err = fs.Create(fs.PathJoin(dir, FileName(base, TimeIndexExt)), vfs.WriteCategoryUnspecified); err != nil {
+		w.log.Close()
+		w.idx.Close()
+		return nil, err
+	}
+	return w, nil
+}
+
 // Base is the segment's base offset.
 func (w *Writer) Base() int64 { return w.base }
 
@@ -157,25 +205,29 @@ func (w *Writer) Append(batches []byte) error {
 	if w.size+int64(len(batches)) > 1<<31-1 {
 		return fmt.Errorf("segment: %d more bytes would take the segment past 2 GiB, the limit of its index positions", len(batches))
 	}
-	if _, err := w.log.Write(batches); err != nil {
+	if _, err := w.log.WriteAt(batches, w.size); err != nil {
 		w.err = fmt.Errorf("segment: write %s: %w", w.logPath, err)
 		return w.err
 	}
 	for _, b := range list {
-		pos := w.size + b.pos
-		if b.maxTS > w.maxTS {
-			w.maxTS, w.maxTSOffset = b.maxTS, b.last
-		}
-		if w.sinceIndex > int64(w.opts.IndexIntervalBytes) {
-			w.offsetEntries = appendOffsetEntry(w.offsetEntries, w.base, b.last, pos)
-			w.maybeAppendTimeEntry()
-			w.sinceIndex = 0
-		}
-		w.sinceIndex += b.size
+		w.index(w.size+b.pos, b.size, b.last, b.maxTS)
 	}
 	w.size += int64(len(batches))
 	w.nextOffset = next
 	return nil
+}
+
+// index accounts for a batch appended at pos, adding index entries as a broker does.
+func (w *Writer) index(pos, size, last, maxTS int64) {
+	if maxTS > w.maxTS {
+		w.maxTS, w.maxTSOffset = maxTS, last
+	}
+	if w.sinceIndex > int64(w.opts.IndexIntervalBytes) {
+		w.offsetEntries = appendOffsetEntry(w.offsetEntries, w.base, last, pos)
+		w.maybeAppendTimeEntry()
+		w.sinceIndex = 0
+	}
+	w.sinceIndex += size
 }
 
 func (w *Writer) maybeAppendTimeEntry() {
@@ -201,14 +253,14 @@ func (w *Writer) Sync() error {
 
 func (w *Writer) flushIndexes() error {
 	if n := len(w.offsetEntries); n > w.idxWritten {
-		if _, err := w.idx.Write(w.offsetEntries[w.idxWritten:n]); err != nil {
+		if _, err := w.idx.WriteAt(w.offsetEntries[w.idxWritten:n], int64(w.idxWritten)); err != nil {
 			w.err = fmt.Errorf("segment: write offset index: %w", err)
 			return w.err
 		}
 		w.idxWritten = n
 	}
 	if n := len(w.timeEntries); n > w.tidxWritten {
-		if _, err := w.tidx.Write(w.timeEntries[w.tidxWritten:n]); err != nil {
+		if _, err := w.tidx.WriteAt(w.timeEntries[w.tidxWritten:n], int64(w.tidxWritten)); err != nil {
 			w.err = fmt.Errorf("segment: write time index: %w", err)
 			return w.err
 		}

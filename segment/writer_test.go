@@ -308,3 +308,55 @@ func TestWriterSurfacesSyncFailure(t *testing.T) {
 		t.Fatal("Close after a failed fsync reported success")
 	}
 }
+
+// Reopening a segment rebuilds its indexes from the log and appends where it ended: the result is
+// the same files as writing everything in one go.
+func TestOpenWriterContinuesSegment(t *testing.T) {
+	recs := jitteredRecords(rand.New(rand.NewPCG(8, 8)), 600)
+	oneGo := vfs.NewMem()
+	writeSegment(t, oneGo, "", 0, recs, 5, CodecSnappy, 1024)
+
+	twice := vfs.NewMem()
+	writeSegment(t, twice, "", 0, recs[:300], 5, CodecSnappy, 1024)
+	w, err := OpenWriter("", 0, WriterOptions{FS: twice, IndexIntervalBytes: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.NextOffset() != 300 {
+		t.Fatalf("reopened writer continues at %d, want 300", w.NextOffset())
+	}
+	var bld Builder
+	for i := 300; i < 600; i += 5 {
+		bld.Reset()
+		for _, r := range recs[i:min(i+5, 600)] {
+			bld.Add(&Record{Timestamp: r.ts, Key: r.key, Value: r.value})
+		}
+		b, _ := bld.Build(nil, BatchOptions{BaseOffset: int64(i), Codec: CodecSnappy})
+		if err := w.Append(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckSegment(twice, "", 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, ext := range []string{LogExt, IndexExt} {
+		a, _ := readWhole(oneGo, FileName(0, ext))
+		b, _ := readWhole(twice, FileName(0, ext))
+		if !bytes.Equal(a, b) {
+			t.Fatalf("%s differs between one writer and a reopened one (%d vs %d bytes)", ext, len(a), len(b))
+		}
+	}
+	// A torn tail is refused, naming where the valid bytes end.
+	f, _ := twice.OpenReadWrite(FileName(0, LogExt), vfs.WriteCategoryUnspecified)
+	st, _ := f.Stat()
+	f.WriteAt([]byte{0, 0, 0, 0, 0, 0, 0, 1, 0, 0}, st.Size())
+	f.Close()
+	_, err = OpenWriter("", 0, WriterOptions{FS: twice})
+	var ce *CorruptionError
+	if !errors.As(err, &ce) || !errors.Is(err, ErrTornTail) || ce.Pos != st.Size() {
+		t.Fatalf("OpenWriter on a torn segment: %v, want ErrTornTail at %d", err, st.Size())
+	}
+}
