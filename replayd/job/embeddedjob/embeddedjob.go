@@ -167,15 +167,13 @@ func leaseKey(j *job.Job) []byte {
 }
 
 // save writes r, moving its lease-queue and active-webhook entries from what they were for old
-// (nil for a new job), and commits.
-func (d *Driver) save(old job.Job, isNew bool, r *record) error {
+// (the job as loaded), and commits with fsync (unless Options.NoSync).
+func (d *Driver) save(old job.Job, r *record) error {
 	b := d.db.NewBatch()
 	defer b.Close()
-	if !isNew {
-		if k := leaseKey(&old); k != nil {
-			if err := b.Delete(k, nil); err != nil {
-				return err
-			}
+	if k := leaseKey(&old); k != nil {
+		if err := b.Delete(k, nil); err != nil {
+			return err
 		}
 	}
 	if k := leaseKey(&r.Job); k != nil {
@@ -183,7 +181,7 @@ func (d *Driver) save(old job.Job, isNew bool, r *record) error {
 			return err
 		}
 	}
-	if !r.State.Active() && (isNew || old.State.Active()) {
+	if !r.State.Active() && old.State.Active() {
 		if err := b.Delete(key(prefixActive, r.WebhookID), nil); err != nil {
 			return err
 		}
@@ -301,7 +299,7 @@ func (d *Driver) Lease(ctx context.Context, p job.LeaseParams) (*job.Job, error)
 		r.LeaseTimeout = timeout
 		r.LeaseExpiresAt = now.Add(timeout)
 		r.UpdatedAt = now
-		if err := d.save(old, false, r); err != nil {
+		if err := d.save(old, r); err != nil {
 			return err
 		}
 		out = clone(r)
@@ -356,7 +354,7 @@ func (d *Driver) Heartbeat(ctx context.Context, p job.HeartbeatParams) error {
 		now := d.now()
 		r.HeartbeatAt, r.LeaseExpiresAt, r.UpdatedAt = now, now.Add(r.LeaseTimeout), now
 		applyProgress(&r.Job, p.Progress)
-		return d.save(old, false, r)
+		return d.save(old, r)
 	})
 }
 
@@ -379,7 +377,7 @@ func (d *Driver) Transition(ctx context.Context, p job.TransitionParams) error {
 			r.HeartbeatAt, r.LeaseExpiresAt = now, now.Add(r.LeaseTimeout)
 		}
 		applyProgress(&r.Job, p.Progress)
-		return d.save(old, false, r)
+		return d.save(old, r)
 	})
 }
 
@@ -487,7 +485,7 @@ func (d *Driver) Cancel(ctx context.Context, p job.CancelParams) (*job.Job, erro
 			r.State, r.Reason, r.FinishedAt, r.UpdatedAt = job.StateCanceled, p.Reason, now, now
 			r.FencingToken++
 			r.LeaseExpiresAt = time.Time{}
-			if err := d.save(old, false, r); err != nil {
+			if err := d.save(old, r); err != nil {
 				return err
 			}
 		}

@@ -553,7 +553,9 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 
 func testTakeover(t *testing.T, d job.Driver) {
 	ctx := context.Background()
-	const timeout = time.Second
+	// Short, but long enough that a loaded CI machine does not let a live lease lapse between two
+	// consecutive calls.
+	const timeout = 2 * time.Second
 	c := create(t, d, 1)
 	a := mustLease(t, d, "worker-a", timeout)
 	if a.ID != c.ID {
@@ -611,14 +613,14 @@ func testTakeover(t *testing.T, d job.Driver) {
 	create(t, d, 1)
 	h := mustLease(t, d, "worker-h", timeout)
 	start := time.Now()
-	for time.Since(start) < 2*timeout {
+	for time.Since(start) < timeout+timeout/2 {
 		if err := d.Heartbeat(ctx, job.HeartbeatParams{ID: h.ID, FencingToken: h.FencingToken}); err != nil {
 			t.Fatalf("live holder's Heartbeat: %v", err)
 		}
 		if _, err := d.Lease(ctx, job.LeaseParams{Owner: "worker-x", Timeout: timeout}); !errors.Is(err, job.ErrNoJob) {
 			t.Fatalf("Lease of a heartbeating holder's job: %v, want ErrNoJob", err)
 		}
-		time.Sleep(timeout / 5) // the heartbeat interval, not synchronisation
+		time.Sleep(timeout / 10) // the heartbeat interval, not synchronisation
 	}
 }
 
