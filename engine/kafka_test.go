@@ -1,0 +1,654 @@
+package engine_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/replay/replay/engine"
+	"github.com/replay/replay/engine/enginetest"
+	"github.com/replay/replay/segment"
+)
+
+// kafkaCluster is a kfake cluster and a client that writes raw batches into it.
+type kafkaCluster struct {
+	c       *kfake.Cluster
+	cl      *kgo.Client
+	topic   string
+	topicID [16]byte
+}
+
+func newKafkaCluster(t *testing.T, brokers int, topic string, partitions int32) *kafkaCluster {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(brokers), kfake.SeedTopics(partitions, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	kc := &kafkaCluster{c: c, cl: cl, topic: topic}
+	req := kmsg.NewPtrMetadataRequest()
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(context.Background(), cl) // also tells cl the brokers
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Topics) != 1 || resp.Topics[0].ErrorCode != 0 {
+		t.Fatalf("metadata of %s: %+v", topic, resp.Topics)
+	}
+	kc.topicID = resp.Topics[0].TopicID
+	return kc
+}
+
+// produce writes b into partition p as one raw batch, sent to the partition's leader, and returns
+// the base offset the cluster gave it.
+func (kc *kafkaCluster) produce(t testing.TB, p int32, b enginetest.Batch) int64 {
+	t.Helper()
+	return kc.produceRaw(t, p, enginetest.Encode(t, b, 0))
+}
+
+func (kc *kafkaCluster) produceRaw(t testing.TB, p int32, raw []byte) int64 {
+	t.Helper()
+	req := kmsg.NewPtrProduceRequest()
+	req.Acks = -1
+	req.TimeoutMillis = 10_000
+	rt := kmsg.NewProduceRequestTopic()
+	rt.Topic = kc.topic
+	rt.TopicID = kc.topicID
+	rp := kmsg.NewProduceRequestTopicPartition()
+	rp.Partition = p
+	rp.Records = raw
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	leader := kc.c.LeaderFor(kc.topic, p)
+	kresp, err := kc.cl.Broker(int(leader)).Request(context.Background(), req)
+	if err != nil {
+		t.Fatalf("produce to %s-%d on broker %d: %v", kc.topic, p, leader, err)
+	}
+	resp := kresp.(*kmsg.ProduceResponse)
+	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+		t.Fatalf("produce to %s-%d: answer %+v", kc.topic, p, resp.Topics)
+	}
+	rpr := resp.Topics[0].Partitions[0]
+	if err := kerr.ErrorForCode(rpr.ErrorCode); err != nil {
+		t.Fatalf("produce to %s-%d: %v", kc.topic, p, err)
+	}
+	return rpr.BaseOffset
+}
+
+// deleteRecords moves the log start offset of p up to before, as retention would.
+func (kc *kafkaCluster) deleteRecords(t *testing.T, p int32, before int64) {
+	t.Helper()
+	req := kmsg.NewPtrDeleteRecordsRequest()
+	req.TimeoutMillis = 10_000
+	rt := kmsg.NewDeleteRecordsRequestTopic()
+	rt.Topic = kc.topic
+	rp := kmsg.NewDeleteRecordsRequestTopicPartition()
+	rp.Partition = p
+	rp.Offset = before
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(context.Background(), kc.cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, t2 := range resp.Topics {
+		for _, p2 := range t2.Partitions {
+			if err := kerr.ErrorForCode(p2.ErrorCode); err != nil {
+				t.Fatalf("delete records of %s-%d before %d: %v", kc.topic, p, before, err)
+			}
+		}
+	}
+}
+
+func (kc *kafkaCluster) source(t *testing.T, o engine.KafkaOptions) *engine.KafkaSource {
+	t.Helper()
+	o.Brokers = kc.c.ListenAddrs()
+	if o.Topic == "" {
+		o.Topic = kc.topic
+	}
+	if o.RetryBackoff == 0 {
+		o.RetryBackoff = 10 * time.Millisecond
+	}
+	s, err := engine.NewKafkaSource(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// kafkaFactory is the conformance suite's Factory: a kfake cluster of three brokers whose
+// partition p holds data[p], each Batch produced as one raw batch so its boundaries are kept.
+func kafkaFactory(o engine.KafkaOptions) enginetest.Factory {
+	return func(t *testing.T, topic string, data [][]enginetest.Batch) enginetest.Harness {
+		kc := newKafkaCluster(t, 3, topic, int32(len(data)))
+		for p, batches := range data {
+			for _, b := range batches {
+				kc.produce(t, int32(p), b)
+			}
+		}
+		return enginetest.Harness{
+			Source: kc.source(t, o),
+			Append: func(t *testing.T, p int32, b enginetest.Batch) { kc.produce(t, p, b) },
+		}
+	}
+}
+
+func TestKafkaSourceConformance(t *testing.T) {
+	if _, err := os.Stat("enginetest/exercise.go"); err != nil {
+		t.Skip("the conformance suite (enginetest/exercise.go) is not there yet")
+	}
+	enginetest.Exercise(t, kafkaFactory(engine.KafkaOptions{}))
+}
+
+// TestKafkaSourceConformanceSmallFetches runs the suite with fetches of one batch each and
+// targeted fetches that bring back many batches, so that both the loop over fetches and the
+// reuse of one answer for several offsets are exercised.
+func TestKafkaSourceConformanceSmallFetches(t *testing.T) {
+	if _, err := os.Stat("enginetest/exercise.go"); err != nil {
+		t.Skip("the conformance suite (enginetest/exercise.go) is not there yet")
+	}
+	enginetest.Exercise(t, kafkaFactory(engine.KafkaOptions{FetchMaxBytes: 1, TargetedFetchBytes: 1 << 20, PollWait: 100 * time.Millisecond}))
+}
+
+// testData is a few partitions of batches whose timestamps go backwards now and then.
+func testData(parts, batches int) [][]enginetest.Batch {
+	codecs := []segment.Codec{segment.CodecSnappy, segment.CodecNone, segment.CodecZstd, segment.CodecLZ4, segment.CodecGzip}
+	data := make([][]enginetest.Batch, parts)
+	for p := range data {
+		ts := int64(1_763_800_000_000)
+		for b := 0; b < batches; b++ {
+			batch := enginetest.Batch{Codec: codecs[(p+b)%len(codecs)]}
+			for i := 0; i < 1+(b*7+p)%5; i++ {
+				ts += int64((b*31+i*17)%900) - 300 // goes backwards about a third of the time
+				batch.Records = append(batch.Records, enginetest.Record{
+					Key:       []byte(fmt.Sprint(1095098195724595200 + b%7)),
+					Value:     []byte(fmt.Sprintf(`{"for_user_id":"%d","favorite_events":[]}`, p*1000+b*10+i)),
+					Timestamp: ts,
+				})
+			}
+			data[p] = append(data[p], batch)
+		}
+	}
+	return data
+}
+
+type readRecord struct {
+	offset, base, ts int64
+	value            string
+}
+
+func collect(t *testing.T, out *[]readRecord) func(*segment.Batch) error {
+	var rr segment.RecordReader
+	return func(b *segment.Batch) error {
+		if err := rr.Reset(b); err != nil {
+			t.Fatalf("batch at %d: %v", b.BaseOffset, err)
+		}
+		for rr.Next() {
+			r := rr.Record()
+			*out = append(*out, readRecord{r.Offset, b.BaseOffset, r.Timestamp, string(r.Value)})
+		}
+		if err := rr.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return nil
+	}
+}
+
+// oracle is every record of data as the log holds it.
+func oracle(data []enginetest.Batch) []readRecord {
+	var all []readRecord
+	off := int64(0)
+	for _, b := range data {
+		base := off
+		for _, r := range b.Records {
+			all = append(all, readRecord{off, base, r.Timestamp, string(r.Value)})
+			off++
+		}
+	}
+	return all
+}
+
+func sameRecords(t *testing.T, what string, got, want []readRecord) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d records, want %d", what, len(got), len(want))
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("%s: record %d = %+v, want %+v", what, i, got[i], want[i])
+		}
+	}
+}
+
+func TestKafkaSourceReads(t *testing.T) {
+	data := testData(2, 25)
+	kc := newKafkaCluster(t, 3, "delivery_log", 2)
+	var raws [][]byte
+	for p, batches := range data {
+		for _, b := range batches {
+			raw := enginetest.Encode(t, b, 0)
+			if p == 0 {
+				raws = append(raws, raw)
+			}
+			kc.produceRaw(t, int32(p), raw)
+		}
+	}
+	ctx := context.Background()
+	for _, o := range []engine.KafkaOptions{{}, {FetchMaxBytes: 1, TargetedFetchBytes: 1 << 20}, {FetchMaxBytes: 300, TargetedFetchBytes: 300}} {
+		t.Run(fmt.Sprintf("fetch%d-targeted%d", o.FetchMaxBytes, o.TargetedFetchBytes), func(t *testing.T) {
+			s := kc.source(t, o)
+			if n, err := s.Partitions(ctx); err != nil || n != 2 {
+				t.Fatalf("Partitions = %d, %v", n, err)
+			}
+			for p := range data {
+				all := oracle(data[p])
+				b, err := s.Bounds(ctx, int32(p))
+				if err != nil || b != (engine.Bounds{Start: 0, End: int64(len(all))}) {
+					t.Fatalf("Bounds = %+v, %v", b, err)
+				}
+				// Scan from every offset: starts with the batch holding it.
+				for from := int64(-1); from <= int64(len(all))+1; from++ {
+					var got []readRecord
+					if err := s.Scan(ctx, int32(p), from, collect(t, &got)); err != nil {
+						t.Fatalf("Scan from %d: %v", from, err)
+					}
+					var want []readRecord
+					for _, r := range all {
+						if r.offset >= from || (from < int64(len(all)) && r.base == all[max(from, 0)].base) {
+							want = append(want, r)
+						}
+					}
+					sameRecords(t, fmt.Sprintf("p%d scan from %d", p, from), got, want)
+				}
+				// ReadBatches: each distinct batch once.
+				for _, offsets := range [][]int64{{}, {0}, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, {3, 40, 41, 42, 60}, {int64(len(all)) - 1, int64(len(all)), 1 << 40}} {
+					var got []readRecord
+					calls := 0
+					fn := collect(t, &got)
+					err := s.ReadBatches(ctx, int32(p), offsets, func(b *segment.Batch) error { calls++; return fn(b) })
+					if err != nil {
+						t.Fatal(err)
+					}
+					bases := map[int64]bool{}
+					for _, o := range offsets {
+						if o < int64(len(all)) {
+							bases[all[o].base] = true
+						}
+					}
+					var want []readRecord
+					for _, r := range all {
+						if bases[r.base] {
+							want = append(want, r)
+						}
+					}
+					if calls != len(bases) {
+						t.Fatalf("ReadBatches(%v): %d calls for %d batches", offsets, calls, len(bases))
+					}
+					sameRecords(t, fmt.Sprintf("p%d ReadBatches(%v)", p, offsets), got, want)
+				}
+				// OffsetForTime against brute force, timestamps going backwards included.
+				for ts := all[0].ts - 1000; ts < all[len(all)-1].ts+1000; ts += 37 {
+					want, wantFound := int64(len(all)), false
+					for _, r := range all {
+						if r.ts >= ts {
+							want, wantFound = r.offset, true
+							break
+						}
+					}
+					off, found, err := s.OffsetForTime(ctx, int32(p), ts)
+					if err != nil || off != want || found != wantFound {
+						t.Fatalf("p%d OffsetForTime(%d) = %d, %t, %v; want %d, %t", p, ts, off, found, err, want, wantFound)
+					}
+				}
+				if off, found, err := s.OffsetForTime(ctx, int32(p), -5); err != nil || off != 0 || !found {
+					t.Fatalf("OffsetForTime(-5) = %d, %t, %v", off, found, err)
+				}
+			}
+			// The bytes reach callbacks as produced: everything the CRC covers is unchanged.
+			i := 0
+			err := s.Scan(ctx, 0, 0, func(b *segment.Batch) error {
+				const crcStart = 17 // base offset, length, leader epoch, magic
+				if !bytes.Equal(b.Raw[crcStart:], raws[i][crcStart:]) {
+					t.Fatalf("batch %d: bytes differ from what was produced", i)
+				}
+				i++
+				return nil
+			})
+			if err != nil || i != len(raws) {
+				t.Fatalf("Scan: %d batches, %v", i, err)
+			}
+		})
+	}
+}
+
+func TestKafkaSourceLogStart(t *testing.T) {
+	data := testData(1, 10)
+	kc := newKafkaCluster(t, 1, "delivery_log", 1)
+	for _, b := range data[0] {
+		kc.produce(t, 0, b)
+	}
+	all := oracle(data[0])
+	start := all[len(all)/2].base + 1 // inside a batch: the batch stays, as a broker keeps it
+	kc.deleteRecords(t, 0, start)
+	s := kc.source(t, engine.KafkaOptions{})
+	ctx := context.Background()
+	b, err := s.Bounds(ctx, 0)
+	if err != nil || b.Start != start || b.End != int64(len(all)) {
+		t.Fatalf("Bounds = %+v, %v; want [%d, %d)", b, err, start, len(all))
+	}
+	var got []readRecord
+	if err := s.Scan(ctx, 0, 0, collect(t, &got)); err != nil {
+		t.Fatal(err)
+	}
+	var want []readRecord
+	for _, r := range all {
+		if r.base >= all[start].base {
+			want = append(want, r)
+		}
+	}
+	sameRecords(t, "Scan from below the log start", got, want)
+	got = nil
+	if err := s.ReadBatches(ctx, 0, []int64{0, 1, start, int64(len(all)) - 1}, collect(t, &got)); err != nil {
+		t.Fatal(err)
+	}
+	want = nil
+	for _, r := range all {
+		if r.base == all[start].base || r.base == all[len(all)-1].base {
+			want = append(want, r)
+		}
+	}
+	sameRecords(t, "ReadBatches from below the log start", got, want)
+}
+
+func TestKafkaSourceWaitForEnd(t *testing.T) {
+	kc := newKafkaCluster(t, 3, "delivery_log", 2)
+	s := kc.source(t, engine.KafkaOptions{PollWait: 200 * time.Millisecond})
+	ctx := context.Background()
+	one := enginetest.Batch{Records: []enginetest.Record{{Key: []byte("1"), Value: []byte("{}"), Timestamp: 1}}}
+
+	// Woken by an append from another goroutine, across several long polls.
+	type result struct {
+		end int64
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		end, err := s.WaitForEnd(ctx, 1, 0)
+		done <- result{end, err}
+	}()
+	time.Sleep(500 * time.Millisecond)
+	select {
+	case r := <-done:
+		t.Fatalf("WaitForEnd returned %+v before anything was appended", r)
+	default:
+	}
+	kc.produce(t, 1, one)
+	select {
+	case r := <-done:
+		if r.err != nil || r.end != 1 {
+			t.Fatalf("WaitForEnd = %d, %v; want 1", r.end, r.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("WaitForEnd not woken by an append")
+	}
+
+	// An offset beyond the end waits until the end passes it.
+	go func() {
+		end, err := s.WaitForEnd(ctx, 1, 2)
+		done <- result{end, err}
+	}()
+	kc.produce(t, 1, one)
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case r := <-done:
+		t.Fatalf("WaitForEnd(2) returned %+v at end 2", r)
+	default:
+	}
+	kc.produce(t, 1, one)
+	if r := <-done; r.err != nil || r.end != 3 {
+		t.Fatalf("WaitForEnd(2) = %+v; want 3", r)
+	}
+
+	// Canceled by its context, and by Close.
+	cctx, cancel := context.WithCancel(ctx)
+	go func() {
+		end, err := s.WaitForEnd(cctx, 0, 0)
+		done <- result{end, err}
+	}()
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	if r := <-done; !errors.Is(r.err, context.Canceled) {
+		t.Fatalf("WaitForEnd with a canceled context: %+v", r)
+	}
+	go func() {
+		end, err := s.WaitForEnd(ctx, 0, 0)
+		done <- result{end, err}
+	}()
+	time.Sleep(50 * time.Millisecond)
+	s.Close()
+	if r := <-done; !errors.Is(r.err, engine.ErrClosed) {
+		t.Fatalf("WaitForEnd across Close: %+v, want ErrClosed", r)
+	}
+}
+
+func TestKafkaSourceErrors(t *testing.T) {
+	kc := newKafkaCluster(t, 3, "delivery_log", 2)
+	for _, b := range testData(1, 5)[0] {
+		kc.produce(t, 0, b)
+	}
+	ctx := context.Background()
+
+	t.Run("MissingTopic", func(t *testing.T) {
+		addrs := kc.c.ListenAddrs()
+		_, err := engine.NewKafkaSource(ctx, engine.KafkaOptions{Brokers: addrs, Topic: "no_such_topic"})
+		if err == nil || !strings.Contains(err.Error(), `"no_such_topic" does not exist`) || !strings.Contains(err.Error(), addrs[0]) {
+			t.Fatalf("missing topic: %v", err)
+		}
+		if !errors.Is(err, kerr.UnknownTopicOrPartition) {
+			t.Fatalf("missing topic error does not wrap UNKNOWN_TOPIC_OR_PARTITION: %v", err)
+		}
+	})
+
+	t.Run("Options", func(t *testing.T) {
+		o := engine.KafkaOptions{Topic: "bad topic!", FetchMaxBytes: -1, RequestTimeout: -time.Second}
+		o.EnsureDefaults()
+		err := o.Validate()
+		for _, want := range []string{"no brokers", "invalid topic", "fetch max bytes", "request timeout"} {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("Validate: %v; want it to mention %q", err, want)
+			}
+		}
+		if _, err := engine.NewKafkaSource(ctx, engine.KafkaOptions{}); err == nil {
+			t.Fatal("NewKafkaSource without brokers succeeded")
+		}
+		o = engine.KafkaOptions{Brokers: []string{"localhost:9092"}}
+		o.EnsureDefaults()
+		if err := o.Validate(); err != nil || o.Topic != "delivery_log" || o.ClientID != "replayd" || o.FetchMaxBytes != 4<<20 {
+			t.Fatalf("defaults: %+v, %v", o, err)
+		}
+	})
+
+	s := kc.source(t, engine.KafkaOptions{Retries: 2})
+	t.Run("UnknownPartition", func(t *testing.T) {
+		nop := func(*segment.Batch) error { return nil }
+		for _, p := range []int32{-1, 2, 100} {
+			_, err1 := s.Bounds(ctx, p)
+			err2 := s.Scan(ctx, p, 0, nop)
+			err3 := s.ReadBatches(ctx, p, []int64{0}, nop)
+			_, _, err4 := s.OffsetForTime(ctx, p, 0)
+			_, err5 := s.WaitForEnd(ctx, p, 0)
+			for i, err := range []error{err1, err2, err3, err4, err5} {
+				if !errors.Is(err, engine.ErrUnknownPartition) || engine.IsRetryable(err) {
+					t.Fatalf("partition %d, call %d: %v (retryable %t), want ErrUnknownPartition", p, i, err, engine.IsRetryable(err))
+				}
+			}
+		}
+	})
+
+	t.Run("RetriedBrokerError", func(t *testing.T) {
+		h := kc.c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Err: kerr.NotLeaderForPartition, Count: 2})
+		defer h.Remove()
+		var got []readRecord
+		if err := s.Scan(ctx, 0, 0, collect(t, &got)); err != nil {
+			t.Fatalf("Scan through two NOT_LEADER answers: %v", err)
+		}
+		if h.Hits() != 2 || len(got) != len(oracle(testData(1, 5)[0])) {
+			t.Fatalf("fault hit %d times, read %d records", h.Hits(), len(got))
+		}
+	})
+
+	t.Run("PersistentBrokerError", func(t *testing.T) {
+		h := kc.c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Err: kerr.NotLeaderForPartition, Count: -1})
+		defer h.Remove()
+		err := s.Scan(ctx, 0, 0, func(*segment.Batch) error { return nil })
+		if !errors.Is(err, kerr.NotLeaderForPartition) || !engine.IsRetryable(err) {
+			t.Fatalf("Scan against a partition with no leader: %v (retryable %t), want a retryable NOT_LEADER_OR_FOLLOWER", err, engine.IsRetryable(err))
+		}
+		if h.Hits() != 3 { // the first try and two retries
+			t.Fatalf("tried %d times, want 3", h.Hits())
+		}
+	})
+
+	t.Run("ListOffsetsBrokerError", func(t *testing.T) {
+		h := kc.c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.ListOffsets}, Err: kerr.RequestTimedOut, Count: -1})
+		defer h.Remove()
+		_, err := s.Bounds(ctx, 0)
+		if !errors.Is(err, kerr.RequestTimedOut) || !engine.IsRetryable(err) {
+			t.Fatalf("Bounds: %v (retryable %t)", err, engine.IsRetryable(err))
+		}
+	})
+
+	t.Run("FatalBrokerError", func(t *testing.T) {
+		h := kc.c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Err: kerr.TopicAuthorizationFailed, Count: -1})
+		defer h.Remove()
+		err := s.ReadBatches(ctx, 0, []int64{0}, func(*segment.Batch) error { return nil })
+		if !errors.Is(err, kerr.TopicAuthorizationFailed) || engine.IsRetryable(err) {
+			t.Fatalf("ReadBatches unauthorized: %v (retryable %t)", err, engine.IsRetryable(err))
+		}
+		if h.Hits() != 1 {
+			t.Fatalf("a fatal error was tried %d times", h.Hits())
+		}
+	})
+
+	t.Run("CallbackErrors", func(t *testing.T) {
+		boom := errors.New("boom")
+		if err := s.ReadBatches(ctx, 0, []int64{0, 4}, func(*segment.Batch) error { return boom }); !errors.Is(err, boom) {
+			t.Fatalf("ReadBatches callback error: %v", err)
+		}
+		calls := 0
+		if err := s.ReadBatches(ctx, 0, []int64{0, 4}, func(*segment.Batch) error { calls++; return engine.ErrStop }); err != nil || calls != 1 {
+			t.Fatalf("ReadBatches ErrStop: %v after %d calls", err, calls)
+		}
+	})
+
+	t.Run("Close", func(t *testing.T) {
+		nop := func(*segment.Batch) error { return nil }
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		_, err1 := s.Bounds(ctx, 0)
+		err2 := s.Scan(ctx, 0, 0, nop)
+		err3 := s.ReadBatches(ctx, 0, []int64{0}, nop)
+		_, _, err4 := s.OffsetForTime(ctx, 0, 0)
+		_, err5 := s.WaitForEnd(ctx, 0, 0)
+		_, err6 := s.Partitions(ctx)
+		for i, err := range []error{err1, err2, err3, err4, err5, err6} {
+			if !errors.Is(err, engine.ErrClosed) || engine.IsRetryable(err) {
+				t.Fatalf("call %d after Close: %v", i, err)
+			}
+		}
+	})
+}
+
+// TestKafkaSourceFetchShapes answers every Fetch itself, as a broker may but kfake does not: the
+// answer begins with the batch before the one asked for, and ends with part of a batch, cut at
+// the fetch's size. Neither is corruption; the source must read through both.
+func TestKafkaSourceFetchShapes(t *testing.T) {
+	data := testData(1, 12)
+	kc := newKafkaCluster(t, 1, "delivery_log", 1)
+	// The log as the cluster holds it: each batch with its offset.
+	var log [][]byte
+	var bases []int64
+	for _, b := range data[0] {
+		raw := enginetest.Encode(t, b, 0)
+		base := kc.produceRaw(t, 0, raw)
+		raw = bytes.Clone(raw)
+		segment.SetBaseOffset(raw, base)
+		log, bases = append(log, raw), append(bases, base)
+	}
+	end := oracle(data[0])
+	hwm := int64(len(end))
+	var fetches, cut atomic.Int32
+	kc.c.ControlKey(int16(kmsg.Fetch), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		kc.c.KeepControl()
+		req := kreq.(*kmsg.FetchRequest)
+		resp := req.ResponseKind().(*kmsg.FetchResponse)
+		rp := req.Topics[0].Partitions[0]
+		fetches.Add(1)
+		j := sort.Search(len(bases), func(i int) bool { return bases[i] > rp.FetchOffset }) - 1
+		var out []byte
+		if j > 0 {
+			out = append(out, log[j-1]...) // one batch early
+		}
+		out = append(out, log[j]...)
+		if j+1 < len(log) {
+			out = append(out, log[j+1][:len(log[j+1])/2]...) // cut inside the next batch
+			cut.Add(1)
+		}
+		st := kmsg.NewFetchResponseTopic()
+		st.Topic = req.Topics[0].Topic
+		st.TopicID = req.Topics[0].TopicID
+		sp := kmsg.NewFetchResponseTopicPartition()
+		sp.Partition = rp.Partition
+		sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = hwm, hwm, 0
+		sp.RecordBatches = out
+		st.Partitions = append(st.Partitions, sp)
+		resp.Topics = append(resp.Topics, st)
+		return resp, nil, true
+	})
+	s := kc.source(t, engine.KafkaOptions{FetchMaxBytes: 1, TargetedFetchBytes: 1})
+	ctx := context.Background()
+	var got []readRecord
+	if err := s.Scan(ctx, 0, 0, collect(t, &got)); err != nil {
+		t.Fatal(err)
+	}
+	sameRecords(t, "scan through cut answers", got, end)
+	if n := fetches.Load(); n != int32(len(log)) || cut.Load() != n-1 {
+		t.Fatalf("%d fetches, %d of them cut, for %d batches", n, cut.Load(), len(log))
+	}
+	got = nil
+	offsets := []int64{bases[1], bases[3] + 0, bases[4], bases[11]}
+	if err := s.ReadBatches(ctx, 0, offsets, collect(t, &got)); err != nil {
+		t.Fatal(err)
+	}
+	var want []readRecord
+	for _, r := range end {
+		if r.base == bases[1] || r.base == bases[3] || r.base == bases[4] || r.base == bases[11] {
+			want = append(want, r)
+		}
+	}
+	sameRecords(t, "ReadBatches through cut answers", got, want)
+}
