@@ -652,3 +652,73 @@ func TestKafkaSourceFetchShapes(t *testing.T) {
 	}
 	sameRecords(t, "ReadBatches through cut answers", got, want)
 }
+
+// TestKafkaSourceBrokerDown: with the cluster gone, calls fail with errors IsRetryable accepts.
+func TestKafkaSourceBrokerDown(t *testing.T) {
+	kc := newKafkaCluster(t, 1, "delivery_log", 1)
+	kc.produce(t, 0, testData(1, 1)[0][0])
+	s := kc.source(t, engine.KafkaOptions{Retries: 1, ClientOpts: []kgo.Opt{kgo.RetryTimeout(200 * time.Millisecond), kgo.RequestRetries(1)}})
+	kc.c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := s.Scan(ctx, 0, 0, func(*segment.Batch) error { return nil })
+	if err == nil || !engine.IsRetryable(err) || ctx.Err() != nil {
+		t.Fatalf("Scan with the cluster down: %v (retryable %t)", err, engine.IsRetryable(err))
+	}
+	t.Logf("Scan with the cluster down: %v", err)
+	if _, err := s.Bounds(ctx, 0); err == nil || !engine.IsRetryable(err) || ctx.Err() != nil {
+		t.Fatalf("Bounds with the cluster down: %v (retryable %t)", err, engine.IsRetryable(err))
+	}
+}
+
+// TestKafkaSourceConcurrent reads one source from several goroutines at once.
+func TestKafkaSourceConcurrent(t *testing.T) {
+	data := testData(3, 15)
+	kc := newKafkaCluster(t, 3, "delivery_log", 3)
+	for p, batches := range data {
+		for _, b := range batches {
+			kc.produce(t, int32(p), b)
+		}
+	}
+	s := kc.source(t, engine.KafkaOptions{FetchMaxBytes: 500})
+	ctx := context.Background()
+	errs := make(chan error, 6)
+	for g := 0; g < 6; g++ {
+		go func() {
+			p := int32(g % 3)
+			all := oracle(data[p])
+			for range 5 {
+				var got []readRecord
+				var rr segment.RecordReader
+				err := s.Scan(ctx, p, 0, func(b *segment.Batch) error {
+					if err := rr.Reset(b); err != nil {
+						return err
+					}
+					for rr.Next() {
+						r := rr.Record()
+						got = append(got, readRecord{r.Offset, b.BaseOffset, r.Timestamp, string(r.Value)})
+					}
+					return rr.Err()
+				})
+				if err == nil && len(got) != len(all) {
+					err = fmt.Errorf("partition %d: %d records, want %d", p, len(got), len(all))
+				}
+				for i := range got {
+					if err == nil && got[i] != all[i] {
+						err = fmt.Errorf("partition %d record %d: %+v, want %+v", p, i, got[i], all[i])
+					}
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 6 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
