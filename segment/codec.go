@@ -114,6 +114,12 @@ func (d *Decompressor) Decompress(c Codec, dst, src []byte, legacyMagic0 bool) (
 			}
 			d.zstd = z
 		}
+		// DecodeAll allocates a frame's declared content size up front; zstd's best is a 4-byte
+		// RLE block for 128 KiB, so a larger claim is a lie not worth allocating for.
+		var zh zstd.Header
+		if zh.Decode(src) == nil && zh.HasFCS && zh.FrameContentSize > 32<<10*uint64(len(src)) {
+			return dst, fmt.Errorf("zstd: frame of %d bytes claims to decompress to %d", len(src), zh.FrameContentSize)
+		}
 		out, err := d.zstd.DecodeAll(src, dst)
 		if err != nil {
 			return dst, fmt.Errorf("zstd: %w", err)
@@ -149,6 +155,9 @@ func decodeSnappyBlock(dst, src []byte) ([]byte, error) {
 	}
 	if n > maxDecompressed-len(dst) {
 		return dst, fmt.Errorf("snappy: block decompresses to %d bytes, more than the limit", n)
+	}
+	if n > 32*len(src) { // snappy's best is 64 bytes from a 3-byte copy: don't allocate for a lie
+		return dst, fmt.Errorf("snappy: block of %d bytes claims to decompress to %d", len(src), n)
 	}
 	start := len(dst)
 	dst = grow(dst, n)

@@ -2,9 +2,11 @@ package segment
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -344,3 +346,63 @@ func TestCorruptMalformedUnderValidCRC(t *testing.T) {
 }
 
 func crcOf(b []byte) uint32 { return crc32.Checksum(b, crcC) }
+
+// A few bytes that claim to decompress to hundreds of megabytes are rejected as malformed
+// without allocating what they claim: a damaged log must not make a reader balloon.
+func TestCorruptCodecSizeClaimsDoNotAllocate(t *testing.T) {
+	const claim = 200 << 20
+	snappyBlock := append(binary.AppendUvarint(nil, claim), 0, 'x') // literal of 1 byte
+	xerialFramed := xerial.EncodeStream(nil, []byte("intact first chunk"))
+	xerialFramed = binary.BigEndian.AppendUint32(xerialFramed, uint32(len(snappyBlock)))
+	xerialFramed = append(xerialFramed, snappyBlock...)
+	zstdFrame := []byte{0x28, 0xB5, 0x2F, 0xFD, 0xE0} // single segment, 8-byte content size
+	zstdFrame = binary.LittleEndian.AppendUint64(zstdFrame, claim)
+	zstdFrame = append(zstdFrame, 0x09, 0, 0, 'x') // last block, raw, 1 byte
+	cases := []struct {
+		name    string
+		codec   Codec
+		payload []byte
+	}{
+		{"snappy-raw", CodecSnappy, snappyBlock},
+		{"snappy-xerial", CodecSnappy, xerialFramed},
+		{"zstd", CodecZstd, zstdFrame},
+	}
+	var rr RecordReader
+	for _, c := range cases {
+		recs := []tRec{{Offset: 0, Timestamp: 1, Value: []byte("v")}}
+		// Warm the reader's decoder with a good batch of the codec.
+		good := encodeKmsgBatch(t, kBatch{producerID: -1, producerEpoch: -1, baseSeq: -1, recs: recs}, indepCodecs[0])
+		pc := payloadCodec{c.name, c.codec, nil}
+		for _, ic := range indepCodecs {
+			if ic.codec == c.codec {
+				good = encodeKmsgBatch(t, kBatch{producerID: -1, producerEpoch: -1, baseSeq: -1, recs: recs}, ic)
+			}
+		}
+		pc.enc = func(testing.TB, []byte) []byte { return c.payload }
+		bad := encodeKmsgBatch(t, kBatch{producerID: -1, producerEpoch: -1, baseSeq: -1, recs: recs}, pc)
+		for _, raw := range [][]byte{good, bad} {
+			sc := NewScanner(bytes.NewReader(raw), "claim.log", int64(len(raw)), ScanOptions{VerifyCRC: true, BufferSize: 4096})
+			if !sc.Next() {
+				t.Fatalf("%s: %v", c.name, sc.Err())
+			}
+			rr.buf = nil // as cold as a new reader, its decoders still warm
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			before := ms.TotalAlloc
+			err := rr.Reset(sc.Batch())
+			runtime.ReadMemStats(&ms)
+			if &raw[0] == &good[0] {
+				if err != nil {
+					t.Fatalf("%s: good batch: %v", c.name, err)
+				}
+				continue
+			}
+			if !errors.Is(err, ErrMalformed) {
+				t.Errorf("%s: a payload claiming %d bytes gave %v, want ErrMalformed", c.name, claim, err)
+			}
+			if got := ms.TotalAlloc - before; got > 16<<20 {
+				t.Errorf("%s: a %d-byte payload made the reader allocate %d MiB", c.name, len(c.payload), got>>20)
+			}
+		}
+	}
+}
