@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -683,10 +684,9 @@ func (s *KafkaSource) readBatches(ctx context.Context, p int32, offsets []int64,
 	if len(offsets) == 0 {
 		return nil
 	}
-	b, err := s.bounds(ctx, p)
-	if err != nil {
-		return err
-	}
+	// The bounds as of the call come with the first answer (no extra round trip): until then,
+	// offsets below 0 are the only ones known to be skipped.
+	b, known := Bounds{Start: 0, End: math.MaxInt64}, false
 	next := int64(-1) // offsets below it are in a batch already delivered
 	i := 0
 	// skip moves i past the offsets that need no fetch.
@@ -704,18 +704,31 @@ func (s *KafkaSource) readBatches(ctx context.Context, p int32, offsets []int64,
 		target := offsets[i]
 		f, err := s.fetch(ctx, p, target, maxBytes, 0)
 		if errors.Is(err, kerr.OffsetOutOfRange) {
+			// Below the log start (deleted by retention) or past the log's end.
 			nb, berr := s.bounds(ctx, p)
 			if berr != nil {
 				return berr
 			}
-			if target < nb.Start {
-				b.Start = nb.Start // deleted since the call began
+			b.Start = max(b.Start, nb.Start)
+			if !known {
+				b.End, known = nb.End, true
+			}
+			if target < b.Start || target >= b.End {
 				continue
 			}
 			return err
 		}
 		if err != nil {
 			return err
+		}
+		if !known {
+			if f.logStart >= 0 { // v5+
+				b.Start = max(b.Start, f.logStart)
+			}
+			b.End, known = f.hwm, true
+			if target >= b.End {
+				continue // at or past the end: skip drops it and the rest
+			}
 		}
 		progressed := false
 		truncated, err := s.eachBatch(f.raw, p, target, func(batch *segment.Batch) (bool, error) {

@@ -281,7 +281,7 @@ func TestKafkaSourceReads(t *testing.T) {
 					sameRecords(t, fmt.Sprintf("p%d scan from %d", p, from), got, want)
 				}
 				// ReadBatches: each distinct batch once.
-				for _, offsets := range [][]int64{{}, {0}, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, {3, 40, 41, 42, 60}, {int64(len(all)) - 1, int64(len(all)), 1 << 40}} {
+				for _, offsets := range [][]int64{{}, {0}, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, {3, 40, 41, 42, 60}, {int64(len(all)) - 1, int64(len(all)), 1 << 40}, {int64(len(all))}, {1 << 40}, {-3, -1, 2}} {
 					var got []readRecord
 					calls := 0
 					fn := collect(t, &got)
@@ -291,7 +291,7 @@ func TestKafkaSourceReads(t *testing.T) {
 					}
 					bases := map[int64]bool{}
 					for _, o := range offsets {
-						if o < int64(len(all)) {
+						if o >= 0 && o < int64(len(all)) {
 							bases[all[o].base] = true
 						}
 					}
