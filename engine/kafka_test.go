@@ -722,3 +722,54 @@ func TestKafkaSourceConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestKafkaSourceCorruptAnswer: bytes damaged on the wire or on the broker's disk are corruption,
+// not a retryable error: a flipped bit fails the CRC when the records are decoded, and framing
+// that no writer produces stops the scan.
+func TestKafkaSourceCorruptAnswer(t *testing.T) {
+	data := testData(1, 3)
+	kc := newKafkaCluster(t, 1, "delivery_log", 1)
+	var log []byte
+	for _, b := range data[0] {
+		raw := enginetest.Encode(t, b, 0)
+		segment.SetBaseOffset(raw, kc.produceRaw(t, 0, raw))
+		log = append(log, raw...)
+	}
+	hwm := int64(len(oracle(data[0])))
+	var damage atomic.Value // func([]byte)
+	kc.c.ControlKey(int16(kmsg.Fetch), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		kc.c.KeepControl()
+		req := kreq.(*kmsg.FetchRequest)
+		resp := req.ResponseKind().(*kmsg.FetchResponse)
+		st := kmsg.NewFetchResponseTopic()
+		st.Topic, st.TopicID = req.Topics[0].Topic, req.Topics[0].TopicID
+		sp := kmsg.NewFetchResponseTopicPartition()
+		sp.HighWatermark, sp.LastStableOffset = hwm, hwm
+		sp.RecordBatches = bytes.Clone(log)
+		damage.Load().(func([]byte))(sp.RecordBatches)
+		st.Partitions = append(st.Partitions, sp)
+		resp.Topics = append(resp.Topics, st)
+		return resp, nil, true
+	})
+	s := kc.source(t, engine.KafkaOptions{})
+	ctx := context.Background()
+
+	damage.Store(func(b []byte) { b[len(b)-3] ^= 0x10 }) // inside the last batch's records
+	var rr segment.RecordReader
+	var crcErr error
+	err := s.Scan(ctx, 0, 0, func(b *segment.Batch) error {
+		if err := rr.Reset(b); err != nil {
+			crcErr = err
+		}
+		return nil
+	})
+	if err != nil || !errors.Is(crcErr, segment.ErrChecksum) {
+		t.Fatalf("flipped bit: scan %v, decode %v; want the decode to fail its CRC", err, crcErr)
+	}
+
+	damage.Store(func(b []byte) { b[8] = 0xff }) // the first batch's length: negative
+	err = s.Scan(ctx, 0, 0, func(*segment.Batch) error { return nil })
+	if !errors.Is(err, segment.ErrCorrupt) || engine.IsRetryable(err) {
+		t.Fatalf("bad framing: %v (retryable %t), want corruption", err, engine.IsRetryable(err))
+	}
+}
