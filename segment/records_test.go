@@ -47,7 +47,11 @@ func TestRecordIterationDoesNotAllocate(t *testing.T) {
 			}
 			// A scan allocates its scanner and its read buffer; a codec may allocate a little per
 			// batch. Per record: nothing.
-			if perRecord := allocs / float64(records); perRecord > 0.05 {
+			limit := 0.05
+			if raceEnabled {
+				limit = 0.2 // see raceEnabled: pools drop entries; still far below one per record
+			}
+			if perRecord := allocs / float64(records); perRecord > limit {
 				t.Fatalf("%.0f allocations for %d records (%.2f per record)", allocs, records, perRecord)
 			}
 		})
