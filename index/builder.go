@@ -1,0 +1,324 @@
+package index
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/replay/replay/engine"
+	"github.com/replay/replay/segment"
+)
+
+// BuildOptions say what Build indexes and how.
+type BuildOptions struct {
+	// Partitions are the partitions to index. Default (nil): all of the source's.
+	Partitions []int32
+	// Parallelism is how many partitions are indexed at once when not following. Default
+	// GOMAXPROCS. A following build runs one tailing goroutine per partition (they mostly wait).
+	Parallelism int
+	// Follow keeps tailing the log after catching up, until ctx is done; Build then returns
+	// ctx's error. Without it Build returns when every partition is indexed up to the end offset
+	// it saw when it last looked.
+	Follow bool
+	// RetentionInterval is how often a following Build runs EnforceRetention. Default 1 minute;
+	// negative never.
+	RetentionInterval time.Duration
+	// Progress, if set, is called after every commit and when a partition catches up, from the
+	// partition's goroutine.
+	Progress func(Progress)
+}
+
+// Progress is a partition's build progress.
+type Progress struct {
+	Partition int32
+	// From is the offset this build started at; Checkpoint is the next offset to index, as
+	// committed; End is the log's end offset the last time the builder looked.
+	From, Checkpoint, End int64
+	// Records and Bytes are the records and batch bytes this build has indexed (committed).
+	Records, Bytes int64
+	// CaughtUp says Checkpoint reached End.
+	CaughtUp bool
+}
+
+// Build indexes the partitions of src from their checkpoints: each partition's records are read
+// in offset order, aggregated in memory, and committed every CommitRecords records (or
+// CommitInterval) with the partition's new checkpoint in one synced Pebble batch, so that a crash
+// at any moment leaves every batch below the checkpoint indexed exactly once and nothing above.
+func (ix *Index) Build(ctx context.Context, src engine.Source, o BuildOptions) error {
+	if ix.closed.Load() {
+		return ErrClosed
+	}
+	if ix.opts.ReadOnly {
+		return errors.New("index: opened read-only")
+	}
+	parts := o.Partitions
+	if parts == nil {
+		n, err := src.Partitions(ctx)
+		if err != nil {
+			return err
+		}
+		for p := int32(0); p < n; p++ {
+			parts = append(parts, p)
+		}
+	}
+	par := o.Parallelism
+	if par <= 0 {
+		par = runtime.GOMAXPROCS(0)
+	}
+	if o.Follow {
+		par = len(parts)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sem := make(chan struct{}, max(par, 1))
+	errs := make([]error, len(parts))
+	var wg sync.WaitGroup
+	for i, p := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				errs[i] = ctx.Err()
+				return
+			}
+			defer func() { <-sem }()
+			if err := ix.BuildPartition(ctx, src, p, o.Follow, o.Progress); err != nil {
+				errs[i] = fmt.Errorf("index: partition %d: %w", p, err)
+				cancel()
+			}
+		}()
+	}
+	if o.Follow && o.RetentionInterval >= 0 {
+		every := o.RetentionInterval
+		if every == 0 {
+			every = time.Minute
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.NewTicker(every)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					if _, err := ix.EnforceRetention(ctx, src); err != nil && ctx.Err() == nil {
+						ix.opts.Logger.Error("index: retention", "err", err)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// A partition's own error beats the cancellations it caused in the others.
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+	}
+	return errors.Join(errs...)
+}
+
+type pendKey struct {
+	bucket  uint32
+	webhook uint64
+}
+
+// partBuilder indexes one partition.
+type partBuilder struct {
+	ix       *Index
+	p        int32
+	progress func(Progress)
+	pending  map[pendKey][]int64
+	summary  map[uint32]int64 // bucket → largest offset pending in it
+	records  int              // pending
+	next     int64            // next offset to index: the checkpoint once committed
+	prog     Progress
+	pendRecs int64
+	pendByte int64
+	lastSync time.Time
+	buf      []byte
+}
+
+// BuildPartition indexes partition p of src from its checkpoint to the end offset (and on, if
+// follow, until ctx is done). One builder per partition may run at a time.
+func (ix *Index) BuildPartition(ctx context.Context, src engine.Source, p int32, follow bool, progress func(Progress)) error {
+	if ix.closed.Load() {
+		return ErrClosed
+	}
+	cp, _, err := ix.Checkpoint(p)
+	if err != nil {
+		return err
+	}
+	pb := &partBuilder{ix: ix, p: p, progress: progress, pending: map[pendKey][]int64{}, summary: map[uint32]int64{}, next: cp, lastSync: time.Now()}
+	pb.prog = Progress{Partition: p, From: cp, Checkpoint: cp}
+	var rr segment.RecordReader
+	first := true
+	for {
+		b, err := src.Bounds(ctx, p)
+		if err != nil {
+			return err
+		}
+		if pb.next < b.Start {
+			pb.next = b.Start // deleted from the log before it was indexed
+		}
+		if first {
+			pb.prog.From, first = pb.next, false
+		}
+		pb.prog.End = b.End
+		if pb.next < b.End {
+			err := src.Scan(ctx, p, pb.next, func(bt *segment.Batch) error {
+				if bt.NextOffset() <= pb.next {
+					return nil
+				}
+				pb.prog.End = max(pb.prog.End, bt.NextOffset())
+				if !bt.IsControl() {
+					if err := rr.Reset(bt); err != nil {
+						return err
+					}
+					for rr.Next() {
+						r := rr.Record()
+						pb.add(ix.Bucket(r.Timestamp), WebhookID(r.Key), bt.BaseOffset)
+					}
+					if err := rr.Err(); err != nil {
+						return err
+					}
+				}
+				pb.next = bt.NextOffset()
+				pb.pendByte += bt.Size()
+				if pb.records >= ix.opts.CommitRecords || time.Since(pb.lastSync) >= ix.opts.CommitInterval {
+					return pb.commit()
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		if !follow {
+			break
+		}
+		if pb.next > pb.prog.Checkpoint {
+			// Caught up: wait for more before committing, but no longer than CommitInterval.
+			wait := ix.opts.CommitInterval - time.Since(pb.lastSync)
+			if wait > 0 && pb.records < ix.opts.CommitRecords {
+				wctx, cancel := context.WithTimeout(ctx, wait)
+				_, err := src.WaitForEnd(wctx, p, pb.next)
+				cancel()
+				if err == nil || (errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil) {
+					continue
+				}
+				if ctx.Err() != nil {
+					return errors.Join(ctx.Err(), pb.commit())
+				}
+				return err
+			}
+			if err := pb.commit(); err != nil {
+				return err
+			}
+		}
+		pb.prog.CaughtUp = pb.prog.Checkpoint >= pb.prog.End
+		if pb.progress != nil {
+			pb.progress(pb.prog)
+		}
+		if _, err := src.WaitForEnd(ctx, p, pb.next); err != nil {
+			return err
+		}
+	}
+	if err := pb.commit(); err != nil {
+		return err
+	}
+	pb.prog.CaughtUp = true
+	if pb.progress != nil {
+		pb.progress(pb.prog)
+	}
+	return nil
+}
+
+func (pb *partBuilder) add(bucket uint32, webhook uint64, offset int64) {
+	pb.records++
+	pb.pendRecs++
+	k := pendKey{bucket, webhook}
+	offs := pb.pending[k]
+	if n := len(offs); n > 0 && offs[n-1] == offset {
+		return
+	}
+	pb.pending[k] = append(offs, offset)
+	if s, ok := pb.summary[bucket]; !ok || offset > s {
+		pb.summary[bucket] = offset
+	}
+}
+
+// commit writes the pending entries, the bucket summaries and the checkpoint in one synced batch.
+func (pb *partBuilder) commit() error {
+	if pb.next == pb.prog.Checkpoint && len(pb.pending) == 0 {
+		return nil
+	}
+	ix := pb.ix
+	mu := &ix.partLocks[uint32(pb.p)%uint32(len(ix.partLocks))]
+	mu.Lock()
+	defer mu.Unlock()
+	batch := ix.db.NewBatch()
+	defer batch.Close()
+	keys := make([]pendKey, 0, len(pb.pending))
+	for k := range pb.pending {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b pendKey) int {
+		if a.bucket != b.bucket {
+			return cmpU(uint64(a.bucket), uint64(b.bucket))
+		}
+		return cmpU(a.webhook, b.webhook)
+	})
+	key := make([]byte, 0, entryKeyLen)
+	for _, k := range keys {
+		key = entryKey(key[:0], pb.p, k.bucket, k.webhook)
+		pb.buf = appendRun(pb.buf[:0], pb.pending[k])
+		if err := batch.Merge(key, pb.buf, nil); err != nil {
+			return err
+		}
+	}
+	for b, hi := range pb.summary {
+		if err := batch.Merge(summaryKey(key[:0], pb.p, b), binary.AppendUvarint(nil, uint64(hi)), nil); err != nil {
+			return err
+		}
+	}
+	if err := batch.Set(appendPartKey(nil, prefixCheckpoint, pb.p), binary.BigEndian.AppendUint64(nil, uint64(pb.next)), nil); err != nil {
+		return err
+	}
+	if err := batch.Commit(pebble.Sync); err != nil {
+		return err
+	}
+	clear(pb.pending)
+	clear(pb.summary)
+	pb.records = 0
+	pb.prog.Checkpoint = pb.next
+	pb.prog.Records += pb.pendRecs
+	pb.prog.Bytes += pb.pendByte
+	pb.pendRecs, pb.pendByte = 0, 0
+	pb.lastSync = time.Now()
+	pb.prog.CaughtUp = pb.prog.Checkpoint >= pb.prog.End
+	if pb.progress != nil {
+		pb.progress(pb.prog)
+	}
+	return nil
+}
+
+func cmpU(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}

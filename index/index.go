@@ -1,0 +1,613 @@
+package index
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/replay/replay/engine"
+	"github.com/replay/replay/segment"
+)
+
+// ErrClosed is returned by every method of a closed Index.
+var ErrClosed = errors.New("index: closed")
+
+type meta struct {
+	Version       int   `json:"version"`
+	BucketWidthMs int64 `json:"bucket_width_ms"`
+}
+
+// Index is the time-and-webhook index in one Pebble database. Its methods are safe for concurrent
+// use; one builder per partition writes to it (see Build).
+type Index struct {
+	opts    Options
+	db      *pebble.DB
+	widthMs int64
+	closed  atomic.Bool
+	// partLocks serialize a partition's commits with its retention, so that retention never
+	// deletes a bucket a commit has just added to after retention read its summary.
+	partLocks [64]sync.Mutex
+}
+
+// Open opens the index in opts.Dir, creating it unless ReadOnly.
+func Open(opts Options) (*Index, error) {
+	explicitWidth := opts.BucketWidth != 0
+	opts.EnsureDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("index: invalid options: %w", err)
+	}
+	po := &pebble.Options{
+		FS:               opts.FS,
+		Merger:           merger,
+		ReadOnly:         opts.ReadOnly,
+		ErrorIfNotExists: opts.ReadOnly,
+		Logger:           quietLogger{},
+	}
+	// Entries are written once and compacted into the bottom levels; zstd there keeps the index
+	// small (the webhook ids and offsets compress poorly with snappy).
+	po.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionGood })
+	db, err := pebble.Open(opts.Dir, po)
+	if err != nil {
+		return nil, fmt.Errorf("index: open %s: %w", opts.Dir, err)
+	}
+	ix := &Index{opts: opts, db: db}
+	if err := ix.loadMeta(explicitWidth); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return ix, nil
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any)  {}
+func (quietLogger) Errorf(string, ...any) {}
+func (quietLogger) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf(format, args...))
+}
+
+func (ix *Index) loadMeta(explicitWidth bool) error {
+	v, closer, err := ix.db.Get([]byte(keyMeta))
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+		if ix.opts.ReadOnly {
+			return fmt.Errorf("%w: %s has no index meta", ErrCorrupt, ix.opts.Dir)
+		}
+		m := meta{Version: 1, BucketWidthMs: ix.opts.BucketWidth.Milliseconds()}
+		b, _ := json.Marshal(m)
+		if err := ix.db.Set([]byte(keyMeta), b, pebble.Sync); err != nil {
+			return err
+		}
+		ix.widthMs = m.BucketWidthMs
+		return nil
+	case err != nil:
+		return err
+	}
+	defer closer.Close()
+	var m meta
+	if err := json.Unmarshal(v, &m); err != nil || m.Version != 1 || m.BucketWidthMs <= 0 {
+		return corruptf("meta %q", v)
+	}
+	if explicitWidth && m.BucketWidthMs != ix.opts.BucketWidth.Milliseconds() {
+		return fmt.Errorf("index: %s was built with %v buckets, not %v", ix.opts.Dir, time.Duration(m.BucketWidthMs)*time.Millisecond, ix.opts.BucketWidth)
+	}
+	ix.widthMs = m.BucketWidthMs
+	ix.opts.BucketWidth = time.Duration(m.BucketWidthMs) * time.Millisecond
+	return nil
+}
+
+// Options are the options the index runs with, defaults filled in and BucketWidth as stored.
+func (ix *Index) Options() Options { return ix.opts }
+
+// Close closes the database. It is idempotent.
+func (ix *Index) Close() error {
+	if ix.closed.Swap(true) {
+		return nil
+	}
+	return ix.db.Close()
+}
+
+// Bucket is the time bucket of a timestamp in ms. Timestamps before the epoch (Kafka's -1, no
+// timestamp) fall in bucket 0.
+func (ix *Index) Bucket(ts int64) uint32 {
+	if ts <= 0 {
+		return 0
+	}
+	b := ts / ix.widthMs
+	if b > math.MaxUint32 {
+		return math.MaxUint32
+	}
+	return uint32(b)
+}
+
+// BucketTime is the first timestamp (ms) of bucket b.
+func (ix *Index) BucketTime(b uint32) int64 { return int64(b) * ix.widthMs }
+
+// Checkpoint is partition p's next offset to index, and whether the index has one.
+func (ix *Index) Checkpoint(p int32) (int64, bool, error) {
+	if ix.closed.Load() {
+		return 0, false, ErrClosed
+	}
+	v, closer, err := ix.db.Get(appendPartKey(nil, prefixCheckpoint, p))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, false, corruptf("checkpoint of partition %d: %x", p, v)
+	}
+	return int64(binary.BigEndian.Uint64(v)), true, nil
+}
+
+// floor is the lowest bucket time retention kept in partition p (0: none dropped).
+func (ix *Index) floor(p int32) (uint32, error) {
+	v, closer, err := ix.db.Get(appendPartKey(nil, prefixFloor, p))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer closer.Close()
+	if len(v) != 4 {
+		return 0, corruptf("retention floor of partition %d: %x", p, v)
+	}
+	return binary.BigEndian.Uint32(v), nil
+}
+
+// Result is what Lookup found.
+type Result struct {
+	Partition int32
+	// Offsets are the base offsets of the batches that may hold the webhook's events in the
+	// window, ascending and distinct: every batch that does is there; batches that only hold its
+	// events in the window's edge buckets (or another key with the same WebhookID) may be too.
+	Offsets []int64
+	// Indexed is the partition's checkpoint at the lookup: offsets below it came from the index;
+	// [Indexed, End) was scanned from the source (the never-stale suffix).
+	Indexed int64
+	// End is the partition's end offset when the suffix was scanned.
+	End int64
+	// Seeks is how many index seeks the lookup made (one per bucket), ScannedBatches how many
+	// batches of the unindexed suffix it read.
+	Seeks          int
+	ScannedBatches int
+}
+
+// Lookup returns the partition of webhook (the record key) in src and the base offsets of the
+// batches holding its events with from ≤ timestamp < to (ms). It never misses an event that is in
+// the log: batches the builder has not indexed yet are scanned from src.
+func (ix *Index) Lookup(ctx context.Context, src engine.Source, webhook []byte, from, to int64) (Result, error) {
+	n, err := src.Partitions(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	return ix.LookupPartition(ctx, src, engine.PartitionFor(webhook, n), webhook, from, to)
+}
+
+// LookupPartition is Lookup in a given partition.
+func (ix *Index) LookupPartition(ctx context.Context, src engine.Source, p int32, webhook []byte, from, to int64) (Result, error) {
+	if ix.closed.Load() {
+		return Result{}, ErrClosed
+	}
+	res := Result{Partition: p}
+	if from >= to {
+		return res, nil
+	}
+	// The checkpoint is read before the entries: entries committed after it only duplicate
+	// what the suffix scan finds, while the reverse order could skip a commit made in between.
+	cp, _, err := ix.Checkpoint(p)
+	if err != nil {
+		return res, err
+	}
+	res.Indexed = cp
+	wh := WebhookID(webhook)
+	lo, hi := ix.Bucket(from), ix.Bucket(to-1)
+	if hi >= lo {
+		upper := partitionEnd(prefixEntry, p)
+		if hi < math.MaxUint32 {
+			upper = bucketStart(prefixEntry, p, hi+1)
+		}
+		it, err := ix.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: bucketStart(prefixEntry, p, lo), UpperBound: upper})
+		if err != nil {
+			return res, err
+		}
+		key := make([]byte, 0, entryKeyLen)
+		for b := lo; ; b++ {
+			key = entryKey(key[:0], p, b, wh)
+			res.Seeks++
+			if it.SeekGE(key) && bytes.Equal(it.Key(), key) {
+				v, err := it.ValueAndErr()
+				if err == nil {
+					res.Offsets, err = decodeRuns(res.Offsets, v)
+				}
+				if err != nil {
+					it.Close()
+					return res, fmt.Errorf("index: partition %d bucket %d webhook %d: %w", p, b, wh, err)
+				}
+			}
+			if b == hi {
+				break
+			}
+		}
+		if err := errors.Join(it.Error(), it.Close()); err != nil {
+			return res, err
+		}
+	}
+	bounds, err := src.Bounds(ctx, p)
+	if err != nil {
+		return res, err
+	}
+	res.End = bounds.End
+	if start := max(cp, bounds.Start); start < bounds.End {
+		var rr segment.RecordReader
+		err := src.Scan(ctx, p, start, func(b *segment.Batch) error {
+			res.ScannedBatches++
+			if b.IsControl() || b.NextOffset() <= start {
+				return nil
+			}
+			if err := rr.Reset(b); err != nil {
+				return err
+			}
+			for rr.Next() {
+				r := rr.Record()
+				if r.Timestamp >= from && r.Timestamp < to && bytes.Equal(r.Key, webhook) {
+					res.Offsets = append(res.Offsets, b.BaseOffset)
+					return nil
+				}
+			}
+			return rr.Err()
+		})
+		if err != nil {
+			return res, err
+		}
+	}
+	slices.Sort(res.Offsets)
+	res.Offsets = slices.Compact(res.Offsets)
+	return res, nil
+}
+
+// PartitionLag is how far the index is behind one partition of the log.
+type PartitionLag struct {
+	Partition  int32
+	Checkpoint int64 // next offset to index (0 when never indexed)
+	Start, End int64 // the log's bounds
+	// Lag is the offsets of the log not indexed yet: End - max(Checkpoint, Start). Lookups scan
+	// them; they cost time, never correctness.
+	Lag int64
+}
+
+// Lag reports, for every partition of src, how far the index is behind it.
+func (ix *Index) Lag(ctx context.Context, src engine.Source) ([]PartitionLag, error) {
+	n, err := src.Partitions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]PartitionLag, 0, n)
+	for p := int32(0); p < n; p++ {
+		cp, _, err := ix.Checkpoint(p)
+		if err != nil {
+			return nil, err
+		}
+		b, err := src.Bounds(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, PartitionLag{Partition: p, Checkpoint: cp, Start: b.Start, End: b.End, Lag: max(0, b.End-max(cp, b.Start))})
+	}
+	return out, nil
+}
+
+// Entry is one key of the index: the batches of partition holding webhook's events whose
+// timestamps fall in bucket.
+type Entry struct {
+	Partition int32
+	Bucket    uint32
+	Webhook   uint64
+	Offsets   []int64
+}
+
+// Entries calls fn for each entry of partition p (all partitions when p < 0) in key order. The
+// entry's Offsets are fn's to keep.
+func (ix *Index) Entries(p int32, fn func(Entry) error) error {
+	if ix.closed.Load() {
+		return ErrClosed
+	}
+	lo, hi := []byte{prefixEntry}, []byte{prefixEntry + 1}
+	if p >= 0 {
+		lo, hi = appendPartKey(nil, prefixEntry, p), partitionEnd(prefixEntry, p)
+	}
+	it, err := ix.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		k, err := parseEntryKey(it.Key())
+		if err != nil {
+			return err
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		offs, err := decodeRuns(nil, v)
+		if err != nil {
+			return fmt.Errorf("entry %d/%d/%d: %w", k.partition, k.bucket, k.webhook, err)
+		}
+		if err := fn(Entry{Partition: k.partition, Bucket: k.bucket, Webhook: k.webhook, Offsets: offs}); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+// Check verifies the index's own invariants: every key is one the index writes, every value
+// decodes, each entry's offsets ascend strictly and lie below its partition's checkpoint, and
+// each entry's bucket has a summary covering its largest offset. A violation is an ErrCorrupt.
+func (ix *Index) Check() error {
+	if ix.closed.Load() {
+		return ErrClosed
+	}
+	it, err := ix.db.NewIter(nil)
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	checkpoints := map[int32]int64{}
+	summaries := map[[2]uint32]int64{}
+	// Keys sort 'c' < 'e' < 'm' < 'r' < 's': read checkpoints and summaries first.
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		switch {
+		case len(k) == partKeyLen && k[0] == prefixCheckpoint:
+			if len(v) != 8 {
+				return corruptf("checkpoint %x = %x", k, v)
+			}
+			checkpoints[int32(binary.BigEndian.Uint32(k[1:]))] = int64(binary.BigEndian.Uint64(v))
+		case len(k) == summaryKeyLen && k[0] == prefixSummary:
+			x, n := binary.Uvarint(v)
+			if n != len(v) {
+				return corruptf("summary %x = %x", k, v)
+			}
+			summaries[[2]uint32{binary.BigEndian.Uint32(k[1:]), binary.BigEndian.Uint32(k[5:])}] = int64(x)
+		case len(k) == partKeyLen && k[0] == prefixFloor:
+			if len(v) != 4 {
+				return corruptf("retention floor %x = %x", k, v)
+			}
+		case string(k) == keyMeta, k[0] == prefixEntry:
+		default:
+			return corruptf("unknown key %x", k)
+		}
+	}
+	if err := it.Error(); err != nil {
+		return err
+	}
+	return ix.Entries(-1, func(e Entry) error {
+		for i := 1; i < len(e.Offsets); i++ {
+			if e.Offsets[i] <= e.Offsets[i-1] {
+				return corruptf("entry %d/%d/%d: offsets %d, %d not ascending", e.Partition, e.Bucket, e.Webhook, e.Offsets[i-1], e.Offsets[i])
+			}
+		}
+		if len(e.Offsets) == 0 {
+			return corruptf("entry %d/%d/%d has no offsets", e.Partition, e.Bucket, e.Webhook)
+		}
+		last := e.Offsets[len(e.Offsets)-1]
+		if cp, ok := checkpoints[e.Partition]; !ok || last >= cp {
+			return corruptf("entry %d/%d/%d: offset %d at or past the checkpoint %d", e.Partition, e.Bucket, e.Webhook, last, cp)
+		}
+		if s, ok := summaries[[2]uint32{uint32(e.Partition), e.Bucket}]; !ok || s < last {
+			return corruptf("entry %d/%d/%d: offset %d not covered by its bucket's summary (%d, %v)", e.Partition, e.Bucket, e.Webhook, last, s, ok)
+		}
+		return nil
+	})
+}
+
+// PartitionStats describe one partition's part of the index.
+type PartitionStats struct {
+	Partition     int32
+	Checkpoint    int64
+	HasCheckpoint bool
+	Entries       int64 // keys
+	Offsets       int64 // batch offsets in them
+	Buckets       int64 // time buckets with entries
+	// FirstBucket and LastBucket are the start times (ms) of the oldest and newest buckets.
+	FirstBucket, LastBucket int64
+}
+
+// Stats describe the whole index.
+type Stats struct {
+	DiskBytes  uint64 // the database's files: tables, WAL, manifest
+	Entries    int64
+	Offsets    int64
+	KeyBytes   int64 // logical sizes of the entries' keys and values, before Pebble's encoding
+	ValueBytes int64
+	Partitions []PartitionStats // partitions with a checkpoint or entries, ascending
+}
+
+// Stats counts the index's entries by reading all of them.
+func (ix *Index) Stats() (Stats, error) {
+	if ix.closed.Load() {
+		return Stats{}, ErrClosed
+	}
+	var st Stats
+	st.DiskBytes = ix.db.Metrics().DiskSpaceUsage()
+	parts := map[int32]*PartitionStats{}
+	get := func(p int32) *PartitionStats {
+		if parts[p] == nil {
+			parts[p] = &PartitionStats{Partition: p, FirstBucket: -1, LastBucket: -1}
+		}
+		return parts[p]
+	}
+	it, err := ix.db.NewIter(nil)
+	if err != nil {
+		return st, err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		switch {
+		case len(k) == partKeyLen && k[0] == prefixCheckpoint:
+			v, err := it.ValueAndErr()
+			if err != nil || len(v) != 8 {
+				it.Close()
+				return st, errors.Join(err, corruptf("checkpoint %x", k))
+			}
+			ps := get(int32(binary.BigEndian.Uint32(k[1:])))
+			ps.Checkpoint, ps.HasCheckpoint = int64(binary.BigEndian.Uint64(v)), true
+		case len(k) == summaryKeyLen && k[0] == prefixSummary:
+			ps := get(int32(binary.BigEndian.Uint32(k[1:])))
+			t := ix.BucketTime(binary.BigEndian.Uint32(k[5:]))
+			ps.Buckets++
+			if ps.FirstBucket < 0 {
+				ps.FirstBucket = t
+			}
+			ps.LastBucket = t
+		case len(k) == entryKeyLen && k[0] == prefixEntry:
+			v, err := it.ValueAndErr()
+			if err != nil {
+				it.Close()
+				return st, err
+			}
+			offs, err := decodeRuns(nil, v)
+			if err != nil {
+				it.Close()
+				return st, err
+			}
+			ps := get(int32(binary.BigEndian.Uint32(k[1:])))
+			ps.Entries++
+			ps.Offsets += int64(len(offs))
+			st.Entries++
+			st.Offsets += int64(len(offs))
+			st.KeyBytes += int64(len(k))
+			st.ValueBytes += int64(len(v))
+		}
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return st, err
+	}
+	for _, ps := range parts {
+		st.Partitions = append(st.Partitions, *ps)
+	}
+	slices.SortFunc(st.Partitions, func(a, b PartitionStats) int { return int(a.Partition) - int(b.Partition) })
+	return st, nil
+}
+
+// Compact compacts the whole index, so that its size on disk is what it settles to (merge
+// operands folded into one run per key, deleted ranges gone). Rebuild runs it before switching.
+func (ix *Index) Compact(ctx context.Context) error {
+	if ix.closed.Load() {
+		return ErrClosed
+	}
+	if err := ix.db.Flush(); err != nil {
+		return err
+	}
+	return ix.db.Compact(ctx, []byte{0}, []byte{0xff}, true)
+}
+
+// EnforceRetention drops, in every partition of src, the buckets that ended more than Retention
+// ago and the oldest buckets whose every offset is below the log start (deleted from the log),
+// each partition with one DeleteRange per key kind. It returns how many buckets it dropped.
+func (ix *Index) EnforceRetention(ctx context.Context, src engine.Source) (int, error) {
+	if ix.closed.Load() {
+		return 0, ErrClosed
+	}
+	n, err := src.Partitions(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var timeCut uint32
+	if ix.opts.Retention >= 0 {
+		timeCut = ix.Bucket(ix.opts.Now().Add(-ix.opts.Retention).UnixMilli())
+	}
+	total := 0
+	for p := int32(0); p < n; p++ {
+		b, err := src.Bounds(ctx, p)
+		if err != nil {
+			return total, err
+		}
+		d, err := ix.dropPartition(p, timeCut, b.Start)
+		total += d
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// dropPartition deletes partition p's buckets below timeCut, and the buckets from the oldest on
+// whose largest offset is below logStart.
+func (ix *Index) dropPartition(p int32, timeCut uint32, logStart int64) (int, error) {
+	mu := &ix.partLocks[uint32(p)%uint32(len(ix.partLocks))]
+	mu.Lock()
+	defer mu.Unlock()
+	it, err := ix.db.NewIter(&pebble.IterOptions{LowerBound: appendPartKey(nil, prefixSummary, p), UpperBound: partitionEnd(prefixSummary, p)})
+	if err != nil {
+		return 0, err
+	}
+	cut := timeCut
+	dropped := 0
+	for ok := it.First(); ok; ok = it.Next() {
+		b := binary.BigEndian.Uint32(it.Key()[5:])
+		v, err := it.ValueAndErr()
+		if err != nil {
+			it.Close()
+			return 0, err
+		}
+		hi, k := binary.Uvarint(v)
+		if k <= 0 {
+			it.Close()
+			return 0, corruptf("summary %x = %x", it.Key(), v)
+		}
+		if b < timeCut || int64(hi) < logStart {
+			dropped++
+			cut = max(cut, b+1)
+			continue
+		}
+		break
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return 0, err
+	}
+	floor, err := ix.floor(p)
+	if err != nil {
+		return 0, err
+	}
+	if cut == 0 || (dropped == 0 && timeCut <= floor) {
+		return 0, nil
+	}
+	batch := ix.db.NewBatch()
+	defer batch.Close()
+	if err := batch.DeleteRange(bucketStart(prefixEntry, p, 0), bucketStart(prefixEntry, p, cut), nil); err != nil {
+		return 0, err
+	}
+	if err := batch.DeleteRange(bucketStart(prefixSummary, p, 0), bucketStart(prefixSummary, p, cut), nil); err != nil {
+		return 0, err
+	}
+	if timeCut > floor {
+		if err := batch.Set(appendPartKey(nil, prefixFloor, p), binary.BigEndian.AppendUint32(nil, timeCut), nil); err != nil {
+			return 0, err
+		}
+	}
+	if err := batch.Commit(pebble.Sync); err != nil {
+		return 0, err
+	}
+	if dropped > 0 {
+		ix.opts.Logger.Info("index: retention dropped buckets", "partition", p, "buckets", dropped, "below", time.UnixMilli(ix.BucketTime(cut)).UTC())
+	}
+	return dropped, nil
+}

@@ -1,0 +1,107 @@
+package index
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// The index's place in a data directory. The live index is the directory that the pointer file
+// DIR/INDEX names (one line, a directory name inside DIR); with no pointer file it is DIR/index.
+// A rebuild fills DIR/index.rebuild, then Switch renames it to a fresh DIR/index-<time> and
+// replaces the pointer atomically (temporary file, fsync, rename, fsync of DIR), so a reader
+// resolving the pointer sees the old index or the new one, whole, never a half-built one.
+const (
+	PointerFile  = "INDEX"
+	DefaultDir   = "index"
+	RebuildDir   = "index.rebuild"
+	switchPrefix = "index-"
+)
+
+// LiveDir is the path of the live index under dataDir, and whether a pointer file names it.
+func LiveDir(dataDir string) (string, bool, error) {
+	b, err := os.ReadFile(filepath.Join(dataDir, PointerFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return filepath.Join(dataDir, DefaultDir), false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	name := strings.TrimSpace(string(b))
+	if name == "" || name != filepath.Base(name) || name == "." || name == ".." {
+		return "", false, fmt.Errorf("%w: %s names %q, not a directory of %s", ErrCorrupt, PointerFile, name, dataDir)
+	}
+	return filepath.Join(dataDir, name), true, nil
+}
+
+// Switch makes the closed index in dataDir/RebuildDir the live one: it is renamed to
+// dataDir/index-<time>, the pointer file is replaced atomically to name it, and then the
+// previous live index and any index-* directory left by an interrupted switch are removed. It
+// returns the new live directory.
+func Switch(dataDir string) (string, error) {
+	old, _, err := LiveDir(dataDir)
+	if err != nil {
+		return "", err
+	}
+	name := switchPrefix + time.Now().UTC().Format("20060102T150405.000000000")
+	live := filepath.Join(dataDir, name)
+	if err := os.Rename(filepath.Join(dataDir, RebuildDir), live); err != nil {
+		return "", err
+	}
+	if err := syncDir(dataDir); err != nil {
+		return "", err
+	}
+	if err := writeFileAtomic(filepath.Join(dataDir, PointerFile), []byte(name+"\n")); err != nil {
+		return "", err
+	}
+	// The switch is done; what follows only frees space.
+	var errs []error
+	if old != live {
+		errs = append(errs, os.RemoveAll(old))
+	}
+	ents, err := os.ReadDir(dataDir)
+	errs = append(errs, err)
+	for _, e := range ents {
+		if e.IsDir() && strings.HasPrefix(e.Name(), switchPrefix) && e.Name() != name {
+			errs = append(errs, os.RemoveAll(filepath.Join(dataDir, e.Name())))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return live, fmt.Errorf("index: switched to %s, but removing the old index failed: %w", live, err)
+	}
+	return live, nil
+}
+
+func writeFileAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	return errors.Join(d.Sync(), d.Close())
+}

@@ -1,0 +1,93 @@
+package index
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// Options configure an Index. The zero value of every field but Dir means its default;
+// EnsureDefaults fills them in and Validate checks the result.
+type Options struct {
+	// Dir is the Pebble directory of the index. Required.
+	Dir string
+	// BucketWidth is the width of the time buckets entries are keyed by: a lookup does one seek
+	// per bucket of its window, and returns every batch of the webhook in the buckets the window
+	// touches (a superset at the window's edges). It is fixed when the index is created; opening
+	// an index with another non-zero width is an error. Default 1 minute; from 1s to 24h.
+	BucketWidth time.Duration
+	// Retention drops, on EnforceRetention, the buckets that ended more than this long ago.
+	// Default 120 hours (5 days), the delivery_log's retention. Negative keeps everything (entries
+	// below the log start are still dropped).
+	Retention time.Duration
+	// CommitRecords is how many records the builder indexes in memory before it commits them,
+	// with the partition's checkpoint, in one synced Pebble batch. Larger commits aggregate more
+	// offsets per key and sync less often. Default 65536.
+	CommitRecords int
+	// CommitInterval is the longest a builder keeps indexed records uncommitted. Default 1s.
+	CommitInterval time.Duration
+	// ReadOnly opens the index for reading only (stats, verify): nothing is written, and it may
+	// not be created.
+	ReadOnly bool
+	// FS is where the index's files live. Default vfs.Default.
+	FS vfs.FS
+	// Now is the clock retention uses. Default time.Now.
+	Now func() time.Time
+	// Logger receives the builder's and retention's events. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Defaults of Options.
+const (
+	DefaultBucketWidth    = time.Minute
+	DefaultRetention      = 120 * time.Hour
+	DefaultCommitRecords  = 65536
+	DefaultCommitInterval = time.Second
+)
+
+// EnsureDefaults fills in the defaults of unset fields.
+func (o *Options) EnsureDefaults() *Options {
+	if o.BucketWidth == 0 {
+		o.BucketWidth = DefaultBucketWidth
+	}
+	if o.Retention == 0 {
+		o.Retention = DefaultRetention
+	}
+	if o.CommitRecords == 0 {
+		o.CommitRecords = DefaultCommitRecords
+	}
+	if o.CommitInterval == 0 {
+		o.CommitInterval = DefaultCommitInterval
+	}
+	if o.FS == nil {
+		o.FS = vfs.Default
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// Validate reports every field that holds an impossible value, all at once.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.Dir == "" {
+		errs = append(errs, errors.New("Dir is required"))
+	}
+	if o.BucketWidth < time.Second || o.BucketWidth > 24*time.Hour || o.BucketWidth%time.Millisecond != 0 {
+		errs = append(errs, fmt.Errorf("BucketWidth is %v, want whole milliseconds from 1s to 24h", o.BucketWidth))
+	}
+	if o.CommitRecords < 1 {
+		errs = append(errs, fmt.Errorf("CommitRecords is %d, want at least 1", o.CommitRecords))
+	}
+	if o.CommitInterval < 0 {
+		errs = append(errs, fmt.Errorf("CommitInterval is %v, want a positive duration", o.CommitInterval))
+	}
+	return errors.Join(errs...)
+}
