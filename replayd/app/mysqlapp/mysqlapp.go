@@ -1,0 +1,305 @@
+// Package mysqlapp is the production app store: app.Driver on MySQL 8 / MariaDB 10.6+ (InnoDB),
+// tables replay_apps and replay_webhooks, migrations recorded in app_schema_migrations.
+package mysqlapp
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/replay/replay/replayd/app"
+	"github.com/replay/replay/replayd/job"
+)
+
+// Driver is the MySQL app store. Create it with Open; it is safe for concurrent use.
+type Driver struct {
+	db        *sql.DB
+	opts      Options
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ app.Driver = (*Driver)(nil)
+
+// Open connects to the database named by opts.DSN and, unless opts.SkipMigrations, applies pending
+// schema migrations. It does not modify opts.
+func Open(ctx context.Context, opts Options) (*Driver, error) {
+	opts.EnsureDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	cfg, err := connectorConfig(opts.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("mysqlapp: DSN: %w", err)
+	}
+	connector, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("mysqlapp: %w", err)
+	}
+	db := sql.OpenDB(connector)
+	db.SetMaxOpenConns(opts.MaxOpenConns)
+	db.SetMaxIdleConns(opts.MaxIdleConns)
+	db.SetConnMaxLifetime(opts.ConnMaxLifetime)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("mysqlapp: connecting to %s: %w", cfg.Addr, err)
+	}
+	if !opts.SkipMigrations {
+		if _, err := migrate(ctx, db, opts.MigrationLockTimeout.Seconds()); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
+	return &Driver{db: db, opts: opts}, nil
+}
+
+// DB returns the underlying pool (for tests and diagnostics).
+func (d *Driver) DB() *sql.DB { return d.db }
+
+// Close closes the connection pool. It is idempotent.
+func (d *Driver) Close() error {
+	d.closeOnce.Do(func() {
+		d.closed.Store(true)
+		d.closeErr = d.db.Close()
+	})
+	return d.closeErr
+}
+
+// do runs fn with the deadlock / lock-wait-timeout retry policy.
+func (d *Driver) do(ctx context.Context, op string, fn func(ctx context.Context) error) error {
+	if d.closed.Load() {
+		return fmt.Errorf("mysqlapp: %s: %w", op, app.ErrClosed)
+	}
+	if err := job.Retry(ctx, d.opts.Retry, fn); err != nil {
+		return fmt.Errorf("mysqlapp: %s: %w", op, err)
+	}
+	return nil
+}
+
+// duplicateKey reports whether err is MySQL's duplicate-key error (1062) on index.
+func duplicateKey(err error, index string) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && me.Number == 1062 && strings.Contains(me.Message, index)
+}
+
+// idAttempts bounds the draws of a fresh id on primary-key collisions.
+const idAttempts = 8
+
+const appColumns = "id, name, secret, created_at"
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanApp(s scanner) (*app.App, error) {
+	var a app.App
+	if err := s.Scan(&a.ID, &a.Name, &a.Secret, &a.CreatedAt); err != nil {
+		return nil, err
+	}
+	return &a, nil
+}
+
+// CreateApp implements app.Driver.
+func (d *Driver) CreateApp(ctx context.Context, p app.CreateAppParams) (*app.CreateAppResult, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	var out *app.CreateAppResult
+	err := d.do(ctx, "create app", func(ctx context.Context) error {
+		token, secret := app.NewToken(), app.NewSecret()
+		for attempt := 1; ; attempt++ {
+			id := app.NewID(time.Now())
+			_, err := d.db.ExecContext(ctx, `INSERT INTO replay_apps (id, name, secret, token_sha256, created_at)
+  VALUES (?, ?, ?, ?, NOW(6))`, id, p.Name, secret, app.HashToken(token))
+			if duplicateKey(err, "PRIMARY") && attempt < idAttempts {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			a, err := scanApp(d.db.QueryRowContext(ctx, "SELECT "+appColumns+" FROM replay_apps WHERE id = ?", id))
+			if err != nil {
+				return err
+			}
+			out = &app.CreateAppResult{App: a, Token: token}
+			return nil
+		}
+	})
+	return out, err
+}
+
+func (d *Driver) oneApp(ctx context.Context, op, where string, arg any) (*app.App, error) {
+	var out *app.App
+	err := d.do(ctx, op, func(ctx context.Context) error {
+		a, err := scanApp(d.db.QueryRowContext(ctx, "SELECT "+appColumns+" FROM replay_apps WHERE "+where, arg))
+		if errors.Is(err, sql.ErrNoRows) {
+			return app.ErrNotFound
+		}
+		out = a
+		return err
+	})
+	return out, err
+}
+
+// AppByToken implements app.Driver.
+func (d *Driver) AppByToken(ctx context.Context, p app.AppByTokenParams) (*app.App, error) {
+	if p.Token == "" {
+		return nil, fmt.Errorf("mysqlapp: app by token: %w", app.ErrNotFound)
+	}
+	return d.oneApp(ctx, "app by token", "token_sha256 = ?", app.HashToken(p.Token))
+}
+
+// GetApp implements app.Driver.
+func (d *Driver) GetApp(ctx context.Context, p app.GetAppParams) (*app.App, error) {
+	return d.oneApp(ctx, fmt.Sprintf("get app %d", p.ID), "id = ?", p.ID)
+}
+
+// ListApps implements app.Driver.
+func (d *Driver) ListApps(ctx context.Context, _ app.ListAppsParams) ([]*app.App, error) {
+	var out []*app.App
+	err := d.do(ctx, "list apps", func(ctx context.Context) error {
+		out = nil
+		rows, err := d.db.QueryContext(ctx, "SELECT "+appColumns+" FROM replay_apps ORDER BY id")
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			a, err := scanApp(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, a)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+const webhookColumns = "id, app_id, url, valid, created_at"
+
+func scanWebhook(s scanner) (*app.Webhook, error) {
+	var w app.Webhook
+	if err := s.Scan(&w.ID, &w.AppID, &w.URL, &w.Valid, &w.CreatedAt); err != nil {
+		return nil, err
+	}
+	return &w, nil
+}
+
+// CreateWebhook implements app.Driver.
+func (d *Driver) CreateWebhook(ctx context.Context, p app.CreateWebhookParams) (*app.Webhook, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	var out *app.Webhook
+	err := d.do(ctx, "create webhook", func(ctx context.Context) error {
+		for attempt := 1; ; attempt++ {
+			id := app.NewID(time.Now())
+			_, err := d.db.ExecContext(ctx, `INSERT INTO replay_webhooks (id, app_id, url, url_sha256, valid, created_at)
+  VALUES (?, ?, ?, ?, ?, NOW(6))`, id, p.AppID, p.URL, app.HashURL(p.URL), p.Valid)
+			switch {
+			case duplicateKey(err, "PRIMARY") && attempt < idAttempts:
+				continue
+			case duplicateKey(err, "uq_replay_webhooks_app_url"):
+				return fmt.Errorf("app %d: URL %q: %w", p.AppID, p.URL, app.ErrDuplicate)
+			case isForeignKeyError(err):
+				return fmt.Errorf("app %d: %w", p.AppID, app.ErrNotFound)
+			case err != nil:
+				return err
+			}
+			w, err := scanWebhook(d.db.QueryRowContext(ctx, "SELECT "+webhookColumns+" FROM replay_webhooks WHERE id = ?", id))
+			if err != nil {
+				return err
+			}
+			out = w
+			return nil
+		}
+	})
+	return out, err
+}
+
+// isForeignKeyError: 1452, a child row's parent does not exist.
+func isForeignKeyError(err error) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && me.Number == 1452
+}
+
+// GetWebhook implements app.Driver.
+func (d *Driver) GetWebhook(ctx context.Context, p app.GetWebhookParams) (*app.Webhook, error) {
+	var out *app.Webhook
+	err := d.do(ctx, fmt.Sprintf("get webhook %d", p.ID), func(ctx context.Context) error {
+		query := "SELECT " + webhookColumns + " FROM replay_webhooks WHERE id = ?"
+		args := []any{p.ID}
+		if p.AppID != 0 {
+			query += " AND app_id = ?"
+			args = append(args, p.AppID)
+		}
+		w, err := scanWebhook(d.db.QueryRowContext(ctx, query, args...))
+		if errors.Is(err, sql.ErrNoRows) {
+			return app.ErrNotFound
+		}
+		out = w
+		return err
+	})
+	return out, err
+}
+
+// ListWebhooks implements app.Driver.
+func (d *Driver) ListWebhooks(ctx context.Context, p app.ListWebhooksParams) ([]*app.Webhook, error) {
+	var out []*app.Webhook
+	err := d.do(ctx, "list webhooks", func(ctx context.Context) error {
+		out = nil
+		rows, err := d.db.QueryContext(ctx, "SELECT "+webhookColumns+" FROM replay_webhooks WHERE app_id = ? ORDER BY id", p.AppID)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			w, err := scanWebhook(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, w)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// DeleteWebhook implements app.Driver.
+func (d *Driver) DeleteWebhook(ctx context.Context, p app.DeleteWebhookParams) error {
+	if p.AppID <= 0 {
+		return fmt.Errorf("mysqlapp: delete webhook: %w: AppID must be positive", app.ErrInvalidParams)
+	}
+	return d.do(ctx, fmt.Sprintf("delete webhook %d", p.ID), func(ctx context.Context) error {
+		res, err := d.db.ExecContext(ctx, "DELETE FROM replay_webhooks WHERE id = ? AND app_id = ?", p.ID, p.AppID)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return app.ErrNotFound
+		}
+		return nil
+	})
+}
+
+// Ping implements app.Driver.
+func (d *Driver) Ping(ctx context.Context) error {
+	return d.do(ctx, "ping", func(ctx context.Context) error { return d.db.PingContext(ctx) })
+}
