@@ -1,0 +1,205 @@
+package delivery
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Client delivers events. It is safe for concurrent use; build one per process with New and share
+// it, so that keep-alive connections and each webhook's rate limiter are shared by all jobs.
+type Client struct {
+	opts Options
+	http *http.Client
+
+	mu        sync.Mutex
+	limiters  map[string]*limiterEntry
+	lastSweep time.Time
+}
+
+type limiterEntry struct {
+	lim      *rate.Limiter
+	lastUsed time.Time
+}
+
+// New returns a Client for opts (defaults filled in, then validated).
+func New(opts Options) (*Client, error) {
+	opts.EnsureDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	c := &Client{opts: opts, limiters: make(map[string]*limiterEntry)}
+	dialer := &net.Dialer{
+		Timeout:   opts.Timeout,
+		KeepAlive: 30 * time.Second,
+		Control:   c.control,
+	}
+	var protocols http.Protocols
+	protocols.SetHTTP1(true) // HTTP/1.1 keep-alive only, including over TLS
+	tr := &http.Transport{
+		Proxy:                 nil, // never from the environment: a proxy would dial for us, past the guard
+		DialContext:           dialer.DialContext,
+		Protocols:             &protocols,
+		MaxIdleConns:          0, // no global cap; the per-host cap below applies
+		MaxIdleConnsPerHost:   opts.MaxIdleConnsPerHost,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   opts.Timeout,
+		ExpectContinueTimeout: 0,
+		DisableCompression:    true,
+		ResponseHeaderTimeout: opts.Timeout,
+	}
+	c.http = &http.Client{
+		Transport: tr,
+		// A redirect is the webhook's answer, not somewhere to go: a 3xx fails the delivery.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	return c, nil
+}
+
+// Close closes idle connections. The Client stays usable.
+func (c *Client) Close() { c.http.CloseIdleConnections() }
+
+// Options returns the Client's options, defaults filled in.
+func (c *Client) Options() Options { return c.opts }
+
+// limiter returns the rate limiter of webhookID, creating it on first use. Limiters idle long
+// enough to be full again are dropped: a fresh one behaves the same.
+func (c *Client) limiter(webhookID string, now time.Time) *rate.Limiter {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	idle := limiterIdle(c.opts.RateLimit, c.opts.RateBurst)
+	if now.Sub(c.lastSweep) > idle {
+		for id, e := range c.limiters {
+			if now.Sub(e.lastUsed) > idle {
+				delete(c.limiters, id)
+			}
+		}
+		c.lastSweep = now
+	}
+	e := c.limiters[webhookID]
+	if e == nil {
+		e = &limiterEntry{lim: rate.NewLimiter(rate.Limit(c.opts.RateLimit), c.opts.RateBurst)}
+		c.limiters[webhookID] = e
+	}
+	e.lastUsed = now
+	return e.lim
+}
+
+// limiterIdle is how long a limiter must go unused before it is certainly full again, plus margin.
+func limiterIdle(perSec float64, burst int) time.Duration {
+	refill := time.Duration(float64(burst) / perSec * float64(time.Second))
+	return max(refill, 0) + 10*time.Minute
+}
+
+// waitRate takes one token of lim, sleeping (through the Sleep seam) until it is available.
+func (c *Client) waitRate(ctx context.Context, lim *rate.Limiter) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	now := c.opts.Now()
+	r := lim.ReserveN(now, 1)
+	if !r.OK() {
+		return fmt.Errorf("delivery: rate limiter refused a single event (burst %d)", lim.Burst())
+	}
+	if d := r.DelayFrom(now); d > 0 {
+		if err := c.opts.Sleep(ctx, d); err != nil {
+			r.CancelAt(c.opts.Now())
+			return err
+		}
+	}
+	return nil
+}
+
+// control is the net.Dialer's Control: it runs after the name was resolved, for each address the
+// dialer is about to connect to, so the check sees the real destination (no DNS rebinding gap).
+func (c *Client) control(network, address string, _ syscall.RawConn) error {
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil {
+		return &DeniedError{Address: address, Reason: "unparsable address"}
+	}
+	if err := CheckDestination(ap.Addr(), c.opts.AllowPrivate); err != nil {
+		err.(*DeniedError).Address = address
+		return err
+	}
+	return nil
+}
+
+// Address classes.
+var (
+	// metadata are cloud instance-metadata endpoints: always refused.
+	metadata = []netip.Addr{
+		netip.MustParseAddr("169.254.169.254"), // AWS, GCP, Azure, OpenStack, …
+		netip.MustParseAddr("fd00:ec2::254"),   // AWS IPv6
+		netip.MustParseAddr("100.100.100.200"), // Alibaba Cloud
+	}
+	// private are refused unless AllowPrivate.
+	private = []netip.Prefix{
+		netip.MustParsePrefix("10.0.0.0/8"),
+		netip.MustParsePrefix("172.16.0.0/12"),
+		netip.MustParsePrefix("192.168.0.0/16"),
+		netip.MustParsePrefix("100.64.0.0/10"), // carrier-grade NAT
+		netip.MustParsePrefix("fc00::/7"),      // unique local
+		netip.MustParsePrefix("fec0::/10"),     // deprecated site-local
+	}
+	// unspecified4 is 0.0.0.0/8, "this network": connecting to it reaches the local host.
+	unspecified4 = netip.MustParsePrefix("0.0.0.0/8")
+	// nat64 is the well-known NAT64 prefix: the IPv4 address embedded in its low 32 bits is the
+	// real destination, so it is checked as well.
+	nat64 = netip.MustParsePrefix("64:ff9b::/96")
+)
+
+// CheckDestination says whether a delivery may connect to addr. It returns nil or a *DeniedError:
+//
+//   - always refused: link-local (169.254.0.0/16, fe80::/10, link-local multicast) and cloud
+//     metadata addresses (169.254.169.254, fd00:ec2::254, 100.100.100.200);
+//   - refused unless allowPrivate: private (10/8, 172.16/12, 192.168/16, 100.64/10 CGNAT,
+//     fc00::/7), loopback (127/8, ::1), unspecified (0.0.0.0/8, ::), multicast and broadcast.
+//
+// IPv4-mapped IPv6 addresses and NAT64 (64:ff9b::/96) addresses are judged by their IPv4 address.
+func CheckDestination(addr netip.Addr, allowPrivate bool) error {
+	a := addr.WithZone("").Unmap()
+	if nat64.Contains(a) {
+		b := a.As16()
+		a = netip.AddrFrom4([4]byte(b[12:16]))
+	}
+	deny := func(reason string) error { return &DeniedError{Address: addr.String(), Reason: reason} }
+	for _, m := range metadata {
+		if a == m {
+			return deny("cloud metadata address")
+		}
+	}
+	switch {
+	case !a.IsValid():
+		return deny("invalid address")
+	case a.IsLinkLocalUnicast():
+		return deny("link-local address")
+	case a.IsLinkLocalMulticast():
+		return deny("link-local multicast address")
+	}
+	if allowPrivate {
+		return nil
+	}
+	switch {
+	case a.IsLoopback():
+		return deny("loopback address (AllowPrivate is off)")
+	case a.IsUnspecified() || unspecified4.Contains(a):
+		return deny("unspecified address (AllowPrivate is off)")
+	case a.IsMulticast():
+		return deny("multicast address (AllowPrivate is off)")
+	case a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return deny("broadcast address (AllowPrivate is off)")
+	}
+	for _, p := range private {
+		if p.Contains(a) {
+			return deny("private address in " + p.String() + " (AllowPrivate is off)")
+		}
+	}
+	return nil
+}

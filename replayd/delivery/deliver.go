@@ -1,0 +1,305 @@
+package delivery
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// Target is where one webhook's events go.
+type Target struct {
+	WebhookID string // rate limits are per WebhookID
+	URL       string // http or https
+	Secret    []byte // the app's consumer secret, the HMAC key of the signature
+}
+
+// Result describes a delivery, successful or not.
+type Result struct {
+	Attempts int           // attempts made (requests sent or tried), at most MaxAttempts
+	Status   int           // HTTP status of the last answer; 0 if the last attempt got none
+	Latency  time.Duration // round trip of the last attempt
+	Elapsed  time.Duration // from the call to the return, rate-limit waits and backoffs included
+}
+
+// StatusError is a non-2xx answer from the webhook.
+type StatusError struct {
+	Code       int
+	Status     string        // e.g. "503 Service Unavailable"
+	RetryAfter time.Duration // the honoured Retry-After (capped), on 429 and 503; 0 if absent
+	Body       string        // the first bytes of the answer's body, for diagnosis
+}
+
+func (e *StatusError) Error() string {
+	s := "webhook answered " + e.Status
+	if e.Code >= 300 && e.Code < 400 {
+		s += " (redirects are not followed)"
+	}
+	if e.Body != "" {
+		s += fmt.Sprintf(": %q", e.Body)
+	}
+	return s
+}
+
+// DeniedError is a destination refused by the dial-time guard (see CheckDestination). It is never
+// retried.
+type DeniedError struct {
+	Address string // the resolved address, "ip:port" when it comes from a dial
+	Reason  string
+}
+
+func (e *DeniedError) Error() string {
+	return "destination " + e.Address + " denied: " + e.Reason
+}
+
+// TargetError is a webhook URL that cannot be delivered to at all. It is never retried.
+type TargetError struct {
+	URL    string
+	Reason string
+}
+
+func (e *TargetError) Error() string {
+	if e.URL == "" {
+		return "bad webhook URL: " + e.Reason
+	}
+	return fmt.Sprintf("bad webhook URL %q: %s", e.URL, e.Reason)
+}
+
+// TimeoutError is an attempt that did not complete within Options.Timeout while the caller's
+// context was still live. It is retried.
+type TimeoutError struct {
+	Timeout time.Duration
+	Err     error
+}
+
+func (e *TimeoutError) Error() string {
+	return fmt.Sprintf("no complete answer within %v: %v", e.Timeout, e.Err)
+}
+
+func (e *TimeoutError) Unwrap() error { return e.Err }
+
+// Error is what Deliver returns when an event was not delivered.
+type Error struct {
+	WebhookID string
+	Host      string
+	Attempts  int
+	// Err is why the delivery stopped: the last attempt's error when it was not retryable or the
+	// attempts ran out, or the context's error when the caller gave up.
+	Err error
+	// Last is the last attempt's error when Err is the context's, else nil.
+	Last error
+}
+
+func (e *Error) Error() string {
+	s := fmt.Sprintf("delivery to webhook %s (%s) failed after %d attempt(s): ", e.WebhookID, e.Host, e.Attempts)
+	switch {
+	case e.Last != nil:
+		s += fmt.Sprintf("%v (last attempt: %v)", e.Err, e.Last)
+	case IsRetryable(e.Err):
+		s += fmt.Sprintf("attempts exhausted, last: %v", e.Err)
+	default:
+		s += fmt.Sprintf("not retryable: %v", e.Err)
+	}
+	return s
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// IsRetryable is the one rule that decides whether a failed attempt is tried again.
+//
+// Retried: a 429 or 5xx answer (*StatusError), an attempt that ran out of Options.Timeout
+// (*TimeoutError), and connection-level failures: refused, reset, broken pipe, EOF before a whole
+// answer, network timeouts, temporary DNS failures (any net.Error that is none of the below).
+//
+// Not retried: nil; any other status (3xx, since redirects are not followed, and 4xx other than
+// 429); a destination refused by the guard (*DeniedError); a bad URL (*TargetError); the caller's
+// context being canceled or past its deadline; a host name that does not exist; and errors that are
+// not network errors at all (TLS certificate problems, malformed answers, unsupported schemes).
+func IsRetryable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var de *DeniedError
+	var te *TargetError
+	if errors.As(err, &de) || errors.As(err, &te) {
+		return false
+	}
+	var se *StatusError
+	if errors.As(err, &se) {
+		return se.Code == http.StatusTooManyRequests || (se.Code >= 500 && se.Code <= 599)
+	}
+	var to *TimeoutError
+	if errors.As(err, &to) {
+		return true
+	}
+	// After the attempt timeout: a context error here is the caller's.
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return !dns.IsNotFound
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.EPIPE) {
+		return true
+	}
+	// *url.Error is itself a net.Error whatever it wraps; judge what it wraps.
+	for {
+		var ue *url.Error
+		if !errors.As(err, &ue) {
+			break
+		}
+		err = ue.Err
+	}
+	var ne net.Error
+	return errors.As(err, &ne)
+}
+
+// maxDrain is how much of an answer's body is read so its connection can be reused; a longer body
+// costs the connection instead.
+const maxDrain = 256 << 10
+
+// Deliver POSTs body to t.URL, signed with t.Secret, and retries as IsRetryable says: before each
+// attempt it takes a token of t.WebhookID's rate limiter; after a retryable failure it waits the
+// Retry-After of a 429/503 (at most MaxRetryAfter) or else a fully jittered exponential backoff;
+// it stops after MaxAttempts attempts or when ctx is done. A 2xx is success. On failure the error
+// is an *Error saying why; the Result is filled in either way.
+func (c *Client) Deliver(ctx context.Context, t Target, body []byte) (Result, error) {
+	start := c.opts.Now()
+	var res Result
+	u, err := parseTarget(t.URL)
+	if err != nil {
+		return res, &Error{WebhookID: t.WebhookID, Host: "?", Err: err}
+	}
+	fail := func(err, last error) (Result, error) {
+		res.Elapsed = c.opts.Now().Sub(start)
+		return res, &Error{WebhookID: t.WebhookID, Host: u.Host, Attempts: res.Attempts, Err: err, Last: last}
+	}
+	sig := Sign(t.Secret, body)
+	var last error
+	for attempt := 1; ; attempt++ {
+		lim := c.limiter(t.WebhookID, c.opts.Now())
+		if err := c.waitRate(ctx, lim); err != nil {
+			return fail(err, last)
+		}
+		res.Attempts = attempt
+		err := c.attempt(ctx, u, sig, body, &res)
+		if err == nil {
+			res.Elapsed = c.opts.Now().Sub(start)
+			return res, nil
+		}
+		last = err
+		if ctx.Err() != nil {
+			return fail(ctx.Err(), last)
+		}
+		if !IsRetryable(err) || attempt >= c.opts.MaxAttempts {
+			return fail(err, nil)
+		}
+		wait := c.backoff(attempt)
+		var se *StatusError
+		if errors.As(err, &se) && se.RetryAfter > 0 {
+			wait = se.RetryAfter
+		}
+		if err := c.opts.Sleep(ctx, wait); err != nil {
+			return fail(err, last)
+		}
+	}
+}
+
+// backoff is the wait after the n-th failed attempt: full jitter over a capped exponential.
+func (c *Client) backoff(n int) time.Duration {
+	d := c.opts.BackoffMax
+	if n-1 < 32 {
+		if e := c.opts.BackoffBase << (n - 1); e > 0 && e < d {
+			d = e
+		}
+	}
+	return c.opts.Jitter(d)
+}
+
+// attempt makes one request. It records status and latency in res and returns nil for a 2xx.
+func (c *Client) attempt(ctx context.Context, u *url.URL, sig string, body []byte, res *Result) error {
+	actx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(actx, http.MethodPost, u.String(), bytes.NewReader(body))
+	if err != nil {
+		return &TargetError{URL: u.Redacted(), Reason: err.Error()}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(SignatureHeader, sig)
+	req.Header.Set("User-Agent", c.opts.UserAgent)
+	// Present but nil: not sent, but it lets the transport resend on a keep-alive connection the
+	// server closed under us, as it does for idempotent requests. Webhooks get events at least
+	// once anyway, and we would resend on a connection error ourselves.
+	req.Header["Idempotency-Key"] = nil
+
+	res.Status = 0
+	sent := c.opts.Now()
+	resp, err := c.http.Do(req)
+	if err != nil {
+		res.Latency = c.opts.Now().Sub(sent)
+		return c.attemptError(ctx, actx, err)
+	}
+	res.Status = resp.StatusCode
+	var head []byte
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		head, _ = io.ReadAll(io.LimitReader(resp.Body, 256))
+	}
+	drainClose(resp.Body)
+	res.Latency = c.opts.Now().Sub(sent)
+	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+		// The webhook accepted the event; a body cut short afterwards does not change that.
+		return nil
+	}
+	se := &StatusError{Code: resp.StatusCode, Status: resp.Status, Body: string(bytes.ToValidUTF8(head, []byte("?")))}
+	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), c.opts.Now()); ok {
+			se.RetryAfter = min(d, c.opts.MaxRetryAfter)
+		}
+	}
+	return se
+}
+
+// attemptError classifies a transport error: the attempt's own deadline, while the caller's
+// context is live, becomes a *TimeoutError; a *url.Error is unwrapped, as it repeats the URL
+// (which may carry tokens) into logs.
+func (c *Client) attemptError(ctx, actx context.Context, err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = fmt.Errorf("%s: %w", ue.Op, ue.Err)
+	}
+	if ctx.Err() == nil && errors.Is(actx.Err(), context.DeadlineExceeded) {
+		return &TimeoutError{Timeout: c.opts.Timeout, Err: err}
+	}
+	return err
+}
+
+// parseRetryAfter reads a Retry-After value: delay-seconds or an HTTP-date (relative to now).
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	if v == "" {
+		return 0, false
+	}
+	if secs, err := strconv.ParseUint(v, 10, 32); err == nil {
+		return time.Duration(secs) * time.Second, true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0), true
+	}
+	return 0, false
+}
+
+// drainClose reads what is left of a body (up to maxDrain) and closes it, so its connection can
+// be reused.
+func drainClose(rc io.ReadCloser) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(rc, maxDrain))
+	rc.Close()
+}

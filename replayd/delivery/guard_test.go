@@ -1,0 +1,198 @@
+package delivery
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"syscall"
+	"testing"
+)
+
+func TestCheckDestination(t *testing.T) {
+	const (
+		always = iota // denied whatever AllowPrivate says
+		unlessAllowed
+		allowed
+	)
+	for _, tc := range []struct {
+		addr string
+		want int
+	}{
+		{"169.254.169.254", always},
+		{"169.254.170.2", always},
+		{"169.254.0.1", always},
+		{"fe80::1", always},
+		{"fe80::1%eth0", always},
+		{"fd00:ec2::254", always},
+		{"100.100.100.200", always},
+		{"::ffff:169.254.169.254", always},
+		{"64:ff9b::a9fe:a9fe", always}, // NAT64 of 169.254.169.254
+		{"224.0.0.1", always},          // link-local multicast
+		{"ff02::1", always},
+		{"127.0.0.1", unlessAllowed},
+		{"127.10.20.30", unlessAllowed},
+		{"::1", unlessAllowed},
+		{"::ffff:127.0.0.1", unlessAllowed},
+		{"10.1.2.3", unlessAllowed},
+		{"172.16.0.1", unlessAllowed},
+		{"172.31.255.255", unlessAllowed},
+		{"192.168.1.1", unlessAllowed},
+		{"100.64.0.1", unlessAllowed},
+		{"100.127.255.254", unlessAllowed},
+		{"fc00::1", unlessAllowed},
+		{"fd12:3456::1", unlessAllowed},
+		{"0.0.0.0", unlessAllowed},
+		{"0.1.2.3", unlessAllowed},
+		{"::", unlessAllowed},
+		{"239.1.2.3", unlessAllowed},
+		{"ff0e::1", unlessAllowed},
+		{"255.255.255.255", unlessAllowed},
+		{"64:ff9b::a00:1", unlessAllowed}, // NAT64 of 10.0.0.1
+		{"8.8.8.8", allowed},
+		{"172.32.0.1", allowed},
+		{"100.128.0.1", allowed},
+		{"2606:4700::1111", allowed},
+		{"::ffff:1.1.1.1", allowed},
+	} {
+		a := netip.MustParseAddr(tc.addr)
+		for _, allow := range []bool{false, true} {
+			err := CheckDestination(a, allow)
+			wantDenied := tc.want == always || (tc.want == unlessAllowed && !allow)
+			if (err != nil) != wantDenied {
+				t.Errorf("CheckDestination(%s, allowPrivate=%v) = %v, want denied=%v", tc.addr, allow, err, wantDenied)
+			}
+			var de *DeniedError
+			if err != nil && (!errors.As(err, &de) || IsRetryable(err)) {
+				t.Errorf("CheckDestination(%s): %v is not a non-retryable *DeniedError", tc.addr, err)
+			}
+		}
+	}
+}
+
+// TestControl drives the dialer's Control function with the "ip:port" strings a dial hands it.
+func TestControl(t *testing.T) {
+	strict := newTestClient(t, Options{})
+	lax := newTestClient(t, Options{AllowPrivate: true})
+	for _, tc := range []struct {
+		network, address string
+		strict, lax      bool // allowed?
+	}{
+		{"tcp4", "127.0.0.1:8080", false, true},
+		{"tcp6", "[::1]:443", false, true},
+		{"tcp4", "169.254.169.254:80", false, false},
+		{"tcp6", "[fd00:ec2::254]:80", false, false},
+		{"tcp4", "100.100.100.200:80", false, false},
+		{"tcp6", "[fe80::1%lo]:80", false, false},
+		{"tcp4", "93.184.215.14:443", true, true},
+		{"tcp", "not-an-address", false, false},
+	} {
+		for _, side := range []struct {
+			c    *Client
+			want bool
+		}{{strict, tc.strict}, {lax, tc.lax}} {
+			err := side.c.control(tc.network, tc.address, nil)
+			if (err == nil) != side.want {
+				t.Errorf("control(%s, %s) with AllowPrivate=%v = %v, want allowed=%v", tc.network, tc.address, side.c.opts.AllowPrivate, err, side.want)
+			}
+			var de *DeniedError
+			if err != nil && (!errors.As(err, &de) || de.Address != tc.address) {
+				t.Errorf("control(%s): %v does not name the address", tc.address, err)
+			}
+		}
+	}
+}
+
+// TestDeliverDeniedAtDial: with AllowPrivate off a delivery to a loopback server never leaves the
+// dialer and is not retried; with it on the same delivery goes through.
+func TestDeliverDeniedAtDial(t *testing.T) {
+	clk := newFakeClock()
+	srv := newServer(t, func(_ *server, _ int64, w http.ResponseWriter, _ *http.Request) {})
+	o := testOptions(clk)
+	o.AllowPrivate = false
+	strict := newTestClient(t, o)
+	res, err := strict.Deliver(context.Background(), target(srv.URL), []byte(testBody))
+	var de *DeniedError
+	if !errors.As(err, &de) || IsRetryable(err) || res.Attempts != 1 || len(clk.Sleeps()) != 0 {
+		t.Fatalf("Deliver to loopback with AllowPrivate off = %+v, %v (sleeps %v)", res, err, clk.Sleeps())
+	}
+	if de.Address != srv.Listener.Addr().String() {
+		t.Errorf("denied address %q, want %q", de.Address, srv.Listener.Addr())
+	}
+	if srv.hits.Load() != 0 || srv.newConn.Load() != 0 {
+		t.Errorf("server saw %d requests on %d connections", srv.hits.Load(), srv.newConn.Load())
+	}
+	// A name that resolves to loopback is caught at dial time too.
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	if _, err := strict.Deliver(context.Background(), target("http://localhost:"+port), nil); !errors.As(err, &de) {
+		t.Errorf("Deliver to localhost = %v, want *DeniedError", err)
+	}
+
+	o.AllowPrivate = true
+	lax := newTestClient(t, o)
+	if _, err := lax.Deliver(context.Background(), target(srv.URL), []byte(testBody)); err != nil {
+		t.Fatalf("Deliver to loopback with AllowPrivate on: %v", err)
+	}
+}
+
+func TestIsRetryable(t *testing.T) {
+	opErr := func(err error) error {
+		return &url.Error{Op: "Post", URL: "http://h/", Err: &net.OpError{Op: "dial", Net: "tcp", Err: err}}
+	}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"nil", nil, false},
+		{"500", &StatusError{Code: 500}, true},
+		{"502", &StatusError{Code: 502}, true},
+		{"503", &StatusError{Code: 503}, true},
+		{"599", &StatusError{Code: 599}, true},
+		{"429", &StatusError{Code: 429}, true},
+		{"400", &StatusError{Code: 400}, false},
+		{"401", &StatusError{Code: 401}, false},
+		{"404", &StatusError{Code: 404}, false},
+		{"408", &StatusError{Code: 408}, false},
+		{"413", &StatusError{Code: 413}, false},
+		{"301", &StatusError{Code: 301}, false},
+		{"302", &StatusError{Code: 302}, false},
+		{"304", &StatusError{Code: 304}, false},
+		{"attempt timeout", &TimeoutError{Err: context.DeadlineExceeded}, true},
+		{"caller canceled", context.Canceled, false},
+		{"caller deadline", context.DeadlineExceeded, false},
+		{"caller canceled in url.Error", &url.Error{Op: "Post", Err: context.Canceled}, false},
+		{"denied", &DeniedError{Address: "127.0.0.1:80"}, false},
+		{"denied at dial", opErr(&DeniedError{Address: "169.254.169.254:80"}), false},
+		{"bad target", &TargetError{Reason: "x"}, false},
+		{"refused", opErr(os.NewSyscallError("connect", syscall.ECONNREFUSED)), true},
+		{"reset", &net.OpError{Op: "read", Err: syscall.ECONNRESET}, true},
+		{"broken pipe", fmt.Errorf("write: %w", syscall.EPIPE), true},
+		{"eof", fmt.Errorf("Post: %w", io.EOF), true},
+		{"unexpected eof", io.ErrUnexpectedEOF, true},
+		{"dns temporary", opErr(&net.DNSError{Err: "server misbehaving", IsTemporary: true}), true},
+		{"dns not found", opErr(&net.DNSError{Err: "no such host", IsNotFound: true}), false},
+		{"network timeout", &net.OpError{Op: "dial", Err: timeoutErr{}}, true},
+		{"certificate", &url.Error{Op: "Post", Err: x509.UnknownAuthorityError{}}, false},
+		{"unsupported scheme", &url.Error{Op: "Post", Err: errors.New(`unsupported protocol scheme "ftp"`)}, false},
+		{"plain error", errors.New("something else"), false},
+		{"delivery error of a 503", &Error{Err: &StatusError{Code: 503}}, true},
+		{"delivery error canceled", &Error{Err: context.Canceled, Last: &StatusError{Code: 503}}, false},
+	} {
+		if got := IsRetryable(tc.err); got != tc.want {
+			t.Errorf("IsRetryable(%s: %v) = %v, want %v", tc.name, tc.err, got, tc.want)
+		}
+	}
+}
+
+type timeoutErr struct{}
+
+func (timeoutErr) Error() string   { return "i/o timeout" }
+func (timeoutErr) Timeout() bool   { return true }
+func (timeoutErr) Temporary() bool { return true }
