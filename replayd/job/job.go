@@ -152,8 +152,8 @@ type Job struct {
 	StartedAt  time.Time `json:"started_at,omitzero"`
 	FinishedAt time.Time `json:"finished_at,omitzero"`
 
-	// LeaseOwner is the worker that leased the job last; FencingToken counts leases (and cancels)
-	// and is what every holder's write is conditional on.
+	// LeaseOwner is the worker that leased the job last; FencingToken counts leases (and cancels
+	// and releases) and is what every holder's write is conditional on.
 	LeaseOwner     string    `json:"lease_owner,omitempty"`
 	FencingToken   int64     `json:"fencing_token"`
 	HeartbeatAt    time.Time `json:"heartbeat_at,omitzero"`
@@ -302,6 +302,29 @@ func (p TransitionParams) Validate() error {
 	return paramsError(errs)
 }
 
+// ReleaseParams are the arguments of Driver.Release.
+type ReleaseParams struct {
+	ID           int64
+	FencingToken int64
+	// Progress, when non-nil, is checkpointed with the release.
+	Progress *Progress
+}
+
+// Validate checks the params.
+func (p ReleaseParams) Validate() error {
+	var errs []string
+	if p.ID <= 0 {
+		errs = append(errs, "ID must be positive")
+	}
+	if p.FencingToken <= 0 {
+		errs = append(errs, "FencingToken must be positive")
+	}
+	if p.Progress != nil && p.Progress.Checkpoint < NoCheckpoint {
+		errs = append(errs, "Progress.Checkpoint must be >= -1")
+	}
+	return paramsError(errs)
+}
+
 // GetParams are the arguments of Driver.Get.
 type GetParams struct {
 	ID int64
@@ -380,6 +403,14 @@ type Driver interface {
 	// Transition changes the state of a held job, conditional on the fencing token (ErrLeaseLost)
 	// and on the current state (ErrInvalidTransition).
 	Transition(ctx context.Context, p TransitionParams) error
+	// Release gives a held job back (a worker's graceful shutdown): if FencingToken is still the
+	// job's and the job is STARTED or ONGOING (otherwise ErrLeaseLost, as Heartbeat; ErrNotFound
+	// for a missing job), it optionally checkpoints progress, sets the lease expiry to the store's
+	// now, so that the next Lease anywhere takes the job at once, ordered as an expired lease
+	// (keeping its state, checkpoint and counters), and bumps the fencing token, so that the
+	// releaser can change nothing afterwards: its later Heartbeat, Transition or Release fail with
+	// ErrLeaseLost. The next Lease bumps the token again as always.
+	Release(ctx context.Context, p ReleaseParams) error
 	// Get returns one job, or ErrNotFound.
 	Get(ctx context.Context, p GetParams) (*Job, error)
 	// List returns a page of jobs matching the filters, newest first.
@@ -400,15 +431,18 @@ func paramsError(errs []string) error {
 	return fmt.Errorf("%w: %s", ErrInvalidParams, strings.Join(errs, "; "))
 }
 
-// DiagnoseFencedFailure builds the error for a fenced write (heartbeat or transition) that matched
-// nothing, from the job's current token, state and owner. Drivers share it so both say the same.
+// DiagnoseFencedFailure builds the error for a fenced write (heartbeat, release or transition)
+// that matched nothing, from the job's current token, state and owner. Drivers share it so both
+// say the same. A stale token is ErrLeaseLost; so is a job no longer held for a heartbeat or a
+// release (what "heartbeat" or "release": the lease ended with the job); for a transition
+// (any other what) the wrong state is ErrInvalidTransition.
 func DiagnoseFencedFailure(id, token, current int64, state, owner, what string) error {
 	if current != token {
 		return fmt.Errorf("job %d: %s: %w: fencing token %d is stale, the job is at %d (state %s, owner %q)",
 			id, what, ErrLeaseLost, token, current, state, owner)
 	}
 	st, _ := ParseState(state)
-	if what == "heartbeat" || !st.Valid() {
+	if what == "heartbeat" || what == "release" || !st.Valid() {
 		return fmt.Errorf("job %d: %s: %w: the job is %s", id, what, ErrLeaseLost, state)
 	}
 	return fmt.Errorf("job %d: %s: %w: the job is %s", id, what, ErrInvalidTransition, state)

@@ -358,6 +358,26 @@ func (d *Driver) Heartbeat(ctx context.Context, p job.HeartbeatParams) error {
 	})
 }
 
+// Release implements job.Driver: the job's lease-queue entry moves to now, so the next Lease
+// (whose range ends at its now) takes it, among the expired leases.
+func (d *Driver) Release(ctx context.Context, p job.ReleaseParams) error {
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	return d.run(ctx, "release", func() error {
+		r, err := d.fenced(p.ID, p.FencingToken, []job.State{job.StateStarted, job.StateOngoing}, "release")
+		if err != nil {
+			return err
+		}
+		old := r.Job
+		now := d.now()
+		r.FencingToken++
+		r.LeaseExpiresAt, r.UpdatedAt = now, now
+		applyProgress(&r.Job, p.Progress)
+		return d.save(old, r)
+	})
+}
+
 // Transition implements job.Driver.
 func (d *Driver) Transition(ctx context.Context, p job.TransitionParams) error {
 	if err := p.Validate(); err != nil {

@@ -1,5 +1,6 @@
 // Package jobtest is the conformance suite every job.Driver must pass: states, transitions,
-// fencing, one active job per webhook, listing, cancel, contexts, lease order, takeover, contention.
+// fencing, one active job per webhook, listing, cancel, release, contexts, lease order, takeover,
+// contention.
 package jobtest
 
 import (
@@ -39,6 +40,9 @@ func Exercise(t *testing.T, newDriver NewDriver) {
 		{"ContextCanceled", testContextCanceled},
 		{"LeaseOrderOldestFirst", testLeaseOrder},
 		{"ExpiredHeartbeatTakeover", testTakeover},
+		{"Release", testRelease},
+		{"ReleaseRefused", testReleaseRefused},
+		{"ReleasedLeaseOrder", testReleasedLeaseOrder},
 		{"Close", testClose},
 	}
 	for _, tc := range tests {
@@ -136,6 +140,12 @@ func testInvalidParams(t *testing.T, d job.Driver) {
 	wantErr(t, "Lease without owner", err, job.ErrInvalidParams)
 	err = d.Heartbeat(ctx, job.HeartbeatParams{ID: 1})
 	wantErr(t, "Heartbeat without token", err, job.ErrInvalidParams)
+	err = d.Release(ctx, job.ReleaseParams{ID: 1})
+	wantErr(t, "Release without token", err, job.ErrInvalidParams)
+	err = d.Release(ctx, job.ReleaseParams{FencingToken: 1})
+	wantErr(t, "Release without id", err, job.ErrInvalidParams)
+	err = d.Release(ctx, job.ReleaseParams{ID: 1, FencingToken: 1, Progress: &job.Progress{Checkpoint: -2}})
+	wantErr(t, "Release with checkpoint -2", err, job.ErrInvalidParams)
 	_, err = d.List(ctx, job.ListParams{Limit: -1})
 	wantErr(t, "List with negative limit", err, job.ErrInvalidParams)
 }
@@ -500,6 +510,7 @@ func testContextCanceled(t *testing.T, d job.Driver) {
 	_, calls["Lease"] = d.Lease(ctx, job.LeaseParams{Owner: "w"})
 	calls["Heartbeat"] = d.Heartbeat(ctx, job.HeartbeatParams{ID: j.ID, FencingToken: 1})
 	calls["Transition"] = d.Transition(ctx, job.TransitionParams{ID: j.ID, FencingToken: 1, To: job.StateOngoing})
+	calls["Release"] = d.Release(ctx, job.ReleaseParams{ID: j.ID, FencingToken: 1})
 	_, calls["Get"] = d.Get(ctx, job.GetParams{ID: j.ID})
 	_, calls["List"] = d.List(ctx, job.ListParams{})
 	_, calls["Cancel"] = d.Cancel(ctx, job.CancelParams{ID: j.ID})
@@ -621,6 +632,168 @@ func testTakeover(t *testing.T, d job.Driver) {
 			t.Fatalf("Lease of a heartbeating holder's job: %v, want ErrNoJob", err)
 		}
 		time.Sleep(timeout / 10) // the heartbeat interval, not synchronisation
+	}
+}
+
+// A worker that releases its job (graceful shutdown) hands it, with its checkpoint and counters,
+// to the next Lease at once, without waiting for the lease to time out, and is fenced off.
+func testRelease(t *testing.T, d job.Driver) {
+	ctx := context.Background()
+	// A lease far longer than the test: only the release can make the job leasable.
+	const long = time.Hour
+	c := create(t, d, 1)
+	a := mustLease(t, d, "worker-a", long)
+	if a.ID != c.ID {
+		t.Fatalf("leased %d, want %d", a.ID, c.ID)
+	}
+	if err := d.Transition(ctx, job.TransitionParams{ID: a.ID, FencingToken: a.FencingToken, To: job.StateOngoing}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Heartbeat(ctx, job.HeartbeatParams{ID: a.ID, FencingToken: a.FencingToken, Progress: &job.Progress{Checkpoint: 10, Counters: job.Counters{Read: 1, Delivered: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	beforeRelease := get(t, d, a.ID)
+	fu := int64(1_700_000_000_321)
+	pr := &job.Progress{Checkpoint: 777, Counters: job.Counters{Read: 70, Delivered: 66, DuplicatesDropped: 3, Failed: 1}, FirstUndeliveredMs: &fu}
+	if err := d.Release(ctx, job.ReleaseParams{ID: a.ID, FencingToken: a.FencingToken, Progress: pr}); err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+	r := get(t, d, a.ID)
+	if r.State != job.StateOngoing || r.Checkpoint != 777 || r.Counters != pr.Counters || r.FirstUndeliveredMs == nil || *r.FirstUndeliveredMs != fu {
+		t.Fatalf("released job lost its state or progress: %+v", r)
+	}
+	if r.FencingToken != a.FencingToken+1 {
+		t.Fatalf("Release left the fencing token at %d, want %d", r.FencingToken, a.FencingToken+1)
+	}
+	if r.LeaseExpiresAt.IsZero() || !r.LeaseExpiresAt.Before(beforeRelease.LeaseExpiresAt) || r.LeaseExpiresAt.Before(beforeRelease.HeartbeatAt) || r.UpdatedAt.Before(beforeRelease.UpdatedAt) {
+		t.Fatalf("released lease expires %v (was %v, last heartbeat %v); want the store's now", r.LeaseExpiresAt, beforeRelease.LeaseExpiresAt, beforeRelease.HeartbeatAt)
+	}
+	// The releaser can change nothing any more, even before anyone else leases the job.
+	wantErr(t, "releaser's Heartbeat", d.Heartbeat(ctx, job.HeartbeatParams{ID: a.ID, FencingToken: a.FencingToken, Progress: &job.Progress{Checkpoint: 9999}}), job.ErrLeaseLost)
+	wantErr(t, "releaser's Transition", d.Transition(ctx, job.TransitionParams{ID: a.ID, FencingToken: a.FencingToken, To: job.StateCompleted}), job.ErrLeaseLost)
+	wantErr(t, "releaser's INCOMPLETE", d.Transition(ctx, job.TransitionParams{ID: a.ID, FencingToken: a.FencingToken, To: job.StateIncomplete, Reason: "x"}), job.ErrLeaseLost)
+	wantErr(t, "releaser's second Release", d.Release(ctx, job.ReleaseParams{ID: a.ID, FencingToken: a.FencingToken, Progress: &job.Progress{Checkpoint: 9999}}), job.ErrLeaseLost)
+	if g := get(t, d, a.ID); g.State != job.StateOngoing || g.Checkpoint != 777 || g.FencingToken != r.FencingToken || !g.LeaseExpiresAt.Equal(r.LeaseExpiresAt) {
+		t.Fatalf("a fenced-off write changed the released job: %+v", g)
+	}
+	// Another worker takes it over at once (the hour-long lease has not run out) and resumes.
+	b, err := d.Lease(ctx, job.LeaseParams{Owner: "worker-b", Timeout: long})
+	if err != nil {
+		t.Fatalf("Lease right after Release: %v, want the released job", err)
+	}
+	if b.ID != a.ID || b.LeaseOwner != "worker-b" || b.FencingToken != a.FencingToken+2 {
+		t.Fatalf("lease after release: %+v (A had token %d)", b, a.FencingToken)
+	}
+	if b.State != job.StateOngoing || b.Checkpoint != 777 || b.Counters != pr.Counters || b.FirstUndeliveredMs == nil || *b.FirstUndeliveredMs != fu {
+		t.Fatalf("job taken over after release lost its state or progress: %+v", b)
+	}
+	if !b.StartedAt.Equal(a.StartedAt) || b.LeaseTimeout != long || b.LeaseExpiresAt.Sub(b.HeartbeatAt) != long {
+		t.Fatalf("lease after release: started %v (was %v), timeout %v, expiry %v after the heartbeat", b.StartedAt, a.StartedAt, b.LeaseTimeout, b.LeaseExpiresAt.Sub(b.HeartbeatAt))
+	}
+	if _, err := d.Lease(ctx, job.LeaseParams{Owner: "worker-c", Timeout: long}); !errors.Is(err, job.ErrNoJob) {
+		t.Fatalf("second Lease after Release: %v, want ErrNoJob", err)
+	}
+	// The old holder's stale token is refused and does not disturb the new holder.
+	wantErr(t, "stale Release after the takeover", d.Release(ctx, job.ReleaseParams{ID: a.ID, FencingToken: a.FencingToken}), job.ErrLeaseLost)
+	wantErr(t, "stale Heartbeat after the takeover", d.Heartbeat(ctx, job.HeartbeatParams{ID: a.ID, FencingToken: a.FencingToken}), job.ErrLeaseLost)
+	if err := d.Heartbeat(ctx, job.HeartbeatParams{ID: b.ID, FencingToken: b.FencingToken}); err != nil {
+		t.Fatalf("new holder's Heartbeat: %v", err)
+	}
+	if err := d.Transition(ctx, job.TransitionParams{ID: b.ID, FencingToken: b.FencingToken, To: job.StateCompleted, Progress: &job.Progress{Checkpoint: 900, Counters: job.Counters{Read: 90, Delivered: 86, DuplicatesDropped: 3, Failed: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	if g := get(t, d, b.ID); g.State != job.StateCompleted || g.Checkpoint != 900 || g.LeaseOwner != "worker-b" {
+		t.Fatalf("final job: %+v", g)
+	}
+
+	// A STARTED job released without progress keeps its checkpoint and stays STARTED.
+	c2 := create(t, d, 1)
+	s := mustLease(t, d, "worker-s", long)
+	if s.ID != c2.ID {
+		t.Fatalf("leased %d, want %d", s.ID, c2.ID)
+	}
+	if err := d.Heartbeat(ctx, job.HeartbeatParams{ID: s.ID, FencingToken: s.FencingToken, Progress: &job.Progress{Checkpoint: 5, Counters: job.Counters{Read: 5}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Release(ctx, job.ReleaseParams{ID: s.ID, FencingToken: s.FencingToken}); err != nil {
+		t.Fatalf("Release without progress: %v", err)
+	}
+	s2 := mustLease(t, d, "worker-t", long)
+	if s2.ID != s.ID || s2.State != job.StateStarted || s2.Checkpoint != 5 || s2.Counters != (job.Counters{Read: 5}) || s2.FencingToken != s.FencingToken+2 {
+		t.Fatalf("lease after a release without progress: %+v", s2)
+	}
+}
+
+// Release refuses what Heartbeat refuses, changing nothing.
+func testReleaseRefused(t *testing.T, d job.Driver) {
+	ctx := context.Background()
+	pr := &job.Progress{Checkpoint: 9999, Counters: job.Counters{Read: 9999}}
+	// An OPEN job was never leased: any token is stale.
+	o := create(t, d, 1)
+	wantErr(t, "Release of an OPEN job", d.Release(ctx, job.ReleaseParams{ID: o.ID, FencingToken: 1, Progress: pr}), job.ErrLeaseLost)
+	if g := get(t, d, o.ID); g.State != job.StateOpen || g.FencingToken != 0 || g.Checkpoint != job.NoCheckpoint || !g.LeaseExpiresAt.IsZero() {
+		t.Fatalf("a refused Release changed the OPEN job: %+v", g)
+	}
+	l := mustLease(t, d, "w", time.Minute)
+	if l.ID != o.ID {
+		t.Fatalf("leased %d, want %d", l.ID, o.ID)
+	}
+	// A wrong token on a held job.
+	wantErr(t, "Release with a wrong token", d.Release(ctx, job.ReleaseParams{ID: l.ID, FencingToken: l.FencingToken + 1, Progress: pr}), job.ErrLeaseLost)
+	if g := get(t, d, l.ID); g.State != job.StateStarted || g.FencingToken != l.FencingToken || g.Checkpoint != job.NoCheckpoint || !g.LeaseExpiresAt.Equal(l.LeaseExpiresAt) {
+		t.Fatalf("a fenced-off Release changed the job: %+v", g)
+	}
+	// A COMPLETED job, by its last holder: the lease ended with the job.
+	for _, to := range []job.State{job.StateOngoing, job.StateCompleted} {
+		if err := d.Transition(ctx, job.TransitionParams{ID: l.ID, FencingToken: l.FencingToken, To: to}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantErr(t, "Release of a COMPLETED job", d.Release(ctx, job.ReleaseParams{ID: l.ID, FencingToken: l.FencingToken, Progress: pr}), job.ErrLeaseLost)
+	// An INCOMPLETE one likewise.
+	create(t, d, 1)
+	i := mustLease(t, d, "w", time.Minute)
+	if err := d.Transition(ctx, job.TransitionParams{ID: i.ID, FencingToken: i.FencingToken, To: job.StateIncomplete, Reason: "r"}); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, "Release of an INCOMPLETE job", d.Release(ctx, job.ReleaseParams{ID: i.ID, FencingToken: i.FencingToken, Progress: pr}), job.ErrLeaseLost)
+	// A canceled one: Cancel moved the token on.
+	create(t, d, 1)
+	k := mustLease(t, d, "w", time.Minute)
+	if _, err := d.Cancel(ctx, job.CancelParams{ID: k.ID}); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, "Release of a CANCELED job", d.Release(ctx, job.ReleaseParams{ID: k.ID, FencingToken: k.FencingToken, Progress: pr}), job.ErrLeaseLost)
+	for _, id := range []int64{l.ID, i.ID, k.ID} {
+		g := get(t, d, id)
+		if !g.State.Terminal() || g.Checkpoint == 9999 || g.Counters.Read == 9999 {
+			t.Fatalf("a refused Release changed the finished job: %+v", g)
+		}
+	}
+	if _, err := d.Lease(ctx, job.LeaseParams{Owner: "w", Timeout: time.Minute}); !errors.Is(err, job.ErrNoJob) {
+		t.Fatalf("Lease after refused releases: %v, want ErrNoJob", err)
+	}
+	wantErr(t, "Release of a missing job", d.Release(ctx, job.ReleaseParams{ID: k.ID + 1000, FencingToken: 1}), job.ErrNotFound)
+}
+
+// A released job queues as an expired lease: behind the jobs that were leasable before it.
+func testReleasedLeaseOrder(t *testing.T, d job.Driver) {
+	ctx := context.Background()
+	first := create(t, d, 1)
+	a := mustLease(t, d, "worker-a", time.Hour)
+	if a.ID != first.ID {
+		t.Fatalf("leased %d, want %d", a.ID, first.ID)
+	}
+	waiting := create(t, d, 1) // OPEN since before the release
+	if err := d.Release(ctx, job.ReleaseParams{ID: a.ID, FencingToken: a.FencingToken}); err != nil {
+		t.Fatal(err)
+	}
+	later := create(t, d, 1) // OPEN since after the release
+	for i, want := range []int64{waiting.ID, first.ID, later.ID} {
+		l := mustLease(t, d, fmt.Sprintf("w%d", i), time.Hour)
+		if l.ID != want {
+			t.Fatalf("lease %d took job %d, want %d (OPEN %d, released %d, OPEN %d)", i, l.ID, want, waiting.ID, first.ID, later.ID)
+		}
 	}
 }
 

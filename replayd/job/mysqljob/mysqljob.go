@@ -24,6 +24,9 @@ type Driver struct {
 	closed    atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
+	// testHookCreateRead, set by tests only (export_test.go) before the driver is used, runs in
+	// Create between the INSERT and the read of the new row; its error stands for that read's.
+	testHookCreateRead func() error
 }
 
 var _ job.Driver = (*Driver)(nil)
@@ -148,7 +151,15 @@ func (d *Driver) Create(ctx context.Context, p job.CreateParams) (*job.Job, erro
 	}
 	var j *job.Job
 	err := d.do(ctx, "create", func(ctx context.Context) error {
-		res, err := d.db.ExecContext(ctx, `INSERT INTO replay_jobs
+		// The INSERT and the read of the new row are one transaction: if the read fails (and the
+		// whole is retried), the INSERT is rolled back with it, so a retry cannot trip over the
+		// job it just made and report ErrActiveJobExists for it.
+		tx, err := d.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback() //nolint:errcheck
+		res, err := tx.ExecContext(ctx, `INSERT INTO replay_jobs
   (app_id, webhook_id, kafka_partition, from_ms, to_ms, state, created_at, updated_at)
   VALUES (?, ?, ?, ?, ?, 'OPEN', NOW(6), NOW(6))`, p.AppID, p.WebhookID, p.Partition, p.FromMs, p.ToMs)
 		if err != nil {
@@ -162,10 +173,20 @@ func (d *Driver) Create(ctx context.Context, p job.CreateParams) (*job.Job, erro
 		if err != nil {
 			return err
 		}
-		j, err = getJob(ctx, d.db, id, 0)
-		return err
+		if d.testHookCreateRead != nil {
+			if err := d.testHookCreateRead(); err != nil {
+				return err
+			}
+		}
+		if j, err = getJob(ctx, tx, id, 0); err != nil {
+			return err
+		}
+		return tx.Commit()
 	})
-	return j, err
+	if err != nil {
+		return nil, err
+	}
+	return j, nil
 }
 
 // leaseQuery picks the job that has been leasable longest. It is served entirely by
@@ -250,6 +271,22 @@ WHERE id = ? AND fencing_token = ? AND state IN ('STARTED', 'ONGOING')`
 	args = append(args, p.ID, p.FencingToken)
 	return d.do(ctx, "heartbeat", func(ctx context.Context) error {
 		return d.fencedUpdate(ctx, query, args, p.ID, p.FencingToken, "heartbeat")
+	})
+}
+
+// Release implements job.Driver. Setting lease_expires_at to NOW(6) sets the stored lease_due_at
+// too, so the job is in the lease query's range at once, among the expired leases.
+func (d *Driver) Release(ctx context.Context, p job.ReleaseParams) error {
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	set, args := progressSet(p.Progress)
+	query := `UPDATE replay_jobs SET fencing_token = fencing_token + 1, lease_expires_at = NOW(6),
+  updated_at = NOW(6)` + set + `
+WHERE id = ? AND fencing_token = ? AND state IN ('STARTED', 'ONGOING')`
+	args = append(args, p.ID, p.FencingToken)
+	return d.do(ctx, "release", func(ctx context.Context) error {
+		return d.fencedUpdate(ctx, query, args, p.ID, p.FencingToken, "release")
 	})
 }
 

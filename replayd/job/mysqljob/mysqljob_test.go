@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -190,5 +191,46 @@ func TestCloseIdempotent(t *testing.T) {
 	}
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A retryable failure of Create's read of the new row runs the whole Create again; the retry must
+// not find the first attempt's row and report ErrActiveJobExists for the job it is creating.
+func TestCreateRetriedReadDoesNotConflictWithItself(t *testing.T) {
+	d := open(t, mysqljob.Options{})
+	calls := 0
+	mysqljob.SetCreateReadHook(d, func() error {
+		calls++
+		if calls == 1 {
+			return &mysql.MySQLError{Number: 1205, Message: "Lock wait timeout exceeded (injected)"}
+		}
+		return nil
+	})
+	ctx := context.Background()
+	j, err := d.Create(ctx, job.CreateParams{AppID: 1, WebhookID: 77, FromMs: 1, ToMs: 2})
+	if err != nil {
+		t.Fatalf("Create with one retryable read failure: %v", err)
+	}
+	if calls != 2 || j.State != job.StateOpen || j.WebhookID != 77 {
+		t.Fatalf("Create = %+v after %d attempts; want an OPEN job after 2", j, calls)
+	}
+	res, err := d.List(ctx, job.ListParams{WebhookID: 77})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Jobs) != 1 || res.Jobs[0].ID != j.ID {
+		t.Fatalf("webhook 77 has %d jobs (%+v), want only %d", len(res.Jobs), res.Jobs, j.ID)
+	}
+	// A read that keeps failing leaves no job behind: the failed Create did not create.
+	mysqljob.SetCreateReadHook(d, func() error { return errors.New("read failed (injected)") })
+	if _, err := d.Create(ctx, job.CreateParams{AppID: 1, WebhookID: 78, FromMs: 1, ToMs: 2}); err == nil {
+		t.Fatal("Create succeeded although its read failed")
+	}
+	mysqljob.SetCreateReadHook(d, nil)
+	if res, err := d.List(ctx, job.ListParams{WebhookID: 78}); err != nil || len(res.Jobs) != 0 {
+		t.Fatalf("a failed Create left %v behind (%v)", res, err)
+	}
+	if _, err := d.Create(ctx, job.CreateParams{AppID: 1, WebhookID: 78, FromMs: 1, ToMs: 2}); err != nil {
+		t.Fatalf("Create after a failed Create: %v", err)
 	}
 }

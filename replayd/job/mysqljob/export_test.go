@@ -1,0 +1,5 @@
+package mysqljob
+
+// SetCreateReadHook makes d call f in Create between the INSERT and the read of the new row, f's
+// error standing for that read's. Call it before d is used.
+func SetCreateReadHook(d *Driver, f func() error) { d.testHookCreateRead = f }
