@@ -53,7 +53,7 @@ func New(opts Options) (*Client, error) {
 		TLSHandshakeTimeout:   opts.Timeout,
 		ExpectContinueTimeout: 0,
 		DisableCompression:    true,
-		ResponseHeaderTimeout: opts.Timeout,
+		// No ResponseHeaderTimeout: the per-attempt context bounds the whole exchange.
 	}
 	c.http = &http.Client{
 		Transport: tr,

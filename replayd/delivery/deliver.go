@@ -269,15 +269,21 @@ func (c *Client) attempt(ctx context.Context, u *url.URL, sig string, body []byt
 	return se
 }
 
-// attemptError classifies a transport error: the attempt's own deadline, while the caller's
-// context is live, becomes a *TimeoutError; a *url.Error is unwrapped, as it repeats the URL
-// (which may carry tokens) into logs.
+// attemptError classifies a transport error: any timeout while the caller's context is live (the
+// attempt's deadline, or one of the transport's own timeouts, some of which also match
+// context.DeadlineExceeded) becomes a *TimeoutError; a *url.Error is unwrapped, as it repeats the
+// URL (which may carry tokens) into logs.
 func (c *Client) attemptError(ctx, actx context.Context, err error) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		err = fmt.Errorf("%s: %w", ue.Op, ue.Err)
 	}
-	if ctx.Err() == nil && errors.Is(actx.Err(), context.DeadlineExceeded) {
+	if ctx.Err() != nil {
+		return err
+	}
+	var ne net.Error
+	if errors.Is(actx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) ||
+		(errors.As(err, &ne) && ne.Timeout()) {
 		return &TimeoutError{Timeout: c.opts.Timeout, Err: err}
 	}
 	return err

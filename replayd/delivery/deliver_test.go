@@ -375,8 +375,10 @@ func TestDeliverReusesConnections(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if got := srv4.newConn.Load(); got > workers {
-		t.Errorf("%d workers × 50 deliveries opened %d connections, want at most %d", workers, got, workers)
+	// Not exactly workers: net/http may dial for a request while another's connection is on its
+	// way back to the idle pool. What matters is that connections are reused, not per request.
+	if got := srv4.newConn.Load(); got > 2*workers {
+		t.Errorf("%d workers × 50 deliveries opened %d connections, want at most %d", workers, got, 2*workers)
 	}
 }
 

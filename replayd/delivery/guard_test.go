@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -196,3 +197,36 @@ type timeoutErr struct{}
 func (timeoutErr) Error() string   { return "i/o timeout" }
 func (timeoutErr) Timeout() bool   { return true }
 func (timeoutErr) Temporary() bool { return true }
+
+// deadlineErr is a transport timeout that also matches context.DeadlineExceeded, as net/http's
+// "timeout awaiting response headers" does.
+type deadlineErr struct{}
+
+func (deadlineErr) Error() string        { return "net/http: timeout awaiting response headers" }
+func (deadlineErr) Timeout() bool        { return true }
+func (deadlineErr) Temporary() bool      { return true }
+func (deadlineErr) Is(target error) bool { return target == context.DeadlineExceeded }
+
+func TestAttemptErrorTimeouts(t *testing.T) {
+	c := newTestClient(t, Options{})
+	live := context.Background()
+	for _, err := range []error{
+		&url.Error{Op: "Post", URL: "http://h/?token=secret", Err: deadlineErr{}},
+		&url.Error{Op: "Post", URL: "http://h/?token=secret", Err: &net.OpError{Op: "read", Err: timeoutErr{}}},
+	} {
+		got := c.attemptError(live, live, err)
+		var te *TimeoutError
+		if !errors.As(got, &te) || !IsRetryable(got) {
+			t.Errorf("attemptError(%v) with a live caller = %v, want a retryable *TimeoutError", err, got)
+		}
+		if strings.Contains(got.Error(), "secret") {
+			t.Errorf("attemptError kept the URL: %v", got)
+		}
+		gone, cancel := context.WithCancel(live)
+		cancel()
+		// The caller's own end is not the attempt's timeout (Deliver stops on ctx.Err() anyway).
+		if got := c.attemptError(gone, gone, err); errors.As(got, &te) {
+			t.Errorf("attemptError(%v) after the caller gave up = %v, want no *TimeoutError", err, got)
+		}
+	}
+}
