@@ -36,5 +36,6 @@ func newRootCommand() *cobra.Command {
 	}
 	root.AddCommand(newSegmentCommand())
 	root.AddCommand(newMigrateCommand())
+	root.AddCommand(newAppsCommand())
 	return root
 }
