@@ -23,8 +23,8 @@ type Hot struct {
 
 // Spec describes generated traffic.
 type Spec struct {
-	Events   int   // records to append (duplicates included)
-	Webhooks int   // webhooks sharing the Zipf-skewed traffic
+	Events   int     // records to append (duplicates included)
+	Webhooks int     // webhooks sharing the Zipf-skewed traffic
 	Zipf     float64 // Zipf exponent s > 1; default 1.1
 	Hot      []Hot   // webhooks with fixed shares, drawn before the Zipf ones
 	// DupRate is the fraction of events appended a second time, later (producer retries,
