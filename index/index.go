@@ -611,3 +611,52 @@ func (ix *Index) dropPartition(p int32, timeCut uint32, logStart int64) (int, er
 	}
 	return dropped, nil
 }
+
+// ImportPartitions copies every key of the partitions keep selects (entries, summaries,
+// checkpoints, retention floors) from src into ix, as they are. A partial rebuild uses it to carry
+// the partitions it did not rebuild over from the live index. Both must have the same bucket
+// width. It returns how many keys it copied.
+func (ix *Index) ImportPartitions(src *Index, keep func(p int32) bool) (int, error) {
+	if ix.closed.Load() || src.closed.Load() {
+		return 0, ErrClosed
+	}
+	if ix.widthMs != src.widthMs {
+		return 0, fmt.Errorf("index: cannot import %v buckets into an index of %v buckets", src.opts.BucketWidth, ix.opts.BucketWidth)
+	}
+	it, err := src.db.NewIter(nil)
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	n := 0
+	batch := ix.db.NewBatch()
+	defer func() { batch.Close() }()
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		if len(k) < partKeyLen || !bytes.ContainsRune([]byte{prefixCheckpoint, prefixEntry, prefixFloor, prefixSummary}, rune(k[0])) {
+			continue
+		}
+		if !keep(int32(binary.BigEndian.Uint32(k[1:]))) {
+			continue
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return n, err
+		}
+		if err := batch.Set(k, v, nil); err != nil {
+			return n, err
+		}
+		n++
+		if batch.Len() > 4<<20 {
+			if err := batch.Commit(pebble.NoSync); err != nil {
+				return n, err
+			}
+			batch.Close()
+			batch = ix.db.NewBatch()
+		}
+	}
+	if err := it.Error(); err != nil {
+		return n, err
+	}
+	return n, batch.Commit(pebble.Sync)
+}

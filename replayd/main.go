@@ -37,5 +37,6 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(newSegmentCommand())
 	root.AddCommand(newMigrateCommand())
 	root.AddCommand(newAppsCommand())
+	root.AddCommand(newIndexCommand())
 	return root
 }
