@@ -1,0 +1,32 @@
+package worker
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the workers' Prometheus collectors.
+type Metrics struct {
+	EventsRead         prometheus.Counter
+	EventsDelivered    prometheus.Counter
+	EventsDeduplicated prometheus.Counter
+	EventsFailed       prometheus.Counter
+	DeliveryLatency    prometheus.Histogram
+	JobsFinished       *prometheus.CounterVec // by final state
+	Takeovers          prometheus.Counter
+	JobsRunning        prometheus.Gauge
+}
+
+// NewMetrics makes the collectors and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		EventsRead:         prometheus.NewCounter(prometheus.CounterOpts{Name: "replay_events_read_total", Help: "Events of a job's webhook and window read from the log."}),
+		EventsDelivered:    prometheus.NewCounter(prometheus.CounterOpts{Name: "replay_events_delivered_total", Help: "Events delivered to webhooks."}),
+		EventsDeduplicated: prometheus.NewCounter(prometheus.CounterOpts{Name: "replay_events_deduplicated_total", Help: "Duplicate events dropped."}),
+		EventsFailed:       prometheus.NewCounter(prometheus.CounterOpts{Name: "replay_events_failed_total", Help: "Events not delivered."}),
+		DeliveryLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "replay_delivery_seconds", Help: "Time to deliver one event, retries included.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
+		JobsFinished: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "replay_jobs_finished_total", Help: "Jobs finished by this process, by final state."}, []string{"state"}),
+		Takeovers:    prometheus.NewCounter(prometheus.CounterOpts{Name: "replay_job_takeovers_total", Help: "Jobs leased after another worker's lease expired or was released."}),
+		JobsRunning:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "replay_jobs_running", Help: "Jobs this process is running."}),
+	}
+	reg.MustRegister(m.EventsRead, m.EventsDelivered, m.EventsDeduplicated, m.EventsFailed, m.DeliveryLatency, m.JobsFinished, m.Takeovers, m.JobsRunning)
+	return m
+}

@@ -1,0 +1,136 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/replay/replay/engine"
+	"github.com/replay/replay/index"
+	"github.com/replay/replay/replayd/job"
+)
+
+// Locator finds the batches that hold a webhook's events in a time window: the index. It must
+// never miss a batch; a superset costs only reading.
+type Locator interface {
+	Locate(ctx context.Context, partition int32, webhookKey []byte, fromMs, toMs int64) ([]int64, error)
+}
+
+// Target is where a job's events go.
+type Target struct {
+	WebhookID string
+	URL       string
+	Secret    []byte
+}
+
+// Deliverer POSTs one signed event to a target, retrying as its own policy says; an error means
+// the event was not delivered and will not be by retrying now.
+type Deliverer interface {
+	Deliver(ctx context.Context, t Target, body []byte) error
+}
+
+// Deduper remembers event identities within a job: Seen records h and reports whether it was
+// already there.
+type Deduper interface {
+	Seen(h uint64) bool
+}
+
+// Options configure a Pool. Jobs, Source, Locator, Targets, Deliverer and NewDeduper are required.
+type Options struct {
+	Jobs    job.Driver
+	Source  engine.Source
+	Locator Locator
+	// Targets resolves a job's webhook to its URL and its app's secret.
+	Targets func(ctx context.Context, webhookID int64) (Target, error)
+	// Deliverer sends events.
+	Deliverer Deliverer
+	// NewDeduper makes the dedup cache of one job.
+	NewDeduper func() Deduper
+	// Name identifies this process in lease owners. Default "<hostname>:<pid>".
+	Name string
+	// Workers is how many jobs run at once. Default 4.
+	Workers int
+	// PollInterval is how long an idle worker waits before asking for a job again (Notify wakes
+	// it sooner). Default 500ms.
+	PollInterval time.Duration
+	// LeaseTimeout is how long a job stays ours without a heartbeat; after it another instance
+	// takes the job over. Default 30s.
+	LeaseTimeout time.Duration
+	// HeartbeatInterval is how often a running job heartbeats and checkpoints. Default a third of
+	// LeaseTimeout.
+	HeartbeatInterval time.Duration
+	// Metrics, if set, receives counters.
+	Metrics *Metrics
+	// Logger. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// EnsureDefaults fills in the defaults of unset fields.
+func (o *Options) EnsureDefaults() *Options {
+	if o.Name == "" {
+		host, _ := os.Hostname()
+		o.Name = fmt.Sprintf("%s:%d", host, os.Getpid())
+	}
+	if o.Workers == 0 {
+		o.Workers = 4
+	}
+	if o.PollInterval == 0 {
+		o.PollInterval = 500 * time.Millisecond
+	}
+	if o.LeaseTimeout == 0 {
+		o.LeaseTimeout = 30 * time.Second
+	}
+	if o.HeartbeatInterval == 0 {
+		o.HeartbeatInterval = o.LeaseTimeout / 3
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// Validate reports every missing or impossible field.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.Jobs == nil {
+		errs = append(errs, errors.New("Jobs is required"))
+	}
+	if o.Source == nil {
+		errs = append(errs, errors.New("Source is required"))
+	}
+	if o.Locator == nil {
+		errs = append(errs, errors.New("Locator is required"))
+	}
+	if o.Targets == nil {
+		errs = append(errs, errors.New("Targets is required"))
+	}
+	if o.Deliverer == nil {
+		errs = append(errs, errors.New("Deliverer is required"))
+	}
+	if o.NewDeduper == nil {
+		errs = append(errs, errors.New("NewDeduper is required"))
+	}
+	if o.Workers < 1 {
+		errs = append(errs, fmt.Errorf("Workers is %d, want at least 1", o.Workers))
+	}
+	if o.HeartbeatInterval >= o.LeaseTimeout {
+		errs = append(errs, fmt.Errorf("HeartbeatInterval %v must be shorter than LeaseTimeout %v", o.HeartbeatInterval, o.LeaseTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+// IndexLocator locates events through the index, which scans what it has not indexed yet.
+func IndexLocator(ix *index.Index, src engine.Source) Locator { return indexLocator{ix, src} }
+
+type indexLocator struct {
+	ix  *index.Index
+	src engine.Source
+}
+
+func (l indexLocator) Locate(ctx context.Context, p int32, key []byte, from, to int64) ([]int64, error) {
+	r, err := l.ix.LookupPartition(ctx, l.src, p, key, from, to)
+	return r.Offsets, err
+}

@@ -1,0 +1,107 @@
+// Package worker runs replay jobs: it leases them from the job store, reads the webhook's events
+// through the index and the log, drops duplicates, delivers the rest, and checkpoints progress.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/replay/replay/replayd/job"
+)
+
+// Pool is a set of workers. Start runs them; Stop drains them: no new leases, in-flight jobs stop
+// at an event boundary, checkpoint and are released for any instance to resume.
+type Pool struct {
+	opts   Options
+	wake   chan struct{}
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	done   sync.WaitGroup
+	state  int // 0 new, 1 running, 2 stopped
+}
+
+// New makes a pool.
+func New(o Options) (*Pool, error) {
+	o.EnsureDefaults()
+	if err := o.Validate(); err != nil {
+		return nil, fmt.Errorf("worker: invalid options: %w", err)
+	}
+	return &Pool{opts: o, wake: make(chan struct{}, 1)}, nil
+}
+
+// Start runs the workers until Stop.
+func (p *Pool) Start(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.state != 0 {
+		return errors.New("worker: pool already started")
+	}
+	p.state = 1
+	ctx, p.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	for i := 0; i < p.opts.Workers; i++ {
+		p.done.Add(1)
+		go p.loop(ctx, fmt.Sprintf("%s/w%d", p.opts.Name, i))
+	}
+	return nil
+}
+
+// Notify wakes an idle worker: a job was just created.
+func (p *Pool) Notify() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Stop stops leasing, makes running jobs checkpoint and release their leases, and waits for
+// them (or for ctx). It is idempotent.
+func (p *Pool) Stop(ctx context.Context) error {
+	p.mu.Lock()
+	if p.state != 1 {
+		p.state = 2
+		p.mu.Unlock()
+		return nil
+	}
+	p.state = 2
+	p.cancel()
+	p.mu.Unlock()
+	done := make(chan struct{})
+	go func() { p.done.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("worker: stop: %w", ctx.Err())
+	}
+}
+
+func (p *Pool) loop(ctx context.Context, owner string) {
+	defer p.done.Done()
+	log := p.opts.Logger.With("worker", owner)
+	for ctx.Err() == nil {
+		j, err := p.opts.Jobs.Lease(ctx, job.LeaseParams{Owner: owner, Timeout: p.opts.LeaseTimeout})
+		switch {
+		case err == nil:
+			r := &run{pool: p, job: j, owner: owner, log: log.With("job_id", j.ID, "webhook_id", j.WebhookID)}
+			r.execute(ctx)
+			continue
+		case errors.Is(err, job.ErrNoJob):
+		case ctx.Err() != nil:
+			return
+		default:
+			log.Warn("lease failed", "err", err)
+		}
+		t := time.NewTimer(p.opts.PollInterval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-p.wake:
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,267 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/replay/replay/engine"
+	"github.com/replay/replay/replayd/dedup"
+	"github.com/replay/replay/replayd/job"
+	"github.com/replay/replay/segment"
+)
+
+var (
+	errDrain     = errors.New("worker: draining")
+	errLeaseLost = errors.New("worker: lease lost")
+)
+
+// run is one job being executed by one worker.
+type run struct {
+	pool  *Pool
+	job   *job.Job
+	owner string
+	log   *slog.Logger
+
+	mu       sync.Mutex
+	progress job.Progress
+}
+
+func (r *run) snapshot() *job.Progress {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p := r.progress
+	return &p
+}
+
+func (r *run) update(f func(p *job.Progress)) {
+	r.mu.Lock()
+	f(&r.progress)
+	r.mu.Unlock()
+}
+
+// execute runs the job until it is finished, its lease is lost, or the pool drains (ctx done).
+func (r *run) execute(ctx context.Context) {
+	o, j := &r.pool.opts, r.job
+	m := o.Metrics
+	if m != nil {
+		m.JobsRunning.Inc()
+		defer m.JobsRunning.Dec()
+		if j.FencingToken > 1 {
+			m.Takeovers.Inc()
+		}
+	}
+	r.progress = job.Progress{Checkpoint: j.Checkpoint, Counters: j.Counters, FirstUndeliveredMs: j.FirstUndeliveredMs}
+	// jobCtx ends when the lease is lost; ctx (the pool's) ends when draining, which is only
+	// looked at between events so that a delivery in flight finishes.
+	jobCtx, loseLease := context.WithCancel(context.WithoutCancel(ctx))
+	defer loseLease()
+	if j.State == job.StateStarted {
+		err := o.Jobs.Transition(jobCtx, job.TransitionParams{ID: j.ID, FencingToken: j.FencingToken, To: job.StateOngoing})
+		if err != nil {
+			r.log.Warn("could not start job", "err", err)
+			return
+		}
+	}
+	r.log.Info("job leased", "from_ms", j.FromMs, "to_ms", j.ToMs, "checkpoint", j.Checkpoint, "fencing_token", j.FencingToken)
+
+	hbDone := make(chan struct{})
+	hbStop := make(chan struct{})
+	go func() {
+		defer close(hbDone)
+		t := time.NewTicker(o.HeartbeatInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-hbStop:
+				return
+			case <-t.C:
+			}
+			err := o.Jobs.Heartbeat(jobCtx, job.HeartbeatParams{ID: j.ID, FencingToken: j.FencingToken, Progress: r.snapshot()})
+			if errors.Is(err, job.ErrLeaseLost) || errors.Is(err, job.ErrInvalidTransition) {
+				r.log.Warn("lease lost: stopping the job", "err", err)
+				loseLease()
+				return
+			} else if err != nil {
+				r.log.Warn("heartbeat failed", "err", err)
+			}
+		}
+	}()
+	outcome, reason, err := r.deliver(ctx, jobCtx)
+	close(hbStop)
+	<-hbDone
+
+	final := r.snapshot()
+	switch {
+	case errors.Is(err, errLeaseLost) || jobCtx.Err() != nil:
+		r.log.Warn("job abandoned: another worker holds it now, or it was canceled")
+		return
+	case errors.Is(err, errDrain):
+		rerr := o.Jobs.Release(jobCtx, job.ReleaseParams{ID: j.ID, FencingToken: j.FencingToken, Progress: final})
+		r.log.Info("job released for another worker", "checkpoint", final.Checkpoint, "err", rerr)
+		return
+	case err != nil && engine.IsRetryable(err):
+		// The log or the index is unreachable for now: hand the job back to be tried again.
+		rerr := o.Jobs.Release(jobCtx, job.ReleaseParams{ID: j.ID, FencingToken: j.FencingToken, Progress: final})
+		r.log.Warn("job released after a transient error", "err", err, "release_err", rerr)
+		return
+	case err != nil:
+		outcome, reason = job.StateIncomplete, fmt.Sprintf("the events could not be read: %v", err)
+	}
+	r.finish(jobCtx, outcome, reason)
+}
+
+// deliver streams the job's events to its webhook. It returns the state the job should end in
+// and why.
+func (r *run) deliver(drain, ctx context.Context) (job.State, string, error) {
+	o, j := &r.pool.opts, r.job
+	m := o.Metrics
+	target, err := o.Targets(ctx, j.WebhookID)
+	if err != nil {
+		return job.StateIncomplete, fmt.Sprintf("the webhook cannot be delivered to: %v", err), nil
+	}
+	key := []byte(strconv.FormatInt(j.WebhookID, 10))
+	offsets, err := o.Locator.Locate(ctx, j.Partition, key, j.FromMs, j.ToMs)
+	if err != nil {
+		return 0, "", fmt.Errorf("locating events: %w", err)
+	}
+	resumeAt := j.Checkpoint // events below were delivered by an earlier holder
+	seen := o.NewDeduper()
+	var rr segment.RecordReader
+	var failErr error
+	var failOffset int64
+	err = o.Source.ReadBatches(ctx, j.Partition, offsets, func(b *segment.Batch) error {
+		if b.IsControl() {
+			return nil
+		}
+		if err := rr.Reset(b); err != nil {
+			return err
+		}
+		for rr.Next() {
+			rec := rr.Record()
+			if rec.Timestamp < j.FromMs || rec.Timestamp >= j.ToMs || !bytes.Equal(rec.Key, key) {
+				continue
+			}
+			h := dedup.RecordKey(rec.Headers, rec.Value)
+			if rec.Offset < resumeAt {
+				seen.Seen(h) // delivered before the takeover: remember it, send nothing
+				continue
+			}
+			if drain.Err() != nil {
+				return errDrain
+			}
+			if ctx.Err() != nil {
+				return errLeaseLost
+			}
+			r.update(func(p *job.Progress) { p.Counters.Read++ })
+			if m != nil {
+				m.EventsRead.Inc()
+			}
+			if seen.Seen(h) {
+				r.update(func(p *job.Progress) {
+					p.Counters.DuplicatesDropped++
+					if failErr == nil { // the checkpoint never passes an undelivered event
+						p.Checkpoint = max(p.Checkpoint, rec.Offset+1)
+					}
+				})
+				if m != nil {
+					m.EventsDeduplicated.Inc()
+				}
+				continue
+			}
+			if failErr != nil {
+				// The webhook gave up on an earlier event: count what is not delivered.
+				r.update(func(p *job.Progress) { p.Counters.Failed++ })
+				if m != nil {
+					m.EventsFailed.Inc()
+				}
+				continue
+			}
+			start := time.Now()
+			err := o.Deliverer.Deliver(ctx, target, rec.Value)
+			if m != nil {
+				m.DeliveryLatency.Observe(time.Since(start).Seconds())
+			}
+			if err == nil {
+				r.update(func(p *job.Progress) { p.Counters.Delivered++; p.Checkpoint = max(p.Checkpoint, rec.Offset+1) })
+				if m != nil {
+					m.EventsDelivered.Inc()
+				}
+				continue
+			}
+			if ctx.Err() != nil {
+				return errLeaseLost
+			}
+			failErr, failOffset = err, rec.Offset
+			ts := rec.Timestamp
+			r.update(func(p *job.Progress) { p.Counters.Failed++; p.FirstUndeliveredMs = &ts })
+			if m != nil {
+				m.EventsFailed.Inc()
+			}
+		}
+		return rr.Err()
+	})
+	if err != nil {
+		return 0, "", err
+	}
+	if failErr != nil {
+		p := r.snapshot()
+		return job.StateIncomplete, fmt.Sprintf("%d of %d events were not delivered, from %s (offset %d) on: %v",
+			p.Counters.Failed, p.Counters.Read-p.Counters.DuplicatesDropped, time.UnixMilli(*p.FirstUndeliveredMs).UTC().Format(time.RFC3339Nano), failOffset, failErr), nil
+	}
+	// Everything in the window is delivered: the checkpoint moves past the window's batches.
+	return job.StateCompleted, "Job completed successfully", nil
+}
+
+// statusEvent is the replay_job_status event POSTed to the webhook when a job ends.
+type statusEvent struct {
+	Status struct {
+		WebhookID   string `json:"webhook_id"`
+		State       string `json:"job_state"`
+		Description string `json:"job_state_description"`
+		JobID       string `json:"job_id"`
+	} `json:"replay_job_status"`
+}
+
+// finish delivers the replay_job_status event and records the final state.
+func (r *run) finish(ctx context.Context, state job.State, reason string) {
+	o, j := &r.pool.opts, r.job
+	var ev statusEvent
+	ev.Status.WebhookID = strconv.FormatInt(j.WebhookID, 10)
+	ev.Status.JobID = strconv.FormatInt(j.ID, 10)
+	ev.Status.State = "Complete"
+	if state != job.StateCompleted {
+		ev.Status.State = "Incomplete"
+	}
+	ev.Status.Description = reason
+	body, _ := json.Marshal(ev)
+	if target, err := o.Targets(ctx, j.WebhookID); err == nil {
+		if err := o.Deliverer.Deliver(ctx, target, body); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			r.log.Warn("replay_job_status event not delivered", "err", err)
+			if state == job.StateCompleted {
+				state = job.StateIncomplete
+				reason = fmt.Sprintf("every event was delivered, but the replay_job_status event was not: %v", err)
+			}
+		}
+	}
+	err := o.Jobs.Transition(ctx, job.TransitionParams{ID: j.ID, FencingToken: j.FencingToken, To: state, Reason: reason, Progress: r.snapshot()})
+	if err != nil {
+		r.log.Warn("could not record the job's end", "state", state, "err", err)
+		return
+	}
+	if o.Metrics != nil {
+		o.Metrics.JobsFinished.WithLabelValues(state.String()).Inc()
+	}
+	p := r.snapshot()
+	r.log.Info("job finished", "state", state, "read", p.Counters.Read, "delivered", p.Counters.Delivered,
+		"duplicates", p.Counters.DuplicatesDropped, "failed", p.Counters.Failed, "reason", reason)
+}
