@@ -117,6 +117,9 @@ the final summary is printed (on stdout).
 			if err != nil {
 				return err
 			}
+			if !cmd.Flags().Changed("bucket-width") {
+				bucketWidth = 0 // a new index gets the default, a resumed one keeps its own
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			return runIndexRebuild(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), &sf, parts, parallel, bucketWidth, retention)
@@ -125,7 +128,7 @@ the final summary is printed (on stdout).
 	addSourceFlags(cmd.Flags(), &sf)
 	cmd.Flags().StringVar(&partitions, "partitions", "", "partitions to rebuild, e.g. 0,3-5 (default all)")
 	cmd.Flags().IntVar(&parallel, "parallel", 0, "partitions built at once (default the number of CPUs)")
-	cmd.Flags().DurationVar(&bucketWidth, "bucket-width", index.DefaultBucketWidth, "time bucket width of a new index (a resumed rebuild keeps its own)")
+	cmd.Flags().DurationVar(&bucketWidth, "bucket-width", index.DefaultBucketWidth, "time bucket width of a new index; a resumed rebuild keeps the width it was started with, and naming another is an error")
 	cmd.Flags().DurationVar(&retention, "retention", index.DefaultRetention, "drop buckets older than this; negative keeps everything")
 	return cmd
 }
