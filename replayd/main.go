@@ -38,5 +38,6 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(newMigrateCommand())
 	root.AddCommand(newAppsCommand())
 	root.AddCommand(newIndexCommand())
+	root.AddCommand(newServeCommand())
 	return root
 }

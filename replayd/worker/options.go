@@ -10,6 +10,7 @@ import (
 
 	"github.com/replay/replay/engine"
 	"github.com/replay/replay/index"
+	"github.com/replay/replay/replayd/delivery"
 	"github.com/replay/replay/replayd/job"
 )
 
@@ -20,16 +21,12 @@ type Locator interface {
 }
 
 // Target is where a job's events go.
-type Target struct {
-	WebhookID string
-	URL       string
-	Secret    []byte
-}
+type Target = delivery.Target
 
 // Deliverer POSTs one signed event to a target, retrying as its own policy says; an error means
-// the event was not delivered and will not be by retrying now.
+// the event was not delivered and will not be by retrying now. *delivery.Client is one.
 type Deliverer interface {
-	Deliver(ctx context.Context, t Target, body []byte) error
+	Deliver(ctx context.Context, t Target, body []byte) (delivery.Result, error)
 }
 
 // Deduper remembers event identities within a job: Seen records h and reports whether it was

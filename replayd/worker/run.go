@@ -184,7 +184,7 @@ func (r *run) deliver(drain, ctx context.Context) (job.State, string, error) {
 				continue
 			}
 			start := time.Now()
-			err := o.Deliverer.Deliver(ctx, target, rec.Value)
+			_, err := o.Deliverer.Deliver(ctx, target, rec.Value)
 			if m != nil {
 				m.DeliveryLatency.Observe(time.Since(start).Seconds())
 			}
@@ -242,7 +242,7 @@ func (r *run) finish(ctx context.Context, state job.State, reason string) {
 	ev.Status.Description = reason
 	body, _ := json.Marshal(ev)
 	if target, err := o.Targets(ctx, j.WebhookID); err == nil {
-		if err := o.Deliverer.Deliver(ctx, target, body); err != nil {
+		if _, err := o.Deliverer.Deliver(ctx, target, body); err != nil {
 			if ctx.Err() != nil {
 				return
 			}

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/replay/replay/engine"
 	"github.com/replay/replay/index"
+	"github.com/replay/replay/replayd/delivery"
 	"github.com/replay/replay/replayd/job"
 	"github.com/replay/replay/replayd/job/embeddedjob"
 	"github.com/replay/replay/replayd/worker"
@@ -120,22 +121,22 @@ type sink struct {
 	calls  chan string
 }
 
-func (s *sink) Deliver(ctx context.Context, t worker.Target, body []byte) error {
+func (s *sink) Deliver(ctx context.Context, t worker.Target, body []byte) (delivery.Result, error) {
 	if s.gate != nil {
 		select {
 		case <-s.gate:
 		case <-ctx.Done():
-			return ctx.Err()
+			return delivery.Result{}, ctx.Err()
 		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fail != nil {
-		return s.fail
+		return delivery.Result{}, s.fail
 	}
 	s.bodies = append(s.bodies, string(body))
 	s.calls <- string(body)
-	return nil
+	return delivery.Result{Attempts: 1, Status: 200}, nil
 }
 
 func (s *sink) delivered() []string {
