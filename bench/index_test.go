@@ -183,7 +183,11 @@ func BenchmarkIndex(b *testing.B) {
 			if err := ix.Compact(ctx); err != nil {
 				b.Fatal(err)
 			}
-			ratio = float64(filesBytes(b, dir, ".sst")) / float64(d.logBytes)
+			st, err := ix.Stats()
+			if err != nil {
+				b.Fatal(err)
+			}
+			ratio = float64(st.TableBytes) / float64(d.logBytes)
 			ix.Close()
 			os.RemoveAll(dir)
 			b.StartTimer()

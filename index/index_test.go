@@ -504,7 +504,7 @@ func TestIndexSizeRatio(t *testing.T) {
 				t.Fatal(err)
 			}
 			logBytes := DirBytes(t, filepath.Join(dir, "log"), ".log")
-			ixBytes := DirBytes(t, ix.opts.Dir, ".sst")
+			ixBytes := st.TableBytes
 			t.Logf("log %d bytes (.log files), index %d bytes of tables (%d on disk with WAL and manifest), %d entries holding %d offsets: index/log = %.2f%%",
 				logBytes, ixBytes, st.DiskBytes, st.Entries, st.Offsets, 100*float64(ixBytes)/float64(logBytes))
 		})
