@@ -46,6 +46,8 @@ type serveConfig struct {
 	leaseTimeout  time.Duration
 	dedupCapacity int
 	retention     time.Duration
+	// delivery is the base of the delivery client's options; tests shorten its backoffs.
+	delivery delivery.Options
 }
 
 func newServeCommand() *cobra.Command {
@@ -181,7 +183,9 @@ func startServer(ctx context.Context, c serveConfig, logger *slog.Logger) (_ *se
 	if s.jobs, s.apps, err = openStores(ctx, c); err != nil {
 		return nil, err
 	}
-	if s.client, err = delivery.New(delivery.Options{AllowPrivate: c.allowPrivate, RateLimit: c.eventsPerSec}); err != nil {
+	dopts := c.delivery
+	dopts.AllowPrivate, dopts.RateLimit = c.allowPrivate, c.eventsPerSec
+	if s.client, err = delivery.New(dopts); err != nil {
 		return nil, err
 	}
 

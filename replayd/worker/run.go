@@ -229,30 +229,11 @@ type statusEvent struct {
 	} `json:"replay_job_status"`
 }
 
-// finish delivers the replay_job_status event and records the final state.
+// finish records the final state, then delivers the replay_job_status event: a developer who
+// receives it and asks for the job sees it finished, with its final counts. A status event that
+// cannot be delivered is logged; the job's state already says what happened to its events.
 func (r *run) finish(ctx context.Context, state job.State, reason string) {
 	o, j := &r.pool.opts, r.job
-	var ev statusEvent
-	ev.Status.WebhookID = strconv.FormatInt(j.WebhookID, 10)
-	ev.Status.JobID = strconv.FormatInt(j.ID, 10)
-	ev.Status.State = "Complete"
-	if state != job.StateCompleted {
-		ev.Status.State = "Incomplete"
-	}
-	ev.Status.Description = reason
-	body, _ := json.Marshal(ev)
-	if target, err := o.Targets(ctx, j.WebhookID); err == nil {
-		if _, err := o.Deliverer.Deliver(ctx, target, body); err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			r.log.Warn("replay_job_status event not delivered", "err", err)
-			if state == job.StateCompleted {
-				state = job.StateIncomplete
-				reason = fmt.Sprintf("every event was delivered, but the replay_job_status event was not: %v", err)
-			}
-		}
-	}
 	err := o.Jobs.Transition(ctx, job.TransitionParams{ID: j.ID, FencingToken: j.FencingToken, To: state, Reason: reason, Progress: r.snapshot()})
 	if err != nil {
 		r.log.Warn("could not record the job's end", "state", state, "err", err)
@@ -264,4 +245,21 @@ func (r *run) finish(ctx context.Context, state job.State, reason string) {
 	p := r.snapshot()
 	r.log.Info("job finished", "state", state, "read", p.Counters.Read, "delivered", p.Counters.Delivered,
 		"duplicates", p.Counters.DuplicatesDropped, "failed", p.Counters.Failed, "reason", reason)
+
+	var ev statusEvent
+	ev.Status.WebhookID = strconv.FormatInt(j.WebhookID, 10)
+	ev.Status.JobID = strconv.FormatInt(j.ID, 10)
+	ev.Status.State = "Complete"
+	if state != job.StateCompleted {
+		ev.Status.State = "Incomplete"
+	}
+	ev.Status.Description = reason
+	body, _ := json.Marshal(ev)
+	target, err := o.Targets(ctx, j.WebhookID)
+	if err == nil {
+		_, err = o.Deliverer.Deliver(ctx, target, body)
+	}
+	if err != nil {
+		r.log.Warn("replay_job_status event not delivered", "err", err)
+	}
 }

@@ -1,0 +1,278 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/replay/replay/engine"
+	"github.com/replay/replay/loadgen/sink"
+	"github.com/replay/replay/replayd/app"
+	"github.com/replay/replay/replayd/app/embeddedapp"
+	"github.com/replay/replay/replayd/delivery"
+	"github.com/replay/replay/segment"
+)
+
+// e2e is a replayd on embedded defaults, an app, and a sink registered as its webhook.
+type e2e struct {
+	t       *testing.T
+	data    string
+	srv     *server
+	token   string
+	secret  []byte
+	sink    *sink.Sink
+	sinkURL string
+	webhook int64
+	events  []producedEvent
+}
+
+type producedEvent struct {
+	webhook int64
+	id      string
+	ts      int64
+	body    string
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func testServeConfig(data string) serveConfig {
+	return serveConfig{
+		src:    sourceFlags{data: data, source: "embedded", topic: "delivery_log"},
+		listen: "127.0.0.1:0", workers: 2, partitions: 4, allowPrivate: true, rateLimit: 5,
+		eventsPerSec: 100000, leaseTimeout: 30 * time.Second, dedupCapacity: 1 << 16, retention: 120 * time.Hour,
+		delivery: delivery.Options{BackoffBase: time.Millisecond, BackoffMax: 5 * time.Millisecond, MaxAttempts: 12, Timeout: 2 * time.Second},
+	}
+}
+
+func startE2E(t *testing.T, cfg func(*serveConfig)) *e2e {
+	t.Helper()
+	e := &e2e{t: t, data: t.TempDir()}
+	// The app exists before the server opens the embedded app store.
+	apps, err := embeddedapp.Open(embeddedapp.Options{Dir: filepath.Join(e.data, "apps")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	created, err := apps.CreateApp(context.Background(), app.CreateAppParams{Name: "e2e"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	apps.Close()
+	e.token, e.secret = created.Token, created.App.Secret
+	c := testServeConfig(e.data)
+	if cfg != nil {
+		cfg(&c)
+	}
+	if e.srv, err = startServer(context.Background(), c, quietLogger()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.srv.Stop(context.Background()) })
+	e.sink = sink.New(e.secret, nil)
+	hs := httptest.NewServer(e.sink)
+	t.Cleanup(hs.Close)
+	e.sinkURL = hs.URL + "/webhook"
+	var reg struct {
+		ID    string `json:"id"`
+		Valid bool   `json:"valid"`
+	}
+	code := e.call("POST", "/1.1/account_activity/webhooks.json?url="+url.QueryEscape(e.sinkURL), &reg)
+	if code != 200 || !reg.Valid {
+		t.Fatalf("webhook registration: %d %+v", code, reg)
+	}
+	e.webhook, _ = strconv.ParseInt(reg.ID, 10, 64)
+	return e
+}
+
+// call makes an API call with the app's token and decodes the JSON answer into out.
+func (e *e2e) call(method, path string, out any) int {
+	e.t.Helper()
+	req, _ := http.NewRequest(method, "http://"+e.srv.Addr()+path, nil)
+	req.Header.Set("Authorization", "Bearer "+e.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if out != nil && len(body) > 0 {
+		if err := json.Unmarshal(body, out); err != nil {
+			e.t.Fatalf("%s %s: %d %s: %v", method, path, resp.StatusCode, body, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+// produce appends events for the registered webhook and for others to the embedded log while
+// the server runs: re-produced duplicates, and timestamps up to two minutes out of order.
+func (e *e2e) produce(n int, start time.Time, span time.Duration) {
+	e.t.Helper()
+	l, err := engine.Open(engine.Options{Dir: filepath.Join(e.data, "log"), MaxBatchBytes: 4096, Retention: -1})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer l.Close()
+	rng := rand.New(rand.NewPCG(uint64(n), 7))
+	var recs []engine.Record
+	for i := 0; i < n; i++ {
+		wh := e.webhook
+		if rng.IntN(3) > 0 {
+			wh = 1000 + rng.Int64N(40) // other webhooks, some in the same partition
+		}
+		ts := start.Add(span*time.Duration(i)/time.Duration(n)).UnixMilli() - rng.Int64N(120_000)
+		id := fmt.Sprintf("%d", 1461000000000000000+int64(len(e.events)))
+		body := fmt.Sprintf(`{"for_user_id":"2244994945","tweet_create_events":[{"id_str":%q,"timestamp_ms":"%d"}]}`, id, ts)
+		ev := producedEvent{webhook: wh, id: id, ts: ts, body: body}
+		copies := 1
+		if rng.IntN(8) == 0 {
+			copies = 2
+		}
+		for c := 0; c < copies; c++ {
+			e.events = append(e.events, ev)
+			recs = append(recs, engine.Record{Key: []byte(strconv.FormatInt(wh, 10)), Value: []byte(body), Timestamp: ts,
+				Headers: []segment.Header{{Key: []byte("event-id"), Value: []byte(id)}}})
+		}
+	}
+	for i := 0; i < len(recs); i += 100 {
+		if _, err := l.Append(context.Background(), recs[i:min(i+100, len(recs))]); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+}
+
+// want is the webhook's unique events in [from, to), in log order.
+func (e *e2e) want(from, to time.Time) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, ev := range e.events {
+		if ev.webhook == e.webhook && ev.ts >= from.UnixMilli() && ev.ts < to.UnixMilli() && !seen[ev.id] {
+			seen[ev.id] = true
+			out = append(out, ev.body)
+		}
+	}
+	return out
+}
+
+func (e *e2e) replay(from, to time.Time) (jobID string, code int) {
+	var resp struct {
+		JobID string `json:"job_id"`
+	}
+	code = e.call("POST", fmt.Sprintf("/1.1/account_activity/replay/webhooks/%d/subscriptions/all.json?from_date=%s&to_date=%s",
+		e.webhook, from.UTC().Format("200601021504"), to.UTC().Format("200601021504")), &resp)
+	return resp.JobID, code
+}
+
+func (e *e2e) waitStatus(jobID string) sink.Status {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	st, err := e.sink.WaitStatus(ctx, jobID)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return st
+}
+
+// End to end on embedded defaults: the sink receives exactly the window's unique events, in log
+// order, each correctly signed, then the completion event; nothing of another webhook, nothing
+// outside the window.
+func TestServeReplaysAWindowEndToEnd(t *testing.T) {
+	e := startE2E(t, nil)
+	now := time.Now().UTC().Truncate(time.Minute)
+	e.produce(3000, now.Add(-3*time.Hour), 2*time.Hour)
+	from, to := now.Add(-150*time.Minute), now.Add(-90*time.Minute)
+	jobID, code := e.replay(from, to)
+	if code != http.StatusAccepted {
+		t.Fatalf("replay request: %d", code)
+	}
+	st := e.waitStatus(jobID)
+	if st.State != "Complete" || st.Description != "Job completed successfully" || st.WebhookID != strconv.FormatInt(e.webhook, 10) {
+		t.Fatalf("status event %+v", st)
+	}
+	got := e.sink.Deliveries()
+	want := e.want(from, to)
+	if len(want) < 100 {
+		t.Fatalf("the window holds only %d events", len(want))
+	}
+	if len(got) != len(want)+1 {
+		t.Fatalf("sink received %d deliveries, want %d events and the status event", len(got), len(want))
+	}
+	for i, w := range want {
+		if string(got[i].Body) != w || !got[i].SignatureValid || got[i].Duplicate {
+			t.Fatalf("delivery %d: %s (signature valid %t, duplicate %t), want %s", i, got[i].Body, got[i].SignatureValid, got[i].Duplicate, w)
+		}
+	}
+	if e.sink.BadSignatures() != 0 {
+		t.Fatalf("%d deliveries had bad signatures", e.sink.BadSignatures())
+	}
+	var j struct {
+		State  string           `json:"state"`
+		Counts map[string]int64 `json:"counts"`
+	}
+	if code := e.call("GET", "/replay/jobs/"+jobID, &j); code != 200 || j.State != "COMPLETED" || j.Counts["delivered"] != int64(len(want)) || j.Counts["duplicates_dropped"] == 0 {
+		t.Fatalf("GET job: %d %+v", code, j)
+	}
+	// A second replay of the same webhook is accepted now that the first is over.
+	if _, code := e.replay(from, to); code != http.StatusAccepted {
+		t.Fatalf("second replay: %d", code)
+	}
+}
+
+// A webhook that fails (5xx, 429 with Retry-After) and then recovers gets everything; one that
+// never recovers ends Incomplete, saying what was not delivered.
+func TestServeWebhookFailures(t *testing.T) {
+	e := startE2E(t, nil)
+	now := time.Now().UTC().Truncate(time.Minute)
+	e.produce(600, now.Add(-2*time.Hour), time.Hour)
+	from, to := now.Add(-2*time.Hour-5*time.Minute), now.Add(-50*time.Minute)
+
+	e.sink.SetFaults(sink.Faults{ErrorRate: 0.2, ThrottleRate: 0.1, RetryAfter: time.Millisecond})
+	jobID, code := e.replay(from, to)
+	if code != http.StatusAccepted {
+		t.Fatalf("replay: %d", code)
+	}
+	if st := e.waitStatus(jobID); st.State != "Complete" {
+		t.Fatalf("flaky webhook: %+v", st)
+	}
+	want := e.want(from, to)
+	got := e.sink.Deliveries()
+	if len(got) != len(want)+1 {
+		t.Fatalf("flaky webhook got %d deliveries, want %d + status", len(got), len(want))
+	}
+
+	e.sink.SetFaults(sink.Faults{ErrorRate: 1})
+	jobID, code = e.replay(from, to)
+	if code != http.StatusAccepted {
+		t.Fatalf("replay: %d", code)
+	}
+	var j struct {
+		State              string           `json:"state"`
+		Reason             string           `json:"reason"`
+		Counts             map[string]int64 `json:"counts"`
+		FirstUndeliveredAt string           `json:"first_undelivered_at"`
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if e.call("GET", "/replay/jobs/"+jobID, &j); j.State == "INCOMPLETE" {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if j.State != "INCOMPLETE" || j.Counts["failed"] != int64(len(want)) || j.FirstUndeliveredAt == "" {
+		t.Fatalf("dead webhook: job %+v, want INCOMPLETE with %d failed", j, len(want))
+	}
+	if want := fmt.Sprintf("%d of %d events were not delivered", len(want), len(want)); !contains(j.Reason, want) || !contains(j.Reason, "500") {
+		t.Fatalf("reason %q does not say what was not delivered and why", j.Reason)
+	}
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }
