@@ -2,15 +2,10 @@ package mysqlapp_test
 
 import (
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
-	"os"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/go-sql-driver/mysql"
+	"github.com/replay/replay/replayd/job/jobtest"
 
 	"github.com/replay/replay/replayd/app"
 	"github.com/replay/replay/replayd/app/apptest"
@@ -18,54 +13,7 @@ import (
 	"github.com/replay/replay/replayd/job/mysqljob"
 )
 
-// baseDSN is the server the tests run against, without a database: REPLAY_TEST_MYSQL_DSN or a
-// local MariaDB (root, no password), as .ci/run provides.
-func baseDSN() string {
-	if s := os.Getenv("REPLAY_TEST_MYSQL_DSN"); s != "" {
-		return s
-	}
-	return "root@tcp(127.0.0.1:3306)/"
-}
-
-// freshDatabase creates an empty database with a random name, dropped when the test ends, and
-// returns a DSN naming it.
-func freshDatabase(t testing.TB) string {
-	t.Helper()
-	cfg, err := mysql.ParseDSN(baseDSN())
-	if err != nil {
-		t.Fatalf("REPLAY_TEST_MYSQL_DSN %q: %v", baseDSN(), err)
-	}
-	cfg.DBName = ""
-	admin, err := sql.Open("mysql", cfg.FormatDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := admin.PingContext(ctx); err != nil {
-		t.Fatalf("MariaDB/MySQL is not reachable at %s (set REPLAY_TEST_MYSQL_DSN, or start it as .ci/run does): %v", cfg.Addr, err)
-	}
-	b := make([]byte, 6)
-	rand.Read(b)
-	name := "replay_test_" + hex.EncodeToString(b)
-	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("creating test database: %v", err)
-	}
-	t.Cleanup(func() {
-		admin, err := sql.Open("mysql", cfg.FormatDSN())
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer admin.Close()
-		if _, err := admin.Exec("DROP DATABASE IF EXISTS " + name); err != nil {
-			t.Errorf("dropping test database %s: %v", name, err)
-		}
-	})
-	cfg.DBName = name
-	return cfg.FormatDSN()
-}
+func freshDatabase(t testing.TB) string { return jobtest.MySQLDatabase(t) }
 
 func open(t testing.TB, opts mysqlapp.Options) *mysqlapp.Driver {
 	t.Helper()
