@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/replay/replay/engine"
+	"github.com/replay/replay/segment"
+)
+
+// scanAll decodes every record of every partition, partitions in parallel (GOMAXPROCS at once),
+// and returns the count: the plain scan an index rebuild is compared with.
+func scanAll(ctx context.Context, src engine.Source) (int64, error) {
+	n, err := src.Partitions(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var mu sync.Mutex
+	var total int64
+	var errs []error
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	for p := int32(0); p < n; p++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			var rr segment.RecordReader
+			var c int64
+			var sink int
+			err := src.Scan(ctx, p, 0, func(bt *segment.Batch) error {
+				if err := rr.Reset(bt); err != nil {
+					return err
+				}
+				for rr.Next() {
+					r := rr.Record()
+					c++
+					sink += len(r.Key) + int(r.Timestamp&1)
+				}
+				return rr.Err()
+			})
+			mu.Lock()
+			total += c + int64(sink&0)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return total, errs[0]
+	}
+	return total, nil
+}
+
+// rebuildOnce builds a fresh index of src in dir and returns the build time, then compacts it and
+// returns the settled table bytes; the directory is removed.
+func rebuildOnce(ctx context.Context, src engine.Source, dir string) (time.Duration, int64, error) {
+	defer os.RemoveAll(dir)
+	start := time.Now()
+	ix, err := buildIndex(ctx, src, dir)
+	if err != nil {
+		return 0, 0, err
+	}
+	elapsed := time.Since(start)
+	defer ix.Close()
+	if err := ix.Compact(ctx); err != nil {
+		return 0, 0, err
+	}
+	st, err := ix.Stats()
+	if err != nil {
+		return 0, 0, err
+	}
+	return elapsed, st.TableBytes, nil
+}
+
+// runBuild is benchmark 3: events/s of an index rebuild from segments vs the plain scan of the
+// same segments, and index bytes / log bytes.
+func runBuild(ctx context.Context, c *Config) (*Report, error) {
+	rep := &Report{Name: "build", Title: "3. Index build: rebuild from segments vs the plain scan"}
+	d, err := c.indexData(ctx)
+	if err != nil {
+		return rep, err
+	}
+	rep.Setup = fmt.Sprintf("Data: the replay data set (%d records, %.1f MB of segments in 2 partitions, DirSource). "+
+		"**scan** decodes every record of every partition (partitions in parallel, GOMAXPROCS at once); **rebuild** "+
+		"builds a fresh index from the same segments (`index.Build`, synced Pebble commits every 65536 records; "+
+		"the time excludes the compaction after it). Index size = live sstables after `Compact` ÷ `.log` bytes. "+
+		"Variants alternate within a run.", d.records, float64(d.logBytes)/1e6)
+	for run := 0; run < c.Runs; run++ {
+		for i := 0; i < 2; i++ {
+			if (i+run)%2 == 0 {
+				start := time.Now()
+				n, err := scanAll(ctx, d.src)
+				if err != nil {
+					return rep, err
+				}
+				el := time.Since(start)
+				rep.add("", "scan", "events/s", "events/s", true, float64(n)/el.Seconds())
+				rep.add("", "scan", "log MB/s", "MB/s", true, float64(d.logBytes)/1e6/el.Seconds())
+			} else {
+				el, table, err := rebuildOnce(ctx, d.src, filepath.Join(c.TempDir, "rebuild-"+strconv.Itoa(run)))
+				if err != nil {
+					return rep, err
+				}
+				rep.add("", "rebuild", "events/s", "events/s", true, float64(d.records)/el.Seconds())
+				rep.add("", "rebuild", "log MB/s", "MB/s", true, float64(d.logBytes)/1e6/el.Seconds())
+				rep.add("", "rebuild", "index bytes / log bytes", "%", false, 100*float64(table)/float64(d.logBytes))
+			}
+		}
+	}
+	rep.compare("", "rebuild", "scan", "events/s")
+	rep.Compare[len(rep.Compare)-1].IsCeilingFactor = true
+	return rep, nil
+}

@@ -1,0 +1,214 @@
+// Command bench runs the six benchmarks that decide whether the design works (design brief,
+// "Benchmarks that decide whether the design works"), each side by side with its baseline on the
+// same data in one run, repeated, and writes BENCH.md with medians, min/max, ratios, the targets
+// and plots.
+//
+//	go run ./bench                 # the full run, about ten minutes on 2 cores
+//	go run ./bench --quick         # a small version, under a minute
+//	go run ./bench --only replay,dedup --runs 7 --out /tmp/b
+//
+// The same code backs the Go benchmarks in bench/*_test.go (go test -bench), and TestQuick runs
+// the quick suite so that CI keeps it working.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/replay/replay/segment"
+)
+
+// Sizes are the data sizes of one suite.
+type Sizes struct {
+	// replay and build: events of the shared index data set (2 partitions, 5k Zipf webhooks plus
+	// four hot ones in partition 0).
+	IndexEvents   int
+	IndexWebhooks int
+	// scan: records of the in-memory segment, the codecs, and the least time one sample takes.
+	ScanRecords int
+	ScanCodecs  []segment.Codec
+	ScanMinTime time.Duration
+	// dedup: distinct identities and lookups of the trace; Capacity of the bounded caches.
+	DedupDistinct, DedupTrace, DedupCapacity int
+	// lease: jobs per cycle sample; the lease timeout of the takeover samples.
+	LeaseJobs    int
+	LeaseTimeout time.Duration
+	// delivery: events of the replayed webhook.
+	DeliveryEvents int
+}
+
+// FullSizes fit about ten minutes on a 2-core machine.
+func FullSizes() Sizes {
+	return Sizes{
+		IndexEvents: 600_000, IndexWebhooks: 5000,
+		ScanRecords: 16 * 1024, ScanMinTime: 300 * time.Millisecond,
+		ScanCodecs:    []segment.Codec{segment.CodecNone, segment.CodecSnappy, segment.CodecLZ4, segment.CodecZstd, segment.CodecGzip},
+		DedupDistinct: 1_000_000, DedupTrace: 2_000_000, DedupCapacity: 1 << 20,
+		LeaseJobs: 2000, LeaseTimeout: time.Second,
+		DeliveryEvents: 20_000,
+	}
+}
+
+// QuickSizes run in well under a minute.
+func QuickSizes() Sizes {
+	return Sizes{
+		IndexEvents: 40_000, IndexWebhooks: 1000,
+		ScanRecords: 2048, ScanMinTime: 20 * time.Millisecond,
+		ScanCodecs:    []segment.Codec{segment.CodecSnappy},
+		DedupDistinct: 100_000, DedupTrace: 200_000, DedupCapacity: 1 << 17,
+		LeaseJobs: 200, LeaseTimeout: 200 * time.Millisecond,
+		DeliveryEvents: 1000,
+	}
+}
+
+// Config is one suite run.
+type Config struct {
+	Sizes
+	Quick   bool
+	Runs    int
+	Only    map[string]bool // empty: all
+	BenchMD string          // path of BENCH.md
+	PlotDir string          // where plots go
+	TempDir string          // where data sets go (removed afterwards)
+	MySQL   string          // base DSN, without a database
+	Command string          // the command line, for the report
+	Log     *slog.Logger
+
+	idx     *indexData // the replay and build data set, made once
+	cleanup []func()
+}
+
+// benchmark is one of the six.
+type benchmark struct {
+	name string
+	run  func(ctx context.Context, c *Config) (*Report, error)
+}
+
+var benchmarks = []benchmark{
+	{"replay", runReplay},
+	{"scan", runScan},
+	{"build", runBuild},
+	{"dedup", runDedup},
+	{"lease", runLease},
+	{"delivery", runDelivery},
+}
+
+// runSuite runs the selected benchmarks and writes the report. A benchmark that fails is reported
+// as failed in BENCH.md and makes runSuite return an error after the report is written.
+func runSuite(ctx context.Context, c *Config) ([]*Report, error) {
+	if c.Log == nil {
+		c.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	if c.Runs < 1 {
+		return nil, fmt.Errorf("--runs %d: want at least 1", c.Runs)
+	}
+	for name := range c.Only {
+		known := false
+		for _, b := range benchmarks {
+			known = known || b.name == name
+		}
+		if !known {
+			return nil, fmt.Errorf("--only: no benchmark %q", name)
+		}
+	}
+	tmp, err := os.MkdirTemp(c.TempDir, "replay-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	c.TempDir = tmp
+	defer c.closeAll()
+	if err := os.MkdirAll(c.PlotDir, 0o755); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	var reports []*Report
+	var failed []string
+	for _, b := range benchmarks {
+		if len(c.Only) > 0 && !c.Only[b.name] {
+			continue
+		}
+		c.Log.Info("benchmark", "name", b.name)
+		t0 := time.Now()
+		rep, err := b.run(ctx, c)
+		if rep == nil {
+			rep = &Report{Name: b.name, Title: b.name}
+		}
+		rep.Elapsed = time.Since(t0)
+		if err != nil {
+			rep.failures = append(rep.failures, err.Error())
+			failed = append(failed, fmt.Sprintf("%s: %v", b.name, err))
+		}
+		c.Log.Info("benchmark done", "name", b.name, "elapsed", rep.Elapsed.Round(time.Millisecond), "skipped", rep.Skipped, "err", err)
+		reports = append(reports, rep)
+	}
+	if err := writeReport(c, reports, time.Since(start)); err != nil {
+		return reports, err
+	}
+	if len(failed) > 0 {
+		return reports, fmt.Errorf("benchmarks failed: %s", strings.Join(failed, "; "))
+	}
+	return reports, nil
+}
+
+func main() {
+	var (
+		quick = flag.Bool("quick", false, "run a small version of every benchmark (under a minute)")
+		out   = flag.String("out", "", "write BENCH.md and plots/ into this directory (default: BENCH.md at the repository root and bench/plots/)")
+		only  = flag.String("only", "", "comma-separated benchmarks to run: replay,scan,build,dedup,lease,delivery (default all)")
+		runs  = flag.Int("runs", 5, "samples per variant")
+		mysql = flag.String("mysql", "", "MariaDB/MySQL DSN without a database (default $REPLAY_TEST_MYSQL_DSN or root@tcp(127.0.0.1:3306)/)")
+	)
+	flag.Parse()
+	c := &Config{Sizes: FullSizes(), Quick: *quick, Runs: *runs, MySQL: *mysql}
+	if *quick {
+		c.Sizes = QuickSizes()
+	}
+	c.Command = "go run ./bench"
+	if len(os.Args) > 1 {
+		c.Command += " " + strings.Join(os.Args[1:], " ")
+	}
+	if *only != "" {
+		c.Only = map[string]bool{}
+		for _, n := range strings.Split(*only, ",") {
+			c.Only[strings.TrimSpace(n)] = true
+		}
+	}
+	if *out != "" {
+		c.BenchMD, c.PlotDir = filepath.Join(*out, "BENCH.md"), filepath.Join(*out, "plots")
+	} else {
+		root, err := repoRoot()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(2)
+		}
+		c.BenchMD, c.PlotDir = filepath.Join(root, "BENCH.md"), filepath.Join(root, "bench", "plots")
+	}
+	if _, err := runSuite(context.Background(), c); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	fmt.Println("wrote", c.BenchMD)
+}
+
+// repoRoot is the directory holding go.mod, from the working directory up.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d, nil
+		}
+		if filepath.Dir(d) == d {
+			return "", fmt.Errorf("no go.mod above %s: run from the repository", dir)
+		}
+	}
+}
