@@ -306,8 +306,9 @@ func runLease(ctx context.Context, c *Config) (*Report, error) {
 				return rep, fmt.Errorf("%s takeover: %w", s.name, err)
 			}
 			rep.add("takeover", s.name, "takeover latency", "ms", false, ms(lat))
-			rep.add("takeover", "lease timeout", "takeover latency", "ms", false, ms(c.LeaseTimeout))
+			rep.add("takeover", s.name, "excess over the timeout", "ms", false, ms(lat-c.LeaseTimeout))
 		}
+		rep.add("takeover", "lease timeout", "takeover latency", "ms", false, ms(c.LeaseTimeout))
 	}
 	if my != nil {
 		rep.compare("cycles", "mysql", "mysql-floor", "cycles/s")

@@ -46,12 +46,12 @@ type Sizes struct {
 // FullSizes fit about ten minutes on a 2-core machine.
 func FullSizes() Sizes {
 	return Sizes{
-		IndexEvents: 600_000, IndexWebhooks: 5000,
-		ScanRecords: 16 * 1024, ScanMinTime: 300 * time.Millisecond,
+		IndexEvents: 4_000_000, IndexWebhooks: 5000,
+		ScanRecords: 64 * 1024, ScanMinTime: 500 * time.Millisecond,
 		ScanCodecs:    []segment.Codec{segment.CodecNone, segment.CodecSnappy, segment.CodecLZ4, segment.CodecZstd, segment.CodecGzip},
 		DedupDistinct: 1_000_000, DedupTrace: 2_000_000, DedupCapacity: 1 << 20,
-		LeaseJobs: 2000, LeaseTimeout: time.Second,
-		DeliveryEvents: 20_000,
+		LeaseJobs: 5000, LeaseTimeout: time.Second,
+		DeliveryEvents: 50_000,
 	}
 }
 

@@ -165,7 +165,7 @@ func writeReport(c *Config, reports []*Report, elapsed time.Duration) error {
 		if len(rep.Results) > 0 {
 			w("| case | variant | metric | median | min | max | samples |\n|---|---|---|---|---|---|---|\n")
 			for _, r := range rep.Results {
-				if r.Metric == "events" || r.Metric == "MB read" && r.Variant == "" {
+				if r.Metric == "MB read" {
 					continue
 				}
 				unit := ""
