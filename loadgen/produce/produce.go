@@ -1,0 +1,292 @@
+// Package produce writes generated traffic (package traffic) into a delivery_log, the embedded
+// log or a Kafka cluster, at a given rate, and records the ground truth in a manifest.
+package produce
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/time/rate"
+
+	"github.com/replay/replay/engine"
+	"github.com/replay/replay/loadgen/manifest"
+	"github.com/replay/replay/loadgen/traffic"
+	"github.com/replay/replay/segment"
+)
+
+// Output is where records go.
+type Output interface {
+	// Write appends records; it may return before they are durable (Close waits for them).
+	Write(ctx context.Context, recs []engine.Record) error
+	// Close flushes what was written and releases the output.
+	Close() error
+	// String names the output for the manifest and the summary.
+	String() string
+}
+
+// Embedded is an Output into the embedded log at dir (DATA/log).
+type Embedded struct {
+	Log *engine.Log
+	dir string
+}
+
+// OpenEmbedded opens (or creates, with partitions partitions) the embedded log in dir.
+func OpenEmbedded(dir string, partitions int32, sync bool) (*Embedded, error) {
+	o := engine.Options{Dir: dir, Partitions: partitions}
+	if !sync {
+		o.Sync = engine.SyncNever
+	}
+	l, err := engine.Open(o)
+	if err != nil {
+		return nil, err
+	}
+	return &Embedded{Log: l, dir: dir}, nil
+}
+
+func (e *Embedded) Write(ctx context.Context, recs []engine.Record) error {
+	_, err := e.Log.Append(ctx, recs)
+	return err
+}
+func (e *Embedded) Close() error   { return e.Log.Close() }
+func (e *Embedded) String() string { return "embedded:" + e.dir }
+
+// Kafka is an Output into a Kafka cluster through franz-go: Kafka's default (murmur2) partitioner
+// for keyed records, snappy batches, acks from all in-sync replicas, idempotent.
+type Kafka struct {
+	cl      *kgo.Client
+	brokers []string
+	topic   string
+	mu      sync.Mutex
+	err     error
+	wg      sync.WaitGroup
+}
+
+// KafkaClientOpts are the producer options Kafka uses; extra options are appended.
+func KafkaClientOpts(brokers []string, topic string, extra ...kgo.Opt) []kgo.Opt {
+	return append([]kgo.Opt{
+		kgo.SeedBrokers(brokers...),
+		kgo.DefaultProduceTopic(topic),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), // nil hasher: Kafka's murmur2
+		kgo.ProducerBatchCompression(kgo.SnappyCompression()),
+		kgo.ClientID("loadgen"),
+		kgo.ProducerLinger(5 * time.Millisecond),
+	}, extra...)
+}
+
+// OpenKafka connects to the brokers.
+func OpenKafka(ctx context.Context, brokers []string, topic string, extra ...kgo.Opt) (*Kafka, error) {
+	cl, err := kgo.NewClient(KafkaClientOpts(brokers, topic, extra...)...)
+	if err != nil {
+		return nil, err
+	}
+	if err := cl.Ping(ctx); err != nil {
+		cl.Close()
+		return nil, fmt.Errorf("kafka brokers %v: %w", brokers, err)
+	}
+	return &Kafka{cl: cl, brokers: brokers, topic: topic}, nil
+}
+
+func (k *Kafka) Write(ctx context.Context, recs []engine.Record) error {
+	k.mu.Lock()
+	err := k.err
+	k.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	for i := range recs {
+		r := &recs[i]
+		kr := &kgo.Record{Key: r.Key, Value: r.Value, Timestamp: time.UnixMilli(r.Timestamp)}
+		for _, h := range r.Headers {
+			kr.Headers = append(kr.Headers, kgo.RecordHeader{Key: string(h.Key), Value: h.Value})
+		}
+		k.wg.Add(1)
+		k.cl.Produce(ctx, kr, func(_ *kgo.Record, err error) {
+			defer k.wg.Done()
+			if err != nil {
+				k.mu.Lock()
+				if k.err == nil {
+					k.err = err
+				}
+				k.mu.Unlock()
+			}
+		})
+	}
+	return nil
+}
+
+func (k *Kafka) Close() error {
+	err := k.cl.Flush(context.Background())
+	k.wg.Wait()
+	k.cl.Close()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return errors.Join(err, k.err)
+}
+
+func (k *Kafka) String() string { return fmt.Sprintf("kafka:%v/%s", k.brokers, k.topic) }
+
+// Options of a run.
+type Options struct {
+	Traffic  traffic.Config
+	Rate     float64       // records per second; 0 = as fast as possible
+	Batch    int           // records per Write; default 500
+	Manifest io.Writer     // the manifest, when not nil
+	Progress func(n int64) // called with the records written so far, after each batch
+}
+
+// Summary is what a run produced.
+type Summary struct {
+	Target        string
+	Records       int64
+	Unique        int64
+	Duplicates    int64
+	Webhooks      int
+	PerWebhook    []int64 // records per webhook index
+	PerType       map[string]int64
+	Bytes         int64 // value bytes
+	MinBody       int
+	MaxBody       int
+	StartMS       int64
+	EndMS         int64
+	Elapsed       time.Duration
+	ManifestBytes int64
+	Seed          uint64
+}
+
+// TopShare is the fraction of records held by the k busiest webhooks.
+func (s *Summary) TopShare(k int) float64 {
+	c := append([]int64(nil), s.PerWebhook...)
+	sort.Slice(c, func(i, j int) bool { return c[i] > c[j] })
+	var top int64
+	for i := 0; i < k && i < len(c); i++ {
+		top += c[i]
+	}
+	if s.Records == 0 {
+		return 0
+	}
+	return float64(top) / float64(s.Records)
+}
+
+// Run generates the traffic and writes it to out (which it closes) and to the manifest.
+func Run(ctx context.Context, o Options, out Output) (_ Summary, err error) {
+	defer func() { err = errors.Join(err, out.Close()) }()
+	g, err := traffic.New(o.Traffic)
+	if err != nil {
+		return Summary{}, err
+	}
+	cfg := g.Config()
+	if o.Batch <= 0 {
+		o.Batch = 500
+	}
+	s := Summary{Target: out.String(), Webhooks: len(cfg.WebhookIDs), PerWebhook: make([]int64, len(cfg.WebhookIDs)),
+		PerType: map[string]int64{}, StartMS: g.Start(), EndMS: g.End(), MinBody: -1, Seed: cfg.Seed}
+	var mw *manifest.Writer
+	if o.Manifest != nil {
+		mw, err = manifest.NewWriter(o.Manifest, manifest.Header{
+			Target: out.String(), Seed: cfg.Seed, Events: cfg.Events, StartMS: g.Start(), EndMS: g.End(),
+			Skew: cfg.Skew, DupRate: cfg.DupRate, JitterMS: cfg.Jitter.Milliseconds(), Mix: cfg.Mix, Rate: o.Rate,
+			Webhooks: cfg.WebhookIDs,
+		})
+		if err != nil {
+			return s, err
+		}
+	}
+	// With a rate, writes are smaller (about ten a second at least) and the limiter's burst is
+	// one write, so the rate holds from the start.
+	size := o.Batch
+	var lim *rate.Limiter
+	if o.Rate > 0 {
+		size = max(1, min(o.Batch, int(o.Rate/10)))
+		lim = rate.NewLimiter(rate.Limit(o.Rate), size)
+	}
+	keys := make([][]byte, len(cfg.WebhookIDs))
+	for i, id := range cfg.WebhookIDs {
+		keys[i] = []byte(id)
+	}
+	began := time.Now()
+	var written atomic.Int64
+	batch := make([]engine.Record, 0, o.Batch)
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		if lim != nil {
+			if err := lim.WaitN(ctx, len(batch)); err != nil {
+				return err
+			}
+		}
+		if err := out.Write(ctx, batch); err != nil {
+			return err
+		}
+		n := written.Add(int64(len(batch)))
+		if o.Progress != nil {
+			o.Progress(n)
+		}
+		batch = batch[:0]
+		return nil
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return s, finish(mw, &s, err)
+		}
+		ev, ok := g.Next()
+		if !ok {
+			break
+		}
+		id := strconv.FormatUint(ev.ID, 10)
+		batch = append(batch, engine.Record{
+			Key: keys[ev.Webhook], Value: ev.Body, Timestamp: ev.Timestamp,
+			Headers: []segment.Header{{Key: []byte(traffic.EventIDHeader), Value: []byte(id)}},
+		})
+		if mw != nil {
+			if err := mw.Add(manifest.Entry{Webhook: uint32(ev.Webhook), ID: ev.ID, Timestamp: ev.Timestamp, Duplicate: ev.Duplicate}); err != nil {
+				return s, err
+			}
+		}
+		s.Records++
+		if ev.Duplicate {
+			s.Duplicates++
+		} else {
+			s.Unique++
+		}
+		s.PerWebhook[ev.Webhook]++
+		s.PerType[ev.Type]++
+		s.Bytes += int64(len(ev.Body))
+		if s.MinBody < 0 || len(ev.Body) < s.MinBody {
+			s.MinBody = len(ev.Body)
+		}
+		s.MaxBody = max(s.MaxBody, len(ev.Body))
+		if len(batch) >= size {
+			if err := flush(); err != nil {
+				return s, finish(mw, &s, err)
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return s, finish(mw, &s, err)
+	}
+	s.Elapsed = time.Since(began)
+	return s, finish(mw, &s, nil)
+}
+
+// finish closes the manifest. A failed run's manifest is still closed (it records what was
+// generated, which may be more than was written), and the error says so.
+func finish(mw *manifest.Writer, s *Summary, runErr error) error {
+	if mw == nil {
+		return runErr
+	}
+	err := mw.Close()
+	s.ManifestBytes = mw.Bytes()
+	if runErr != nil {
+		return fmt.Errorf("%w (the manifest lists %d records generated; the last batch may not have been written)", runErr, mw.Count())
+	}
+	return err
+}
