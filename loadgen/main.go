@@ -11,6 +11,9 @@ import (
 
 func main() {
 	if err := newRootCommand().Execute(); err != nil {
+		if _, reported := err.(exitError); !reported {
+			fmt.Fprintln(os.Stderr, "loadgen:", err)
+		}
 		os.Exit(exitCode(err))
 	}
 }
@@ -38,8 +41,9 @@ func newRootCommand() *cobra.Command {
   replay   submit replay requests through the HTTP API and measure them at the sink
   verify   prove from the manifest and the sink's record that a replay delivered exactly the
            unique events of a webhook and window`,
-		SilenceUsage: true,
+		SilenceUsage:  true,
+		SilenceErrors: true, // main prints them, except an exitError (already reported)
 	}
-	root.AddCommand(newProduceCommand())
+	root.AddCommand(newProduceCommand(), newSinkCommand(), newReplayCommand(), newVerifyCommand())
 	return root
 }
