@@ -174,6 +174,12 @@ func (e *KafkaError) Retryable() bool { return e.retryable }
 type KafkaSource struct {
 	o      KafkaOptions
 	cl     *kgo.Client
+	opts   []kgo.Opt
+	// tails are the clients of WaitForEnd, one per partition. A broker answers the requests of
+	// a connection in order, so a long-polling fetch would hold up every read queued behind it
+	// on a shared connection (seconds, for a replay's targeted reads): tailing gets its own.
+	tailsMu sync.Mutex
+	tails   map[int32]*kgo.Client
 	ctx    context.Context // canceled by Close, ending calls in flight
 	cancel context.CancelFunc
 
@@ -206,7 +212,7 @@ func NewKafkaSource(ctx context.Context, o KafkaOptions) (*KafkaSource, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine: kafka client for brokers %s: %w", strings.Join(o.Brokers, ","), err)
 	}
-	s := &KafkaSource{o: o, cl: cl}
+	s := &KafkaSource{o: o, cl: cl, opts: opts, tails: map[int32]*kgo.Client{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if _, err := s.refreshMeta(ctx); err != nil {
 		s.Close()
@@ -224,6 +230,11 @@ func (s *KafkaSource) Close() error {
 		s.closed.Store(true)
 		s.cancel()
 		s.cl.Close()
+		s.tailsMu.Lock()
+		for _, c := range s.tails {
+			c.Close()
+		}
+		s.tailsMu.Unlock()
 	})
 	return nil
 }
@@ -473,7 +484,29 @@ type fetched struct {
 
 // fetch asks p's leader for its batches from offset, retrying what is retryable. maxWait > 0 makes
 // it a long poll that the broker answers once it has any new records or maxWait has passed.
+// tailClient is the client WaitForEnd long-polls partition p with.
+func (s *KafkaSource) tailClient(p int32) (*kgo.Client, error) {
+	s.tailsMu.Lock()
+	defer s.tailsMu.Unlock()
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	if c := s.tails[p]; c != nil {
+		return c, nil
+	}
+	c, err := kgo.NewClient(s.opts...)
+	if err != nil {
+		return nil, err
+	}
+	s.tails[p] = c
+	return c, nil
+}
+
 func (s *KafkaSource) fetch(ctx context.Context, p int32, offset int64, maxBytes int32, maxWait time.Duration) (fetched, error) {
+	return s.fetchWith(ctx, s.cl, p, offset, maxBytes, maxWait)
+}
+
+func (s *KafkaSource) fetchWith(ctx context.Context, cl *kgo.Client, p int32, offset int64, maxBytes int32, maxWait time.Duration) (fetched, error) {
 	op := fmt.Sprintf("fetch %s-%d at offset %d", s.o.Topic, p, offset)
 	var f fetched
 	err := s.retry(ctx, func() error {
@@ -505,7 +538,7 @@ func (s *KafkaSource) fetch(ctx context.Context, p int32, offset int64, maxBytes
 		rp.PartitionMaxBytes = maxBytes
 		rt.Partitions = append(rt.Partitions, rp)
 		req.Topics = append(req.Topics, rt)
-		kresp, err := s.cl.Broker(int(leader)).Request(ctx, req)
+		kresp, err := cl.Broker(int(leader)).Request(ctx, req)
 		if err != nil {
 			return s.kafkaErr(fmt.Sprintf("%s from broker %d", op, leader), err)
 		}
@@ -778,9 +811,15 @@ func (s *KafkaSource) WaitForEnd(ctx context.Context, partition int32, offset in
 	if err != nil {
 		return 0, s.end(ctx, err)
 	}
+	var tail *kgo.Client
+	if end <= offset {
+		if tail, err = s.tailClient(partition); err != nil {
+			return end, s.end(ctx, err)
+		}
+	}
 	for end <= offset {
 		// Fetch at the end: the broker holds the request until records arrive or PollWait passes.
-		f, err := s.fetch(ctx, partition, end, 1, s.o.PollWait)
+		f, err := s.fetchWith(ctx, tail, partition, end, 1, s.o.PollWait)
 		switch {
 		case errors.Is(err, kerr.OffsetOutOfRange):
 			// The log was truncated below what we knew, or we raced a leader change.

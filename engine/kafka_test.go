@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -154,9 +153,6 @@ func kafkaFactory(o engine.KafkaOptions) enginetest.Factory {
 }
 
 func TestKafkaSourceConformance(t *testing.T) {
-	if _, err := os.Stat("enginetest/exercise.go"); err != nil {
-		t.Skip("the conformance suite (enginetest/exercise.go) is not there yet")
-	}
 	enginetest.Exercise(t, kafkaFactory(engine.KafkaOptions{}))
 }
 
@@ -164,9 +160,6 @@ func TestKafkaSourceConformance(t *testing.T) {
 // targeted fetches that bring back many batches, so that both the loop over fetches and the
 // reuse of one answer for several offsets are exercised.
 func TestKafkaSourceConformanceSmallFetches(t *testing.T) {
-	if _, err := os.Stat("enginetest/exercise.go"); err != nil {
-		t.Skip("the conformance suite (enginetest/exercise.go) is not there yet")
-	}
 	enginetest.Exercise(t, kafkaFactory(engine.KafkaOptions{FetchMaxBytes: 1, TargetedFetchBytes: 1 << 20, PollWait: 100 * time.Millisecond}))
 }
 
@@ -772,4 +765,46 @@ func TestKafkaSourceCorruptAnswer(t *testing.T) {
 	if !errors.Is(err, segment.ErrCorrupt) || engine.IsRetryable(err) {
 		t.Fatalf("bad framing: %v (retryable %t), want corruption", err, engine.IsRetryable(err))
 	}
+}
+
+// A broker answers a connection's requests in order, so a long-polling WaitForEnd must not share
+// its connection with reads: a replay's targeted reads would wait out every poll queued before
+// them. With polls held for 20 seconds, the reads must be done before any poll ends.
+func TestKafkaSourceReadsAreNotQueuedBehindTailing(t *testing.T) {
+	kc := newKafkaCluster(t, 1, "delivery_log", 2)
+	for i := 0; i < 5; i++ {
+		kc.produce(t, 0, enginetest.Batch{Codec: segment.CodecSnappy, Records: []enginetest.Record{{Key: []byte("k"), Value: []byte("v"), Timestamp: 1e12}}})
+	}
+	src := kc.source(t, engine.KafkaOptions{PollWait: 20 * time.Second})
+	// The waits give up after 15 s, inside their first poll: reads queued behind a poll would
+	// still be waiting then.
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	polled := make(chan int32, 2)
+	for p := int32(0); p < 2; p++ {
+		go func() {
+			src.WaitForEnd(ctx, p, 1000)
+			polled <- p
+		}()
+	}
+	reads := make(chan error, 1)
+	go func() {
+		for off := int64(0); off < 5; off++ {
+			n := 0
+			if err := src.ReadBatches(context.Background(), 0, []int64{off}, func(*segment.Batch) error { n++; return nil }); err != nil || n != 1 {
+				reads <- fmt.Errorf("ReadBatches(%d): %d batches, %v", off, n, err)
+				return
+			}
+		}
+		reads <- nil
+	}()
+	select {
+	case err := <-reads:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case p := <-polled:
+		t.Fatalf("partition %d's wait ended before five reads were done: reads wait behind tailing", p)
+	}
+	cancel()
 }

@@ -1,0 +1,274 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/replay/replay/loadgen/sink"
+	"github.com/replay/replay/replayd/app"
+	"github.com/replay/replay/replayd/app/mysqlapp"
+	"github.com/replay/replay/replayd/job"
+	"github.com/replay/replay/replayd/job/jobtest"
+	"github.com/replay/replay/replayd/job/mysqljob"
+)
+
+// childArgsEnv makes the test binary run replayd with these arguments (separated by \x1f)
+// instead of the tests: how the failover test starts instances it can SIGKILL.
+const childArgsEnv = "REPLAYD_TEST_CHILD_ARGS"
+
+func TestMain(m *testing.M) {
+	if args := os.Getenv(childArgsEnv); args != "" {
+		root := newRootCommand()
+		root.SetArgs(strings.Split(args, "\x1f"))
+		if err := root.Execute(); err != nil {
+			fmt.Fprintln(os.Stderr, "replayd:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func freePort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startInstance runs `replayd serve` in a child process and waits until its API answers.
+func startInstance(t *testing.T, args ...string) (*exec.Cmd, string) {
+	t.Helper()
+	addr := freePort(t)
+	args = append([]string{"serve", "--listen", addr}, args...)
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), childArgsEnv+"="+strings.Join(args, "\x1f"))
+	logf, err := os.Create(filepath.Join(t.TempDir(), "replayd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() || os.Getenv("REPLAYD_TEST_SHOW_LOGS") != "" {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("instance %s log:\n%s", addr, b)
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return cmd, addr
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("instance on %s did not come up", addr)
+	return nil, ""
+}
+
+// Two instances on Kafka (kfake) and MariaDB: the one running a job is killed with SIGKILL
+// mid-job; the other takes the job over after the lease timeout and completes it from the
+// checkpoint. Every event of the window arrives at least once, and the only duplicates are of
+// events at or after the checkpoint the killed instance had recorded.
+func TestServeFailoverOnKafkaAndMySQL(t *testing.T) {
+	ctx := context.Background()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "delivery_log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	brokers := strings.Join(cluster.ListenAddrs(), ",")
+	dsn := jobtest.MySQLDatabase(t)
+
+	apps, err := mysqlapp.Open(ctx, mysqlapp.Options{DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer apps.Close()
+	created, err := apps.CreateApp(ctx, app.CreateAppParams{Name: "failover"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sk := sink.New(created.App.Secret, nil)
+	sk.SetFaults(sink.Faults{Latency: 4 * time.Millisecond}) // a job that takes a few seconds
+	hs := httptest.NewServer(sk)
+	defer hs.Close()
+	wh, err := apps.CreateWebhook(ctx, app.CreateWebhookParams{AppID: created.App.ID, URL: hs.URL + "/webhook"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Produce through franz-go with Kafka's partitioner: the webhook's events, duplicates, and
+	// other webhooks' traffic, an hour of history.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.DefaultProduceTopic("delivery_log"),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), kgo.ProducerBatchCompression(kgo.SnappyCompression()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	now := time.Now().UTC().Truncate(time.Minute)
+	start := now.Add(-90 * time.Minute)
+	type ev struct {
+		id, body string
+		ts       int64
+	}
+	var mine []ev
+	var recs []*kgo.Record
+	for i := 0; i < 3000; i++ {
+		key := strconv.FormatInt(wh.ID, 10)
+		if i%2 == 1 {
+			key = strconv.Itoa(5000 + i%97)
+		}
+		ts := start.Add(time.Duration(i) * time.Hour / 3000).UnixMilli()
+		e := ev{id: strconv.Itoa(i), ts: ts, body: fmt.Sprintf(`{"for_user_id":"1","favorite_events":[{"id":"%d"}]}`, i)}
+		for c := 0; c < 1+boolInt(i%11 == 0); c++ {
+			if key == strconv.FormatInt(wh.ID, 10) {
+				mine = append(mine, e)
+			}
+			recs = append(recs, &kgo.Record{Key: []byte(key), Value: []byte(e.body), Timestamp: time.UnixMilli(ts),
+				Headers: []kgo.RecordHeader{{Key: "event-id", Value: []byte(e.id)}}})
+		}
+	}
+	offsetOf := map[string]int64{} // body → offset, for the webhook's records (first copy)
+	for i := 0; i < len(recs); i += 200 {
+		res := cl.ProduceSync(ctx, recs[i:min(i+200, len(recs))]...)
+		if err := res.FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range res {
+			if string(r.Record.Key) == strconv.FormatInt(wh.ID, 10) {
+				if _, ok := offsetOf[string(r.Record.Value)]; !ok {
+					offsetOf[string(r.Record.Value)] = r.Record.Offset
+				}
+			}
+		}
+	}
+
+	t0 := time.Now()
+	phase := func(what string) { t.Logf("%6.2fs %s", time.Since(t0).Seconds(), what) }
+	common := []string{"--kafka-brokers", brokers, "--mysql-dsn", dsn, "--lease-timeout", "2s", "--allow-private-webhooks"}
+	a, addrA := startInstance(t, append(common, "--data", t.TempDir())...)
+	phase("instance A up")
+	from, to := start.Add(10*time.Minute), start.Add(50*time.Minute)
+	req, _ := http.NewRequest("POST", fmt.Sprintf("http://%s/1.1/account_activity/replay/webhooks/%d/subscriptions/all.json?from_date=%s&to_date=%s",
+		addrA, wh.ID, from.Format("200601021504"), to.Format("200601021504")), nil)
+	req.Header.Set("Authorization", "Bearer "+created.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("replay request: %v %v", resp, err)
+	}
+	resp.Body.Close()
+
+	jobs, err := mysqljob.Open(ctx, mysqljob.Options{DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer jobs.Close()
+	list, err := jobs.List(ctx, job.ListParams{WebhookID: wh.ID})
+	if err != nil || len(list.Jobs) != 1 {
+		t.Fatalf("jobs: %+v, %v", list, err)
+	}
+	jobID := list.Jobs[0].ID
+	// Kill A once it has delivered some and checkpointed.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		j, err := jobs.Get(ctx, job.GetParams{ID: jobID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j.Checkpoint > 0 && len(sk.Deliveries()) > 50 {
+			break
+		}
+		if j.State.Terminal() || time.Now().After(deadline) {
+			t.Fatalf("job %s before instance A could be killed mid-job (checkpoint %d, %d delivered)", j.State, j.Checkpoint, len(sk.Deliveries()))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	phase("killing A")
+	a.Process.Signal(syscall.SIGKILL)
+	a.Wait()
+	killed, err := jobs.Get(ctx, job.GetParams{ID: jobID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkpoint := killed.Checkpoint
+	beforeB := len(sk.Deliveries())
+
+	startInstance(t, append(common, "--data", t.TempDir())...)
+	phase("instance B up")
+	waitCtx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	st, err := sk.WaitStatus(waitCtx, strconv.FormatInt(jobID, 10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	phase("status event")
+	if st.State != "Complete" {
+		t.Fatalf("status %+v", st)
+	}
+	done, _ := jobs.Get(ctx, job.GetParams{ID: jobID})
+	if done.State != job.StateCompleted || done.FencingToken < 2 || done.LeaseOwner == killed.LeaseOwner {
+		t.Fatalf("job after takeover: %s token %d owner %q (killed owner %q)", done.State, done.FencingToken, done.LeaseOwner, killed.LeaseOwner)
+	}
+
+	want := map[string]bool{}
+	for _, e := range mine {
+		if e.ts >= from.UnixMilli() && e.ts < to.UnixMilli() {
+			want[e.body] = true
+		}
+	}
+	count := map[string]int{}
+	for _, d := range sk.Deliveries() {
+		if !strings.Contains(string(d.Body), "replay_job_status") {
+			count[string(d.Body)]++
+		}
+	}
+	for body := range want {
+		if count[body] == 0 {
+			t.Fatalf("event %s (offset %d) never delivered", body, offsetOf[body])
+		}
+	}
+	dups := 0
+	for body, n := range count {
+		if !want[body] {
+			t.Fatalf("delivered %s, which is not in the window", body)
+		}
+		if n > 1 {
+			dups++
+			if offsetOf[body] < checkpoint {
+				t.Fatalf("event at offset %d delivered %d times, but the checkpoint was %d: a duplicate before the checkpoint", offsetOf[body], n, checkpoint)
+			}
+		}
+	}
+	t.Logf("%d events, %d delivered by A before the kill, checkpoint %d, %d redelivered after the takeover", len(want), beforeB, checkpoint, dups)
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
