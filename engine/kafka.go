@@ -172,16 +172,16 @@ func (e *KafkaError) Retryable() bool { return e.retryable }
 // raw Fetch requests to each partition's leader, whose record batches reach callbacks exactly as
 // the broker stores them. It is safe for concurrent use.
 type KafkaSource struct {
-	o      KafkaOptions
-	cl     *kgo.Client
-	opts   []kgo.Opt
+	o    KafkaOptions
+	cl   *kgo.Client
+	opts []kgo.Opt
 	// tails are the clients of WaitForEnd, one per partition. A broker answers the requests of
 	// a connection in order, so a long-polling fetch would hold up every read queued behind it
 	// on a shared connection (seconds, for a replay's targeted reads): tailing gets its own.
 	tailsMu sync.Mutex
 	tails   map[int32]*kgo.Client
-	ctx    context.Context // canceled by Close, ending calls in flight
-	cancel context.CancelFunc
+	ctx     context.Context // canceled by Close, ending calls in flight
+	cancel  context.CancelFunc
 
 	closed    atomic.Bool
 	closeOnce sync.Once
