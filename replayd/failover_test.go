@@ -265,10 +265,3 @@ func TestServeFailoverOnKafkaAndMySQL(t *testing.T) {
 	}
 	t.Logf("%d events, %d delivered by A before the kill, checkpoint %d, %d redelivered after the takeover", len(want), beforeB, checkpoint, dups)
 }
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}

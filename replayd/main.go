@@ -39,5 +39,6 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(newAppsCommand())
 	root.AddCommand(newIndexCommand())
 	root.AddCommand(newServeCommand())
+	root.AddCommand(newDemoCommand())
 	return root
 }

@@ -1,0 +1,304 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/replay/replay/engine"
+	"github.com/replay/replay/loadgen/sink"
+	"github.com/replay/replay/replayd/app"
+	"github.com/replay/replay/replayd/app/embeddedapp"
+	"github.com/replay/replay/segment"
+)
+
+func newDemoCommand() *cobra.Command {
+	var data, listen, sinkListen string
+	var events int
+	var exit bool
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Show a replay end to end: sample events, the service, a webhook, a replay",
+		Long: `Run the replay service on its embedded defaults and show it working, with nothing to install:
+
+  1. create an app (its bearer token and signing secret) in DATA/apps;
+  2. start 'replayd serve' in this process on --listen, and a webhook receiver on --sink-listen
+     that answers the CRC challenge and checks every signature;
+  3. register the receiver as the app's webhook through the API (POST webhooks.json);
+  4. append sample events (several webhooks, duplicates, timestamps out of order) to DATA/log;
+  5. ask for a replay of the webhook's last two hours but one (POST .../replay/...);
+  6. wait for the replay_job_status event, check that exactly the window's unique events
+     arrived, and print what was delivered.
+
+Then it prints the curl calls to do the same by hand, and keeps the service and the receiver
+running until interrupted (--exit stops at once).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runDemo(ctx, cmd.OutOrStdout(), data, listen, sinkListen, events, exit)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&data, "data", "./data", "data directory (the service's embedded log, index, jobs and apps)")
+	f.StringVar(&listen, "listen", "127.0.0.1:8080", "address of the replay API")
+	f.StringVar(&sinkListen, "sink-listen", "127.0.0.1:0", "address of the demo webhook receiver (port 0: any free port)")
+	f.IntVar(&events, "events", 20000, "sample events to append")
+	f.BoolVar(&exit, "exit", false, "exit after the demo replay instead of serving until interrupted")
+	return cmd
+}
+
+func runDemo(ctx context.Context, out io.Writer, data, listen, sinkListen string, events int, exit bool) error {
+	step := func(format string, args ...any) { fmt.Fprintf(out, "==> "+format+"\n", args...) }
+
+	step("creating an app in %s", filepath.Join(data, "apps"))
+	apps, err := embeddedapp.Open(embeddedapp.Options{Dir: filepath.Join(data, "apps")})
+	if err != nil {
+		return fmt.Errorf("%w (is a 'replayd serve' using %s already running? stop it first)", err, data)
+	}
+	created, err := apps.CreateApp(ctx, app.CreateAppParams{Name: "demo"})
+	apps.Close()
+	if err != nil {
+		return err
+	}
+	token, secret := created.Token, created.App.Secret
+
+	cfg := serveConfig{
+		src: sourceFlags{data: data, source: "embedded", topic: "delivery_log"}, listen: listen,
+		workers: 2, partitions: 8, allowPrivate: true, rateLimit: 5, eventsPerSec: 2500,
+		leaseTimeout: 30 * time.Second, dedupCapacity: 1 << 20, retention: 120 * time.Hour,
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv, err := startServer(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer srv.Stop(context.Background())
+	api := "http://" + srv.Addr()
+	step("replay service listening on %s (data in %s)", api, data)
+
+	recv := sink.New(secret, nil)
+	ln, err := net.Listen("tcp", sinkListen)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{Handler: recv, ReadHeaderTimeout: 10 * time.Second}
+	go hs.Serve(ln)
+	defer hs.Close()
+	webhookURL := "http://" + ln.Addr().String() + "/webhook"
+	step("webhook receiver listening on %s", webhookURL)
+
+	call := func(method, path string, into any) error {
+		req, _ := http.NewRequestWithContext(ctx, method, api+path, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode >= 300 {
+			return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, body)
+		}
+		return json.Unmarshal(body, into)
+	}
+	var hook struct {
+		ID string `json:"id"`
+	}
+	if err := call("POST", "/1.1/account_activity/webhooks.json?url="+url.QueryEscape(webhookURL), &hook); err != nil {
+		return err
+	}
+	step("registered webhook %s (the receiver answered the CRC challenge)", hook.ID)
+	webhookID, _ := strconv.ParseInt(hook.ID, 10, 64)
+
+	now := time.Now().UTC().Truncate(time.Minute)
+	from, to := now.Add(-150*time.Minute), now.Add(-30*time.Minute)
+	produced, err := appendDemoEvents(ctx, filepath.Join(data, "log"), webhookID, events, now.Add(-4*time.Hour), now)
+	if err != nil {
+		return err
+	}
+	want := produced.unique(webhookID, from.UnixMilli(), to.UnixMilli())
+	step("appended %d sample events for 40 webhooks over the last 4 hours (%d of them for ours, %d re-produced duplicates)",
+		len(produced), produced.count(webhookID), produced.duplicates())
+
+	var job struct {
+		JobID string `json:"job_id"`
+	}
+	path := fmt.Sprintf("/1.1/account_activity/replay/webhooks/%s/subscriptions/all.json?from_date=%s&to_date=%s",
+		hook.ID, from.Format("200601021504"), to.Format("200601021504"))
+	start := time.Now()
+	if err := call("POST", path, &job); err != nil {
+		return err
+	}
+	step("replay job %s: from %s to %s", job.JobID, from.Format(time.RFC3339), to.Format(time.RFC3339))
+	waitCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	status, err := recv.WaitStatus(waitCtx, job.JobID)
+	if err != nil {
+		return err
+	}
+	elapsed := time.Since(start)
+	got := recv.Deliveries()
+	var firstAt time.Time
+	delivered := 0
+	for _, d := range got {
+		if !json.Valid(d.Body) || string(d.Body[:min(len(d.Body), 20)]) == `{"replay_job_status"` {
+			continue
+		}
+		if firstAt.IsZero() {
+			firstAt = d.At
+		}
+		delivered++
+	}
+	step("replay_job_status: %s (%s), after %v", status.State, status.Description, elapsed.Round(time.Millisecond))
+	if !firstAt.IsZero() {
+		fmt.Fprintf(out, "    first event %v after the request; %d events delivered, every signature valid: %t\n",
+			firstAt.Sub(start).Round(time.Millisecond), delivered, recv.BadSignatures() == 0)
+	}
+	for i, d := range got[:min(3, len(got))] {
+		fmt.Fprintf(out, "    delivery %d: %s\n", i+1, d.Body)
+	}
+	var jobState json.RawMessage
+	if err := call("GET", "/replay/jobs/"+job.JobID, &jobState); err == nil {
+		fmt.Fprintf(out, "    GET /replay/jobs/%s: %s\n", job.JobID, jobState)
+	}
+	if err := checkDemo(got, want); err != nil {
+		return fmt.Errorf("the replay did not deliver what it should have: %w", err)
+	}
+	step("checked: exactly the %d unique events of the window arrived, in log order, then the status event", len(want))
+
+	fmt.Fprintf(out, `
+By hand, against this running service (token and secret of the demo app):
+
+  TOKEN=%s
+  curl -s -H "Authorization: Bearer $TOKEN" %s/1.1/account_activity/webhooks.json
+  curl -s -X POST -H "Authorization: Bearer $TOKEN" \
+    '%s%s'
+  curl -s -H "Authorization: Bearer $TOKEN" %s/replay/jobs/JOB_ID
+
+The receiver verifies signatures with the app secret %s.
+Create your own app with 'replayd apps create NAME' before starting 'replayd serve'.
+`, token, api, api, fmt.Sprintf("/1.1/account_activity/replay/webhooks/%s/subscriptions/all.json?from_date=%s&to_date=%s", hook.ID, from.Format("200601021504"), to.Format("200601021504")), api, secret)
+	if exit {
+		return nil
+	}
+	step("serving until interrupted (Ctrl-C)")
+	<-ctx.Done()
+	return nil
+}
+
+type demoEvent struct {
+	webhook int64
+	id      string
+	ts      int64
+	body    string
+	dup     bool
+}
+
+type demoEvents []demoEvent
+
+func (es demoEvents) count(webhook int64) int {
+	n := 0
+	for _, e := range es {
+		if e.webhook == webhook && !e.dup {
+			n++
+		}
+	}
+	return n
+}
+
+func (es demoEvents) duplicates() int {
+	n := 0
+	for _, e := range es {
+		if e.dup {
+			n++
+		}
+	}
+	return n
+}
+
+// unique is what a replay of webhook in [from, to) must deliver: its unique events, in log order.
+func (es demoEvents) unique(webhook, from, to int64) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, e := range es {
+		if e.webhook == webhook && e.ts >= from && e.ts < to && !seen[e.id] {
+			seen[e.id] = true
+			out = append(out, e.body)
+		}
+	}
+	return out
+}
+
+// appendDemoEvents appends n Account Activity events over [start, end) to the embedded log:
+// 40 webhooks (ours among them, with a tenth of the traffic), one in ten re-produced, timestamps
+// up to two minutes out of order.
+func appendDemoEvents(ctx context.Context, dir string, webhook int64, n int, start, end time.Time) (demoEvents, error) {
+	l, err := engine.Open(engine.Options{Dir: dir, Retention: -1})
+	if err != nil {
+		return nil, err
+	}
+	defer l.Close()
+	rng := rand.New(rand.NewPCG(uint64(webhook), 1))
+	kinds := []string{"tweet_create_events", "favorite_events", "follow_events", "direct_message_events"}
+	var evs demoEvents
+	var recs []engine.Record
+	span := end.Sub(start)
+	for i := 0; i < n; i++ {
+		wh := webhook
+		if rng.IntN(10) > 0 {
+			wh = 1095098195724595200 + rng.Int64N(39)
+		}
+		ts := start.Add(span*time.Duration(i)/time.Duration(n)).UnixMilli() - rng.Int64N(120_000)
+		id := strconv.FormatInt(1461000000000000000+rng.Int64N(1e15), 10)
+		body := fmt.Sprintf(`{"for_user_id":"2244994945","%s":[{"id_str":%q,"created_timestamp":"%d"}]}`, kinds[rng.IntN(len(kinds))], id, ts)
+		e := demoEvent{webhook: wh, id: id, ts: ts, body: body}
+		for c := 0; c < 1+boolInt(rng.IntN(10) == 0); c++ {
+			e.dup = c > 0
+			evs = append(evs, e)
+			recs = append(recs, engine.Record{Key: []byte(strconv.FormatInt(wh, 10)), Value: []byte(body), Timestamp: ts,
+				Headers: []segment.Header{{Key: []byte("event-id"), Value: []byte(id)}}})
+		}
+	}
+	for i := 0; i < len(recs); i += 500 {
+		if _, err := l.Append(ctx, recs[i:min(i+500, len(recs))]); err != nil {
+			return nil, err
+		}
+	}
+	return evs, nil
+}
+
+// checkDemo compares the deliveries with what the replay should have sent.
+func checkDemo(got []sink.Delivery, want []string) error {
+	if len(got) != len(want)+1 {
+		return fmt.Errorf("%d deliveries, want %d events and the status event", len(got), len(want))
+	}
+	for i, w := range want {
+		if string(got[i].Body) != w {
+			return fmt.Errorf("delivery %d is %s, want %s", i+1, got[i].Body, w)
+		}
+	}
+	return nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
