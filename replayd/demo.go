@@ -301,4 +301,3 @@ func boolInt(b bool) int {
 	}
 	return 0
 }
-
