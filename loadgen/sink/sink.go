@@ -148,8 +148,8 @@ type JobStats struct {
 	WebhookID   string    `json:"webhook_id"`
 	State       string    `json:"job_state"`
 	Description string    `json:"job_state_description"`
-	Deliveries  int64     `json:"deliveries"` // events, the status event not included
-	Duplicates  int64     `json:"duplicates"`
+	Deliveries  int64     `json:"deliveries"`        // events, the status event not included
+	Duplicates  int64     `json:"duplicates"`        // of those, events seen on the path before (in this job or an earlier one)
 	FirstAt     time.Time `json:"first_at,omitzero"` // first event delivered
 	LastAt      time.Time `json:"last_at,omitzero"`  // last event delivered
 	CompletedAt time.Time `json:"completed_at"`      // the status event
