@@ -20,7 +20,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/replay/replay/engine"
-	"github.com/replay/replay/index"
 	"github.com/replay/replay/replayd/api"
 	"github.com/replay/replay/replayd/app"
 	"github.com/replay/replay/replayd/app/embeddedapp"
@@ -48,6 +47,8 @@ type serveConfig struct {
 	retention     time.Duration
 	// delivery is the base of the delivery client's options; tests shorten its backoffs.
 	delivery delivery.Options
+	// indexPoll is how often the server looks for a rebuilt index. Default 5s.
+	indexPoll time.Duration
 }
 
 func newServeCommand() *cobra.Command {
@@ -126,15 +127,13 @@ func isLoopbackListen(addr string) bool {
 type server struct {
 	log      *slog.Logger
 	src      engine.Source
-	ix       *index.Index
+	ix       *liveIndex
 	jobs     job.Driver
 	apps     app.Driver
 	client   *delivery.Client
 	pool     *worker.Pool
 	http     *http.Server
 	ln       net.Listener
-	building context.CancelFunc
-	built    chan struct{}
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -145,7 +144,7 @@ func (s *server) Addr() string { return s.ln.Addr().String() }
 // startServer opens the stores, the source and the index, and starts the builder, the workers
 // and the HTTP API.
 func startServer(ctx context.Context, c serveConfig, logger *slog.Logger) (_ *server, err error) {
-	s := &server{log: logger, built: make(chan struct{})}
+	s := &server{log: logger}
 	defer func() {
 		if err != nil {
 			s.Stop(context.Background())
@@ -173,12 +172,8 @@ func startServer(ctx context.Context, c serveConfig, logger *slog.Logger) (_ *se
 	if err != nil {
 		return nil, err
 	}
-	liveDir, _, err := index.LiveDir(c.src.data)
-	if err != nil {
-		return nil, err
-	}
-	if s.ix, err = index.Open(index.Options{Dir: liveDir, Retention: c.retention, Logger: logger}); err != nil {
-		return nil, fmt.Errorf("opening the index in %s: %w", liveDir, err)
+	if s.ix, err = openServingIndex(c.src.data, s.src, c.retention, logger); err != nil {
+		return nil, fmt.Errorf("opening the index in %s: %w", c.src.data, err)
 	}
 	if s.jobs, s.apps, err = openStores(ctx, c); err != nil {
 		return nil, err
@@ -191,10 +186,10 @@ func startServer(ctx context.Context, c serveConfig, logger *slog.Logger) (_ *se
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	registerIndexLag(reg, s.ix, s.src)
+	registerIndexLag(reg, s.ix)
 	host, _ := os.Hostname()
 	s.pool, err = worker.New(worker.Options{
-		Jobs: s.jobs, Source: s.src, Locator: worker.IndexLocator(s.ix, s.src),
+		Jobs: s.jobs, Source: s.src, Locator: s.ix,
 		Targets:    s.target,
 		Deliverer:  s.client,
 		NewDeduper: func() worker.Deduper { return mustDedup(c.dedupCapacity) },
@@ -219,16 +214,13 @@ func startServer(ctx context.Context, c serveConfig, logger *slog.Logger) (_ *se
 		return nil, err
 	}
 
-	// The builder tails the log into the index for as long as the server runs.
-	buildCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s.building = cancel
-	go func() {
-		defer close(s.built)
-		err := s.ix.Build(buildCtx, s.src, index.BuildOptions{Follow: true})
-		if err != nil && buildCtx.Err() == nil {
-			logger.Error("index builder stopped", "err", err)
-		}
-	}()
+	// The builder tails the log into the index for as long as the server runs, and follows a
+	// rebuilt index when `replayd index rebuild` switches to one.
+	poll := c.indexPoll
+	if poll == 0 {
+		poll = 5 * time.Second
+	}
+	s.ix.start(poll)
 	if err := s.pool.Start(ctx); err != nil {
 		return nil, err
 	}
@@ -317,14 +309,13 @@ func (r *statusRecorder) WriteHeader(code int) {
 }
 
 // registerIndexLag exposes, per partition, how many offsets the index is behind the log.
-func registerIndexLag(reg *prometheus.Registry, ix *index.Index, src engine.Source) {
-	reg.MustRegister(indexLagCollector{ix: ix, src: src,
+func registerIndexLag(reg *prometheus.Registry, ix *liveIndex) {
+	reg.MustRegister(indexLagCollector{ix: ix,
 		desc: prometheus.NewDesc("replay_index_lag_offsets", "Offsets of the log not yet indexed, per partition.", []string{"partition"}, nil)})
 }
 
 type indexLagCollector struct {
-	ix   *index.Index
-	src  engine.Source
+	ix   *liveIndex
 	desc *prometheus.Desc
 }
 
@@ -333,7 +324,7 @@ func (c indexLagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 func (c indexLagCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	lags, err := c.ix.Lag(ctx, c.src)
+	lags, err := c.ix.Lag(ctx)
 	if err != nil {
 		return
 	}
@@ -352,10 +343,6 @@ func (s *server) Stop(ctx context.Context) error {
 		}
 		if s.pool != nil {
 			errs = append(errs, s.pool.Stop(ctx))
-		}
-		if s.building != nil {
-			s.building()
-			<-s.built
 		}
 		if s.client != nil {
 			s.client.Close()

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/replay/replay/engine"
+	"github.com/replay/replay/index"
 	"github.com/replay/replay/loadgen/sink"
 	"github.com/replay/replay/replayd/app"
 	"github.com/replay/replay/replayd/app/embeddedapp"
@@ -276,3 +277,38 @@ func TestServeWebhookFailures(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// `replayd index rebuild` while the server runs: the server moves to the rebuilt index without a
+// restart, and replays keep working through it.
+func TestServeFollowsARebuiltIndex(t *testing.T) {
+	e := startE2E(t, func(c *serveConfig) { c.indexPoll = 10 * time.Millisecond })
+	now := time.Now().UTC().Truncate(time.Minute)
+	e.produce(1000, now.Add(-2*time.Hour), time.Hour)
+	before := e.srv.ix.current()
+	stdout, stderr, code := run(t, "index", "rebuild", "--data", e.data, "--source", "segments="+filepath.Join(e.data, "log"))
+	if code != 0 {
+		t.Fatalf("rebuild: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	live, _, err := index.LiveDir(e.data)
+	if err != nil || live == before {
+		t.Fatalf("rebuild did not switch the live index: %s, %v", live, err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for e.srv.ix.current() != live {
+		if time.Now().After(deadline) {
+			t.Fatalf("the server still uses %s after the switch to %s", e.srv.ix.current(), live)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	from, to := now.Add(-2*time.Hour-5*time.Minute), now.Add(-50*time.Minute)
+	jobID, code := e.replay(from, to)
+	if code != http.StatusAccepted {
+		t.Fatalf("replay: %d", code)
+	}
+	if st := e.waitStatus(jobID); st.State != "Complete" {
+		t.Fatalf("status %+v", st)
+	}
+	if got, want := len(e.sink.Deliveries()), len(e.want(from, to))+1; got != want {
+		t.Fatalf("%d deliveries through the rebuilt index, want %d", got, want)
+	}
+}
