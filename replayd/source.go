@@ -25,9 +25,9 @@ type sourceFlags struct {
 }
 
 const sourceFlagsHelp = `The delivery_log is read from --source:
-  embedded          the embedded log in DATA/log (what 'replayd serve' and 'loadgen produce'
-                    write). It is locked while open: with 'replayd serve' running, read the
-                    same files with --source segments=DATA/log instead.
+  embedded          the embedded log in DATA/log, which 'loadgen produce' and 'replayd demo'
+                    append to and 'replayd serve' reads in place. Opening it takes its lock:
+                    while a producer runs, read the same files with --source segments=DATA/log.
   segments=DIR      a Kafka broker's log directory (one of its log.dirs, holding
                     <topic>-<partition> directories), read in place and never written;
                     also --source segments --segments-dir DIR.
