@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os/signal"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/replay/replay/replayd/app/mysqlapp"
 	"github.com/replay/replay/replayd/job/mysqljob"
 )
 
@@ -18,11 +20,11 @@ func newMigrateCommand() *cobra.Command {
 	var dsn string
 	cmd := &cobra.Command{
 		Use:   "migrate --mysql-dsn DSN",
-		Short: "Apply the job store's pending MySQL schema migrations",
-		Long: `Apply the job store's schema migrations that the database's schema_migrations table does
-not list yet, in version order, and print what was applied. Safe to run from several hosts at once
-(a GET_LOCK serializes them). DSN is a go-sql-driver/mysql DSN naming the database, e.g.
-replay:secret@tcp(db:3306)/replay.`,
+		Short: "Apply the job and app stores' pending MySQL schema migrations",
+		Long: `Apply the schema migrations of the job store (recorded in schema_migrations) and of the app
+store (recorded in app_schema_migrations) that the database does not list yet, in version order,
+and print what was applied. Safe to run from several hosts at once (a GET_LOCK serializes them).
+DSN is a go-sql-driver/mysql DSN naming the database, e.g. replay:secret@tcp(db:3306)/replay.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dsn == "" {
@@ -30,19 +32,24 @@ replay:secret@tcp(db:3306)/replay.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			applied, err := mysqljob.Migrate(ctx, dsn)
-			for _, v := range applied {
-				fmt.Fprintf(cmd.OutOrStdout(), "applied migration %04d\n", v)
-			}
-			if err != nil {
-				return err
-			}
-			if len(applied) == 0 {
-				fmt.Fprintln(cmd.OutOrStdout(), "schema is up to date")
+			for _, store := range []struct {
+				name    string
+				migrate func(context.Context, string) ([]int64, error)
+			}{{"job store", mysqljob.Migrate}, {"app store", mysqlapp.Migrate}} {
+				applied, err := store.migrate(ctx, dsn)
+				for _, v := range applied {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: applied migration %04d\n", store.name, v)
+				}
+				if err != nil {
+					return err
+				}
+				if len(applied) == 0 {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: schema is up to date\n", store.name)
+				}
 			}
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&dsn, "mysql-dsn", "", "MySQL/MariaDB DSN naming the job store's database (required)")
+	cmd.Flags().StringVar(&dsn, "mysql-dsn", "", "MySQL/MariaDB DSN naming the stores' database (required)")
 	return cmd
 }
