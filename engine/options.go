@@ -48,8 +48,9 @@ type Options struct {
 	// active one. Default 120 hours (5 days). Negative keeps everything.
 	Retention time.Duration
 	// MaxBatchBytes is how many bytes of uncompressed records Append puts into one batch.
-	// Smaller batches cost index entries; larger ones make a replay read more bytes that are not
-	// its webhook's. Default 64 KiB.
+	// Smaller batches cost index entries and compress worse; larger ones make a replay read more
+	// bytes that are not its webhook's (a batch is the unit a replay reads). Default 16 KiB, the
+	// batch.size of Kafka's producer, so the embedded log is batched as a Kafka topic would be.
 	MaxBatchBytes int
 	// Codec compresses appended batches. Default snappy.
 	Codec segment.Codec
@@ -88,7 +89,7 @@ func (o *Options) EnsureDefaults() *Options {
 		o.Retention = 120 * time.Hour
 	}
 	if o.MaxBatchBytes == 0 {
-		o.MaxBatchBytes = 64 << 10
+		o.MaxBatchBytes = 16 << 10
 	}
 	if o.Codec == segment.CodecNone && !o.codecSet {
 		o.Codec = segment.CodecSnappy

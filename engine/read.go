@@ -91,18 +91,15 @@ func (s *segments) readBatches(ctx context.Context, offsets []int64, fn func(*se
 			return err
 		}
 		i := s.locate(off)
-		seg := s.segs[i]
-		pos, found, err := seg.PositionOf(off)
+		var b segment.Batch
+		var found bool
+		var err error
+		b, buf, found, err = s.segs[i].ReadBatch(off, buf)
 		if err = s.scanErr(i, err); err != nil {
 			return err
 		}
 		if !found {
 			continue // in a gap of the log (compaction, aborted transactions' markers): nothing holds it
-		}
-		var b segment.Batch
-		b, buf, err = segment.ReadBatchAt(seg.ReaderAt(), seg.Path, seg.Size(), pos, buf)
-		if err != nil {
-			return err
 		}
 		if b.BaseOffset >= s.end {
 			continue

@@ -1,6 +1,7 @@
 package segment
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -145,6 +146,42 @@ func (s *Segment) PositionOf(offset int64) (pos int64, found bool, err error) {
 		}
 	}
 	return 0, false, sc.Err()
+}
+
+// ReadBatch reads the batch holding offset (or the first batch after it) into buf, reusing its
+// storage: the targeted read of a replay. From the floor entry of the offset index it hops from
+// header to header, reading only the 61 header bytes of each batch it passes, then reads the one
+// batch it wants, once. found is false when every batch ends before offset.
+func (s *Segment) ReadBatch(offset int64, buf []byte) (b Batch, out []byte, found bool, err error) {
+	var pos int64
+	if s.offsets != nil {
+		_, pos = s.offsets.Lookup(offset)
+	}
+	var head [BatchHeaderSize]byte
+	for pos < s.size {
+		n := min(int64(len(head)), s.size-pos)
+		if _, err := s.log.ReadAt(head[:n], pos); err != nil && !errors.Is(err, io.EOF) {
+			return b, buf, false, fmt.Errorf("%s: read at byte %d: %w", s.Path, pos, err)
+		}
+		if n < LogOverhead+5 {
+			return b, buf, false, corruptf(s.Path, pos, ErrTornTail, "file ends %d bytes into a batch header", n)
+		}
+		length := int64(int32(binary.BigEndian.Uint32(head[8:])))
+		if length < legacyMinMessage0 || length > MaxBatchSize {
+			return b, buf, false, corruptf(s.Path, pos, ErrMalformed, "batch length %d is out of range", length)
+		}
+		// The last offset is in the header for magic 2; a legacy entry's offset is its last.
+		last := int64(binary.BigEndian.Uint64(head[:]))
+		if int8(head[offMagic]) >= 2 && n >= offLastOffsetDelta+4 {
+			last += int64(int32(binary.BigEndian.Uint32(head[offLastOffsetDelta:])))
+		}
+		if last >= offset {
+			b, buf, err = ReadBatchAt(s.log, s.Path, s.size, pos, buf)
+			return b, buf, err == nil, err
+		}
+		pos += LogOverhead + length
+	}
+	return b, buf, false, nil
 }
 
 // OffsetForTime answers ListOffsets for timestamp ts as a broker does: the offset of the first

@@ -360,3 +360,34 @@ func TestOpenWriterContinuesSegment(t *testing.T) {
 		t.Fatalf("OpenWriter on a torn segment: %v, want ErrTornTail at %d", err, st.Size())
 	}
 }
+
+// ReadBatch finds, for every offset, the batch that PositionOf finds, reading it whole.
+func TestReadBatchAgreesWithPositionOf(t *testing.T) {
+	for _, interval := range []int{0, 300, 1 << 30} {
+		fs := vfs.NewMem()
+		writeSegment(t, fs, "", 100, jitteredRecords(rand.New(rand.NewPCG(9, uint64(interval))), 700), 7, CodecSnappy, interval)
+		seg, err := OpenSegment(fs, "", 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf []byte
+		for off := int64(95); off < 805; off++ {
+			pos, found, err := seg.PositionOf(off)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b Batch
+			var ok bool
+			b, buf, ok, err = seg.ReadBatch(off, buf)
+			if err != nil || ok != found || (found && b.Pos != pos) {
+				t.Fatalf("interval %d: ReadBatch(%d) = pos %d, %t, %v; PositionOf = %d, %t", interval, off, b.Pos, ok, err, pos, found)
+			}
+			if found {
+				if err := b.VerifyCRC(); err != nil || b.LastOffset() < off {
+					t.Fatalf("ReadBatch(%d): batch [%d, %d], %v", off, b.BaseOffset, b.LastOffset(), err)
+				}
+			}
+		}
+		seg.Close()
+	}
+}
