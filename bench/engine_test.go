@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/replay/replay/engine"
+	"github.com/replay/replay/engine/enginetest"
 	"github.com/replay/replay/segment"
 )
 
@@ -97,8 +99,9 @@ func BenchmarkAppend(b *testing.B) {
 	}
 }
 
-// BenchmarkSourceRead reads one partition of the same data through the embedded log and through
-// a DirSource over the same directory, decoding every record.
+// BenchmarkSourceRead reads one partition of the same data through each Source, decoding every
+// record: the embedded log, a DirSource over its directory, and a KafkaSource over an in-process
+// kfake cluster holding the same batches.
 //
 //	go test -run '^$' -bench 'SourceRead' -count 6 ./bench/
 func BenchmarkSourceRead(b *testing.B) {
@@ -119,16 +122,29 @@ func BenchmarkSourceRead(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer dirSrc.Close()
+	kc := enginetest.NewKafkaCluster(b, 1, "delivery_log", 1)
+	err = l.Scan(context.Background(), 0, 0, func(bt *segment.Batch) error {
+		kc.ProduceRaw(b, 0, bytes.Clone(bt.Raw))
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	kafkaSrc, err := engine.NewKafkaSource(context.Background(), engine.KafkaOptions{Brokers: kc.Brokers()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer kafkaSrc.Close()
 	for _, s := range []struct {
 		name string
 		src  engine.Source
-	}{{"embedded", l}, {"dir", dirSrc}} {
+	}{{"embedded", l}, {"dir", dirSrc}, {"kafka", kafkaSrc}} {
 		b.Run("source="+s.name, func(b *testing.B) {
 			var rr segment.RecordReader
-			var bytes, n int64
+			var logBytes, n int64
 			for b.Loop() {
 				err := s.src.Scan(context.Background(), 0, 0, func(bt *segment.Batch) error {
-					bytes += bt.Size()
+					logBytes += bt.Size()
 					if err := rr.Reset(bt); err != nil {
 						return err
 					}
@@ -142,7 +158,7 @@ func BenchmarkSourceRead(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "records/s")
-			b.ReportMetric(float64(bytes)/b.Elapsed().Seconds()/1e6, "logMB/s")
+			b.ReportMetric(float64(logBytes)/b.Elapsed().Seconds()/1e6, "logMB/s")
 		})
 	}
 }

@@ -21,108 +21,11 @@ import (
 	"github.com/replay/replay/segment"
 )
 
-// kafkaCluster is a kfake cluster and a client that writes raw batches into it.
-type kafkaCluster struct {
-	c       *kfake.Cluster
-	cl      *kgo.Client
-	topic   string
-	topicID [16]byte
-}
-
-func newKafkaCluster(t *testing.T, brokers int, topic string, partitions int32) *kafkaCluster {
+func kafkaSource(t *testing.T, kc *enginetest.KafkaCluster, o engine.KafkaOptions) *engine.KafkaSource {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(brokers), kfake.SeedTopics(partitions, topic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	kc := &kafkaCluster{c: c, cl: cl, topic: topic}
-	req := kmsg.NewPtrMetadataRequest()
-	rt := kmsg.NewMetadataRequestTopic()
-	rt.Topic = kmsg.StringPtr(topic)
-	req.Topics = append(req.Topics, rt)
-	resp, err := req.RequestWith(context.Background(), cl) // also tells cl the brokers
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(resp.Topics) != 1 || resp.Topics[0].ErrorCode != 0 {
-		t.Fatalf("metadata of %s: %+v", topic, resp.Topics)
-	}
-	kc.topicID = resp.Topics[0].TopicID
-	return kc
-}
-
-// produce writes b into partition p as one raw batch, sent to the partition's leader, and returns
-// the base offset the cluster gave it.
-func (kc *kafkaCluster) produce(t testing.TB, p int32, b enginetest.Batch) int64 {
-	t.Helper()
-	return kc.produceRaw(t, p, enginetest.Encode(t, b, 0))
-}
-
-func (kc *kafkaCluster) produceRaw(t testing.TB, p int32, raw []byte) int64 {
-	t.Helper()
-	req := kmsg.NewPtrProduceRequest()
-	req.Acks = -1
-	req.TimeoutMillis = 10_000
-	rt := kmsg.NewProduceRequestTopic()
-	rt.Topic = kc.topic
-	rt.TopicID = kc.topicID
-	rp := kmsg.NewProduceRequestTopicPartition()
-	rp.Partition = p
-	rp.Records = raw
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
-	leader := kc.c.LeaderFor(kc.topic, p)
-	kresp, err := kc.cl.Broker(int(leader)).Request(context.Background(), req)
-	if err != nil {
-		t.Fatalf("produce to %s-%d on broker %d: %v", kc.topic, p, leader, err)
-	}
-	resp := kresp.(*kmsg.ProduceResponse)
-	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
-		t.Fatalf("produce to %s-%d: answer %+v", kc.topic, p, resp.Topics)
-	}
-	rpr := resp.Topics[0].Partitions[0]
-	if err := kerr.ErrorForCode(rpr.ErrorCode); err != nil {
-		t.Fatalf("produce to %s-%d: %v", kc.topic, p, err)
-	}
-	return rpr.BaseOffset
-}
-
-// deleteRecords moves the log start offset of p up to before, as retention would.
-func (kc *kafkaCluster) deleteRecords(t *testing.T, p int32, before int64) {
-	t.Helper()
-	req := kmsg.NewPtrDeleteRecordsRequest()
-	req.TimeoutMillis = 10_000
-	rt := kmsg.NewDeleteRecordsRequestTopic()
-	rt.Topic = kc.topic
-	rp := kmsg.NewDeleteRecordsRequestTopicPartition()
-	rp.Partition = p
-	rp.Offset = before
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
-	resp, err := req.RequestWith(context.Background(), kc.cl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, t2 := range resp.Topics {
-		for _, p2 := range t2.Partitions {
-			if err := kerr.ErrorForCode(p2.ErrorCode); err != nil {
-				t.Fatalf("delete records of %s-%d before %d: %v", kc.topic, p, before, err)
-			}
-		}
-	}
-}
-
-func (kc *kafkaCluster) source(t *testing.T, o engine.KafkaOptions) *engine.KafkaSource {
-	t.Helper()
-	o.Brokers = kc.c.ListenAddrs()
+	o.Brokers = kc.Cluster.ListenAddrs()
 	if o.Topic == "" {
-		o.Topic = kc.topic
+		o.Topic = kc.Topic
 	}
 	if o.RetryBackoff == 0 {
 		o.RetryBackoff = 10 * time.Millisecond
@@ -139,15 +42,15 @@ func (kc *kafkaCluster) source(t *testing.T, o engine.KafkaOptions) *engine.Kafk
 // partition p holds data[p], each Batch produced as one raw batch so its boundaries are kept.
 func kafkaFactory(o engine.KafkaOptions) enginetest.Factory {
 	return func(t *testing.T, topic string, data [][]enginetest.Batch) enginetest.Harness {
-		kc := newKafkaCluster(t, 3, topic, int32(len(data)))
+		kc := enginetest.NewKafkaCluster(t, 3, topic, int32(len(data)))
 		for p, batches := range data {
 			for _, b := range batches {
-				kc.produce(t, int32(p), b)
+				kc.Produce(t, int32(p), b)
 			}
 		}
 		return enginetest.Harness{
-			Source: kc.source(t, o),
-			Append: func(t *testing.T, p int32, b enginetest.Batch) { kc.produce(t, p, b) },
+			Source: kafkaSource(t, kc, o),
+			Append: func(t *testing.T, p int32, b enginetest.Batch) { kc.Produce(t, p, b) },
 		}
 	}
 }
@@ -235,7 +138,7 @@ func sameRecords(t *testing.T, what string, got, want []readRecord) {
 
 func TestKafkaSourceReads(t *testing.T) {
 	data := testData(2, 25)
-	kc := newKafkaCluster(t, 3, "delivery_log", 2)
+	kc := enginetest.NewKafkaCluster(t, 3, "delivery_log", 2)
 	var raws [][]byte
 	for p, batches := range data {
 		for _, b := range batches {
@@ -243,13 +146,13 @@ func TestKafkaSourceReads(t *testing.T) {
 			if p == 0 {
 				raws = append(raws, raw)
 			}
-			kc.produceRaw(t, int32(p), raw)
+			kc.ProduceRaw(t, int32(p), raw)
 		}
 	}
 	ctx := context.Background()
 	for _, o := range []engine.KafkaOptions{{}, {FetchMaxBytes: 1, TargetedFetchBytes: 1 << 20}, {FetchMaxBytes: 300, TargetedFetchBytes: 300}} {
 		t.Run(fmt.Sprintf("fetch%d-targeted%d", o.FetchMaxBytes, o.TargetedFetchBytes), func(t *testing.T) {
-			s := kc.source(t, o)
+			s := kafkaSource(t, kc, o)
 			if n, err := s.Partitions(ctx); err != nil || n != 2 {
 				t.Fatalf("Partitions = %d, %v", n, err)
 			}
@@ -336,14 +239,14 @@ func TestKafkaSourceReads(t *testing.T) {
 
 func TestKafkaSourceLogStart(t *testing.T) {
 	data := testData(1, 10)
-	kc := newKafkaCluster(t, 1, "delivery_log", 1)
+	kc := enginetest.NewKafkaCluster(t, 1, "delivery_log", 1)
 	for _, b := range data[0] {
-		kc.produce(t, 0, b)
+		kc.Produce(t, 0, b)
 	}
 	all := oracle(data[0])
 	start := all[len(all)/2].base + 1 // inside a batch: the batch stays, as a broker keeps it
-	kc.deleteRecords(t, 0, start)
-	s := kc.source(t, engine.KafkaOptions{})
+	kc.DeleteRecords(t, 0, start)
+	s := kafkaSource(t, kc, engine.KafkaOptions{})
 	ctx := context.Background()
 	b, err := s.Bounds(ctx, 0)
 	if err != nil || b.Start != start || b.End != int64(len(all)) {
@@ -374,8 +277,8 @@ func TestKafkaSourceLogStart(t *testing.T) {
 }
 
 func TestKafkaSourceWaitForEnd(t *testing.T) {
-	kc := newKafkaCluster(t, 3, "delivery_log", 2)
-	s := kc.source(t, engine.KafkaOptions{PollWait: 200 * time.Millisecond})
+	kc := enginetest.NewKafkaCluster(t, 3, "delivery_log", 2)
+	s := kafkaSource(t, kc, engine.KafkaOptions{PollWait: 200 * time.Millisecond})
 	ctx := context.Background()
 	one := enginetest.Batch{Records: []enginetest.Record{{Key: []byte("1"), Value: []byte("{}"), Timestamp: 1}}}
 
@@ -395,7 +298,7 @@ func TestKafkaSourceWaitForEnd(t *testing.T) {
 		t.Fatalf("WaitForEnd returned %+v before anything was appended", r)
 	default:
 	}
-	kc.produce(t, 1, one)
+	kc.Produce(t, 1, one)
 	select {
 	case r := <-done:
 		if r.err != nil || r.end != 1 {
@@ -410,14 +313,14 @@ func TestKafkaSourceWaitForEnd(t *testing.T) {
 		end, err := s.WaitForEnd(ctx, 1, 2)
 		done <- result{end, err}
 	}()
-	kc.produce(t, 1, one)
+	kc.Produce(t, 1, one)
 	time.Sleep(300 * time.Millisecond)
 	select {
 	case r := <-done:
 		t.Fatalf("WaitForEnd(2) returned %+v at end 2", r)
 	default:
 	}
-	kc.produce(t, 1, one)
+	kc.Produce(t, 1, one)
 	if r := <-done; r.err != nil || r.end != 3 {
 		t.Fatalf("WaitForEnd(2) = %+v; want 3", r)
 	}
@@ -445,14 +348,14 @@ func TestKafkaSourceWaitForEnd(t *testing.T) {
 }
 
 func TestKafkaSourceErrors(t *testing.T) {
-	kc := newKafkaCluster(t, 3, "delivery_log", 2)
+	kc := enginetest.NewKafkaCluster(t, 3, "delivery_log", 2)
 	for _, b := range testData(1, 5)[0] {
-		kc.produce(t, 0, b)
+		kc.Produce(t, 0, b)
 	}
 	ctx := context.Background()
 
 	t.Run("MissingTopic", func(t *testing.T) {
-		addrs := kc.c.ListenAddrs()
+		addrs := kc.Cluster.ListenAddrs()
 		_, err := engine.NewKafkaSource(ctx, engine.KafkaOptions{Brokers: addrs, Topic: "no_such_topic"})
 		if err == nil || !strings.Contains(err.Error(), `"no_such_topic" does not exist`) || !strings.Contains(err.Error(), addrs[0]) {
 			t.Fatalf("missing topic: %v", err)
@@ -481,7 +384,7 @@ func TestKafkaSourceErrors(t *testing.T) {
 		}
 	})
 
-	s := kc.source(t, engine.KafkaOptions{Retries: 2})
+	s := kafkaSource(t, kc, engine.KafkaOptions{Retries: 2})
 	t.Run("UnknownPartition", func(t *testing.T) {
 		nop := func(*segment.Batch) error { return nil }
 		for _, p := range []int32{-1, 2, 100} {
@@ -499,7 +402,7 @@ func TestKafkaSourceErrors(t *testing.T) {
 	})
 
 	t.Run("RetriedBrokerError", func(t *testing.T) {
-		h := kc.c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Err: kerr.NotLeaderForPartition, Count: 2})
+		h := kc.Cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Err: kerr.NotLeaderForPartition, Count: 2})
 		defer h.Remove()
 		var got []readRecord
 		if err := s.Scan(ctx, 0, 0, collect(t, &got)); err != nil {
@@ -511,7 +414,7 @@ func TestKafkaSourceErrors(t *testing.T) {
 	})
 
 	t.Run("PersistentBrokerError", func(t *testing.T) {
-		h := kc.c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Err: kerr.NotLeaderForPartition, Count: -1})
+		h := kc.Cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Err: kerr.NotLeaderForPartition, Count: -1})
 		defer h.Remove()
 		err := s.Scan(ctx, 0, 0, func(*segment.Batch) error { return nil })
 		if !errors.Is(err, kerr.NotLeaderForPartition) || !engine.IsRetryable(err) {
@@ -523,7 +426,7 @@ func TestKafkaSourceErrors(t *testing.T) {
 	})
 
 	t.Run("ListOffsetsBrokerError", func(t *testing.T) {
-		h := kc.c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.ListOffsets}, Err: kerr.RequestTimedOut, Count: -1})
+		h := kc.Cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.ListOffsets}, Err: kerr.RequestTimedOut, Count: -1})
 		defer h.Remove()
 		_, err := s.Bounds(ctx, 0)
 		if !errors.Is(err, kerr.RequestTimedOut) || !engine.IsRetryable(err) {
@@ -532,7 +435,7 @@ func TestKafkaSourceErrors(t *testing.T) {
 	})
 
 	t.Run("FatalBrokerError", func(t *testing.T) {
-		h := kc.c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Err: kerr.TopicAuthorizationFailed, Count: -1})
+		h := kc.Cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Err: kerr.TopicAuthorizationFailed, Count: -1})
 		defer h.Remove()
 		err := s.ReadBatches(ctx, 0, []int64{0}, func(*segment.Batch) error { return nil })
 		if !errors.Is(err, kerr.TopicAuthorizationFailed) || engine.IsRetryable(err) {
@@ -581,13 +484,13 @@ func TestKafkaSourceErrors(t *testing.T) {
 // the fetch's size. Neither is corruption; the source must read through both.
 func TestKafkaSourceFetchShapes(t *testing.T) {
 	data := testData(1, 12)
-	kc := newKafkaCluster(t, 1, "delivery_log", 1)
+	kc := enginetest.NewKafkaCluster(t, 1, "delivery_log", 1)
 	// The log as the cluster holds it: each batch with its offset.
 	var log [][]byte
 	var bases []int64
 	for _, b := range data[0] {
 		raw := enginetest.Encode(t, b, 0)
-		base := kc.produceRaw(t, 0, raw)
+		base := kc.ProduceRaw(t, 0, raw)
 		raw = bytes.Clone(raw)
 		segment.SetBaseOffset(raw, base)
 		log, bases = append(log, raw), append(bases, base)
@@ -595,8 +498,8 @@ func TestKafkaSourceFetchShapes(t *testing.T) {
 	end := oracle(data[0])
 	hwm := int64(len(end))
 	var fetches, cut atomic.Int32
-	kc.c.ControlKey(int16(kmsg.Fetch), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
-		kc.c.KeepControl()
+	kc.Cluster.ControlKey(int16(kmsg.Fetch), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		kc.Cluster.KeepControl()
 		req := kreq.(*kmsg.FetchRequest)
 		resp := req.ResponseKind().(*kmsg.FetchResponse)
 		rp := req.Topics[0].Partitions[0]
@@ -622,7 +525,7 @@ func TestKafkaSourceFetchShapes(t *testing.T) {
 		resp.Topics = append(resp.Topics, st)
 		return resp, nil, true
 	})
-	s := kc.source(t, engine.KafkaOptions{FetchMaxBytes: 1, TargetedFetchBytes: 1})
+	s := kafkaSource(t, kc, engine.KafkaOptions{FetchMaxBytes: 1, TargetedFetchBytes: 1})
 	ctx := context.Background()
 	var got []readRecord
 	if err := s.Scan(ctx, 0, 0, collect(t, &got)); err != nil {
@@ -648,10 +551,10 @@ func TestKafkaSourceFetchShapes(t *testing.T) {
 
 // TestKafkaSourceBrokerDown: with the cluster gone, calls fail with errors IsRetryable accepts.
 func TestKafkaSourceBrokerDown(t *testing.T) {
-	kc := newKafkaCluster(t, 1, "delivery_log", 1)
-	kc.produce(t, 0, testData(1, 1)[0][0])
-	s := kc.source(t, engine.KafkaOptions{Retries: 1, ClientOpts: []kgo.Opt{kgo.RetryTimeout(200 * time.Millisecond), kgo.RequestRetries(1)}})
-	kc.c.Close()
+	kc := enginetest.NewKafkaCluster(t, 1, "delivery_log", 1)
+	kc.Produce(t, 0, testData(1, 1)[0][0])
+	s := kafkaSource(t, kc, engine.KafkaOptions{Retries: 1, ClientOpts: []kgo.Opt{kgo.RetryTimeout(200 * time.Millisecond), kgo.RequestRetries(1)}})
+	kc.Cluster.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err := s.Scan(ctx, 0, 0, func(*segment.Batch) error { return nil })
@@ -667,13 +570,13 @@ func TestKafkaSourceBrokerDown(t *testing.T) {
 // TestKafkaSourceConcurrent reads one source from several goroutines at once.
 func TestKafkaSourceConcurrent(t *testing.T) {
 	data := testData(3, 15)
-	kc := newKafkaCluster(t, 3, "delivery_log", 3)
+	kc := enginetest.NewKafkaCluster(t, 3, "delivery_log", 3)
 	for p, batches := range data {
 		for _, b := range batches {
-			kc.produce(t, int32(p), b)
+			kc.Produce(t, int32(p), b)
 		}
 	}
-	s := kc.source(t, engine.KafkaOptions{FetchMaxBytes: 500})
+	s := kafkaSource(t, kc, engine.KafkaOptions{FetchMaxBytes: 500})
 	ctx := context.Background()
 	errs := make(chan error, 6)
 	for g := 0; g < 6; g++ {
@@ -721,17 +624,17 @@ func TestKafkaSourceConcurrent(t *testing.T) {
 // that no writer produces stops the scan.
 func TestKafkaSourceCorruptAnswer(t *testing.T) {
 	data := testData(1, 3)
-	kc := newKafkaCluster(t, 1, "delivery_log", 1)
+	kc := enginetest.NewKafkaCluster(t, 1, "delivery_log", 1)
 	var log []byte
 	for _, b := range data[0] {
 		raw := enginetest.Encode(t, b, 0)
-		segment.SetBaseOffset(raw, kc.produceRaw(t, 0, raw))
+		segment.SetBaseOffset(raw, kc.ProduceRaw(t, 0, raw))
 		log = append(log, raw...)
 	}
 	hwm := int64(len(oracle(data[0])))
 	var damage atomic.Value // func([]byte)
-	kc.c.ControlKey(int16(kmsg.Fetch), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
-		kc.c.KeepControl()
+	kc.Cluster.ControlKey(int16(kmsg.Fetch), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		kc.Cluster.KeepControl()
 		req := kreq.(*kmsg.FetchRequest)
 		resp := req.ResponseKind().(*kmsg.FetchResponse)
 		st := kmsg.NewFetchResponseTopic()
@@ -744,7 +647,7 @@ func TestKafkaSourceCorruptAnswer(t *testing.T) {
 		resp.Topics = append(resp.Topics, st)
 		return resp, nil, true
 	})
-	s := kc.source(t, engine.KafkaOptions{})
+	s := kafkaSource(t, kc, engine.KafkaOptions{})
 	ctx := context.Background()
 
 	damage.Store(func(b []byte) { b[len(b)-3] ^= 0x10 }) // inside the last batch's records
@@ -771,11 +674,11 @@ func TestKafkaSourceCorruptAnswer(t *testing.T) {
 // its connection with reads: a replay's targeted reads would wait out every poll queued before
 // them. With polls held for 20 seconds, the reads must be done before any poll ends.
 func TestKafkaSourceReadsAreNotQueuedBehindTailing(t *testing.T) {
-	kc := newKafkaCluster(t, 1, "delivery_log", 2)
+	kc := enginetest.NewKafkaCluster(t, 1, "delivery_log", 2)
 	for i := 0; i < 5; i++ {
-		kc.produce(t, 0, enginetest.Batch{Codec: segment.CodecSnappy, Records: []enginetest.Record{{Key: []byte("k"), Value: []byte("v"), Timestamp: 1e12}}})
+		kc.Produce(t, 0, enginetest.Batch{Codec: segment.CodecSnappy, Records: []enginetest.Record{{Key: []byte("k"), Value: []byte("v"), Timestamp: 1e12}}})
 	}
-	src := kc.source(t, engine.KafkaOptions{PollWait: 20 * time.Second})
+	src := kafkaSource(t, kc, engine.KafkaOptions{PollWait: 20 * time.Second})
 	// The waits give up after 15 s, inside their first poll: reads queued behind a poll would
 	// still be waiting then.
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)

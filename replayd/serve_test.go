@@ -52,7 +52,7 @@ func testServeConfig(data string) serveConfig {
 		src:    sourceFlags{data: data, source: "embedded", topic: "delivery_log"},
 		listen: "127.0.0.1:0", workers: 2, partitions: 4, allowPrivate: true, rateLimit: 5,
 		eventsPerSec: 100000, leaseTimeout: 30 * time.Second, dedupCapacity: 1 << 16, retention: 120 * time.Hour,
-		delivery: delivery.Options{BackoffBase: time.Millisecond, BackoffMax: 5 * time.Millisecond, MaxAttempts: 12, Timeout: 2 * time.Second},
+		delivery: delivery.Options{BackoffBase: time.Millisecond, BackoffMax: 5 * time.Millisecond, MaxAttempts: 12, Timeout: 200 * time.Millisecond},
 	}
 }
 
@@ -236,7 +236,9 @@ func TestServeWebhookFailures(t *testing.T) {
 	e.produce(600, now.Add(-2*time.Hour), time.Hour)
 	from, to := now.Add(-2*time.Hour-5*time.Minute), now.Add(-50*time.Minute)
 
-	e.sink.SetFaults(sink.Faults{ErrorRate: 0.2, ThrottleRate: 0.1, RetryAfter: time.Millisecond})
+	// 5xx, 429 with Retry-After, attempts that time out, and connection resets, all retried.
+	e.sink.SetFaults(sink.Faults{ErrorRate: 0.15, ThrottleRate: 0.1, RetryAfter: time.Millisecond,
+		TimeoutRate: 0.03, TimeoutHold: time.Second, ResetRate: 0.05})
 	jobID, code := e.replay(from, to)
 	if code != http.StatusAccepted {
 		t.Fatalf("replay: %d", code)
