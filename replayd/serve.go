@@ -38,6 +38,7 @@ type serveConfig struct {
 	listen        string
 	mysqlDSN      string
 	workers       int
+	concurrency   int
 	partitions    int32
 	allowPrivate  bool
 	rateLimit     int
@@ -101,6 +102,7 @@ new leases, running jobs checkpoint and are released for another instance, then 
 	f.StringVar(&c.listen, "listen", "127.0.0.1:8080", "address of the HTTP API")
 	f.StringVar(&c.mysqlDSN, "mysql-dsn", "", "MySQL/MariaDB data source name for the job and app stores (default: embedded stores under --data)")
 	f.IntVar(&c.workers, "workers", 4, "replay jobs run at once by this instance")
+	f.IntVar(&c.concurrency, "delivery-concurrency", 1, "deliveries of one job in flight at once; 1 delivers in log order")
 	f.Int32Var(&c.partitions, "partitions", 8, "partition count of a new embedded log")
 	f.BoolVar(&c.allowPrivate, "allow-private-webhooks", false, "let webhooks resolve to private and loopback addresses (default: allowed when --listen is a loopback address, for local demos); link-local and metadata addresses are always refused")
 	f.IntVar(&c.rateLimit, "rate-limit", 5, "replay requests per app per 15 minutes")
@@ -180,6 +182,7 @@ func startServer(ctx context.Context, c serveConfig, logger *slog.Logger) (_ *se
 	}
 	dopts := c.delivery
 	dopts.AllowPrivate, dopts.RateLimit = c.allowPrivate, c.eventsPerSec
+	dopts.Concurrency, dopts.MaxIdleConnsPerHost = max(c.concurrency, 1), max(c.concurrency, 64)
 	if s.client, err = delivery.New(dopts); err != nil {
 		return nil, err
 	}
@@ -194,7 +197,7 @@ func startServer(ctx context.Context, c serveConfig, logger *slog.Logger) (_ *se
 		Deliverer:  s.client,
 		NewDeduper: func() worker.Deduper { return mustDedup(c.dedupCapacity) },
 		Name:       fmt.Sprintf("%s:%d", host, os.Getpid()),
-		Workers:    c.workers, LeaseTimeout: c.leaseTimeout,
+		Workers:    c.workers, Concurrency: c.concurrency, LeaseTimeout: c.leaseTimeout,
 		Metrics: worker.NewMetrics(reg), Logger: logger,
 	})
 	if err != nil {

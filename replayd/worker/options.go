@@ -50,6 +50,10 @@ type Options struct {
 	Name string
 	// Workers is how many jobs run at once. Default 4.
 	Workers int
+	// Concurrency is how many deliveries of one job may be in flight at once. Default 1: each
+	// event is delivered before the next is sent, so a webhook gets them in log order. More
+	// raises a job's throughput against a slow webhook, and gives up that order.
+	Concurrency int
 	// PollInterval is how long an idle worker waits before asking for a job again (Notify wakes
 	// it sooner). Default 500ms.
 	PollInterval time.Duration
@@ -73,6 +77,9 @@ func (o *Options) EnsureDefaults() *Options {
 	}
 	if o.Workers == 0 {
 		o.Workers = 4
+	}
+	if o.Concurrency == 0 {
+		o.Concurrency = 1
 	}
 	if o.PollInterval == 0 {
 		o.PollInterval = 500 * time.Millisecond
@@ -112,6 +119,9 @@ func (o *Options) Validate() error {
 	}
 	if o.Workers < 1 {
 		errs = append(errs, fmt.Errorf("Workers is %d, want at least 1", o.Workers))
+	}
+	if o.Concurrency < 1 {
+		errs = append(errs, fmt.Errorf("Concurrency is %d, want at least 1", o.Concurrency))
 	}
 	if o.HeartbeatInterval >= o.LeaseTimeout {
 		errs = append(errs, fmt.Errorf("HeartbeatInterval %v must be shorter than LeaseTimeout %v", o.HeartbeatInterval, o.LeaseTimeout))

@@ -13,6 +13,7 @@ import (
 
 	"github.com/replay/replay/engine"
 	"github.com/replay/replay/replayd/dedup"
+	"github.com/replay/replay/replayd/delivery"
 	"github.com/replay/replay/replayd/job"
 	"github.com/replay/replay/segment"
 )
@@ -134,8 +135,26 @@ func (r *run) deliver(drain, ctx context.Context) (job.State, string, error) {
 	resumeAt := j.Checkpoint // events below were delivered by an earlier holder
 	seen := o.NewDeduper()
 	var rr segment.RecordReader
+	// Deliveries run on up to Concurrency goroutines; the checkpoint is the offset below which
+	// every event is settled, however they complete. With Concurrency 1 (the default) each
+	// delivery ends before the next starts: the webhook gets the events in log order.
+	settled := delivery.NewInOrder(max(resumeAt, 0))
+	slots := make(chan struct{}, o.Concurrency)
+	var inflight sync.WaitGroup
+	var failMu sync.Mutex
 	var failErr error
 	var failOffset int64
+	failed := func() error { failMu.Lock(); defer failMu.Unlock(); return failErr }
+	moveCheckpoint := func() {
+		cp := settled.Checkpoint()
+		r.update(func(p *job.Progress) { p.Checkpoint = max(p.Checkpoint, cp) })
+	}
+	settle := func(offset int64) {
+		if _, err := settled.Done(offset); err != nil {
+			r.log.Error("checkpoint tracking", "err", err)
+		}
+		moveCheckpoint()
+	}
 	err = o.Source.ReadBatches(ctx, j.Partition, offsets, func(b *segment.Batch) error {
 		if b.IsControl() {
 			return nil
@@ -164,51 +183,79 @@ func (r *run) deliver(drain, ctx context.Context) (job.State, string, error) {
 				m.EventsRead.Inc()
 			}
 			if seen.Seen(h) {
-				r.update(func(p *job.Progress) {
-					p.Counters.DuplicatesDropped++
-					if failErr == nil { // the checkpoint never passes an undelivered event
-						p.Checkpoint = max(p.Checkpoint, rec.Offset+1)
-					}
-				})
+				r.update(func(p *job.Progress) { p.Counters.DuplicatesDropped++ })
 				if m != nil {
 					m.EventsDeduplicated.Inc()
 				}
+				if failed() == nil { // the checkpoint never passes an undelivered event
+					settled.Advance(rec.Offset + 1)
+					moveCheckpoint()
+				}
 				continue
 			}
-			if failErr != nil {
+			select { // a free delivery slot
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				return errLeaseLost
+			}
+			if failed() != nil {
 				// The webhook gave up on an earlier event: count what is not delivered.
+				<-slots
 				r.update(func(p *job.Progress) { p.Counters.Failed++ })
 				if m != nil {
 					m.EventsFailed.Inc()
 				}
 				continue
 			}
-			start := time.Now()
-			_, err := o.Deliverer.Deliver(ctx, target, rec.Value)
-			if m != nil {
-				m.DeliveryLatency.Observe(time.Since(start).Seconds())
+			if err := settled.Begin(rec.Offset); err != nil {
+				<-slots
+				return err
 			}
-			if err == nil {
-				r.update(func(p *job.Progress) { p.Counters.Delivered++; p.Checkpoint = max(p.Checkpoint, rec.Offset+1) })
+			offset, ts := rec.Offset, rec.Timestamp
+			body := bytes.Clone(rec.Value) // the reader's buffers move on
+			inflight.Add(1)
+			go func() {
+				defer func() { <-slots; inflight.Done() }()
+				start := time.Now()
+				_, err := o.Deliverer.Deliver(ctx, target, body)
 				if m != nil {
-					m.EventsDelivered.Inc()
+					m.DeliveryLatency.Observe(time.Since(start).Seconds())
 				}
-				continue
-			}
-			if ctx.Err() != nil {
-				return errLeaseLost
-			}
-			failErr, failOffset = err, rec.Offset
-			ts := rec.Timestamp
-			r.update(func(p *job.Progress) { p.Counters.Failed++; p.FirstUndeliveredMs = &ts })
-			if m != nil {
-				m.EventsFailed.Inc()
-			}
+				if err == nil {
+					r.update(func(p *job.Progress) { p.Counters.Delivered++ })
+					settle(offset)
+					if m != nil {
+						m.EventsDelivered.Inc()
+					}
+					return
+				}
+				if ctx.Err() != nil {
+					return // the lease is lost: nothing more is recorded
+				}
+				failMu.Lock()
+				if failErr == nil || offset < failOffset {
+					failErr, failOffset = err, offset
+				}
+				failMu.Unlock()
+				r.update(func(p *job.Progress) {
+					p.Counters.Failed++
+					if p.FirstUndeliveredMs == nil || ts < *p.FirstUndeliveredMs {
+						p.FirstUndeliveredMs = &ts
+					}
+				})
+				if m != nil {
+					m.EventsFailed.Inc()
+				}
+			}()
 		}
 		return rr.Err()
 	})
+	inflight.Wait() // a drain or a failure still lets the deliveries in flight finish
 	if err != nil {
 		return 0, "", err
+	}
+	if ctx.Err() != nil {
+		return 0, "", errLeaseLost
 	}
 	if failErr != nil {
 		p := r.snapshot()

@@ -202,12 +202,30 @@ func (w *world) waitFor(t *testing.T, id int64, cond func(*job.Job) bool) *job.J
 	return nil
 }
 
+// finished waits for the job to end and its replay_job_status event to reach the sink: the job's
+// state is recorded first, then the event is sent.
+func (w *world) finished(t *testing.T, id int64) *job.Job {
+	t.Helper()
+	j := w.waitFor(t, id, func(j *job.Job) bool { return j.State.Terminal() })
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, b := range w.sink.delivered() {
+			if _, _, jobID := statusOf(t, b); jobID == strconv.FormatInt(id, 10) {
+				return j
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatalf("no replay_job_status event for job %d", id)
+	return nil
+}
+
 func isState(s job.State) func(*job.Job) bool { return func(j *job.Job) bool { return j.State == s } }
 
 func statusOf(t *testing.T, body string) (state, desc, jobID string) {
 	raw := map[string]map[string]string{}
 	if err := json.Unmarshal([]byte(body), &raw); err != nil {
-		t.Fatalf("status event %q: %v", body, err)
+		return "", "", "" // an event, not a status
 	}
 	s := raw["replay_job_status"]
 	return s["job_state"], s["job_state_description"], s["job_id"]
@@ -219,7 +237,7 @@ func TestReplayDeliversExactlyTheWindowsUniqueEventsInOrder(t *testing.T) {
 	from, to := t0+10*60_000, t0+40*60_000
 	j := w.create(t, webhookA, from, to)
 	w.pool(t, "a", nil)
-	done := w.waitFor(t, j.ID, func(j *job.Job) bool { return j.State.Terminal() })
+	done := w.finished(t, j.ID)
 	if done.State != job.StateCompleted {
 		t.Fatalf("job ended %s: %s", done.State, done.Reason)
 	}
@@ -301,7 +319,7 @@ drain:
 	}
 	close(w.sink.gate)
 	w.pool(t, "second", nil)
-	done := w.waitFor(t, j.ID, func(j *job.Job) bool { return j.State.Terminal() })
+	done := w.finished(t, j.ID)
 	if done.State != job.StateCompleted {
 		t.Fatalf("job ended %s: %s", done.State, done.Reason)
 	}
@@ -340,5 +358,39 @@ func TestCancelStopsTheWorker(t *testing.T) {
 	}
 	if n := len(w.sink.delivered()); n != 1 {
 		t.Fatalf("%d deliveries after cancel, want the 1 before it", n)
+	}
+}
+
+// With several deliveries in flight, every unique event still arrives exactly once and the
+// checkpoint ends past them all; the order is no longer the log's.
+func TestConcurrentDeliveries(t *testing.T) {
+	w := newWorld(t)
+	w.produce(t, 3000, 5)
+	from, to := t0, t0+3600_000
+	j := w.create(t, webhookA, from, to)
+	w.pool(t, "a", func(o *worker.Options) { o.Concurrency = 4 })
+	done := w.finished(t, j.ID)
+	if done.State != job.StateCompleted {
+		t.Fatalf("job ended %s: %s", done.State, done.Reason)
+	}
+	want := w.want(webhookA, from, to)
+	got := w.sink.delivered()
+	if len(got) != len(want)+1 {
+		t.Fatalf("delivered %d, want %d + status", len(got), len(want))
+	}
+	count := map[string]int{}
+	for _, b := range got[:len(got)-1] {
+		count[b]++
+	}
+	for _, b := range want {
+		if count[b] != 1 {
+			t.Fatalf("event %s delivered %d times", b, count[b])
+		}
+	}
+	if state, _, _ := statusOf(t, got[len(got)-1]); state != "Complete" {
+		t.Fatalf("last delivery is not the status event: %s", got[len(got)-1])
+	}
+	if done.Counters.Delivered != int64(len(want)) || done.Checkpoint <= 0 {
+		t.Fatalf("counters %+v checkpoint %d", done.Counters, done.Checkpoint)
 	}
 }
