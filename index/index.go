@@ -51,6 +51,9 @@ func Open(opts Options) (*Index, error) {
 		ReadOnly:         opts.ReadOnly,
 		ErrorIfNotExists: opts.ReadOnly,
 		Logger:           quietLogger{},
+		// A rebuild writes every entry once, in big batches: a larger memtable means fewer
+		// flushes of half-merged values and fewer L0 compactions competing with the decoding.
+		MemTableSize: 64 << 20,
 	}
 	// Entries are written once and compacted into the bottom levels; zstd there keeps the index
 	// small (the webhook ids and offsets compress poorly with snappy).
