@@ -139,8 +139,13 @@ func (r *run) deliver(drain, ctx context.Context) (job.State, string, error) {
 	// every event is settled, however they complete. With Concurrency 1 (the default) each
 	// delivery ends before the next starts: the webhook gets the events in log order.
 	settled := delivery.NewInOrder(max(resumeAt, 0))
+	// A slot is taken before an event is handed out and given back by its sender once the
+	// outcome is recorded, so that no event is sent after a failure with Concurrency 1. The
+	// senders are long-lived: a goroutine per event would grow a fresh stack through the HTTP
+	// client every time.
 	slots := make(chan struct{}, o.Concurrency)
-	var inflight sync.WaitGroup
+	work := make(chan send, o.Concurrency)
+	var senders sync.WaitGroup
 	var failMu sync.Mutex
 	var failErr error
 	var failOffset int64
@@ -154,6 +159,48 @@ func (r *run) deliver(drain, ctx context.Context) (job.State, string, error) {
 			r.log.Error("checkpoint tracking", "err", err)
 		}
 		moveCheckpoint()
+	}
+	deliverOne := func(e send) {
+		start := time.Now()
+		_, err := o.Deliverer.Deliver(ctx, target, e.body)
+		if m != nil {
+			m.DeliveryLatency.Observe(time.Since(start).Seconds())
+		}
+		if err == nil {
+			r.update(func(p *job.Progress) { p.Counters.Delivered++ })
+			settle(e.offset)
+			if m != nil {
+				m.EventsDelivered.Inc()
+			}
+			return
+		}
+		if ctx.Err() != nil {
+			return // the lease is lost: nothing more is recorded
+		}
+		failMu.Lock()
+		if failErr == nil || e.offset < failOffset {
+			failErr, failOffset = err, e.offset
+		}
+		failMu.Unlock()
+		r.update(func(p *job.Progress) {
+			p.Counters.Failed++
+			if p.FirstUndeliveredMs == nil || e.ts < *p.FirstUndeliveredMs {
+				p.FirstUndeliveredMs = &e.ts
+			}
+		})
+		if m != nil {
+			m.EventsFailed.Inc()
+		}
+	}
+	for range o.Concurrency {
+		senders.Add(1)
+		go func() {
+			defer senders.Done()
+			for e := range work {
+				deliverOne(e)
+				<-slots
+			}
+		}()
 	}
 	err = o.Source.ReadBatches(ctx, j.Partition, offsets, func(b *segment.Batch) error {
 		if b.IsControl() {
@@ -211,46 +258,13 @@ func (r *run) deliver(drain, ctx context.Context) (job.State, string, error) {
 				<-slots
 				return err
 			}
-			offset, ts := rec.Offset, rec.Timestamp
-			body := bytes.Clone(rec.Value) // the reader's buffers move on
-			inflight.Add(1)
-			go func() {
-				defer func() { <-slots; inflight.Done() }()
-				start := time.Now()
-				_, err := o.Deliverer.Deliver(ctx, target, body)
-				if m != nil {
-					m.DeliveryLatency.Observe(time.Since(start).Seconds())
-				}
-				if err == nil {
-					r.update(func(p *job.Progress) { p.Counters.Delivered++ })
-					settle(offset)
-					if m != nil {
-						m.EventsDelivered.Inc()
-					}
-					return
-				}
-				if ctx.Err() != nil {
-					return // the lease is lost: nothing more is recorded
-				}
-				failMu.Lock()
-				if failErr == nil || offset < failOffset {
-					failErr, failOffset = err, offset
-				}
-				failMu.Unlock()
-				r.update(func(p *job.Progress) {
-					p.Counters.Failed++
-					if p.FirstUndeliveredMs == nil || ts < *p.FirstUndeliveredMs {
-						p.FirstUndeliveredMs = &ts
-					}
-				})
-				if m != nil {
-					m.EventsFailed.Inc()
-				}
-			}()
+			// The reader's buffers move on: the sender gets its own copy of the body.
+			work <- send{offset: rec.Offset, ts: rec.Timestamp, body: bytes.Clone(rec.Value)}
 		}
 		return rr.Err()
 	})
-	inflight.Wait() // a drain or a failure still lets the deliveries in flight finish
+	close(work)
+	senders.Wait() // a drain or a failure still lets the deliveries in flight finish
 	if err != nil {
 		return 0, "", err
 	}
@@ -264,6 +278,12 @@ func (r *run) deliver(drain, ctx context.Context) (job.State, string, error) {
 	}
 	// Everything in the window is delivered: the checkpoint moves past the window's batches.
 	return job.StateCompleted, "Job completed successfully", nil
+}
+
+// send is one event handed to a sender.
+type send struct {
+	offset, ts int64
+	body       []byte
 }
 
 // statusEvent is the replay_job_status event POSTed to the webhook when a job ends.
