@@ -124,7 +124,9 @@ func BenchmarkSourceRead(b *testing.B) {
 	defer dirSrc.Close()
 	kc := enginetest.NewKafkaCluster(b, 1, "delivery_log", 1)
 	err = l.Scan(context.Background(), 0, 0, func(bt *segment.Batch) error {
-		kc.ProduceRaw(b, 0, bytes.Clone(bt.Raw))
+		raw := bytes.Clone(bt.Raw)
+		segment.SetBaseOffset(raw, 0) // as a producer sends it; the broker assigns offsets
+		kc.ProduceRaw(b, 0, raw)
 		return nil
 	})
 	if err != nil {
