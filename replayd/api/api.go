@@ -303,6 +303,20 @@ func (s *server) deleteWebhook(w http.ResponseWriter, r *http.Request, a *app.Ap
 		s.storeError(w, r, "delete webhook", err)
 		return
 	}
+	// A replay of a deleted webhook has nowhere to go: cancel it rather than let a worker find
+	// out at its next delivery.
+	active, err := s.opts.Jobs.List(r.Context(), job.ListParams{AppID: a.ID, WebhookID: id, States: job.ActiveStates})
+	if err == nil {
+		for _, j := range active.Jobs {
+			_, cerr := s.opts.Jobs.Cancel(r.Context(), job.CancelParams{ID: j.ID, AppID: a.ID, Reason: "the webhook was deleted"})
+			if cerr != nil && !errors.Is(cerr, job.ErrInvalidTransition) {
+				err = cerr
+			}
+		}
+	}
+	if err != nil {
+		s.opts.Logger.Warn("webhook deleted, but its active replay could not be canceled", "webhook_id", id, "err", err)
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -463,8 +463,17 @@ func TestWebhookRegistration(t *testing.T) {
 	wantError(t, e.do("DELETE", "/1.1/account_activity/webhooks/"+v.ID+".json", otherToken), 404, 34, "Sorry, that page does not exist.")
 	wantError(t, e.do("DELETE", "/1.1/account_activity/webhooks/"+v.ID, token), 404, 34, "Sorry, that page does not exist.")
 	wantError(t, e.do("DELETE", "/1.1/account_activity/webhooks/abc.json", token), 404, 34, "Sorry, that page does not exist.")
+	jobID := e.replay(token, v.ID, "202603100900", "202603101100")
 	if r := e.do("DELETE", "/1.1/account_activity/webhooks/"+v.ID+".json", token); r.status != 204 || len(r.body) != 0 {
 		t.Fatalf("delete: %d %s", r.status, r.body)
+	}
+	// Its active replay is canceled with it.
+	var jv struct {
+		State  string `json:"state"`
+		Reason string `json:"reason"`
+	}
+	if r := e.do("GET", "/replay/jobs/"+jobID, token); r.status != 200 || json.Unmarshal(r.body, &jv) != nil || jv.State != "CANCELED" || jv.Reason != "the webhook was deleted" {
+		t.Fatalf("the deleted webhook's job: %d %s", r.status, r.body)
 	}
 	wantError(t, e.do("DELETE", "/1.1/account_activity/webhooks/"+v.ID+".json", token), 404, 34, "Sorry, that page does not exist.")
 	wantError(t, e.do("POST", replayPath(v.ID, "202603100900", "202603101100"), token), 404, 34, "Sorry, that page does not exist.")
