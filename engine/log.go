@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/replay/replay/segment"
@@ -71,8 +72,12 @@ func Open(opts Options) (*Log, error) {
 		return nil, err
 	}
 	lock, err := fs.Lock(fs.PathJoin(opts.Dir, ".lock"))
+	for deadline := time.Now().Add(opts.LockTimeout); err != nil && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		lock, err = fs.Lock(fs.PathJoin(opts.Dir, ".lock"))
+	}
 	if err != nil {
-		return nil, fmt.Errorf("engine: %s is in use by another process: %w", opts.Dir, err)
+		return nil, fmt.Errorf("engine: %s is in use by another process (waited %v): %w", opts.Dir, max(opts.LockTimeout, 0), err)
 	}
 	l := &Log{opts: opts, lock: lock}
 	if err := l.open(); err != nil {

@@ -58,6 +58,10 @@ type Options struct {
 	Sync SyncPolicy
 	// IndexIntervalBytes is Kafka's index.interval.bytes. Default 4096.
 	IndexIntervalBytes int
+	// LockTimeout is how long Open waits for another process to let go of the log (a reader
+	// that opened it for a moment to apply retention, or another producer). Default 10s;
+	// negative does not wait.
+	LockTimeout time.Duration
 	// FS is where files live. Default DefaultFS.
 	FS FS
 	// Now is the clock retention uses. Default time.Now.
@@ -99,6 +103,9 @@ func (o *Options) EnsureDefaults() *Options {
 	}
 	if o.FS == nil {
 		o.FS = DefaultFS
+	}
+	if o.LockTimeout == 0 {
+		o.LockTimeout = 10 * time.Second
 	}
 	if o.Now == nil {
 		o.Now = time.Now

@@ -50,6 +50,9 @@ type serveConfig struct {
 	delivery delivery.Options
 	// indexPoll is how often the server looks for a rebuilt index. Default 5s.
 	indexPoll time.Duration
+	// logRetentionEvery is how often the server applies --retention to the embedded log.
+	// Default 10 minutes.
+	logRetentionEvery time.Duration
 }
 
 func newServeCommand() *cobra.Command {
@@ -136,6 +139,8 @@ type server struct {
 	pool     *worker.Pool
 	http     *http.Server
 	ln       net.Listener
+	// retainLog stops the embedded log's retention; nil for other sources.
+	retainLog func()
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -158,6 +163,7 @@ func startServer(ctx context.Context, c serveConfig, logger *slog.Logger) (_ *se
 	if c.src.source == "embedded" {
 		// serve reads the embedded log in place, so that producers can keep appending to it.
 		dir := filepath.Join(c.src.data, "log")
+		s.retainLog = startLogRetention(engine.Options{Dir: dir, Topic: c.src.topic, Retention: c.retention, Logger: logger, LockTimeout: -1}, c.logRetentionEvery)
 		if _, err := os.Stat(filepath.Join(dir, "replay-log.json")); errors.Is(err, os.ErrNotExist) {
 			l, err := engine.Open(engine.Options{Dir: dir, Topic: c.src.topic, Partitions: c.partitions})
 			if err != nil {
@@ -239,6 +245,37 @@ func startServer(ctx context.Context, c serveConfig, logger *slog.Logger) (_ *se
 		}
 	}()
 	return s, nil
+}
+
+// startLogRetention applies retention to the embedded log every interval, and once at once. The
+// server only reads the log, so retention is the job of whoever holds it for writing: this opens
+// it for a moment when no producer does (a producer that runs applies it itself), which deletes
+// whole expired segments; the server's reads of them finish on the files they have open.
+func startLogRetention(o engine.Options, every time.Duration) (stop func()) {
+	if every <= 0 {
+		every = 10 * time.Minute
+	}
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			l, err := engine.Open(o) // recovers, then enforces retention
+			if err == nil {
+				err = l.Close()
+			}
+			if err != nil {
+				o.Logger.Debug("embedded log retention skipped: a producer has the log open", "err", err)
+			}
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() { close(done); <-stopped }
 }
 
 // openStores opens the job and app stores: MySQL when a DSN is given, else embedded under the data
@@ -349,6 +386,9 @@ func (s *server) Stop(ctx context.Context) error {
 		}
 		if s.client != nil {
 			s.client.Close()
+		}
+		if s.retainLog != nil {
+			s.retainLog()
 		}
 		if s.ix != nil {
 			errs = append(errs, s.ix.Close())

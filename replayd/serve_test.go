@@ -314,3 +314,44 @@ func TestServeFollowsARebuiltIndex(t *testing.T) {
 		t.Fatalf("%d deliveries through the rebuilt index, want %d", got, want)
 	}
 }
+
+// The server applies retention to the embedded log it reads in place: segments older than
+// --retention go, and the log start moves past them.
+func TestServeAppliesEmbeddedLogRetention(t *testing.T) {
+	data := t.TempDir()
+	l, err := engine.Open(engine.Options{Dir: filepath.Join(data, "log"), Partitions: 1, Retention: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-10 * 24 * time.Hour)
+	for i := 0; i < 3; i++ { // three segments of old events (SegmentAge 1h apart), one recent
+		if _, err := l.Append(context.Background(), []engine.Record{{Key: []byte("1"), Value: []byte("{}"), Timestamp: old.Add(time.Duration(i) * 2 * time.Hour).UnixMilli()}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := l.Append(context.Background(), []engine.Record{{Key: []byte("1"), Value: []byte("{}")}}); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	c := testServeConfig(data)
+	c.logRetentionEvery = 10 * time.Millisecond
+	srv, err := startServer(context.Background(), c, quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop(context.Background())
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, err := srv.src.Bounds(context.Background(), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.Start == 3 && b.End == 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bounds %+v: the expired segments were not deleted", b)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
