@@ -130,19 +130,19 @@ func isLoopbackListen(addr string) bool {
 
 // server is a running replayd: every part it started, to stop in order.
 type server struct {
-	log      *slog.Logger
-	src      engine.Source
-	ix       *liveIndex
-	jobs     job.Driver
-	apps     app.Driver
-	client   *delivery.Client
-	pool     *worker.Pool
-	http     *http.Server
-	ln       net.Listener
+	log    *slog.Logger
+	src    engine.Source
+	ix     *liveIndex
+	jobs   job.Driver
+	apps   app.Driver
+	client *delivery.Client
+	pool   *worker.Pool
+	http   *http.Server
+	ln     net.Listener
 	// retainLog stops the embedded log's retention; nil for other sources.
 	retainLog func()
-	stopOnce sync.Once
-	stopErr  error
+	stopOnce  sync.Once
+	stopErr   error
 }
 
 // Addr is the address the API listens on.
