@@ -196,6 +196,8 @@ func startServer(ctx context.Context, c serveConfig, logger *slog.Logger) (_ *se
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerIndexLag(reg, s.ix)
+	reg.MustRegister(jobsCollector{jobs: s.jobs,
+		desc: prometheus.NewDesc("replay_jobs", "Replay jobs in the job store, by state (all instances').", []string{"state"}, nil)})
 	host, _ := os.Hostname()
 	s.pool, err = worker.New(worker.Options{
 		Jobs: s.jobs, Source: s.src, Locator: s.ix,
@@ -370,6 +372,26 @@ func (c indexLagCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, l := range lags {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(l.Lag), strconv.Itoa(int(l.Partition)))
+	}
+}
+
+// jobsCollector counts the job store's jobs by state at each scrape.
+type jobsCollector struct {
+	jobs job.Driver
+	desc *prometheus.Desc
+}
+
+func (c jobsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c jobsCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	counts, err := c.jobs.Count(ctx, job.CountParams{})
+	if err != nil {
+		return
+	}
+	for _, st := range job.AllStates {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(counts[st]), st.String())
 	}
 }
 

@@ -222,6 +222,20 @@ func TestServeReplaysAWindowEndToEnd(t *testing.T) {
 	if code := e.call("GET", "/replay/jobs/"+jobID, &j); code != 200 || j.State != "COMPLETED" || j.Counts["delivered"] != int64(len(want)) || j.Counts["duplicates_dropped"] == 0 {
 		t.Fatalf("GET job: %d %+v", code, j)
 	}
+	// The metrics count the job, its events and the index's lag.
+	resp, err := http.Get("http://" + e.srv.Addr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`replay_jobs{state="COMPLETED"} 1`, `replay_jobs{state="OPEN"} 0`,
+		fmt.Sprintf("replay_events_delivered_total %d", len(want)), `replay_jobs_finished_total{state="COMPLETED"} 1`,
+		`replay_index_lag_offsets{partition="0"}`, "replay_delivery_seconds_count"} {
+		if !strings.Contains(string(metrics), want) {
+			t.Fatalf("/metrics lacks %q", want)
+		}
+	}
 	// A second replay of the same webhook is accepted now that the first is over.
 	if _, code := e.replay(from, to); code != http.StatusAccepted {
 		t.Fatalf("second replay: %d", code)

@@ -352,6 +352,11 @@ type ListParams struct {
 	Limit int
 }
 
+// CountParams are the arguments of Driver.Count.
+type CountParams struct {
+	AppID int64 // 0 = every app
+}
+
 // DefaultListLimit and MaxListLimit bound ListParams.Limit.
 const (
 	DefaultListLimit = 100
@@ -415,6 +420,9 @@ type Driver interface {
 	Get(ctx context.Context, p GetParams) (*Job, error)
 	// List returns a page of jobs matching the filters, newest first.
 	List(ctx context.Context, p ListParams) (*ListResult, error)
+	// Count returns how many jobs are in each state; states with none are absent. It feeds the
+	// jobs-by-state metric.
+	Count(ctx context.Context, p CountParams) (map[State]int64, error)
 	// Cancel moves an active job to CANCELED and bumps its fencing token so that its holder's
 	// next write fails with ErrLeaseLost. Canceling a CANCELED job returns it unchanged; a
 	// COMPLETED or INCOMPLETE one is ErrInvalidTransition.

@@ -473,6 +473,37 @@ func (d *Driver) List(ctx context.Context, p job.ListParams) (*job.ListResult, e
 	return out, nil
 }
 
+// Count implements job.Driver. The embedded store keeps no per-state index: it reads every job,
+// which suits the single process it serves.
+func (d *Driver) Count(ctx context.Context, p job.CountParams) (map[job.State]int64, error) {
+	out := map[job.State]int64{}
+	err := d.run(ctx, "count", func() error {
+		it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: prefixJob, UpperBound: append(bytes.Clone(prefixJob), 0xff)})
+		if err != nil {
+			return err
+		}
+		defer it.Close()
+		for valid := it.First(); valid; valid = it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			k := it.Key()
+			r, err := d.load(int64(binary.BigEndian.Uint64(k[len(k)-8:])))
+			if err != nil {
+				return err
+			}
+			if p.AppID == 0 || r.Job.AppID == p.AppID {
+				out[r.Job.State]++
+			}
+		}
+		return it.Error()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func matches(j *job.Job, p job.ListParams) bool {
 	if (p.AppID != 0 && j.AppID != p.AppID) || (p.WebhookID != 0 && j.WebhookID != p.WebhookID) {
 		return false

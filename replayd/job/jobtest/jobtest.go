@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -37,6 +38,7 @@ func Exercise(t *testing.T, newDriver NewDriver) {
 		{"Fencing", testFencing},
 		{"Cancel", testCancel},
 		{"ListPagingAndFilters", testList},
+		{"Count", testCount},
 		{"ContextCanceled", testContextCanceled},
 		{"LeaseOrderOldestFirst", testLeaseOrder},
 		{"ExpiredHeartbeatTakeover", testTakeover},
@@ -806,4 +808,37 @@ func testClose(t *testing.T, d job.Driver) {
 	}
 	_, err := d.Get(context.Background(), job.GetParams{ID: 1})
 	wantErr(t, "Get after Close", err, job.ErrClosed)
+}
+
+func testCount(t *testing.T, d job.Driver) {
+	ctx := context.Background()
+	count := func(app int64) map[job.State]int64 {
+		t.Helper()
+		c, err := d.Count(ctx, job.CountParams{AppID: app})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if c := count(0); len(c) != 0 {
+		t.Fatalf("Count of an empty store = %v", c)
+	}
+	for i := 0; i < 3; i++ {
+		create(t, d, 7)
+	}
+	create(t, d, 8)
+	leased := mustLease(t, d, "w", time.Hour) // the oldest: app 7's first
+	if err := d.Transition(ctx, job.TransitionParams{ID: leased.ID, FencingToken: leased.FencingToken, To: job.StateOngoing}); err != nil {
+		t.Fatal(err)
+	}
+	canceled := create(t, d, 7)
+	if _, err := d.Cancel(ctx, job.CancelParams{ID: canceled.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if c, want := count(0), map[job.State]int64{job.StateOpen: 3, job.StateOngoing: 1, job.StateCanceled: 1}; !reflect.DeepEqual(c, want) {
+		t.Fatalf("Count = %v, want %v", c, want)
+	}
+	if c, want := count(7), map[job.State]int64{job.StateOpen: 2, job.StateOngoing: 1, job.StateCanceled: 1}; !reflect.DeepEqual(c, want) {
+		t.Fatalf("Count of app 7 = %v, want %v", c, want)
+	}
 }

@@ -358,6 +358,40 @@ func (d *Driver) Get(ctx context.Context, p job.GetParams) (*job.Job, error) {
 	return j, err
 }
 
+// Count implements job.Driver; idx_replay_jobs_state (state, id) serves it without the rows.
+func (d *Driver) Count(ctx context.Context, p job.CountParams) (map[job.State]int64, error) {
+	q, args := "SELECT state, COUNT(*) FROM replay_jobs GROUP BY state", []any(nil)
+	if p.AppID != 0 {
+		q, args = "SELECT state, COUNT(*) FROM replay_jobs WHERE app_id = ? GROUP BY state", []any{p.AppID}
+	}
+	out := map[job.State]int64{}
+	err := d.do(ctx, "count", func(ctx context.Context) error {
+		clear(out)
+		rows, err := d.db.QueryContext(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var name string
+			var n int64
+			if err := rows.Scan(&name, &n); err != nil {
+				return err
+			}
+			st, err := job.ParseState(name)
+			if err != nil {
+				return err
+			}
+			out[st] = n
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // List implements job.Driver. Filters are served by idx_replay_jobs_app, idx_replay_jobs_webhook
 // or idx_replay_jobs_state (each (column, id), so the keyset condition and order are index order).
 func (d *Driver) List(ctx context.Context, p job.ListParams) (*job.ListResult, error) {
