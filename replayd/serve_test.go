@@ -369,3 +369,15 @@ func TestServeAppliesEmbeddedLogRetention(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// A source that cannot be opened is an error that names it, not a crash while cleaning up.
+func TestServeUnreachableKafka(t *testing.T) {
+	c := testServeConfig(t.TempDir())
+	c.src.source, c.src.brokers = "kafka", freePort(t) // nothing listens there
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_, err := startServer(ctx, c, quietLogger())
+	if err == nil || !strings.Contains(err.Error(), c.src.brokers) {
+		t.Fatalf("startServer with an unreachable cluster: %v", err)
+	}
+}

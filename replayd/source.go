@@ -73,7 +73,11 @@ func openSource(ctx context.Context, f *sourceFlags) (engine.Source, error) {
 		if dir == "" {
 			return nil, errors.New("--source segments needs a directory: --source segments=DIR or --segments-dir DIR")
 		}
-		return engine.OpenDir(engine.DirOptions{Dir: dir, Topic: f.topic})
+		src, err := engine.OpenDir(engine.DirOptions{Dir: dir, Topic: f.topic})
+		if err != nil {
+			return nil, err // not a typed nil in the interface: callers close what they get
+		}
+		return src, nil
 	case "kafka":
 		brokers := f.brokers
 		if hasArg {
@@ -91,7 +95,11 @@ func openSource(ctx context.Context, f *sourceFlags) (engine.Source, error) {
 				list = append(list, b)
 			}
 		}
-		return engine.NewKafkaSource(ctx, engine.KafkaOptions{Brokers: list, Topic: f.topic})
+		src, err := engine.NewKafkaSource(ctx, engine.KafkaOptions{Brokers: list, Topic: f.topic})
+		if err != nil {
+			return nil, err
+		}
+		return src, nil
 	}
 	return nil, fmt.Errorf("--source %q: want embedded, segments=DIR or kafka=BROKERS", f.source)
 }
