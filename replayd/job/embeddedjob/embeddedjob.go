@@ -10,8 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 	"time"
+
+	"github.com/replay/replay/replayd/localdb"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -53,14 +54,10 @@ type record struct {
 // Driver is the embedded job store. Operations are serialized (one at a time, each committed with
 // fsync before it returns); create it with Open.
 type Driver struct {
-	db   *pebble.DB
-	opts Options
-	// sem serializes operations; a channel so that waiting honours the context.
-	sem       chan struct{}
-	closed    bool // guarded by sem
-	closeOnce sync.Once
-	closeErr  error
-	wo        *pebble.WriteOptions
+	db    *pebble.DB
+	opts  Options
+	local *localdb.DB // serializes operations
+	wo    *pebble.WriteOptions
 }
 
 var _ job.Driver = (*Driver)(nil)
@@ -71,60 +68,19 @@ func Open(opts Options) (*Driver, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	db, err := pebble.Open(opts.Dir, &pebble.Options{Logger: quietLogger{}})
+	local, err := localdb.Open(localdb.Options{Dir: opts.Dir, Store: "embeddedjob", ErrClosed: job.ErrClosed, Bare: []error{job.ErrNoJob}, NoSync: opts.NoSync})
 	if err != nil {
-		return nil, fmt.Errorf("embeddedjob: opening %s: %w", opts.Dir, err)
+		return nil, err
 	}
-	d := &Driver{db: db, opts: opts, sem: make(chan struct{}, 1), wo: pebble.Sync}
-	if opts.NoSync {
-		d.wo = pebble.NoSync
-	}
-	return d, nil
+	return &Driver{db: local.Pebble, local: local, opts: opts, wo: local.WriteOptions}, nil
 }
 
-type quietLogger struct{}
-
-func (quietLogger) Infof(string, ...any)  {}
-func (quietLogger) Errorf(string, ...any) {}
-func (quietLogger) Fatalf(format string, args ...any) {
-	panic(fmt.Sprintf(format, args...))
-}
-
-// Close closes the database. It is idempotent; it waits for the operation in progress.
-func (d *Driver) Close() error {
-	d.closeOnce.Do(func() {
-		d.sem <- struct{}{}
-		d.closed = true
-		d.closeErr = d.db.Close()
-		<-d.sem
-	})
-	return d.closeErr
-}
+// Close closes the database once the operation in progress ends. It is idempotent.
+func (d *Driver) Close() error { return d.local.Close() }
 
 // run serializes fn, honouring ctx while waiting.
 func (d *Driver) run(ctx context.Context, op string, fn func() error) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("embeddedjob: %s: %w", op, err)
-	}
-	select {
-	case d.sem <- struct{}{}:
-	case <-ctx.Done():
-		return fmt.Errorf("embeddedjob: %s: %w", op, ctx.Err())
-	}
-	defer func() { <-d.sem }()
-	if d.closed {
-		return fmt.Errorf("embeddedjob: %s: %w", op, job.ErrClosed)
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("embeddedjob: %s: %w", op, err)
-	}
-	if err := fn(); err != nil {
-		if errors.Is(err, job.ErrNoJob) {
-			return err
-		}
-		return fmt.Errorf("embeddedjob: %s: %w", op, err)
-	}
-	return nil
+	return d.local.Run(ctx, op, fn)
 }
 
 func (d *Driver) now() time.Time { return d.opts.Now().UTC().Truncate(time.Microsecond) }
