@@ -163,7 +163,6 @@ func startServer(ctx context.Context, c serveConfig, logger *slog.Logger) (_ *se
 	if c.src.source == "embedded" {
 		// serve reads the embedded log in place, so that producers can keep appending to it.
 		dir := filepath.Join(c.src.data, "log")
-		s.retainLog = startLogRetention(engine.Options{Dir: dir, Topic: c.src.topic, Retention: c.retention, Logger: logger, LockTimeout: -1}, c.logRetentionEvery)
 		if _, err := os.Stat(filepath.Join(dir, "replay-log.json")); errors.Is(err, os.ErrNotExist) {
 			l, err := engine.Open(engine.Options{Dir: dir, Topic: c.src.topic, Partitions: c.partitions})
 			if err != nil {
@@ -171,6 +170,9 @@ func startServer(ctx context.Context, c serveConfig, logger *slog.Logger) (_ *se
 			}
 			l.Close()
 		}
+		// Only once the log exists: retention must never be the one that creates it, with the
+		// default partition count.
+		s.retainLog = startLogRetention(engine.Options{Dir: dir, Topic: c.src.topic, Retention: c.retention, Logger: logger, LockTimeout: -1}, c.logRetentionEvery)
 		c.src.source = "segments=" + dir
 	}
 	if s.src, err = openSource(ctx, &c.src); err != nil {
