@@ -16,6 +16,11 @@ type WriterOptions struct {
 	// IndexIntervalBytes is Kafka's index.interval.bytes: an offset and a time index entry are
 	// added once more than this many bytes were appended since the last entry. Default 4096.
 	IndexIntervalBytes int
+	// Codec compresses the batches AppendRecords builds. Default snappy; set NoCompression to
+	// write CodecNone, whose zero value otherwise means the default.
+	Codec Codec
+	// NoCompression makes AppendRecords write uncompressed batches.
+	NoCompression bool
 }
 
 // EnsureDefaults fills in the defaults of unset fields and returns o.
@@ -26,6 +31,9 @@ func (o *WriterOptions) EnsureDefaults() *WriterOptions {
 	if o.IndexIntervalBytes == 0 {
 		o.IndexIntervalBytes = 4096
 	}
+	if o.Codec == CodecNone && !o.NoCompression {
+		o.Codec = CodecSnappy
+	}
 	return o
 }
 
@@ -34,6 +42,12 @@ func (o *WriterOptions) Validate() error {
 	var errs []error
 	if o.IndexIntervalBytes < 0 {
 		errs = append(errs, fmt.Errorf("IndexIntervalBytes is %d, want at least 0", o.IndexIntervalBytes))
+	}
+	if o.Codec < CodecNone || o.Codec > CodecZstd {
+		errs = append(errs, fmt.Errorf("Codec is %d, not a codec", o.Codec))
+	}
+	if o.NoCompression && o.Codec != CodecNone {
+		errs = append(errs, fmt.Errorf("NoCompression with Codec %v", o.Codec))
 	}
 	return errors.Join(errs...)
 }
@@ -65,6 +79,9 @@ type Writer struct {
 	lastTimeEntry int64 // timestamp of the last time index entry, or -1
 
 	err error // sticky: after a failed write the segment's tail is unknown
+
+	bld Builder // for AppendRecords
+	buf []byte
 }
 
 // CreateWriter creates the files of a new segment with base offset base in dir. It refuses to
@@ -228,6 +245,23 @@ func (w *Writer) index(pos, size, last, maxTS int64) {
 		w.sinceIndex = 0
 	}
 	w.sinceIndex += size
+}
+
+// AppendRecords encodes records as one batch in the writer's codec (snappy by default), at the
+// segment's next offset, and appends it. Their Offset fields are ignored.
+func (w *Writer) AppendRecords(records []Record) error {
+	if len(records) == 0 {
+		return nil
+	}
+	w.bld.Reset()
+	for i := range records {
+		w.bld.Add(&records[i])
+	}
+	var err error
+	if w.buf, err = w.bld.Build(w.buf[:0], BatchOptions{BaseOffset: w.nextOffset, Codec: w.opts.Codec}); err != nil {
+		return err
+	}
+	return w.Append(w.buf)
 }
 
 func (w *Writer) maybeAppendTimeEntry() {

@@ -391,3 +391,53 @@ func TestReadBatchAgreesWithPositionOf(t *testing.T) {
 		seg.Close()
 	}
 }
+
+// The writer's own batches are snappy unless asked otherwise, and read back as written.
+func TestAppendRecordsDefaultsToSnappy(t *testing.T) {
+	for _, o := range []WriterOptions{{}, {NoCompression: true}, {Codec: CodecZstd}} {
+		fs := vfs.NewMem()
+		o.FS = fs
+		w, err := CreateWriter("", 7, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs := []Record{{Key: []byte("a"), Value: []byte("1"), Timestamp: 5}, {Value: []byte("2"), Timestamp: 6}}
+		if err := w.AppendRecords(recs); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.AppendRecords(recs[:1]); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		want := CodecSnappy
+		if o.NoCompression {
+			want = CodecNone
+		} else if o.Codec != CodecNone {
+			want = o.Codec
+		}
+		seg, err := OpenSegment(fs, "", 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := seg.Scanner(ScanOptions{VerifyCRC: true})
+		var bases []int64
+		for sc.Next() {
+			if c := sc.Batch().Codec(); c != want {
+				t.Fatalf("options %+v: batch codec %v, want %v", o, c, want)
+			}
+			bases = append(bases, sc.Batch().BaseOffset)
+		}
+		if sc.Err() != nil || len(bases) != 2 || bases[0] != 7 || bases[1] != 9 {
+			t.Fatalf("batches at %v, %v", bases, sc.Err())
+		}
+		seg.Close()
+		if err := CheckSegment(fs, "", 7); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := (&WriterOptions{NoCompression: true, Codec: CodecGzip}).Validate(); err == nil {
+		t.Fatal("Validate accepted NoCompression with a codec")
+	}
+}
