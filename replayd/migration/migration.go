@@ -1,5 +1,5 @@
-// Package migration applies a store's versioned schema migrations, embedded in the binary as
-// NNNN_name.sql files, to MySQL or MariaDB, each once, recorded in a table of the store's own.
+// Package migration opens a store's MySQL or MariaDB database and brings its schema up to date:
+// versioned NNNN_name.sql migrations embedded in the binary, each applied once and recorded.
 package migration
 
 import (

@@ -2,11 +2,7 @@ package mysqljob
 
 import (
 	"context"
-	"database/sql"
 	"embed"
-	"fmt"
-
-	"github.com/go-sql-driver/mysql"
 
 	"github.com/replay/replay/replayd/migration"
 )
@@ -28,19 +24,5 @@ func Migrations() ([]Migration, error) { return migrations.Migrations() }
 // It returns the versions it applied (none when the schema is current). MySQL DDL is not
 // transactional: a migration that fails half-way must be repaired by hand.
 func Migrate(ctx context.Context, dsn string) ([]int64, error) {
-	cfg, err := connectorConfig(dsn)
-	if err != nil {
-		return nil, fmt.Errorf("mysqljob: DSN: %w", err)
-	}
-	conn, err := mysql.NewConnector(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("mysqljob: %w", err)
-	}
-	db := sql.OpenDB(conn)
-	defer db.Close()
-	return migrate(ctx, db, (&Options{}).EnsureDefaults().MigrationLockTimeout.Seconds())
-}
-
-func migrate(ctx context.Context, db *sql.DB, lockTimeoutSeconds float64) ([]int64, error) {
-	return migrations.Apply(ctx, db, lockTimeoutSeconds)
+	return migrations.Migrate(ctx, dsn, (&Options{}).EnsureDefaults().MigrationLockTimeout)
 }

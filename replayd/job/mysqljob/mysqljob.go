@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/replay/replay/replayd/migration"
+
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/replay/replay/replayd/job"
@@ -38,27 +40,13 @@ func Open(ctx context.Context, opts Options) (*Driver, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	cfg, err := connectorConfig(opts.DSN)
+	db, err := migrations.Open(ctx, migration.Conn{
+		DSN: opts.DSN, MaxOpenConns: opts.MaxOpenConns, MaxIdleConns: opts.MaxIdleConns,
+		ConnMaxLifetime: opts.ConnMaxLifetime, ClientFoundRows: true,
+		SkipMigrations: opts.SkipMigrations, LockTimeout: opts.MigrationLockTimeout,
+	})
 	if err != nil {
-		return nil, fmt.Errorf("mysqljob: DSN: %w", err)
-	}
-	connector, err := mysql.NewConnector(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("mysqljob: %w", err)
-	}
-	db := sql.OpenDB(connector)
-	db.SetMaxOpenConns(opts.MaxOpenConns)
-	db.SetMaxIdleConns(opts.MaxIdleConns)
-	db.SetConnMaxLifetime(opts.ConnMaxLifetime)
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("mysqljob: connecting to %s: %w", cfg.Addr, err)
-	}
-	if !opts.SkipMigrations {
-		if _, err := migrate(ctx, db, opts.MigrationLockTimeout.Seconds()); err != nil {
-			db.Close()
-			return nil, err
-		}
+		return nil, err
 	}
 	return &Driver{db: db, opts: opts}, nil
 }

@@ -95,19 +95,3 @@ func (o *Options) Validate() error {
 	}
 	return fmt.Errorf("mysqljob: invalid options: %s", strings.Join(msgs, "; "))
 }
-
-// connectorConfig parses the DSN and forces the settings the store relies on.
-func connectorConfig(dsn string) (*mysql.Config, error) {
-	cfg, err := mysql.ParseDSN(dsn)
-	if err != nil {
-		return nil, err
-	}
-	cfg.ParseTime = true
-	cfg.Loc = time.UTC
-	cfg.ClientFoundRows = true
-	if cfg.Params == nil {
-		cfg.Params = map[string]string{}
-	}
-	cfg.Params["time_zone"] = "'+00:00'"
-	return cfg, nil
-}
