@@ -114,7 +114,7 @@ func (l *Log) open() error {
 			meta.Partitions = 8
 		}
 		b, _ := json.Marshal(meta)
-		if err := writeFileAtomic(fs, metaPath, b); err != nil {
+		if err := WriteFileAtomic(fs, metaPath, b); err != nil {
 			return err
 		}
 	} else {
@@ -344,9 +344,9 @@ func readFile(fs vfs.FS, path string) ([]byte, error) {
 	return io.ReadAll(f)
 }
 
-// writeFileAtomic writes a small file so that a crash leaves either the old or the new content:
+// WriteFileAtomic writes a small file so that a crash leaves either the old or the new content:
 // a temporary file, fsynced, renamed over the old one, and the directory fsynced.
-func writeFileAtomic(fs vfs.FS, path string, b []byte) error {
+func WriteFileAtomic(fs vfs.FS, path string, b []byte) error {
 	tmp := path + ".tmp"
 	f, err := fs.Create(tmp, vfs.WriteCategoryUnspecified)
 	if err != nil {
@@ -366,10 +366,11 @@ func writeFileAtomic(fs vfs.FS, path string, b []byte) error {
 	if err := fs.Rename(tmp, path); err != nil {
 		return err
 	}
-	return syncDir(fs, fs.PathDir(path))
+	return SyncDir(fs, fs.PathDir(path))
 }
 
-func syncDir(fs vfs.FS, dir string) error {
+// SyncDir fsyncs a directory, making the names created, renamed or removed in it durable.
+func SyncDir(fs vfs.FS, dir string) error {
 	d, err := fs.OpenDir(dir)
 	if err != nil {
 		return err

@@ -224,7 +224,7 @@ func (p *partition) startSegment(base int64) error {
 	if err != nil {
 		return err
 	}
-	if err := syncDir(fs, p.dir); err != nil {
+	if err := SyncDir(fs, p.dir); err != nil {
 		w.Close()
 		return err
 	}

@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/replay/replay/engine"
 )
 
 // The index's place in a data directory. The live index is the directory that the pointer file
@@ -51,10 +54,10 @@ func Switch(dataDir string) (string, error) {
 	if err := os.Rename(filepath.Join(dataDir, RebuildDir), live); err != nil {
 		return "", err
 	}
-	if err := syncDir(dataDir); err != nil {
+	if err := engine.SyncDir(vfs.Default, dataDir); err != nil {
 		return "", err
 	}
-	if err := writeFileAtomic(filepath.Join(dataDir, PointerFile), []byte(name+"\n")); err != nil {
+	if err := engine.WriteFileAtomic(vfs.Default, filepath.Join(dataDir, PointerFile), []byte(name+"\n")); err != nil {
 		return "", err
 	}
 	// The switch is done; what follows only frees space.
@@ -73,35 +76,4 @@ func Switch(dataDir string) (string, error) {
 		return live, fmt.Errorf("index: switched to %s, but removing the old index failed: %w", live, err)
 	}
 	return live, nil
-}
-
-func writeFileAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	return errors.Join(d.Sync(), d.Close())
 }
