@@ -273,7 +273,7 @@ func (p *partition) setDurable(offset, size int64) {
 
 // append writes encoded batches and returns the offset of their first record.
 func (p *partition) append(raw []byte) (int64, error) {
-	last, maxTS, err := assignOffsets(raw, 0)
+	last, maxTS, firstMaxTS, err := assignOffsets(raw, 0)
 	if err != nil {
 		return 0, err
 	}
@@ -298,8 +298,10 @@ func (p *partition) append(raw []byte) (int64, error) {
 		}
 		w = p.active
 	}
+	// Only now, after a roll (which may let other appends in while it waits for an fsync), is
+	// the next offset known.
 	base := p.written
-	if _, _, err := assignOffsets(raw, base); err != nil {
+	if _, _, _, err := assignOffsets(raw, base); err != nil {
 		p.mu.Unlock()
 		return 0, err
 	}
@@ -309,7 +311,7 @@ func (p *partition) append(raw []byte) (int64, error) {
 		return 0, err
 	}
 	if p.firstTS < 0 {
-		p.firstTS = firstBatchMaxTS(raw)
+		p.firstTS = firstMaxTS
 	}
 	p.written = w.NextOffset()
 	end := p.written
@@ -355,8 +357,8 @@ func (p *partition) waitDurable(end int64) error {
 }
 
 // assignOffsets rewrites the base offsets of the batches in raw to follow from base, and returns
-// the last offset relative to base and the largest max timestamp.
-func assignOffsets(raw []byte, base int64) (last int64, maxTS int64, err error) {
+// the last offset relative to base, the largest max timestamp and the first batch's.
+func assignOffsets(raw []byte, base int64) (last, maxTS, firstMaxTS int64, err error) {
 	batches := 0
 	next := base
 	maxTS = -1 << 63
@@ -364,28 +366,23 @@ func assignOffsets(raw []byte, base int64) (last int64, maxTS int64, err error) 
 	for sc.Next() {
 		b := sc.Batch()
 		if b.Magic != 2 {
-			return 0, 0, fmt.Errorf("engine: cannot append a magic-%d batch", b.Magic)
+			return 0, 0, 0, fmt.Errorf("engine: cannot append a magic-%d batch", b.Magic)
 		}
 		segment.SetBaseOffset(raw[b.Pos:], next)
 		next += int64(b.LastOffsetDelta) + 1
+		if batches == 0 {
+			firstMaxTS = b.MaxTimestamp
+		}
 		maxTS = max(maxTS, b.MaxTimestamp)
 		batches++
 	}
 	if err := sc.Err(); err != nil {
-		return 0, 0, fmt.Errorf("engine: %w", err)
+		return 0, 0, 0, fmt.Errorf("engine: %w", err)
 	}
 	if batches == 0 {
-		return 0, 0, errors.New("engine: nothing to append")
+		return 0, 0, 0, errors.New("engine: nothing to append")
 	}
-	return next - 1 - base, maxTS, nil
-}
-
-func firstBatchMaxTS(raw []byte) int64 {
-	sc := segment.NewScanner(bytesAt(raw), "append", int64(len(raw)), segment.ScanOptions{BufferSize: len(raw)})
-	if sc.Next() {
-		return sc.Batch().MaxTimestamp
-	}
-	return -1
+	return next - 1 - base, maxTS, firstMaxTS, nil
 }
 
 type bytesAt []byte
