@@ -56,7 +56,48 @@ func TestCheckDestination(t *testing.T) {
 		{"ff0e::1", unlessAllowed},
 		{"255.255.255.255", unlessAllowed},
 		{"64:ff9b::a00:1", unlessAllowed}, // NAT64 of 10.0.0.1
+		// IPv6 forms that embed an IPv4 address are judged by it.
+		{"::7f00:1", unlessAllowed},                             // IPv4-compatible 127.0.0.1
+		{"::127.0.0.1", unlessAllowed},                          // the same, dotted
+		{"::a9fe:a9fe", always},                                 // IPv4-compatible 169.254.169.254
+		{"::ffff:0:7f00:1", unlessAllowed},                      // SIIT 127.0.0.1
+		{"::ffff:0:a9fe:a9fe", always},                          // SIIT 169.254.169.254
+		{"2002:a9fe:a9fe::1", always},                           // 6to4 of 169.254.169.254
+		{"2002:7f00:1::1", unlessAllowed},                       // 6to4 of 127.0.0.1
+		{"2002:c0a8:101::1", unlessAllowed},                     // 6to4 of 192.168.1.1
+		{"64:ff9b:1::7f00:1", unlessAllowed},                    // local-use NAT64
+		{"64:ff9b:1::a9fe:a9fe", always},                        // local-use NAT64 of the metadata address
+		{"2001:0:4136:e378:8000:63bf:80ff:fffe", unlessAllowed}, // Teredo, client 127.0.0.1
+		{"2001:0:4136:e378:8000:63bf:5601:5601", always},        // Teredo, client 169.254.169.254
+		{"2001:0:a9fe:a9fe:8000:63bf:3fff:fdd2", always},        // Teredo, server 169.254.169.254
+		{"2606:4700::5efe:7f00:1", unlessAllowed},               // ISATAP interface id, 127.0.0.1
+		{"2606:4700::200:5efe:a00:1", unlessAllowed},            // ISATAP interface id, 10.0.0.1
+		// IANA special-purpose ranges that are not globally reachable.
+		{"198.18.0.1", unlessAllowed},
+		{"198.19.255.254", unlessAllowed},
+		{"240.0.0.1", unlessAllowed},
+		{"192.0.0.170", unlessAllowed},
+		{"192.0.2.1", unlessAllowed},
+		{"198.51.100.7", unlessAllowed},
+		{"203.0.113.9", unlessAllowed},
+		{"192.88.99.1", unlessAllowed},
+		{"100::1", unlessAllowed},
+		{"2001:2::1", unlessAllowed},
+		{"2001:10::1", unlessAllowed},
+		{"2001:db8::1", unlessAllowed},
+		{"3fff::1", unlessAllowed},
+		{"5f00::1", unlessAllowed},
+		{"fec0::1", unlessAllowed},
+		// Public, including the forms above when what they embed is public.
 		{"8.8.8.8", allowed},
+		{"192.31.196.1", allowed}, // AS112, globally reachable
+		{"192.175.48.1", allowed}, // AS112, globally reachable
+		{"198.20.0.1", allowed},   // just past 198.18.0.0/15
+		{"239.255.255.255", unlessAllowed},
+		{"2002:808:808::1", allowed},                      // 6to4 of 8.8.8.8
+		{"64:ff9b::808:808", allowed},                     // NAT64 of 8.8.8.8
+		{"2001:0:4136:e378:8000:63bf:f7f7:f7f7", allowed}, // Teredo, client 8.8.8.8
+		{"2001:4860:4860::8888", allowed},
 		{"172.32.0.1", allowed},
 		{"100.128.0.1", allowed},
 		{"2606:4700::1111", allowed},
@@ -91,6 +132,9 @@ func TestControl(t *testing.T) {
 		{"tcp6", "[fd00:ec2::254]:80", false, false},
 		{"tcp4", "100.100.100.200:80", false, false},
 		{"tcp6", "[fe80::1%lo]:80", false, false},
+		{"tcp6", "[::7f00:1]:80", false, true},
+		{"tcp6", "[::ffff:0:7f00:1]:80", false, true},
+		{"tcp6", "[2002:a9fe:a9fe::1]:80", false, false},
 		{"tcp4", "93.184.215.14:443", true, true},
 		{"tcp", "not-an-address", false, false},
 	} {
@@ -227,6 +271,24 @@ func TestAttemptErrorTimeouts(t *testing.T) {
 		// The caller's own end is not the attempt's timeout (Deliver stops on ctx.Err() anyway).
 		if got := c.attemptError(gone, gone, err); errors.As(got, &te) {
 			t.Errorf("attemptError(%v) after the caller gave up = %v, want no *TimeoutError", err, got)
+		}
+	}
+}
+
+// TestChallengeDeniedEmbeddedIPv4: a webhook URL whose host is an IPv6 literal embedding a
+// loopback IPv4 address (http://[::127.0.0.1]/) is refused at the dial when AllowPrivate is off,
+// so registration's CRC check cannot be pointed at the server's own loopback services that way.
+func TestChallengeDeniedEmbeddedIPv4(t *testing.T) {
+	strict := newTestClient(t, Options{})
+	for _, u := range []string{
+		"http://[::127.0.0.1]:8080/webhook",
+		"http://[::ffff:0:127.0.0.1]:8080/webhook",
+		"http://[2002:7f00:1::1]:8080/webhook",
+	} {
+		err := Challenge(t.Context(), strict, u, []byte("secret"))
+		var de *DeniedError
+		if !errors.As(err, &de) {
+			t.Errorf("Challenge(%s) with AllowPrivate off = %v, want a *DeniedError", u, err)
 		}
 	}
 }
