@@ -17,6 +17,9 @@
 //
 // Every route but /healthz and /metrics takes the app's bearer token (Authorization: Bearer …).
 // Errors are always {"errors":[{"code":N,"message":"…"}]} with the public API's codes (see Code*).
+// Registration normalizes the URL (equivalent URLs are one webhook), caps an app's webhooks at
+// MaxWebhooks, counts every attempt against RegistrationLimit per RegistrationWindow, and tells
+// the caller only the coarse reason of a failed CRC check (the detail goes to the log).
 //
 // Rate limit: every authenticated replay request counts against the app's RateLimit per
 // RateWindow (a fixed window opened by the app's first request), whatever its outcome, as the
@@ -54,6 +57,7 @@ type server struct {
 	opts     Options
 	mux      *http.ServeMux
 	limiter  *limiter
+	register *limiter
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 }
@@ -66,9 +70,10 @@ func New(opts Options) (http.Handler, error) {
 		return nil, err
 	}
 	s := &server{
-		opts:    opts,
-		mux:     http.NewServeMux(),
-		limiter: newLimiter(opts.RateLimit, opts.RateWindow),
+		opts:     opts,
+		mux:      http.NewServeMux(),
+		limiter:  newLimiter(opts.RateLimit, opts.RateWindow),
+		register: newLimiter(opts.RegistrationLimit, opts.RegistrationWindow),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "replay_api_requests_total",
 			Help: "HTTP API requests by route pattern and status code.",
@@ -95,10 +100,33 @@ func New(opts Options) (http.Handler, error) {
 	s.mux.HandleFunc("GET /replay/jobs/{job_id}", s.authed(s.getJob))
 	s.mux.HandleFunc("DELETE /replay/jobs/{job_id}", s.authed(s.cancelJob))
 	s.mux.HandleFunc("GET /healthz", s.healthz)
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, apiError{http.StatusNotFound, CodeNotFound, msgNotFound})
-	})
+	s.mux.HandleFunc("/", s.noRoute)
 	return s, nil
+}
+
+// routeMethods are the methods noRoute tries when a request matched no route.
+var routeMethods = []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch}
+
+// noRoute answers a request no route took: 405/1002 with an Allow header when the path is a
+// route of other methods, else 404/34.
+func (s *server) noRoute(w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	for _, m := range routeMethods {
+		if m == r.Method {
+			continue
+		}
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := s.mux.Handler(probe); pattern != "/" && pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) == 0 {
+		writeError(w, errNotFound)
+		return
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	writeError(w, apiError{http.StatusMethodNotAllowed, CodeMethodNotAllowed, fmt.Sprintf("Method %s is not allowed here; use %s.", r.Method, strings.Join(allow, " or "))})
 }
 
 // reqInfo carries what handlers learn (the app) to the request log.
@@ -233,14 +261,31 @@ func webhookURLError(reason string) apiError {
 
 var errDuplicateURL = webhookURLError("Duplicate URL: this app already registered it.")
 
+var errTooManyWebhooks = apiError{http.StatusBadRequest, CodeWebhookURL, "Too many resources already created."}
+
+// publicReasoner is an error that carries a reason safe to show the caller (the delivery
+// package's *ChallengeError); the rest of it goes to the log only.
+type publicReasoner interface{ PublicReason() string }
+
 func (s *server) createWebhook(w http.ResponseWriter, r *http.Request, a *app.App) {
+	// Every registration counts, whatever its outcome: each may send a request to a URL the
+	// caller chose.
+	ok, remaining, reset := s.register.take(a.ID, s.opts.Now())
+	h := w.Header()
+	h.Set("x-rate-limit-limit", strconv.Itoa(s.opts.RegistrationLimit))
+	h.Set("x-rate-limit-remaining", strconv.Itoa(remaining))
+	h.Set("x-rate-limit-reset", strconv.FormatInt(reset.Unix(), 10))
+	if !ok {
+		writeError(w, apiError{http.StatusTooManyRequests, CodeRateLimited, msgRateLimited})
+		return
+	}
 	q := r.URL.Query()
 	if !q.Has("url") || q.Get("url") == "" {
 		writeError(w, missing("url"))
 		return
 	}
-	u := q.Get("url")
-	if err := app.ValidateURL(u); err != nil {
+	u, err := app.NormalizeURL(q.Get("url"))
+	if err != nil {
 		writeError(w, webhookURLError(err.Error()+"."))
 		return
 	}
@@ -250,16 +295,29 @@ func (s *server) createWebhook(w http.ResponseWriter, r *http.Request, a *app.Ap
 		return
 	}
 	for _, wh := range existing {
-		if wh.URL == u {
+		if norm, err := app.NormalizeURL(wh.URL); wh.URL == u || (err == nil && norm == u) {
 			writeError(w, errDuplicateURL)
 			return
 		}
+	}
+	if len(existing) >= s.opts.MaxWebhooks {
+		writeError(w, errTooManyWebhooks)
+		return
 	}
 	cctx, cancel := context.WithTimeout(r.Context(), s.opts.ChallengeTimeout)
 	err = s.opts.Challenge(cctx, u, a.Secret)
 	cancel()
 	if err != nil {
-		writeError(w, webhookURLError("CRC check failed: "+err.Error()))
+		// The caller learns the kind of failure, never what the URL answered or where it
+		// resolved: the URL may name a service of the server's own network.
+		reason := "the webhook did not answer the CRC challenge correctly"
+		var pr publicReasoner
+		if errors.As(err, &pr) {
+			reason = pr.PublicReason()
+		}
+		s.opts.Logger.LogAttrs(context.WithoutCancel(r.Context()), slog.LevelWarn, "api: webhook CRC check failed",
+			slog.Int64("app_id", a.ID), slog.String("url", u), slog.Any("error", err))
+		writeError(w, webhookURLError("CRC check failed: "+reason+"."))
 		return
 	}
 	wh, err := s.opts.Apps.CreateWebhook(r.Context(), app.CreateWebhookParams{AppID: a.ID, URL: u, Valid: true})

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -455,7 +456,10 @@ func TestWebhookRegistration(t *testing.T) {
 	e.challengeErr = errors.New("GET https://example.com/down?crc_token=…: response_token does not match")
 	e.mu.Unlock()
 	wantError(t, e.do("POST", "/1.1/account_activity/webhooks.json?url=https://example.com/down", token), 400, 214,
-		"Webhook URL does not meet the requirements. CRC check failed: GET https://example.com/down?crc_token=…: response_token does not match")
+		"Webhook URL does not meet the requirements. CRC check failed: the webhook did not answer the CRC challenge correctly.")
+	if !strings.Contains(e.logs.String(), "response_token does not match") {
+		t.Fatalf("the challenge's detail is not in the server log:\n%s", e.logs.String())
+	}
 	if list := decode[[]view](t, e.do("GET", "/1.1/account_activity/webhooks.json", token)); len(list) != 1 {
 		t.Fatalf("a failed challenge stored a webhook: %+v", list)
 	}
@@ -706,7 +710,13 @@ func TestMetricsLogsAndUnknownRoutes(t *testing.T) {
 	wh := e.register(token, "https://example.com/a")
 	e.replay(token, wh, "202603100900", "202603101100")
 	wantError(t, e.do("GET", "/nope", token), 404, 34, "Sorry, that page does not exist.")
-	wantError(t, e.do("PUT", "/1.1/account_activity/webhooks.json", token), 404, 34, "Sorry, that page does not exist.")
+	r405 := e.do("PUT", "/1.1/account_activity/webhooks.json", token)
+	wantError(t, r405, 405, 1002, "Method PUT is not allowed here; use GET or POST.")
+	if got := r405.header.Get("Allow"); got != "GET, POST" {
+		t.Fatalf("405 Allow header %q, want %q", got, "GET, POST")
+	}
+	wantError(t, e.do("GET", "/replay/jobs/1/nope", token), 404, 34, "Sorry, that page does not exist.")
+	wantError(t, e.do("PATCH", "/replay/jobs/1", token), 405, 1002, "Method PATCH is not allowed here; use GET or DELETE.")
 	r := e.do("GET", "/metrics", "")
 	if r.status != 200 {
 		t.Fatalf("metrics: %d", r.status)
@@ -715,6 +725,7 @@ func TestMetricsLogsAndUnknownRoutes(t *testing.T) {
 		`replay_api_requests_total{code="202",route="POST /1.1/account_activity/replay/webhooks/{webhook_id}/subscriptions/all.json"} 1`,
 		`replay_api_requests_total{code="200",route="POST /1.1/account_activity/webhooks.json"} 1`,
 		`replay_api_requests_total{code="404",route="/"} 2`,
+		`replay_api_requests_total{code="405",route="/"} 2`,
 		`replay_api_request_duration_seconds_count{route="POST /1.1/account_activity/webhooks.json"} 1`,
 	} {
 		if !strings.Contains(string(r.body), want) {
@@ -758,4 +769,69 @@ func TestOptionsValidate(t *testing.T) {
 	if o.Retention != 5*24*time.Hour || o.RateLimit != 5 || o.RateWindow != 15*time.Minute || o.Now == nil || o.Logger == nil {
 		t.Fatalf("defaults %+v", o)
 	}
+}
+
+// publicErr is an error with a reason that may be shown, like delivery's *ChallengeError.
+type publicErr struct{ public, detail string }
+
+func (e publicErr) Error() string        { return e.detail }
+func (e publicErr) PublicReason() string { return e.public }
+
+// TestRegistrationAbuse: registration shows only the coarse reason of a failed CRC check (the
+// detail goes to the log), treats equivalent URLs as one webhook, caps the webhooks of an app and
+// rate-limits registrations per app.
+func TestRegistrationAbuse(t *testing.T) {
+	e := newEnv(t, func(o *api.Options) { o.MaxWebhooks = 3; o.RegistrationLimit = 7 })
+	token, _ := e.newApp("a")
+	otherToken, _ := e.newApp("b")
+	post := func(tok, rawURL string) response {
+		return e.do("POST", "/1.1/account_activity/webhooks.json?url="+url.QueryEscape(rawURL), tok)
+	}
+	// 1: a failed check of an internal URL does not echo what it answered.
+	e.mu.Lock()
+	e.challengeErr = publicErr{"the webhook's answer is not a CRC response", `crc challenge of 127.0.0.1:8080: answer is not a JSON object: "# HELP go_goroutines"`}
+	e.mu.Unlock()
+	r := post(token, "http://127.0.0.1:8080/metrics")
+	wantError(t, r, 400, 214, "Webhook URL does not meet the requirements. CRC check failed: the webhook's answer is not a CRC response.")
+	if strings.Contains(string(r.body), "HELP") || strings.Contains(string(r.body), "127.0.0.1:8080:") {
+		t.Fatalf("the answer leaks the internal response: %s", r.body)
+	}
+	if !strings.Contains(e.logs.String(), "# HELP go_goroutines") {
+		t.Fatalf("the detail is not in the server log")
+	}
+	e.mu.Lock()
+	e.challengeErr = nil
+	e.mu.Unlock()
+	// 2: equivalent URLs are one webhook, stored in normal form.
+	if r := post(token, "HTTPS://Example.com:443/h%6Fok?"); r.status != 200 || decode[webhookJSON](t, r).URL != "https://example.com/hook" {
+		t.Fatalf("register: %d %s", r.status, r.body)
+	}
+	for _, same := range []string{"https://example.com/hook", "https://EXAMPLE.com/%68ook"} {
+		wantError(t, post(token, same), 400, 214, "Webhook URL does not meet the requirements. Duplicate URL: this app already registered it.")
+	}
+	// 3: at most MaxWebhooks per app; another app is not affected.
+	for _, u := range []string{"https://example.com/b", "https://example.com/c"} {
+		if r := post(token, u); r.status != 200 {
+			t.Fatalf("register %s: %d %s", u, r.status, r.body)
+		}
+	}
+	wantError(t, post(token, "https://example.com/d"), 400, 214, "Too many resources already created.")
+	if r := post(otherToken, "https://example.com/d"); r.status != 200 {
+		t.Fatalf("other app: %d %s", r.status, r.body)
+	}
+	// 4: registrations are rate-limited per app, every attempt counted (7 so far).
+	r = post(token, "https://example.com/e")
+	wantError(t, r, 429, 88, "Rate limit exceeded.")
+	if r.header.Get("x-rate-limit-limit") != "7" || r.header.Get("x-rate-limit-remaining") != "0" {
+		t.Fatalf("429 headers %v", r.header)
+	}
+	e.clock.Advance(15 * time.Minute)
+	wantError(t, post(token, "https://example.com/e"), 400, 214, "Too many resources already created.")
+}
+
+type webhookJSON struct {
+	ID        string `json:"id"`
+	URL       string `json:"url"`
+	Valid     bool   `json:"valid"`
+	CreatedAt string `json:"created_at"`
 }

@@ -28,6 +28,7 @@ const (
 	CodeUnparsable       = 358  // 400: a query parameter cannot be parsed
 	CodeNotInPast        = 368  // 400: a date is not in the past
 	CodeJobFinished      = 1001 // 409: canceling a job that already completed or gave up
+	CodeMethodNotAllowed = 1002 // 405: the path exists, but not for this method (see the Allow header)
 )
 
 // Messages of the fixed-text errors.

@@ -38,6 +38,14 @@ type Options struct {
 	RateLimit int
 	// RateWindow is the rate limit's window. Default 15 minutes.
 	RateWindow time.Duration
+	// RegistrationLimit is the number of webhook registrations (POST webhooks.json, whatever
+	// their outcome) an app may make per RegistrationWindow: each runs a CRC challenge, an
+	// outbound request the caller chooses. Default 15.
+	RegistrationLimit int
+	// RegistrationWindow is the registration limit's window. Default 15 minutes.
+	RegistrationWindow time.Duration
+	// MaxWebhooks caps the webhooks one app may have registered. Default 50.
+	MaxWebhooks int
 	// RequestTimeout bounds the handling of one request (store calls and the challenge); a store
 	// that does not answer in time is reported as 503/67. Default 30s.
 	RequestTimeout time.Duration
@@ -67,6 +75,15 @@ func (o *Options) EnsureDefaults() *Options {
 	}
 	if o.RateWindow == 0 {
 		o.RateWindow = 15 * time.Minute
+	}
+	if o.RegistrationLimit == 0 {
+		o.RegistrationLimit = 15
+	}
+	if o.RegistrationWindow == 0 {
+		o.RegistrationWindow = 15 * time.Minute
+	}
+	if o.MaxWebhooks == 0 {
+		o.MaxWebhooks = 50
 	}
 	if o.RequestTimeout == 0 {
 		o.RequestTimeout = 30 * time.Second
@@ -98,13 +115,19 @@ func (o *Options) Validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"ChallengeTimeout", o.ChallengeTimeout}, {"Retention", o.Retention}, {"RateWindow", o.RateWindow}, {"RequestTimeout", o.RequestTimeout}} {
+	}{{"ChallengeTimeout", o.ChallengeTimeout}, {"Retention", o.Retention}, {"RateWindow", o.RateWindow}, {"RegistrationWindow", o.RegistrationWindow}, {"RequestTimeout", o.RequestTimeout}} {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Sprintf("%s must be positive, got %v", d.name, d.v))
 		}
 	}
 	if o.RateLimit <= 0 {
 		errs = append(errs, fmt.Sprintf("RateLimit must be positive, got %d", o.RateLimit))
+	}
+	if o.RegistrationLimit <= 0 {
+		errs = append(errs, fmt.Sprintf("RegistrationLimit must be positive, got %d", o.RegistrationLimit))
+	}
+	if o.MaxWebhooks <= 0 {
+		errs = append(errs, fmt.Sprintf("MaxWebhooks must be positive, got %d", o.MaxWebhooks))
 	}
 	if o.MaxBodyBytes <= 0 {
 		errs = append(errs, fmt.Sprintf("MaxBodyBytes must be positive, got %d", o.MaxBodyBytes))

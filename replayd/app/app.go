@@ -138,6 +138,76 @@ func ValidateURL(s string) error {
 	return nil
 }
 
+// NormalizeURL validates s (ValidateURL) and returns its normal form, so that URLs that name the
+// same resource are one webhook: scheme and host in lower case, the scheme's default port
+// dropped, an empty path as "/", percent-encodings of unreserved characters decoded and the
+// others in upper-case hex, and a bare "?" with no query dropped (RFC 3986, section 6.2.2 and
+// 6.2.3).
+func NormalizeURL(s string) (string, error) {
+	if err := ValidateURL(s); err != nil {
+		return "", err
+	}
+	u, _ := url.Parse(s) // ValidateURL parsed it
+	scheme := strings.ToLower(u.Scheme)
+	host := strings.ToLower(u.Hostname())
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	if port := u.Port(); port != "" && !(scheme == "http" && port == "80") && !(scheme == "https" && port == "443") {
+		host += ":" + port
+	}
+	path := normalizePercent(u.EscapedPath())
+	if path == "" {
+		path = "/"
+	}
+	out := scheme + "://" + host + path
+	if u.RawQuery != "" {
+		out += "?" + normalizePercent(u.RawQuery)
+	}
+	return out, nil
+}
+
+// normalizePercent decodes the percent-encodings of unreserved characters (ALPHA, DIGIT, "-",
+// ".", "_", "~") and writes the others' hex digits in upper case.
+func normalizePercent(s string) string {
+	const hexDigits = "0123456789ABCDEF"
+	unhex := func(c byte) (byte, bool) {
+		switch {
+		case '0' <= c && c <= '9':
+			return c - '0', true
+		case 'a' <= c && c <= 'f':
+			return c - 'a' + 10, true
+		case 'A' <= c && c <= 'F':
+			return c - 'A' + 10, true
+		}
+		return 0, false
+	}
+	if !strings.Contains(s, "%") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) {
+			hi, ok1 := unhex(s[i+1])
+			lo, ok2 := unhex(s[i+2])
+			if ok1 && ok2 {
+				c := hi<<4 | lo
+				if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~' {
+					b.WriteByte(c)
+				} else {
+					b.WriteByte('%')
+					b.WriteByte(hexDigits[hi])
+					b.WriteByte(hexDigits[lo])
+				}
+				i += 2
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
 // GetWebhookParams are the arguments of Driver.GetWebhook.
 type GetWebhookParams struct {
 	ID int64

@@ -47,3 +47,38 @@ func TestValidateURL(t *testing.T) {
 		t.Fatalf("Validate = %v", err)
 	}
 }
+
+// TestNormalizeURL: URLs that name the same resource normalize to one string; different ones stay
+// different.
+func TestNormalizeURL(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"https://example.com/hook", "https://example.com/hook"},
+		{"HTTPS://Example.COM/hook", "https://example.com/hook"},
+		{"https://example.com:443/hook", "https://example.com/hook"},
+		{"http://example.com:80/hook", "http://example.com/hook"},
+		{"http://example.com:8080/hook", "http://example.com:8080/hook"},
+		{"https://example.com:80/hook", "https://example.com:80/hook"},
+		{"https://example.com", "https://example.com/"},
+		{"https://example.com/hook?", "https://example.com/hook"},
+		{"https://example.com/%68%6F%6Fk", "https://example.com/hook"},
+		{"https://example.com/%7euser/a%2fb", "https://example.com/~user/a%2Fb"},
+		{"https://example.com/hook?a=%7e&b=%2f", "https://example.com/hook?a=~&b=%2F"},
+		{"https://example.com/hook?a=1", "https://example.com/hook?a=1"},
+		{"http://[::1]:80/x", "http://[::1]/x"},
+		{"http://[2001:DB8::1]:9000/x", "http://[2001:db8::1]:9000/x"},
+	} {
+		got, err := app.NormalizeURL(tc.in)
+		if err != nil || got != tc.want {
+			t.Errorf("NormalizeURL(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+		again, err := app.NormalizeURL(got)
+		if err != nil || again != got {
+			t.Errorf("NormalizeURL is not idempotent on %q: %q, %v", got, again, err)
+		}
+	}
+	for _, bad := range []string{"", "ftp://example.com/", "https:///x", "https://u:p@example.com/", "https://example.com/#f", "https://example.com/a%zz"} {
+		if got, err := app.NormalizeURL(bad); err == nil {
+			t.Errorf("NormalizeURL(%q) = %q, want an error", bad, got)
+		}
+	}
+}

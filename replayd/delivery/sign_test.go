@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -74,35 +75,36 @@ func TestChallengeSuccess(t *testing.T) {
 
 func TestChallengeFailures(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		answer func(w http.ResponseWriter, r *http.Request, good string) bool
-		want   string
+		name    string
+		answer  func(w http.ResponseWriter, r *http.Request, good string) bool
+		want    string
+		failure ChallengeFailure
 	}{
 		{"wrong token", func(w http.ResponseWriter, _ *http.Request, _ string) bool {
 			fmt.Fprintf(w, `{"response_token":"sha256=%s"}`, hmacB64("other-secret", "x"))
 			return true
-		}, "is not sha256=base64(HMAC-SHA256"},
+		}, "is not sha256=base64(HMAC-SHA256", ChallengeWrongToken},
 		{"no prefix", func(w http.ResponseWriter, _ *http.Request, good string) bool {
 			fmt.Fprintf(w, `{"response_token":%q}`, strings.TrimPrefix(good, "sha256="))
 			return true
-		}, "does not start with sha256="},
+		}, "does not start with sha256=", ChallengeWrongToken},
 		{"non-200", func(w http.ResponseWriter, _ *http.Request, good string) bool {
 			w.WriteHeader(http.StatusInternalServerError)
 			fmt.Fprintf(w, `{"response_token":%q}`, good)
 			return true
-		}, "webhook answered 500 Internal Server Error, want 200 OK"},
+		}, "webhook answered 500 Internal Server Error, want 200 OK", ChallengeBadAnswer},
 		{"redirect", func(w http.ResponseWriter, r *http.Request, _ string) bool {
 			http.Redirect(w, r, "/elsewhere", http.StatusFound)
 			return true
-		}, "webhook answered 302 Found, want 200 OK"},
+		}, "webhook answered 302 Found, want 200 OK", ChallengeBadAnswer},
 		{"bad json", func(w http.ResponseWriter, _ *http.Request, _ string) bool {
 			io.WriteString(w, "<html>ok</html>")
 			return true
-		}, "answer is not a JSON object"},
+		}, "answer is not a JSON object", ChallengeBadAnswer},
 		{"missing field", func(w http.ResponseWriter, _ *http.Request, _ string) bool {
 			io.WriteString(w, `{"token":"sha256=abc"}`)
 			return true
-		}, "answer has no response_token"},
+		}, "answer has no response_token", ChallengeBadAnswer},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newTestClient(t, testOptions(newFakeClock()))
@@ -110,6 +112,10 @@ func TestChallengeFailures(t *testing.T) {
 			err := Challenge(context.Background(), c, srv.URL, []byte("app-secret"))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Challenge error = %v, want one containing %q", err, tc.want)
+			}
+			var ce *ChallengeError
+			if !errors.As(err, &ce) || ce.Failure != tc.failure || ce.PublicReason() != string(tc.failure) {
+				t.Fatalf("Challenge error %#v, want a *ChallengeError of kind %q", err, tc.failure)
 			}
 		})
 	}
@@ -125,6 +131,10 @@ func TestChallengeTimeout(t *testing.T) {
 	if !errors.As(err, &te) || !strings.Contains(err.Error(), "no complete answer within 100ms") {
 		t.Fatalf("Challenge error = %v, want a *TimeoutError", err)
 	}
+	var ce *ChallengeError
+	if !errors.As(err, &ce) || ce.Failure != ChallengeTimeout {
+		t.Fatalf("Challenge error = %#v, want kind %q", err, ChallengeTimeout)
+	}
 }
 
 func TestChallengeDeniedAndBadURL(t *testing.T) {
@@ -133,17 +143,55 @@ func TestChallengeDeniedAndBadURL(t *testing.T) {
 	c := newTestClient(t, o)
 	srv := crcServer(t, "app-secret", nil)
 	err := Challenge(context.Background(), c, srv.URL, []byte("app-secret"))
-	var de *DeniedError
-	if !errors.As(err, &de) {
-		t.Fatalf("Challenge to loopback with AllowPrivate off: %v, want *DeniedError", err)
+	var (
+		de *DeniedError
+		ce *ChallengeError
+	)
+	if !errors.As(err, &de) || !errors.As(err, &ce) || ce.Failure != ChallengeDenied {
+		t.Fatalf("Challenge to loopback with AllowPrivate off: %v, want *DeniedError of kind %q", err, ChallengeDenied)
+	}
+	if strings.Contains(ce.PublicReason(), "127.0.0.1") {
+		t.Errorf("public reason %q names the address", ce.PublicReason())
 	}
 	if srv.hits.Load() != 0 {
 		t.Errorf("server saw %d requests", srv.hits.Load())
 	}
 	for _, u := range []string{"ftp://example.com/x", "/relative", "http://", "http://%zz"} {
 		var te *TargetError
-		if err := Challenge(context.Background(), c, u, nil); !errors.As(err, &te) {
-			t.Errorf("Challenge(%q) = %v, want *TargetError", u, err)
+		if err := Challenge(context.Background(), c, u, nil); !errors.As(err, &te) || !errors.As(err, &ce) || ce.Failure != ChallengeBadURL {
+			t.Errorf("Challenge(%q) = %v, want *TargetError of kind %q", u, err, ChallengeBadURL)
 		}
+	}
+}
+
+// TestChallengeRefusedAndLeaks: a closed port is "unreachable", and no kind of failure lets the
+// registering app read what the URL answered (an internal page, here a metrics-like body).
+func TestChallengeRefusedAndLeaks(t *testing.T) {
+	c := newTestClient(t, testOptions(newFakeClock()))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + ln.Addr().String() + "/hook"
+	ln.Close()
+	err = Challenge(t.Context(), c, closed, []byte("app-secret"))
+	var ce *ChallengeError
+	if !errors.As(err, &ce) || ce.Failure != ChallengeUnreachable || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("Challenge to a closed port = %v, want kind %q with the detail in Error", err, ChallengeUnreachable)
+	}
+	const secretPage = "# HELP go_goroutines internal_secret_metric 42"
+	srv := crcServer(t, "app-secret", func(w http.ResponseWriter, _ *http.Request, _ string) bool {
+		io.WriteString(w, secretPage)
+		return true
+	})
+	err = Challenge(t.Context(), c, srv.URL+"/metrics", []byte("app-secret"))
+	if !errors.As(err, &ce) || ce.Failure != ChallengeBadAnswer {
+		t.Fatalf("Challenge to a metrics page = %v, want kind %q", err, ChallengeBadAnswer)
+	}
+	if strings.Contains(ce.PublicReason(), "internal_secret_metric") || strings.Contains(ce.PublicReason(), "127.0.0.1") {
+		t.Fatalf("public reason %q leaks the answer or the address", ce.PublicReason())
+	}
+	if !strings.Contains(err.Error(), "internal_secret_metric") {
+		t.Fatalf("detail %q lost the answer the server log needs", err)
 	}
 }
