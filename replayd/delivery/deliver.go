@@ -243,6 +243,12 @@ func (c *Client) attempt(ctx context.Context, u *url.URL, sig string, body []byt
 	req.Header["Idempotency-Key"] = nil
 
 	res.Status = 0
+	// The caller's context is asked once more right before the request leaves: a worker's lease
+	// context reads its clock in Err, so no attempt starts after the lease ran out, even when the
+	// process was stopped (SIGSTOP) between the rate-limit wait and here.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	sent := c.opts.Now()
 	resp, err := c.http.Do(req)
 	if err != nil {

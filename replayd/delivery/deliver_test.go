@@ -409,3 +409,33 @@ func TestDeliverRateLimitInfinite(t *testing.T) {
 		t.Errorf("unlimited rate slept %v", clk.Sleeps())
 	}
 }
+
+// expiringCtx is a context whose Err turns non-nil after a number of calls, as a worker's lease
+// context does when its clock passes the deadline between two checks.
+type expiringCtx struct {
+	context.Context
+	calls, after int
+}
+
+func (c *expiringCtx) Err() error {
+	c.calls++
+	if c.calls > c.after {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// TestDeliverChecksTheContextRightBeforeSending: a context that ends after the rate-limit wait
+// stops the attempt before any byte leaves.
+func TestDeliverChecksTheContextRightBeforeSending(t *testing.T) {
+	clk := newFakeClock()
+	srv := newServer(t, func(_ *server, _ int64, w http.ResponseWriter, _ *http.Request) {})
+	c := newTestClient(t, testOptions(clk))
+	ctx := &expiringCtx{Context: t.Context(), after: 1} // the rate-limit wait's check passes
+	if _, err := c.Deliver(ctx, target(srv.URL), []byte(testBody)); err == nil {
+		t.Fatal("Deliver succeeded with a context that had ended")
+	}
+	if srv.hits.Load() != 0 {
+		t.Fatalf("the webhook got %d requests after the context ended", srv.hits.Load())
+	}
+}
