@@ -19,7 +19,7 @@ import (
 
 // The replay and build benchmarks share one data set: an embedded log of 2 partitions, ~1 KB
 // events (snappy, batches cut at 64 KiB) over indexSpan with timestamps jittered by ±2 min, Zipf
-// webhooks, 3% duplicates, plus four hot webhooks in partition 0 holding about 10%, 1%, 0.1% and
+// webhooks, 3% duplicates, plus five hot webhooks in partition 0 holding about 50%, 10%, 1%, 0.1% and
 // 0.01% of that partition. Everything reads it in place as a broker's segments (engine.DirSource).
 const (
 	indexJitter = 2 * time.Minute
@@ -57,8 +57,8 @@ func makeIndexData(ctx context.Context, dir string, events, webhooks int) (*inde
 	// Hot webhook keys that land in partition 0; shares are of all events, and partition 0 holds
 	// about half of them.
 	var hot []indextest.Hot
-	labels := []string{"10%", "1%", "0.1%", "0.01%"}
-	shares := []float64{0.10, 0.01, 0.001, 0.0001}
+	labels := []string{"50%", "10%", "1%", "0.1%", "0.01%"}
+	shares := []float64{0.50, 0.10, 0.01, 0.001, 0.0001}
 	for i := uint64(0); len(hot) < len(shares); i++ {
 		k := strconv.AppendUint(nil, 9000000000000000000+i, 10)
 		if engine.PartitionFor(k, 2) == 0 {
@@ -257,7 +257,7 @@ func replayWindowMs() (int64, int64) {
 	return from, from + replayWindow.Milliseconds()
 }
 
-// runReplay is benchmark 1: seek and replay, index vs seed, for the four hot webhooks.
+// runReplay is benchmark 1: seek and replay, index vs seed, for the five hot webhooks.
 func runReplay(ctx context.Context, c *Config) (*Report, error) {
 	rep := &Report{Name: "replay", Title: "1. Seek and replay: index vs the seed's offsetsForTimes + scan"}
 	d, err := c.indexData(ctx)

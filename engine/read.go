@@ -79,11 +79,17 @@ func (s *segments) scan(ctx context.Context, from int64, fn func(*segment.Batch)
 	return nil
 }
 
-// readBatches calls fn for each distinct batch holding one of the ascending offsets.
+// readBatches calls fn for each distinct batch holding one of the ascending offsets. Each
+// segment is read through a segment.BatchReader that sees the offsets still to come in it, so
+// close batches are read in one pass and far ones each on their own.
 func (s *segments) readBatches(ctx context.Context, offsets []int64, fn func(*segment.Batch) error) error {
-	var buf []byte
+	var (
+		buf    []byte
+		reader *segment.BatchReader
+		cur    = -1 // the segment reader reads
+	)
 	next := int64(-1) // offsets below this are in a batch already delivered
-	for _, off := range offsets {
+	for k, off := range offsets {
 		if off < next || off >= s.end || len(s.segs) == 0 || off < s.segs[0].Base {
 			continue
 		}
@@ -91,10 +97,19 @@ func (s *segments) readBatches(ctx context.Context, offsets []int64, fn func(*se
 			return err
 		}
 		i := s.locate(off)
-		var b segment.Batch
-		var found bool
-		var err error
-		b, buf, found, err = s.segs[i].ReadBatch(off, buf)
+		if i != cur {
+			if reader != nil {
+				buf = reader.Buffer()
+			}
+			reader, cur = s.segs[i].NewBatchReader(buf), i
+		}
+		// The offsets after this one that lie in the same segment.
+		upcoming := offsets[k+1:]
+		if i+1 < len(s.segs) {
+			limit := s.segs[i+1].Base
+			upcoming = upcoming[:sort.Search(len(upcoming), func(j int) bool { return upcoming[j] >= limit })]
+		}
+		b, found, err := reader.Read(off, upcoming)
 		if err = s.scanErr(i, err); err != nil {
 			return err
 		}
