@@ -116,7 +116,7 @@ func TestServeFailoverOnKafkaAndMySQL(t *testing.T) {
 	sk.SetFaults(sink.Faults{Latency: 4 * time.Millisecond}) // a job that takes a few seconds
 	hs := httptest.NewServer(sk)
 	defer hs.Close()
-	wh, err := apps.CreateWebhook(ctx, app.CreateWebhookParams{AppID: created.App.ID, URL: hs.URL + "/webhook"})
+	wh, err := apps.CreateWebhook(ctx, app.CreateWebhookParams{AppID: created.App.ID, URL: hs.URL + "/webhook", Valid: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@
 //
 //	POST   /1.1/account_activity/webhooks.json?url=URL           register a webhook (CRC challenge)
 //	GET    /1.1/account_activity/webhooks.json                   the app's webhooks
+//	PUT    /1.1/account_activity/webhooks/{webhook_id}.json      run the CRC check now (204, or 400/214)
 //	DELETE /1.1/account_activity/webhooks/{webhook_id}.json      remove one (204)
 //	POST   /1.1/account_activity/replay/webhooks/{webhook_id}/subscriptions/all.json
 //	       ?from_date=YYYYMMDDhhmm&to_date=YYYYMMDDhhmm          request a replay (202)
@@ -14,6 +15,7 @@
 //	DELETE /replay/jobs/{job_id}                                 cancel it
 //	GET    /healthz                                              200 when both stores answer
 //	GET    /metrics                                              Prometheus, when Options.Registry is set
+//	GET    /openapi.json                                         the OpenAPI 3.1 description (OpenAPI)
 //
 // Every route but /healthz and /metrics takes the app's bearer token (Authorization: Bearer …).
 // Errors are always {"errors":[{"code":N,"message":"…"}]} with the public API's codes (see Code*).
@@ -30,6 +32,7 @@ package api
 
 import (
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -90,18 +93,75 @@ func New(opts Options) (http.Handler, error) {
 				return nil, fmt.Errorf("api: registering metrics: %w", err)
 			}
 		}
-		s.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}))
 	}
-	s.mux.HandleFunc("POST /1.1/account_activity/webhooks.json", s.authed(s.createWebhook))
-	s.mux.HandleFunc("GET /1.1/account_activity/webhooks.json", s.authed(s.listWebhooks))
-	s.mux.HandleFunc("DELETE /1.1/account_activity/webhooks/{file}", s.authed(s.deleteWebhook))
-	s.mux.HandleFunc("POST /1.1/account_activity/replay/webhooks/{webhook_id}/subscriptions/all.json", s.authed(s.replay))
-	s.mux.HandleFunc("GET /replay/jobs", s.authed(s.listJobs))
-	s.mux.HandleFunc("GET /replay/jobs/{job_id}", s.authed(s.getJob))
-	s.mux.HandleFunc("DELETE /replay/jobs/{job_id}", s.authed(s.cancelJob))
-	s.mux.HandleFunc("GET /healthz", s.healthz)
+	for _, rt := range s.routes() {
+		if rt.handler != nil {
+			s.mux.Handle(rt.Method+" "+rt.pattern, rt.handler)
+		}
+	}
 	s.mux.HandleFunc("/", s.noRoute)
 	return s, nil
+}
+
+// OpenAPI is the OpenAPI 3.1 description of every route, parameter, response and error code,
+// served at GET /openapi.json. TestOpenAPI holds it to the handlers in both directions.
+//
+//go:embed openapi.json
+var OpenAPI []byte
+
+// Route is one route of the API: its method and its path as the OpenAPI description writes it.
+type Route struct {
+	Method, Path string
+	pattern      string // the net/http pattern, when it differs from Path
+	handler      http.Handler
+}
+
+// routes is the API's route table; the mux is built from it and Routes reports it.
+func (s *server) routes() []Route {
+	rt := func(method, path, pattern string, h http.HandlerFunc) Route {
+		if pattern == "" {
+			pattern = path
+		}
+		var handler http.Handler
+		if h != nil {
+			handler = h
+		}
+		return Route{Method: method, Path: path, pattern: pattern, handler: handler}
+	}
+	const webhook = "/1.1/account_activity/webhooks/{webhook_id}.json"
+	const webhookPattern = "/1.1/account_activity/webhooks/{file}" // {id}.json: a wildcard is a whole segment
+	var metrics http.HandlerFunc
+	if s.opts.Registry != nil {
+		metrics = promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{}).ServeHTTP
+	}
+	return []Route{
+		rt("POST", "/1.1/account_activity/webhooks.json", "", s.authed(s.createWebhook)),
+		rt("GET", "/1.1/account_activity/webhooks.json", "", s.authed(s.listWebhooks)),
+		rt("PUT", webhook, webhookPattern, s.authed(s.checkWebhook)),
+		rt("DELETE", webhook, webhookPattern, s.authed(s.deleteWebhook)),
+		rt("POST", "/1.1/account_activity/replay/webhooks/{webhook_id}/subscriptions/all.json", "", s.authed(s.replay)),
+		rt("GET", "/replay/jobs", "", s.authed(s.listJobs)),
+		rt("GET", "/replay/jobs/{job_id}", "", s.authed(s.getJob)),
+		rt("DELETE", "/replay/jobs/{job_id}", "", s.authed(s.cancelJob)),
+		rt("GET", "/healthz", "", s.healthz),
+		rt("GET", "/metrics", "", metrics),
+		rt("GET", "/openapi.json", "", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write(OpenAPI) //nolint:errcheck // the client went away
+		}),
+	}
+}
+
+// Routes lists the routes a handler made with opts serves (GET /metrics only with a Registry).
+func Routes(opts Options) []Route {
+	s := &server{opts: opts}
+	var out []Route
+	for _, r := range s.routes() {
+		if r.handler != nil {
+			out = append(out, Route{Method: r.Method, Path: r.Path})
+		}
+	}
+	return out
 }
 
 // routeMethods are the methods noRoute tries when a request matched no route.
@@ -249,10 +309,13 @@ type webhookView struct {
 	URL       string `json:"url"`
 	Valid     bool   `json:"valid"`
 	CreatedAt string `json:"created_at"`
+	// CheckedAt is when the CRC challenge last ran (registration, PUT, or the scheduled re-check).
+	CheckedAt string `json:"checked_at"`
 }
 
 func viewWebhook(wh *app.Webhook) webhookView {
-	return webhookView{ID: strconv.FormatInt(wh.ID, 10), URL: wh.URL, Valid: wh.Valid, CreatedAt: wh.CreatedAt.UTC().Format(TimeFormat)}
+	return webhookView{ID: strconv.FormatInt(wh.ID, 10), URL: wh.URL, Valid: wh.Valid,
+		CreatedAt: wh.CreatedAt.UTC().Format(TimeFormat), CheckedAt: wh.CheckedAt.UTC().Format(TimeFormat)}
 }
 
 func webhookURLError(reason string) apiError {
@@ -261,15 +324,19 @@ func webhookURLError(reason string) apiError {
 
 var errDuplicateURL = webhookURLError("Duplicate URL: this app already registered it.")
 
+var errWebhookInvalid = apiError{http.StatusBadRequest, CodeWebhookURL, "Webhook is marked invalid and requires a CRC check."}
+
 var errTooManyWebhooks = apiError{http.StatusBadRequest, CodeWebhookURL, "Too many resources already created."}
 
 // publicReasoner is an error that carries a reason safe to show the caller (the delivery
 // package's *ChallengeError); the rest of it goes to the log only.
 type publicReasoner interface{ PublicReason() string }
 
-func (s *server) createWebhook(w http.ResponseWriter, r *http.Request, a *app.App) {
-	// Every registration counts, whatever its outcome: each may send a request to a URL the
-	// caller chose.
+// takeRegistration counts one request that runs a CRC challenge (a registration or a PUT check)
+// against the app's RegistrationLimit and sets the rate-limit headers; false means it answered
+// 429/88. Every such request counts, whatever its outcome: each sends a request to a URL the caller
+// chose.
+func (s *server) takeRegistration(w http.ResponseWriter, a *app.App) bool {
 	ok, remaining, reset := s.register.take(a.ID, s.opts.Now())
 	h := w.Header()
 	h.Set("x-rate-limit-limit", strconv.Itoa(s.opts.RegistrationLimit))
@@ -277,6 +344,33 @@ func (s *server) createWebhook(w http.ResponseWriter, r *http.Request, a *app.Ap
 	h.Set("x-rate-limit-reset", strconv.FormatInt(reset.Unix(), 10))
 	if !ok {
 		writeError(w, apiError{http.StatusTooManyRequests, CodeRateLimited, msgRateLimited})
+	}
+	return ok
+}
+
+// challenge runs the CRC challenge against u with the app's secret. A failure is logged in full
+// and returned as the 400/214 the caller may see: its coarse reason only, never what the URL
+// answered or where it resolved (the URL may name a service of the server's own network).
+func (s *server) challenge(r *http.Request, a *app.App, u string) *apiError {
+	cctx, cancel := context.WithTimeout(r.Context(), s.opts.ChallengeTimeout)
+	err := s.opts.Challenge(cctx, u, a.Secret)
+	cancel()
+	if err == nil {
+		return nil
+	}
+	reason := "the webhook did not answer the CRC challenge correctly"
+	var pr publicReasoner
+	if errors.As(err, &pr) {
+		reason = pr.PublicReason()
+	}
+	s.opts.Logger.LogAttrs(context.WithoutCancel(r.Context()), slog.LevelWarn, "api: webhook CRC check failed",
+		slog.Int64("app_id", a.ID), slog.String("url", u), slog.Any("error", err))
+	e := webhookURLError("CRC check failed: " + reason + ".")
+	return &e
+}
+
+func (s *server) createWebhook(w http.ResponseWriter, r *http.Request, a *app.App) {
+	if !s.takeRegistration(w, a) {
 		return
 	}
 	q := r.URL.Query()
@@ -304,20 +398,8 @@ func (s *server) createWebhook(w http.ResponseWriter, r *http.Request, a *app.Ap
 		writeError(w, errTooManyWebhooks)
 		return
 	}
-	cctx, cancel := context.WithTimeout(r.Context(), s.opts.ChallengeTimeout)
-	err = s.opts.Challenge(cctx, u, a.Secret)
-	cancel()
-	if err != nil {
-		// The caller learns the kind of failure, never what the URL answered or where it
-		// resolved: the URL may name a service of the server's own network.
-		reason := "the webhook did not answer the CRC challenge correctly"
-		var pr publicReasoner
-		if errors.As(err, &pr) {
-			reason = pr.PublicReason()
-		}
-		s.opts.Logger.LogAttrs(context.WithoutCancel(r.Context()), slog.LevelWarn, "api: webhook CRC check failed",
-			slog.Int64("app_id", a.ID), slog.String("url", u), slog.Any("error", err))
-		writeError(w, webhookURLError("CRC check failed: "+reason+"."))
+	if e := s.challenge(r, a, u); e != nil {
+		writeError(w, *e)
 		return
 	}
 	wh, err := s.opts.Apps.CreateWebhook(r.Context(), app.CreateWebhookParams{AppID: a.ID, URL: u, Valid: true})
@@ -343,6 +425,55 @@ func (s *server) listWebhooks(w http.ResponseWriter, r *http.Request, a *app.App
 		out = append(out, viewWebhook(wh))
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// webhookFromPath reads {webhook_id}.json and loads the app's webhook; nil after answering 404/34
+// or a store error.
+func (s *server) webhookFromPath(w http.ResponseWriter, r *http.Request, a *app.App) *app.Webhook {
+	idText, ok := strings.CutSuffix(r.PathValue("file"), ".json")
+	id, valid := parseID(idText)
+	if !ok || !valid {
+		writeError(w, errNotFound)
+		return nil
+	}
+	wh, err := s.opts.Apps.GetWebhook(r.Context(), app.GetWebhookParams{ID: id, AppID: a.ID})
+	if errors.Is(err, app.ErrNotFound) {
+		writeError(w, errNotFound)
+		return nil
+	}
+	if err != nil {
+		s.storeError(w, r, "get webhook", err)
+		return nil
+	}
+	return wh
+}
+
+// checkWebhook is PUT /1.1/account_activity/webhooks/{id}.json: run the CRC challenge now and
+// record the outcome. 204 when it passed (the webhook is valid again); 400/214 with the coarse
+// reason when it failed (the webhook is marked invalid).
+func (s *server) checkWebhook(w http.ResponseWriter, r *http.Request, a *app.App) {
+	if !s.takeRegistration(w, a) {
+		return
+	}
+	wh := s.webhookFromPath(w, r, a)
+	if wh == nil {
+		return
+	}
+	e := s.challenge(r, a, wh.URL)
+	_, err := s.opts.Apps.SetWebhookValid(r.Context(), app.SetWebhookValidParams{ID: wh.ID, AppID: a.ID, Valid: e == nil})
+	if errors.Is(err, app.ErrNotFound) {
+		writeError(w, errNotFound) // deleted meanwhile
+		return
+	}
+	if err != nil {
+		s.storeError(w, r, "set webhook validity", err)
+		return
+	}
+	if e != nil {
+		writeError(w, *e)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (s *server) deleteWebhook(w http.ResponseWriter, r *http.Request, a *app.App) {
@@ -475,6 +606,10 @@ func (s *server) replay(w http.ResponseWriter, r *http.Request, a *app.App) {
 	}
 	if err != nil {
 		s.storeError(w, r, "get webhook", err)
+		return
+	}
+	if !wh.Valid {
+		writeError(w, errWebhookInvalid)
 		return
 	}
 	from, to, e := s.window(r.URL.Query(), now)

@@ -429,6 +429,7 @@ func TestWebhookRegistration(t *testing.T) {
 		URL       string `json:"url"`
 		Valid     bool   `json:"valid"`
 		CreatedAt string `json:"created_at"`
+		CheckedAt string `json:"checked_at"`
 	}
 	v := decode[view](t, r)
 	id, err := strconv.ParseInt(v.ID, 10, 64)
@@ -834,4 +835,59 @@ type webhookJSON struct {
 	URL       string `json:"url"`
 	Valid     bool   `json:"valid"`
 	CreatedAt string `json:"created_at"`
+	CheckedAt string `json:"checked_at"`
+}
+
+// TestWebhookCRCCheck: PUT runs the CRC check on demand; a failure marks the webhook invalid,
+// and a replay of an invalid webhook is 400/214 until a check passes again.
+func TestWebhookCRCCheck(t *testing.T) {
+	e := newEnv(t, nil)
+	token, a := e.newApp("a")
+	otherToken, _ := e.newApp("b")
+	wh := e.register(token, "https://example.com/crc")
+	put := func(tok string) response { return e.do("PUT", "/1.1/account_activity/webhooks/"+wh+".json", tok) }
+	get := func() webhookJSON {
+		for _, v := range decode[[]webhookJSON](t, e.do("GET", "/1.1/account_activity/webhooks.json", token)) {
+			if v.ID == wh {
+				return v
+			}
+		}
+		t.Fatalf("webhook %s not listed", wh)
+		return webhookJSON{}
+	}
+	before := get()
+	e.clock.Advance(time.Minute)
+	if r := put(token); r.status != 204 || len(r.body) != 0 {
+		t.Fatalf("PUT check: %d %s", r.status, r.body)
+	}
+	e.mu.Lock()
+	last := e.challenges[len(e.challenges)-1]
+	e.mu.Unlock()
+	if last.url != "https://example.com/crc" || last.secret != string(a.Secret) {
+		t.Fatalf("PUT challenged %+v", last)
+	}
+	after := get()
+	if !after.Valid || after.CheckedAt <= before.CheckedAt {
+		t.Fatalf("after a passing check: %+v (before %+v)", after, before)
+	}
+	wantError(t, put(otherToken), 404, 34, "Sorry, that page does not exist.")
+	wantError(t, e.do("PUT", "/1.1/account_activity/webhooks/"+wh, token), 404, 34, "Sorry, that page does not exist.")
+	// A failing check marks it invalid; replays are refused until a check passes.
+	e.mu.Lock()
+	e.challengeErr = publicErr{"the webhook could not be reached", "dial tcp 10.0.0.7:443: connection refused"}
+	e.mu.Unlock()
+	wantError(t, put(token), 400, 214, "Webhook URL does not meet the requirements. CRC check failed: the webhook could not be reached.")
+	if v := get(); v.Valid {
+		t.Fatalf("a failed check left the webhook valid: %+v", v)
+	}
+	wantError(t, e.do("POST", replayPath(wh, "202603100900", "202603101100"), token), 400, 214, "Webhook is marked invalid and requires a CRC check.")
+	e.mu.Lock()
+	e.challengeErr = nil
+	e.mu.Unlock()
+	if r := put(token); r.status != 204 {
+		t.Fatalf("PUT check after the fix: %d %s", r.status, r.body)
+	}
+	if r := e.do("POST", replayPath(wh, "202603100900", "202603101100"), token); r.status != 202 {
+		t.Fatalf("replay after a passing check: %d %s", r.status, r.body)
+	}
 }

@@ -33,9 +33,13 @@ type Webhook struct {
 	ID    int64
 	AppID int64
 	URL   string
-	// Valid is true once the URL answered the CRC challenge.
+	// Valid is true while the URL answers the CRC challenge: set by registration and by every
+	// later check (on demand or scheduled). Replays of an invalid webhook are refused and its
+	// deliveries stop until a check passes.
 	Valid     bool
 	CreatedAt time.Time
+	// CheckedAt is when the CRC challenge last ran (registration included), by the store's clock.
+	CheckedAt time.Time
 }
 
 // Errors. Drivers wrap them with detail; test with errors.Is.
@@ -226,6 +230,14 @@ type DeleteWebhookParams struct {
 	ID    int64
 }
 
+// SetWebhookValidParams are the arguments of Driver.SetWebhookValid: the outcome of a CRC check.
+type SetWebhookValidParams struct {
+	ID int64
+	// AppID, when non-zero, restricts the update to that app's webhooks (others are ErrNotFound).
+	AppID int64
+	Valid bool
+}
+
 // Driver is the app store. Implementations: mysqlapp (production) and embeddedapp (single
 // process). Every method honours its context and is safe for concurrent use.
 type Driver interface {
@@ -244,6 +256,9 @@ type Driver interface {
 	GetWebhook(ctx context.Context, p GetWebhookParams) (*Webhook, error)
 	// ListWebhooks returns the app's webhooks, ascending id.
 	ListWebhooks(ctx context.Context, p ListWebhooksParams) ([]*Webhook, error)
+	// SetWebhookValid records a CRC check's outcome (Valid, and CheckedAt = now) and returns the
+	// webhook; ErrNotFound if there is no such webhook (of that app).
+	SetWebhookValid(ctx context.Context, p SetWebhookValidParams) (*Webhook, error)
 	// DeleteWebhook removes the app's webhook; another app's is ErrNotFound.
 	DeleteWebhook(ctx context.Context, p DeleteWebhookParams) error
 	// Ping reports whether the store answers.

@@ -30,6 +30,7 @@ func Exercise(t *testing.T, newDriver NewDriver) {
 		{"InvalidParams", testInvalidParams},
 		{"Webhooks", testWebhooks},
 		{"WebhookOwnership", testWebhookOwnership},
+		{"WebhookValidity", testWebhookValidity},
 		{"DuplicateURL", testDuplicateURL},
 		{"WebhookForUnknownApp", testWebhookUnknownApp},
 		{"ConcurrentCreates", testConcurrentCreates},
@@ -192,6 +193,41 @@ func testWebhooks(t *testing.T, d app.Driver) {
 	w3 := createWebhook(t, d, a.ID, w1.URL)
 	if w3.ID == w1.ID {
 		t.Fatalf("re-registered webhook reuses id %d", w3.ID)
+	}
+}
+
+// testWebhookValidity: a CRC check's outcome is recorded with the store's time, only for the
+// owning app, and read back by Get and List.
+func testWebhookValidity(t *testing.T, d app.Driver) {
+	a := createApp(t, d, "a").App
+	b := createApp(t, d, "b").App
+	w := createWebhook(t, d, a.ID, "https://example.com/v")
+	recent(t, "webhook CheckedAt at registration", w.CheckedAt)
+	if w.CheckedAt.Before(w.CreatedAt) {
+		t.Fatalf("CheckedAt %v before CreatedAt %v", w.CheckedAt, w.CreatedAt)
+	}
+	got, err := d.SetWebhookValid(ctx, app.SetWebhookValidParams{ID: w.ID, AppID: a.ID, Valid: false})
+	if err != nil || got.Valid || got.ID != w.ID || got.URL != w.URL || got.CheckedAt.Before(w.CheckedAt) || !got.CreatedAt.Equal(w.CreatedAt) {
+		t.Fatalf("SetWebhookValid(false) = %+v, %v (was %+v)", got, err, w)
+	}
+	if g, err := d.GetWebhook(ctx, app.GetWebhookParams{ID: w.ID}); err != nil || *g != *got {
+		t.Fatalf("GetWebhook after SetWebhookValid = %+v, %v; want %+v", g, err, got)
+	}
+	if ws, err := d.ListWebhooks(ctx, app.ListWebhooksParams{AppID: a.ID}); err != nil || len(ws) != 1 || *ws[0] != *got {
+		t.Fatalf("ListWebhooks after SetWebhookValid = %v, %v", ws, err)
+	}
+	_, err = d.SetWebhookValid(ctx, app.SetWebhookValidParams{ID: w.ID, AppID: b.ID, Valid: true})
+	wantErr(t, "SetWebhookValid of another app's webhook", err, app.ErrNotFound)
+	_, err = d.SetWebhookValid(ctx, app.SetWebhookValidParams{ID: w.ID + 1, Valid: true})
+	wantErr(t, "SetWebhookValid of an unknown webhook", err, app.ErrNotFound)
+	// Unchanged validity still records the check; AppID 0 means any app (the scheduled re-check).
+	again, err := d.SetWebhookValid(ctx, app.SetWebhookValidParams{ID: w.ID, Valid: false})
+	if err != nil || again.Valid || again.CheckedAt.Before(got.CheckedAt) {
+		t.Fatalf("SetWebhookValid(false) again = %+v, %v", again, err)
+	}
+	back, err := d.SetWebhookValid(ctx, app.SetWebhookValidParams{ID: w.ID, Valid: true})
+	if err != nil || !back.Valid {
+		t.Fatalf("SetWebhookValid(true) = %+v, %v", back, err)
 	}
 }
 

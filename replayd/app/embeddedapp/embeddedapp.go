@@ -59,10 +59,16 @@ type webhookRecord struct {
 	URL       string    `json:"url"`
 	Valid     bool      `json:"valid"`
 	CreatedAt time.Time `json:"created_at"`
+	// CheckedAt is absent in records written before CRC re-checks existed: CreatedAt then.
+	CheckedAt time.Time `json:"checked_at,omitzero"`
 }
 
 func (r *webhookRecord) webhook() *app.Webhook {
-	return &app.Webhook{ID: r.ID, AppID: r.AppID, URL: r.URL, Valid: r.Valid, CreatedAt: r.CreatedAt}
+	checked := r.CheckedAt
+	if checked.IsZero() {
+		checked = r.CreatedAt
+	}
+	return &app.Webhook{ID: r.ID, AppID: r.AppID, URL: r.URL, Valid: r.Valid, CreatedAt: r.CreatedAt, CheckedAt: checked}
 }
 
 // Driver is the embedded app store. Operations are serialized (one at a time, each write committed
@@ -277,7 +283,8 @@ func (d *Driver) CreateWebhook(ctx context.Context, p app.CreateWebhookParams) (
 		if err != nil {
 			return err
 		}
-		r := &webhookRecord{ID: id, AppID: p.AppID, URL: p.URL, Valid: p.Valid, CreatedAt: d.now()}
+		now := d.now()
+		r := &webhookRecord{ID: id, AppID: p.AppID, URL: p.URL, Valid: p.Valid, CreatedAt: now, CheckedAt: now}
 		b := d.db.NewBatch()
 		defer b.Close()
 		if err := setJSON(b, key(prefixWebhook, id), r); err != nil {
@@ -349,6 +356,29 @@ func (d *Driver) ListWebhooks(ctx context.Context, p app.ListWebhooksParams) ([]
 		return nil, err
 	}
 	return out, nil
+}
+
+// SetWebhookValid implements app.Driver.
+func (d *Driver) SetWebhookValid(ctx context.Context, p app.SetWebhookValidParams) (*app.Webhook, error) {
+	var out *app.Webhook
+	err := d.run(ctx, "set webhook validity", func() error {
+		r, err := d.loadWebhook(p.ID, p.AppID)
+		if err != nil {
+			return err
+		}
+		r.Valid, r.CheckedAt = p.Valid, d.now()
+		b := d.db.NewBatch()
+		defer b.Close()
+		if err := setJSON(b, key(prefixWebhook, r.ID), r); err != nil {
+			return err
+		}
+		if err := b.Commit(d.wo); err != nil {
+			return err
+		}
+		out = r.webhook()
+		return nil
+	})
+	return out, err
 }
 
 // DeleteWebhook implements app.Driver.

@@ -173,11 +173,11 @@ func (d *Driver) ListApps(ctx context.Context, _ app.ListAppsParams) ([]*app.App
 	return out, nil
 }
 
-const webhookColumns = "id, app_id, url, valid, created_at"
+const webhookColumns = "id, app_id, url, valid, created_at, checked_at"
 
 func scanWebhook(s scanner) (*app.Webhook, error) {
 	var w app.Webhook
-	if err := s.Scan(&w.ID, &w.AppID, &w.URL, &w.Valid, &w.CreatedAt); err != nil {
+	if err := s.Scan(&w.ID, &w.AppID, &w.URL, &w.Valid, &w.CreatedAt, &w.CheckedAt); err != nil {
 		return nil, err
 	}
 	return &w, nil
@@ -192,8 +192,8 @@ func (d *Driver) CreateWebhook(ctx context.Context, p app.CreateWebhookParams) (
 	err := d.do(ctx, "create webhook", func(ctx context.Context) error {
 		for attempt := 1; ; attempt++ {
 			id := app.NewID(time.Now())
-			_, err := d.db.ExecContext(ctx, `INSERT INTO replay_webhooks (id, app_id, url, url_sha256, valid, created_at)
-  VALUES (?, ?, ?, ?, ?, NOW(6))`, id, p.AppID, p.URL, app.HashURL(p.URL), p.Valid)
+			_, err := d.db.ExecContext(ctx, `INSERT INTO replay_webhooks (id, app_id, url, url_sha256, valid, created_at, checked_at)
+  VALUES (?, ?, ?, ?, ?, NOW(6), NOW(6))`, id, p.AppID, p.URL, app.HashURL(p.URL), p.Valid)
 			switch {
 			case duplicateKey(err, "PRIMARY") && attempt < idAttempts:
 				continue
@@ -264,6 +264,36 @@ func (d *Driver) ListWebhooks(ctx context.Context, p app.ListWebhooksParams) ([]
 		return nil, err
 	}
 	return out, nil
+}
+
+// SetWebhookValid implements app.Driver.
+func (d *Driver) SetWebhookValid(ctx context.Context, p app.SetWebhookValidParams) (*app.Webhook, error) {
+	var out *app.Webhook
+	err := d.do(ctx, fmt.Sprintf("set webhook %d validity", p.ID), func(ctx context.Context) error {
+		query := "UPDATE replay_webhooks SET valid = ?, checked_at = NOW(6) WHERE id = ?"
+		args := []any{p.Valid, p.ID}
+		if p.AppID != 0 {
+			query += " AND app_id = ?"
+			args = append(args, p.AppID)
+		}
+		if _, err := d.db.ExecContext(ctx, query, args...); err != nil {
+			return err
+		}
+		// RowsAffected is 0 when nothing changed as well as when nothing matched: read it back.
+		query = "SELECT " + webhookColumns + " FROM replay_webhooks WHERE id = ?"
+		args = []any{p.ID}
+		if p.AppID != 0 {
+			query += " AND app_id = ?"
+			args = append(args, p.AppID)
+		}
+		w, err := scanWebhook(d.db.QueryRowContext(ctx, query, args...))
+		if errors.Is(err, sql.ErrNoRows) {
+			return app.ErrNotFound
+		}
+		out = w
+		return err
+	})
+	return out, err
 }
 
 // DeleteWebhook implements app.Driver.
