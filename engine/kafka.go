@@ -214,6 +214,10 @@ func NewKafkaSource(ctx context.Context, o KafkaOptions) (*KafkaSource, error) {
 	}
 	s := &KafkaSource{o: o, cl: cl, opts: opts, tails: map[int32]*kgo.Client{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if err := s.retry(ctx, func() error { return s.probe(ctx) }); err != nil {
+		s.Close()
+		return nil, err
+	}
 	if _, err := s.refreshMeta(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -306,6 +310,37 @@ func (s *KafkaSource) retry(ctx context.Context, fn func() error) error {
 		}
 		backoff = min(2*backoff, maxKafkaRetryBackoff)
 	}
+}
+
+// probe asks each seed broker for its API versions, one request each and no retries, and
+// succeeds when one answers; otherwise the error names every broker with what its dial or
+// request failed with. It makes a cluster that is down fail the open within a few retries,
+// where the client's own retries would keep trying until the caller's deadline.
+func (s *KafkaSource) probe(ctx context.Context) error {
+	seeds := s.cl.SeedBrokers()
+	errs := make([]string, len(seeds))
+	for i, b := range seeds {
+		req := kmsg.NewPtrApiVersionsRequest()
+		req.ClientSoftwareName = "replayd"
+		req.ClientSoftwareVersion = "1"
+		rctx, cancel := context.WithTimeout(ctx, s.o.RequestTimeout)
+		_, err := b.Request(rctx, req)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		addr := fmt.Sprint("seed ", i)
+		if i < len(s.o.Brokers) { // kgo keeps the seeds in the order given
+			addr = s.o.Brokers[i]
+		}
+		errs[i] = fmt.Sprintf("%s: %v", addr, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	ke := s.kafkaErr("connect", errors.New("no seed broker answered: "+strings.Join(errs, "; ")))
+	ke.refresh = false
+	return ke
 }
 
 // refreshMeta asks the cluster for the topic's partitions and leaders.
