@@ -120,20 +120,21 @@ func javaCommand(heap, log4j string, mainClass string, args ...string) (*exec.Cm
 }
 
 // RunTool runs one of Kafka's command-line tools (mainClass, e.g. MainDumpLogSegments) to
-// completion and returns its standard output. A non-zero exit is an error holding its standard
-// error. The JVM dies with ctx and with this process.
-func RunTool(ctx context.Context, stdin []byte, mainClass string, args ...string) ([]byte, error) {
+// completion with stdin (nil: none) and returns its standard output and standard error. A
+// non-zero exit is an error holding the tail of its standard error. The JVM dies with ctx and
+// with this process.
+func RunTool(ctx context.Context, stdin []byte, mainClass string, args ...string) (stdout, stderr []byte, err error) {
 	cmd, err := javaCommand("256m", "", mainClass, args...)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	var outBuf, errBuf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &outBuf, &errBuf
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)
 	}
 	if err := startProcess(cmd); err != nil {
-		return nil, fmt.Errorf("kafkatest: start %s: %w", mainClass, err)
+		return nil, nil, fmt.Errorf("kafkatest: start %s: %w", mainClass, err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -145,9 +146,9 @@ func RunTool(ctx context.Context, stdin []byte, mainClass string, args ...string
 		err = ctx.Err()
 	}
 	if err != nil {
-		return stdout.Bytes(), fmt.Errorf("kafkatest: %s %s: %w\n%s", mainClass, strings.Join(args, " "), err, tail(stderr.Bytes(), 4000))
+		err = fmt.Errorf("kafkatest: %s %s: %w\n%s", mainClass, strings.Join(args, " "), err, tail(errBuf.Bytes(), 4000))
 	}
-	return stdout.Bytes(), nil
+	return outBuf.Bytes(), errBuf.Bytes(), err
 }
 
 // spawner starts every JVM from one goroutine locked to its OS thread for the life of the
@@ -269,7 +270,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	var wg sync.WaitGroup
 	for i, n := range c.Nodes {
 		wg.Go(func() {
-			_, errs[i] = RunTool(ctx, nil, MainStorageTool, "format", "--config", n.propsPath(), "--cluster-id", c.ID)
+			_, _, errs[i] = RunTool(ctx, nil, MainStorageTool, "format", "--config", n.propsPath(), "--cluster-id", c.ID)
 		})
 	}
 	wg.Wait()
