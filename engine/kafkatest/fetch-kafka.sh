@@ -20,7 +20,7 @@ fetch() { # fetch POM NAME: copy POM's runtime classpath into $cache/NAME/lib
   rm -rf "$tmp"
   mkdir -p "$tmp"
   trap 'rm -rf "$tmp"' EXIT
-  mvn -B -ntp -q -f "$pom" \
+  mvn -B -ntp -q -Dstyle.color=never -f "$pom" \
     org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies \
     -DincludeScope=runtime -DoutputDirectory="$tmp/lib" >&2
   echo "$sum" >"$tmp/.complete"

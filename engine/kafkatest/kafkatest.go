@@ -40,6 +40,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -234,6 +235,21 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	if _, err := LibDir(); err != nil {
 		return nil, err
 	}
+	ctx, cancel := context.WithTimeout(ctx, o.StartTimeout)
+	defer cancel()
+	// A port found free can be taken before the JVM binds it: then start again on others.
+	for attempt := 1; ; attempt++ {
+		c, err := start(ctx, o)
+		if err == nil || !errors.Is(err, errBind) || attempt == 3 {
+			return c, err
+		}
+	}
+}
+
+// errBind marks a start that failed because a node could not bind its ports.
+var errBind = errors.New("kafkatest: a node could not bind its port")
+
+func start(ctx context.Context, o Options) (*Cluster, error) {
 	dir, err := os.MkdirTemp("", "kafkatest-")
 	if err != nil {
 		return nil, err
@@ -257,8 +273,6 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		voters = append(voters, fmt.Sprintf("%d@%s", n.ID, n.ControllerAddr))
 		c.Nodes = append(c.Nodes, n)
 	}
-	ctx, cancel := context.WithTimeout(ctx, o.StartTimeout)
-	defer cancel()
 	for _, n := range c.Nodes {
 		if err := n.configure(strings.Join(voters, ",")); err != nil {
 			c.Close()
@@ -299,7 +313,9 @@ func newClusterID() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// freePorts reserves n distinct free ports on 127.0.0.1 and releases them for the brokers.
+// freePorts reserves n distinct free ports on 127.0.0.1 and releases them for the brokers. They
+// are taken below the kernel's ephemeral range where possible, so that no outgoing connection
+// (of another cluster, say) takes one as its local port before the broker binds it.
 func freePorts(n int) ([]int, error) {
 	var ls []net.Listener
 	defer func() {
@@ -307,8 +323,18 @@ func freePorts(n int) ([]int, error) {
 			l.Close()
 		}
 	}()
+	low := ephemeralLow()
 	var ports []int
-	for i := 0; i < n; i++ {
+	for tries := 0; len(ports) < n && tries < 200 && low > 20000; tries++ {
+		port := 10000 + mrand.IntN(low-10000)
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue
+		}
+		ls = append(ls, l)
+		ports = append(ports, port)
+	}
+	for len(ports) < n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return nil, fmt.Errorf("kafkatest: a free port on 127.0.0.1: %w", err)
@@ -317,6 +343,20 @@ func freePorts(n int) ([]int, error) {
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	return ports, nil
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (Linux), 0 when unknown.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0
+	}
+	low, _ := strconv.Atoi(f[0])
+	return low
 }
 
 func (n *Node) propsPath() string { return filepath.Join(n.Dir, "server.properties") }
@@ -347,12 +387,16 @@ func (n *Node) configure(voters string) error {
 		"transaction.state.log.num.partitions":     "1",
 		"group.initial.rebalance.delay.ms":         "0",
 		// Test data carries timestamps far from now: accept them as a broker of Kafka 3 did.
-		"log.message.timestamp.before.max.ms":              strconv.FormatInt(1<<63-1, 10),
-		"log.message.timestamp.after.max.ms":               strconv.FormatInt(1<<63-1, 10),
-		"num.network.threads":                              "2",
-		"num.io.threads":                                   "2",
-		"num.recovery.threads.per.data.dir":                "1",
-		"log.cleaner.enable":                               "false",
+		"log.message.timestamp.before.max.ms": strconv.FormatInt(1<<63-1, 10),
+		"log.message.timestamp.after.max.ms":  strconv.FormatInt(1<<63-1, 10),
+		"num.network.threads":                 "2",
+		"num.io.threads":                      "2",
+		"num.recovery.threads.per.data.dir":   "1",
+		"log.cleaner.enable":                  "false",
+		// Brokers are unfenced on a heartbeat, and a restarted broker may register again only once
+		// its old session has expired: beat often and expire sooner than the defaults (2s, 9s).
+		"broker.heartbeat.interval.ms":                     "500",
+		"broker.session.timeout.ms":                        "4500",
 		"share.coordinator.state.topic.replication.factor": rf,
 		"share.coordinator.state.topic.min.isr":            "1",
 	}
@@ -502,7 +546,12 @@ func (n *Node) waitReady(ctx context.Context, want map[int32]bool) error {
 		last = err
 		select {
 		case <-n.exited:
-			return fmt.Errorf("kafkatest: node %d exited during start (%v); %s:\n%s", n.ID, n.waitErr, filepath.Join(n.Dir, "server.log"), n.Log())
+			log := n.Log()
+			err := fmt.Errorf("kafkatest: node %d exited during start (%v); %s:\n%s", n.ID, n.waitErr, filepath.Join(n.Dir, "server.log"), log)
+			if strings.Contains(log, "Address already in use") {
+				err = fmt.Errorf("%w: %w", errBind, err)
+			}
+			return err
 		case <-ctx.Done():
 			return fmt.Errorf("kafkatest: node %d (%s) not ready: %v (last: %v); %s:\n%s", n.ID, n.Addr, ctx.Err(), last, filepath.Join(n.Dir, "server.log"), n.Log())
 		case <-time.After(100 * time.Millisecond):
