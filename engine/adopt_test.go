@@ -174,11 +174,7 @@ func TestBrokerAdoptsEmbeddedLog(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	c, err := kafkatest.Start(ctx, kafkatest.Options{Nodes: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := kafkatest.New(t, kafkatest.Options{Nodes: 1}) // stopped and restarted: not the shared one
 	if err := c.CreateTopic(ctx, "delivery_log", parts, 1, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,11 @@
 //	}
 //
 // Tests on a shared cluster use their own topics. Tests that stop or kill nodes start their own
-// cluster with Start.
+// cluster with New (Start, closed when the test ends), or restart what they stopped before they
+// end.
+//
+// Running them: ./test.sh runs every test, Kafka's included; once the jars are fetched, plain
+// `go test ./engine/...` does too.
 package kafkatest
 
 import (

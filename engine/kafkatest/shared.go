@@ -146,3 +146,15 @@ func leadersKnown(m *kmsg.MetadataResponse, topic string, partitions int32) erro
 	}
 	return nil
 }
+
+// New starts a cluster of its own for a test (one that stops or kills nodes, say), closed when
+// the test ends; a failed start fails the test.
+func New(t testing.TB, o Options) *Cluster {
+	t.Helper()
+	c, err := Start(context.Background(), o)
+	if err != nil {
+		t.Fatalf("kafkatest: start a %d-node cluster: %v", max(o.Nodes, 1), err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
