@@ -101,3 +101,27 @@ func TestKafkaSourceNoTopic(t *testing.T) {
 		t.Fatalf("NewKafkaSource of a missing topic: %v", err)
 	}
 }
+
+// TestKafkaSourceOneSeedDown opens a source whose first seed broker is down: the live one serves.
+func TestKafkaSourceOneSeedDown(t *testing.T) {
+	c := kafkatest.Shared(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := c.CreateTopic(ctx, "seed_down", 1, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := l.Addr().String()
+	l.Close()
+	s, err := engine.NewKafkaSource(ctx, engine.KafkaOptions{Brokers: append([]string{dead}, c.Bootstrap()...), Topic: "seed_down"})
+	if err != nil {
+		t.Fatalf("NewKafkaSource with seeds %s (down) and %v: %v", dead, c.Bootstrap(), err)
+	}
+	defer s.Close()
+	if n, err := s.Partitions(ctx); err != nil || n != 1 {
+		t.Fatalf("Partitions = %d, %v", n, err)
+	}
+}

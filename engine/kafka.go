@@ -321,21 +321,37 @@ func (s *KafkaSource) retry(ctx context.Context, fn func() error) error {
 func (s *KafkaSource) probe(ctx context.Context) error {
 	seeds := s.cl.SeedBrokers()
 	errs := make([]string, len(seeds))
-	for i, b := range seeds {
-		req := kmsg.NewPtrApiVersionsRequest()
-		req.ClientSoftwareName = "replayd"
-		req.ClientSoftwareVersion = "1"
-		rctx, cancel := context.WithTimeout(ctx, s.o.RequestTimeout)
-		_, err := b.Request(rctx, req)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		addr := fmt.Sprint("seed ", i)
-		if i < len(s.o.Brokers) { // kgo keeps the seeds in the order given
-			addr = s.o.Brokers[i]
-		}
-		errs[i] = fmt.Sprintf("%s: %v", addr, err)
+	pctx, cancel := context.WithTimeout(ctx, s.o.RequestTimeout)
+	defer cancel()
+	answered := make(chan struct{}, len(seeds))
+	var wg sync.WaitGroup
+	for i, b := range seeds { // all at once: an address that drops packets costs a timeout, not one each
+		wg.Go(func() {
+			req := kmsg.NewPtrApiVersionsRequest()
+			req.ClientSoftwareName = "replayd"
+			req.ClientSoftwareVersion = "1"
+			if _, err := b.Request(pctx, req); err != nil {
+				addr := fmt.Sprint("seed ", i)
+				if i < len(s.o.Brokers) { // kgo keeps the seeds in the order given
+					addr = s.o.Brokers[i]
+				}
+				errs[i] = fmt.Sprintf("%s: %v", addr, err)
+				return
+			}
+			answered <- struct{}{}
+		})
+	}
+	all := make(chan struct{})
+	go func() { wg.Wait(); close(all) }()
+	select {
+	case <-answered:
+		return nil // the others end with pctx
+	case <-all:
+	}
+	select {
+	case <-answered:
+		return nil
+	default:
 	}
 	if err := ctx.Err(); err != nil {
 		return err
