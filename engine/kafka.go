@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -174,6 +175,7 @@ func (e *KafkaError) Retryable() bool { return e.retryable }
 type KafkaSource struct {
 	o    KafkaOptions
 	cl   *kgo.Client
+	adm  *kadm.Client // ListOffsets
 	opts []kgo.Opt
 	// tails are the clients of WaitForEnd, one per partition. A broker answers the requests of
 	// a connection in order, so a long-polling fetch would hold up every read queued behind it
@@ -212,8 +214,12 @@ func NewKafkaSource(ctx context.Context, o KafkaOptions) (*KafkaSource, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine: kafka client for brokers %s: %w", strings.Join(o.Brokers, ","), err)
 	}
-	s := &KafkaSource{o: o, cl: cl, opts: opts, tails: map[int32]*kgo.Client{}}
+	s := &KafkaSource{o: o, cl: cl, adm: kadm.NewClient(cl), opts: opts, tails: map[int32]*kgo.Client{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if err := s.retry(ctx, func() error { return s.probe(ctx) }); err != nil {
+		s.Close()
+		return nil, err
+	}
 	if _, err := s.refreshMeta(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -308,6 +314,53 @@ func (s *KafkaSource) retry(ctx context.Context, fn func() error) error {
 	}
 }
 
+// probe asks each seed broker for its API versions, one request each and no retries, and
+// succeeds when one answers; otherwise the error names every broker with what its dial or
+// request failed with. It makes a cluster that is down fail the open within a few retries,
+// where the client's own retries would keep trying until the caller's deadline.
+func (s *KafkaSource) probe(ctx context.Context) error {
+	seeds := s.cl.SeedBrokers()
+	errs := make([]string, len(seeds))
+	pctx, cancel := context.WithTimeout(ctx, s.o.RequestTimeout)
+	defer cancel()
+	answered := make(chan struct{}, len(seeds))
+	var wg sync.WaitGroup
+	for i, b := range seeds { // all at once: an address that drops packets costs a timeout, not one each
+		wg.Go(func() {
+			req := kmsg.NewPtrApiVersionsRequest()
+			req.ClientSoftwareName = "replayd"
+			req.ClientSoftwareVersion = "1"
+			if _, err := b.Request(pctx, req); err != nil {
+				addr := fmt.Sprint("seed ", i)
+				if i < len(s.o.Brokers) { // kgo keeps the seeds in the order given
+					addr = s.o.Brokers[i]
+				}
+				errs[i] = fmt.Sprintf("%s: %v", addr, err)
+				return
+			}
+			answered <- struct{}{}
+		})
+	}
+	all := make(chan struct{})
+	go func() { wg.Wait(); close(all) }()
+	select {
+	case <-answered:
+		return nil // the others end with pctx
+	case <-all:
+	}
+	select {
+	case <-answered:
+		return nil
+	default:
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	ke := s.kafkaErr("connect", errors.New("no seed broker answered: "+strings.Join(errs, "; ")))
+	ke.refresh = false
+	return ke
+}
+
 // refreshMeta asks the cluster for the topic's partitions and leaders.
 func (s *KafkaSource) refreshMeta(ctx context.Context) (*kafkaMeta, error) {
 	req := kmsg.NewPtrMetadataRequest()
@@ -380,55 +433,54 @@ func (s *KafkaSource) Partitions(ctx context.Context) (n int32, err error) {
 	return int32(len(m.leaders)), nil
 }
 
-// listOffset answers ListOffsets for partition p at ts (or the special -1 latest, -2 earliest):
-// -1 when no offset answers.
-func (s *KafkaSource) listOffset(ctx context.Context, p int32, ts int64) (int64, error) {
+// listOffset answers ListOffsets for partition p at ts (or the special -1 latest, -2 earliest)
+// through kadm, which sends each partition's request to its leader. For ts ≥ 0, found is false
+// when no record's timestamp is at least ts, and the offset is then the end offset (kadm asks
+// for it in the same call).
+func (s *KafkaSource) listOffset(ctx context.Context, p int32, ts int64) (off int64, found bool, err error) {
 	if _, err := s.partition(ctx, p); err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	op := fmt.Sprintf("list offsets of %s-%d at timestamp %d", s.o.Topic, p, ts)
-	var off int64
-	err := s.retry(ctx, func() error {
-		req := kmsg.NewPtrListOffsetsRequest()
-		req.ReplicaID = -1
-		req.IsolationLevel = 0
-		rt := kmsg.NewListOffsetsRequestTopic()
-		rt.Topic = s.o.Topic
-		rp := kmsg.NewListOffsetsRequestTopicPartition()
-		rp.Partition = p
-		rp.Timestamp = ts
-		rp.CurrentLeaderEpoch = -1
-		rp.MaxNumOffsets = 1
-		rt.Partitions = append(rt.Partitions, rp)
-		req.Topics = append(req.Topics, rt)
-		kresp, err := s.cl.Request(ctx, req) // kgo sends it to the partition's leader
+	err = s.retry(ctx, func() error {
+		var listed kadm.ListedOffsets
+		var err error
+		switch ts {
+		case -2:
+			listed, err = s.adm.ListStartOffsets(ctx, s.o.Topic)
+		case -1:
+			listed, err = s.adm.ListEndOffsets(ctx, s.o.Topic)
+		default:
+			listed, err = s.adm.ListOffsetsAfterMilli(ctx, ts, s.o.Topic)
+		}
 		if err != nil {
 			return s.kafkaErr(op, err)
 		}
-		resp := kresp.(*kmsg.ListOffsetsResponse)
-		for _, t := range resp.Topics {
-			for _, rp := range t.Partitions {
-				if t.Topic != s.o.Topic || rp.Partition != p {
-					continue
-				}
-				if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
-					return s.kafkaErr(op, err)
-				}
-				off = rp.Offset
-				return nil
-			}
+		if e, ok := listed.Lookup(s.o.Topic, -1); ok && e.Err != nil { // the topic is gone
+			return s.kafkaErr(op, e.Err)
 		}
-		return s.kafkaErr(op, errors.New("the answer does not hold the partition"))
+		o, ok := listed.Lookup(s.o.Topic, p)
+		if !ok {
+			return s.kafkaErr(op, errors.New("the answer does not hold the partition"))
+		}
+		if o.Err != nil {
+			return s.kafkaErr(op, o.Err)
+		}
+		off = o.Offset
+		// A by-time answer carries the record's timestamp; kadm's fallback to the end offset
+		// (no record that late) carries -1.
+		found = ts < 0 || o.Timestamp >= 0
+		return nil
 	})
-	return off, err
+	return off, found, err
 }
 
 func (s *KafkaSource) bounds(ctx context.Context, p int32) (Bounds, error) {
-	start, err := s.listOffset(ctx, p, -2)
+	start, _, err := s.listOffset(ctx, p, -2)
 	if err != nil {
 		return Bounds{}, err
 	}
-	end, err := s.listOffset(ctx, p, -1)
+	end, _, err := s.listOffset(ctx, p, -1)
 	if err != nil {
 		return Bounds{}, err
 	}
@@ -461,18 +513,11 @@ func (s *KafkaSource) OffsetForTime(ctx context.Context, partition int32, ts int
 		}
 		return b.Start, b.Start < b.End, nil
 	}
-	off, err := s.listOffset(ctx, partition, ts)
+	off, found, err := s.listOffset(ctx, partition, ts)
 	if err != nil {
 		return 0, false, s.end(ctx, err)
 	}
-	if off >= 0 {
-		return off, true, nil
-	}
-	end, err := s.listOffset(ctx, partition, -1)
-	if err != nil {
-		return 0, false, s.end(ctx, err)
-	}
-	return end, false, nil
+	return off, found, nil
 }
 
 // fetched is one partition's answer to a Fetch.
@@ -807,7 +852,7 @@ func (s *KafkaSource) WaitForEnd(ctx context.Context, partition int32, offset in
 		return 0, err
 	}
 	defer done()
-	end, err := s.listOffset(ctx, partition, -1)
+	end, _, err := s.listOffset(ctx, partition, -1)
 	if err != nil {
 		return 0, s.end(ctx, err)
 	}
@@ -823,7 +868,7 @@ func (s *KafkaSource) WaitForEnd(ctx context.Context, partition int32, offset in
 		switch {
 		case errors.Is(err, kerr.OffsetOutOfRange):
 			// The log was truncated below what we knew, or we raced a leader change.
-			if end, err = s.listOffset(ctx, partition, -1); err != nil {
+			if end, _, err = s.listOffset(ctx, partition, -1); err != nil {
 				return end, s.end(ctx, err)
 			}
 			if err := sleepCtx(ctx, s.o.RetryBackoff); err != nil {

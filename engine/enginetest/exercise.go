@@ -98,8 +98,12 @@ func same(t *testing.T, what string, g []got, e []expected) {
 	}
 }
 
-// Exercise runs the conformance suite against the sources newSource builds.
-func Exercise(t *testing.T, newSource Factory) {
+// Exercise runs the conformance suite against the sources newSource builds, of the topic
+// delivery_log.
+func Exercise(t *testing.T, newSource Factory) { ExerciseTopic(t, topic, newSource) }
+
+// ExerciseTopic is Exercise with another topic name, for sources that share one cluster.
+func ExerciseTopic(t *testing.T, topic string, newSource Factory) {
 	data, exp := makeData(1)
 	h := newSource(t, topic, data)
 	src := h.Source

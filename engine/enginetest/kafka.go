@@ -10,13 +10,16 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// KafkaCluster is an in-process Kafka cluster (kfake) with one topic, and a client that writes raw
-// batches into it: batches keep their boundaries, as the conformance suite needs.
+// KafkaCluster is a Kafka cluster with one topic, and a client that writes raw batches into it:
+// batches keep their boundaries, as the conformance suite needs. The cluster is an in-process
+// kfake (NewKafkaCluster) or a real one (ConnectKafka; Cluster is nil).
 type KafkaCluster struct {
 	Cluster *kfake.Cluster
 	Client  *kgo.Client
 	Topic   string
 	TopicID [16]byte
+	addrs   []string
+	leaders []int32 // by partition, from the last metadata answer
 }
 
 // NewKafkaCluster starts a cluster of brokers with topic in partitions partitions, closed when the
@@ -33,7 +36,30 @@ func NewKafkaCluster(t testing.TB, brokers int, topic string, partitions int32) 
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
-	kc := &KafkaCluster{Cluster: c, Client: cl, Topic: topic}
+	kc := &KafkaCluster{Cluster: c, Client: cl, Topic: topic, addrs: c.ListenAddrs()}
+	kc.refresh(t)
+	return kc
+}
+
+// ConnectKafka connects to the cluster at brokers, which holds topic already, closed when the
+// test ends.
+func ConnectKafka(t testing.TB, brokers []string, topic string) *KafkaCluster {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	kc := &KafkaCluster{Client: cl, Topic: topic, addrs: brokers}
+	kc.refresh(t)
+	return kc
+}
+
+// refresh reads the topic's id and leaders.
+func (kc *KafkaCluster) refresh(t testing.TB) {
+	t.Helper()
+	topic := kc.Topic
+	cl := kc.Client
 	req := kmsg.NewPtrMetadataRequest()
 	rt := kmsg.NewMetadataRequestTopic()
 	rt.Topic = kmsg.StringPtr(topic)
@@ -46,7 +72,12 @@ func NewKafkaCluster(t testing.TB, brokers int, topic string, partitions int32) 
 		t.Fatalf("metadata of %s: %+v", topic, resp.Topics)
 	}
 	kc.TopicID = resp.Topics[0].TopicID
-	return kc
+	kc.leaders = make([]int32, len(resp.Topics[0].Partitions))
+	for _, p := range resp.Topics[0].Partitions {
+		if p.Partition >= 0 && int(p.Partition) < len(kc.leaders) {
+			kc.leaders[p.Partition] = p.Leader
+		}
+	}
 }
 
 // Produce writes b into partition p as one raw batch, sent to the partition's leader, and returns
@@ -71,7 +102,13 @@ func (kc *KafkaCluster) ProduceRaw(t testing.TB, p int32, raw []byte) int64 {
 	rp.Records = raw
 	rt.Partitions = append(rt.Partitions, rp)
 	req.Topics = append(req.Topics, rt)
-	leader := kc.Cluster.LeaderFor(kc.Topic, p)
+	var leader int32
+	if kc.Cluster != nil {
+		leader = kc.Cluster.LeaderFor(kc.Topic, p)
+	} else {
+		kc.refresh(t) // a real cluster's leaders move when brokers restart
+		leader = kc.leaders[p]
+	}
 	kresp, err := kc.Client.Broker(int(leader)).Request(context.Background(), req)
 	if err != nil {
 		t.Fatalf("produce to %s-%d on broker %d: %v", kc.Topic, p, leader, err)
@@ -113,4 +150,4 @@ func (kc *KafkaCluster) DeleteRecords(t testing.TB, p int32, before int64) {
 }
 
 // Brokers are the cluster's listen addresses.
-func (kc *KafkaCluster) Brokers() []string { return kc.Cluster.ListenAddrs() }
+func (kc *KafkaCluster) Brokers() []string { return kc.addrs }
