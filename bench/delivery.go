@@ -16,11 +16,11 @@ import (
 
 	"github.com/replay/replay/engine"
 	"github.com/replay/replay/index"
-	"github.com/replay/replay/loadgen/sink"
 	"github.com/replay/replay/replayd/dedup"
 	"github.com/replay/replay/replayd/delivery"
 	"github.com/replay/replay/replayd/job"
 	"github.com/replay/replay/replayd/job/embeddedjob"
+	"github.com/replay/replay/replayd/receiver"
 	"github.com/replay/replay/replayd/worker"
 	"github.com/replay/replay/segment"
 )
@@ -124,8 +124,8 @@ func (e *deliveryEnv) close() {
 }
 
 // newSink starts a verifying sink on 127.0.0.1.
-func newSink() (*sink.Sink, *httptest.Server) {
-	s := sink.New(deliverySecret, nil)
+func newSink() (*receiver.Sink, *httptest.Server) {
+	s := receiver.New(deliverySecret, nil)
 	return s, httptest.NewServer(s)
 }
 

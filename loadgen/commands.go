@@ -16,15 +16,15 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/replay/replay/loadgen/replay"
-	"github.com/replay/replay/loadgen/sink"
 	"github.com/replay/replay/loadgen/verify"
+	"github.com/replay/replay/replayd/receiver"
 )
 
 // sinkFlags are the flags that configure a sink (loadgen sink, and loadgen replay's in-process sink).
 type sinkFlags struct {
 	secret, record string
 	bodies         bool
-	faults         sink.Faults
+	faults         receiver.Faults
 }
 
 func (s *sinkFlags) add(cmd *cobra.Command, prefix string) {
@@ -42,14 +42,14 @@ func (s *sinkFlags) add(cmd *cobra.Command, prefix string) {
 }
 
 // start listens on addr and serves a sink; stop flushes and closes the record.
-func (s *sinkFlags) start(addr string) (sk *sink.Sink, ln net.Listener, stop func() error, err error) {
+func (s *sinkFlags) start(addr string) (sk *receiver.Sink, ln net.Listener, stop func() error, err error) {
 	if s.secret == "" {
 		return nil, nil, nil, errors.New("--secret is required: the app secret that 'replayd apps create' printed")
 	}
 	if err := s.faults.Validate(); err != nil {
 		return nil, nil, nil, err
 	}
-	o := sink.Options{Secret: []byte(s.secret), RecordBodies: s.bodies}
+	o := receiver.Options{Secret: []byte(s.secret), RecordBodies: s.bodies}
 	var f *os.File
 	var bw *bufio.Writer
 	if s.record != "" {
@@ -59,7 +59,7 @@ func (s *sinkFlags) start(addr string) (sk *sink.Sink, ln net.Listener, stop fun
 		bw = bufio.NewWriterSize(f, 1<<20)
 		o.Record = bw
 	}
-	sk = sink.NewWithOptions(o)
+	sk = receiver.NewWithOptions(o)
 	sk.SetFaults(s.faults)
 	if ln, err = net.Listen("tcp", addr); err != nil {
 		if f != nil {

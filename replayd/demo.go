@@ -20,9 +20,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/replay/replay/engine"
-	"github.com/replay/replay/loadgen/sink"
 	"github.com/replay/replay/replayd/app"
 	"github.com/replay/replay/replayd/app/embeddedapp"
+	"github.com/replay/replay/replayd/receiver"
+	"github.com/replay/replay/replayd/server"
 	"github.com/replay/replay/segment"
 )
 
@@ -77,21 +78,21 @@ func runDemo(ctx context.Context, out io.Writer, data, listen, sinkListen string
 	}
 	token, secret := created.Token, created.App.Secret
 
-	cfg := serveConfig{
-		src: sourceFlags{data: data, source: "embedded", topic: "delivery_log"}, listen: listen,
-		workers: 2, partitions: 8, allowPrivate: true, rateLimit: 5, eventsPerSec: 2500,
-		leaseTimeout: 30 * time.Second, dedupCapacity: 1 << 20, retention: 120 * time.Hour,
-	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := startServer(ctx, cfg, logger)
+	srv, err := server.New(ctx, server.Config{
+		DataDir: data, Listen: listen, Workers: 2, AllowPrivateWebhooks: true, WebhookRate: 2500,
+		Logger: slog.New(slog.DiscardHandler),
+	})
 	if err != nil {
 		return err
 	}
 	defer srv.Stop(context.Background())
+	if err := srv.Start(ctx); err != nil {
+		return err
+	}
 	api := "http://" + srv.Addr()
 	step("replay service listening on %s (data in %s)", api, data)
 
-	recv := sink.New(secret, nil)
+	recv := receiver.New(secret, nil)
 	ln, err := net.Listen("tcp", sinkListen)
 	if err != nil {
 		return err
@@ -283,7 +284,7 @@ func appendDemoEvents(ctx context.Context, dir string, webhook int64, n int, sta
 }
 
 // checkDemo compares the deliveries with what the replay should have sent.
-func checkDemo(got []sink.Delivery, want []string) error {
+func checkDemo(got []receiver.Delivery, want []string) error {
 	if len(got) != len(want)+1 {
 		return fmt.Errorf("%d deliveries, want %d events and the status event", len(got), len(want))
 	}

@@ -18,12 +18,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/replay/replay/loadgen/sink"
 	"github.com/replay/replay/replayd/app"
 	"github.com/replay/replay/replayd/app/mysqlapp"
 	"github.com/replay/replay/replayd/job"
 	"github.com/replay/replay/replayd/job/jobtest"
 	"github.com/replay/replay/replayd/job/mysqljob"
+	"github.com/replay/replay/replayd/receiver"
 )
 
 // childArgsEnv makes the test binary run replayd with these arguments (separated by \x1f)
@@ -112,8 +112,8 @@ func TestServeFailoverOnKafkaAndMySQL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sk := sink.New(created.App.Secret, nil)
-	sk.SetFaults(sink.Faults{Latency: 4 * time.Millisecond}) // a job that takes a few seconds
+	sk := receiver.New(created.App.Secret, nil)
+	sk.SetFaults(receiver.Faults{Latency: 4 * time.Millisecond}) // a job that takes a few seconds
 	hs := httptest.NewServer(sk)
 	defer hs.Close()
 	wh, err := apps.CreateWebhook(ctx, app.CreateWebhookParams{AppID: created.App.ID, URL: hs.URL + "/webhook"})

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -142,82 +141,39 @@ func runIndexRebuild(ctx context.Context, stdout, stderr io.Writer, sf *sourceFl
 	if err := checkPartitions(ctx, src, parts); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(sf.data, 0o755); err != nil {
-		return err
-	}
-	liveDir, _, err := index.LiveDir(sf.data)
-	if err != nil {
-		return err
-	}
-	rebuildDir := filepath.Join(sf.data, index.RebuildDir)
-	_, statErr := os.Stat(rebuildDir)
-	resumed := statErr == nil
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	ix, err := index.Open(index.Options{Dir: rebuildDir, BucketWidth: width, Retention: retention, Logger: logger})
-	if err != nil {
-		return err
-	}
-	defer ix.Close()
-	if resumed {
-		fmt.Fprintf(stderr, "resuming the rebuild in %s\n", rebuildDir)
-	}
-
 	ui := newBuildUI(stderr, isTerminal(os.Stderr) && stderr == io.Writer(os.Stderr))
-	all := parts
-	if all == nil {
-		n, err := src.Partitions(ctx)
-		if err != nil {
-			return err
-		}
-		for p := int32(0); p < n; p++ {
-			all = append(all, p)
-		}
+	r, err := index.OpenRebuild(ctx, index.RebuildOptions{
+		DataDir: sf.data, Source: src, Partitions: parts, Parallelism: parallel,
+		BucketWidth: width, Retention: retention, Progress: ui.progress,
+		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		return err
 	}
-	ui.start(all)
+	defer r.Close()
+	if r.Resumed() {
+		fmt.Fprintf(stderr, "resuming the rebuild in %s\n", r.Dir())
+	}
+	ui.start(r.Partitions())
 	start := time.Now()
-	err = ix.Build(ctx, src, index.BuildOptions{Partitions: all, Parallelism: parallel, Progress: ui.progress})
+	err = r.Build(ctx)
 	ui.finish(err == nil)
-	elapsed := time.Since(start)
-	ui.summary(stdout, elapsed)
+	ui.summary(stdout, time.Since(start))
 	if err != nil {
 		if ctx.Err() != nil {
-			fmt.Fprintf(stderr, "replayd: index rebuild interrupted; its progress is kept in %s: run it again to resume\n", rebuildDir)
+			fmt.Fprintf(stderr, "replayd: index rebuild interrupted; its progress is kept in %s: run it again to resume\n", r.Dir())
 			return exitError{code: 130}
 		}
 		return err
 	}
-	if parts != nil {
-		if _, err := os.Stat(liveDir); err == nil {
-			live, err := index.Open(index.Options{Dir: liveDir, ReadOnly: true, Logger: logger})
-			if err != nil {
-				return fmt.Errorf("copying the other partitions from the live index: %w", err)
-			}
-			n, err := ix.ImportPartitions(live, func(p int32) bool { _, found := slices.BinarySearch(parts, p); return !found })
-			live.Close()
-			if err != nil {
-				return fmt.Errorf("copying the other partitions from the live index: %w", err)
-			}
-			fmt.Fprintf(stdout, "copied %d keys of the other partitions from %s\n", n, liveDir)
-		}
+	rep, err := r.Finish(ctx)
+	if rep.ImportedFrom != "" {
+		fmt.Fprintf(stdout, "copied %d keys of the other partitions from %s\n", rep.Imported, rep.ImportedFrom)
 	}
-	if _, err := ix.EnforceRetention(ctx, src); err != nil {
-		return err
-	}
-	if err := ix.Compact(ctx); err != nil {
-		return err
-	}
-	st, err := ix.Stats()
 	if err != nil {
 		return err
 	}
-	if err := ix.Close(); err != nil {
-		return err
-	}
-	newLive, err := index.Switch(sf.data)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "live index is now %s: %d entries, %d offsets, %s on disk\n", newLive, st.Entries, st.Offsets, humanBytes(float64(st.DiskBytes)))
+	fmt.Fprintf(stdout, "live index is now %s: %d entries, %d offsets, %s on disk\n", rep.Live, rep.Stats.Entries, rep.Stats.Offsets, humanBytes(float64(rep.Stats.DiskBytes)))
 	return nil
 }
 

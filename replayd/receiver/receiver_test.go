@@ -1,4 +1,4 @@
-package sink
+package receiver
 
 import (
 	"bufio"

@@ -1,4 +1,4 @@
-package main
+package server_test
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -18,10 +19,11 @@ import (
 
 	"github.com/replay/replay/engine"
 	"github.com/replay/replay/index"
-	"github.com/replay/replay/loadgen/sink"
 	"github.com/replay/replay/replayd/app"
 	"github.com/replay/replay/replayd/app/embeddedapp"
 	"github.com/replay/replay/replayd/delivery"
+	"github.com/replay/replay/replayd/receiver"
+	"github.com/replay/replay/replayd/server"
 	"github.com/replay/replay/segment"
 )
 
@@ -29,10 +31,10 @@ import (
 type e2e struct {
 	t       *testing.T
 	data    string
-	srv     *server
+	srv     *server.Server
 	token   string
 	secret  []byte
-	sink    *sink.Sink
+	sink    *receiver.Sink
 	sinkURL string
 	webhook int64
 	events  []producedEvent
@@ -47,16 +49,39 @@ type producedEvent struct {
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func testServeConfig(data string) serveConfig {
-	return serveConfig{
-		src:    sourceFlags{data: data, source: "embedded", topic: "delivery_log"},
-		listen: "127.0.0.1:0", workers: 2, partitions: 4, allowPrivate: true, rateLimit: 5,
-		eventsPerSec: 100000, leaseTimeout: 30 * time.Second, dedupCapacity: 1 << 16, retention: 120 * time.Hour,
-		delivery: delivery.Options{BackoffBase: time.Millisecond, BackoffMax: 5 * time.Millisecond, MaxAttempts: 12, Timeout: 200 * time.Millisecond},
+func testServeConfig(data string) server.Config {
+	return server.Config{
+		DataDir: data,
+		Listen:  "127.0.0.1:0", Workers: 2, Partitions: 4, AllowPrivateWebhooks: true, RateLimit: 5,
+		WebhookRate: 100000, LeaseTimeout: 30 * time.Second, DedupCapacity: 1 << 16, Retention: 120 * time.Hour,
+		Delivery: delivery.Options{BackoffBase: time.Millisecond, BackoffMax: 5 * time.Millisecond, MaxAttempts: 12, Timeout: 200 * time.Millisecond},
 	}
 }
 
-func startE2E(t *testing.T, cfg func(*serveConfig)) *e2e {
+// startServer is what `replayd serve` does: New, then Start.
+func startServer(ctx context.Context, c server.Config, logger *slog.Logger) (*server.Server, error) {
+	c.Logger = logger
+	s, err := server.New(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Start(ctx); err != nil {
+		s.Stop(context.Background())
+		return nil, err
+	}
+	return s, nil
+}
+
+func freePort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func startE2E(t *testing.T, cfg func(*server.Config)) *e2e {
 	t.Helper()
 	e := &e2e{t: t, data: t.TempDir()}
 	// The app exists before the server opens the embedded app store.
@@ -78,7 +103,7 @@ func startE2E(t *testing.T, cfg func(*serveConfig)) *e2e {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.srv.Stop(context.Background()) })
-	e.sink = sink.New(e.secret, nil)
+	e.sink = receiver.New(e.secret, nil)
 	hs := httptest.NewServer(e.sink)
 	t.Cleanup(hs.Close)
 	e.sinkURL = hs.URL + "/webhook"
@@ -172,7 +197,7 @@ func (e *e2e) replay(from, to time.Time) (jobID string, code int) {
 	return resp.JobID, code
 }
 
-func (e *e2e) waitStatus(jobID string) sink.Status {
+func (e *e2e) waitStatus(jobID string) receiver.Status {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -251,7 +276,7 @@ func TestServeWebhookFailures(t *testing.T) {
 	from, to := now.Add(-2*time.Hour-5*time.Minute), now.Add(-50*time.Minute)
 
 	// 5xx, 429 with Retry-After, attempts that time out, and connection resets, all retried.
-	e.sink.SetFaults(sink.Faults{ErrorRate: 0.15, ThrottleRate: 0.1, RetryAfter: time.Millisecond,
+	e.sink.SetFaults(receiver.Faults{ErrorRate: 0.15, ThrottleRate: 0.1, RetryAfter: time.Millisecond,
 		TimeoutRate: 0.03, TimeoutHold: time.Second, ResetRate: 0.05})
 	jobID, code := e.replay(from, to)
 	if code != http.StatusAccepted {
@@ -266,7 +291,7 @@ func TestServeWebhookFailures(t *testing.T) {
 		t.Fatalf("flaky webhook got %d deliveries, want %d + status", len(got), len(want))
 	}
 
-	e.sink.SetFaults(sink.Faults{ErrorRate: 1})
+	e.sink.SetFaults(receiver.Faults{ErrorRate: 1})
 	jobID, code = e.replay(from, to)
 	if code != http.StatusAccepted {
 		t.Fatalf("replay: %d", code)
@@ -297,22 +322,26 @@ func contains(s, sub string) bool { return strings.Contains(s, sub) }
 // `replayd index rebuild` while the server runs: the server moves to the rebuilt index without a
 // restart, and replays keep working through it.
 func TestServeFollowsARebuiltIndex(t *testing.T) {
-	e := startE2E(t, func(c *serveConfig) { c.indexPoll = 10 * time.Millisecond })
+	e := startE2E(t, func(c *server.Config) { c.IndexPoll = 10 * time.Millisecond })
 	now := time.Now().UTC().Truncate(time.Minute)
 	e.produce(1000, now.Add(-2*time.Hour), time.Hour)
-	before := e.srv.ix.current()
-	stdout, stderr, code := run(t, "index", "rebuild", "--data", e.data, "--source", "segments="+filepath.Join(e.data, "log"))
-	if code != 0 {
-		t.Fatalf("rebuild: exit %d\n%s\n%s", code, stdout, stderr)
+	before := e.srv.Index().Dir()
+	src, err := engine.SourceSpec{Kind: engine.SourceSegments, Dir: filepath.Join(e.data, "log")}.Open(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if _, err := index.RebuildIndex(t.Context(), index.RebuildOptions{DataDir: e.data, Source: src, Logger: quietLogger()}); err != nil {
+		t.Fatalf("rebuild: %v", err)
 	}
 	live, _, err := index.LiveDir(e.data)
 	if err != nil || live == before {
 		t.Fatalf("rebuild did not switch the live index: %s, %v", live, err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for e.srv.ix.current() != live {
+	for e.srv.Index().Dir() != live {
 		if time.Now().After(deadline) {
-			t.Fatalf("the server still uses %s after the switch to %s", e.srv.ix.current(), live)
+			t.Fatalf("the server still uses %s after the switch to %s", e.srv.Index().Dir(), live)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -348,7 +377,7 @@ func TestServeAppliesEmbeddedLogRetention(t *testing.T) {
 	}
 	l.Close()
 	c := testServeConfig(data)
-	c.logRetentionEvery = 10 * time.Millisecond
+	c.LogRetentionEvery = 10 * time.Millisecond
 	srv, err := startServer(context.Background(), c, quietLogger())
 	if err != nil {
 		t.Fatal(err)
@@ -356,7 +385,7 @@ func TestServeAppliesEmbeddedLogRetention(t *testing.T) {
 	defer srv.Stop(context.Background())
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		b, err := srv.src.Bounds(context.Background(), 0)
+		b, err := srv.Source().Bounds(context.Background(), 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -373,11 +402,12 @@ func TestServeAppliesEmbeddedLogRetention(t *testing.T) {
 // A source that cannot be opened is an error that names it, not a crash while cleaning up.
 func TestServeUnreachableKafka(t *testing.T) {
 	c := testServeConfig(t.TempDir())
-	c.src.source, c.src.brokers = "kafka", freePort(t) // nothing listens there
+	brokers := freePort(t) // nothing listens there
+	c.Source = engine.SourceSpec{Kind: engine.SourceKafka, Brokers: []string{brokers}}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	_, err := startServer(ctx, c, quietLogger())
-	if err == nil || !strings.Contains(err.Error(), c.src.brokers) {
+	if err == nil || !strings.Contains(err.Error(), brokers) {
 		t.Fatalf("startServer with an unreachable cluster: %v", err)
 	}
 }
