@@ -116,7 +116,7 @@ func (l *Live) watch(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := l.follow(ctx); err != nil {
+			if err := l.Follow(ctx); err != nil {
 				l.o.Logger.Error("switching to the rebuilt index failed; keeping the current one", "err", err)
 			}
 		}
@@ -136,8 +136,10 @@ func (l *Live) build(ctx context.Context, ix *Index) func() {
 	return func() { cancel(); <-done }
 }
 
-// follow switches to the live index the data directory names, if it is not the one in use.
-func (l *Live) follow(ctx context.Context) error {
+// Follow switches to the live index the data directory names now, if it is not the one in use;
+// the watcher calls it every Poll. Before Start it only switches the index; it must not be
+// called after Close.
+func (l *Live) Follow(ctx context.Context) error {
 	dir, _, err := LiveDir(l.o.DataDir)
 	if err != nil || dir == l.Dir() {
 		return err
@@ -146,12 +148,17 @@ func (l *Live) follow(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	l.stopBuild()
+	building := l.stopBuild != nil
+	if building {
+		l.stopBuild()
+	}
 	l.mu.Lock()
 	old := l.ix
 	l.ix, l.dir = next, dir
 	l.mu.Unlock()
-	l.stopBuild = l.build(ctx, next)
+	if building {
+		l.stopBuild = l.build(ctx, next)
+	}
 	l.o.Logger.Info("switched to the rebuilt index", "dir", dir)
 	return old.Close()
 }
