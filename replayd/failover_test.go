@@ -21,8 +21,8 @@ import (
 	"github.com/replay/replay/replayd/app"
 	"github.com/replay/replay/replayd/app/mysqlapp"
 	"github.com/replay/replay/replayd/job"
-	"github.com/replay/replay/replayd/job/jobtest"
 	"github.com/replay/replay/replayd/job/mysqljob"
+	"github.com/replay/replay/replayd/mysqldb/mysqldbtest"
 	"github.com/replay/replay/replayd/receiver"
 )
 
@@ -101,7 +101,7 @@ func TestServeFailoverOnKafkaAndMySQL(t *testing.T) {
 	}
 	defer cluster.Close()
 	brokers := strings.Join(cluster.ListenAddrs(), ",")
-	dsn := jobtest.MySQLDatabase(t)
+	dsn := mysqldbtest.Database(t)
 
 	apps, err := mysqlapp.Open(ctx, mysqlapp.Options{DSN: dsn})
 	if err != nil {

@@ -670,6 +670,7 @@ func TestStoreFailures(t *testing.T) {
 		{"unexpected", errors.New("boom"), 500, 0, "Internal error."},
 		{"deadline", fmt.Errorf("mysqljob: create: %w", context.DeadlineExceeded), 503, 67, "Service is temporarily unavailable; please retry."},
 		{"closed", fmt.Errorf("x: %w", job.ErrClosed), 503, 67, "Service is temporarily unavailable; please retry."},
+		{"unavailable", fmt.Errorf("mysqljob: create: %w: %w", job.ErrUnavailable, errors.New("dial tcp: connection refused")), 503, 67, "Service is temporarily unavailable; please retry."},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var e *env

@@ -7,17 +7,13 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/replay/replay/replayd/migration"
-
-	"github.com/go-sql-driver/mysql"
+	"github.com/replay/replay/replayd/mysqldb"
 
 	"github.com/replay/replay/replayd/app"
-	"github.com/replay/replay/replayd/job"
 )
 
 // Driver is the MySQL app store. Create it with Open; it is safe for concurrent use.
@@ -38,11 +34,7 @@ func Open(ctx context.Context, opts Options) (*Driver, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	db, err := migrations.Open(ctx, migration.Conn{
-		DSN: opts.DSN, MaxOpenConns: opts.MaxOpenConns, MaxIdleConns: opts.MaxIdleConns,
-		ConnMaxLifetime: opts.ConnMaxLifetime, ClientFoundRows: false,
-		SkipMigrations: opts.SkipMigrations, LockTimeout: opts.MigrationLockTimeout,
-	})
+	db, err := migrations.Open(ctx, opts.conn())
 	if err != nil {
 		return nil, err
 	}
@@ -66,17 +58,17 @@ func (d *Driver) do(ctx context.Context, op string, fn func(ctx context.Context)
 	if d.closed.Load() {
 		return fmt.Errorf("mysqlapp: %s: %w", op, app.ErrClosed)
 	}
-	if err := job.Retry(ctx, d.opts.Retry, fn); err != nil {
+	if err := mysqldb.Retry(ctx, d.opts.Retry, fn); err != nil {
+		if mysqldb.IsUnavailable(err) {
+			return fmt.Errorf("mysqlapp: %s: %w: %w", op, app.ErrUnavailable, err)
+		}
 		return fmt.Errorf("mysqlapp: %s: %w", op, err)
 	}
 	return nil
 }
 
 // duplicateKey reports whether err is MySQL's duplicate-key error (1062) on index.
-func duplicateKey(err error, index string) bool {
-	var me *mysql.MySQLError
-	return errors.As(err, &me) && me.Number == 1062 && strings.Contains(me.Message, index)
-}
+func duplicateKey(err error, index string) bool { return mysqldb.IsDuplicateKey(err, index) }
 
 // idAttempts bounds the draws of a fresh id on primary-key collisions.
 const idAttempts = 8
@@ -216,10 +208,7 @@ func (d *Driver) CreateWebhook(ctx context.Context, p app.CreateWebhookParams) (
 }
 
 // isForeignKeyError: 1452, a child row's parent does not exist.
-func isForeignKeyError(err error) bool {
-	var me *mysql.MySQLError
-	return errors.As(err, &me) && me.Number == 1452
-}
+func isForeignKeyError(err error) bool { return mysqldb.IsForeignKey(err) }
 
 // GetWebhook implements app.Driver.
 func (d *Driver) GetWebhook(ctx context.Context, p app.GetWebhookParams) (*app.Webhook, error) {
@@ -289,5 +278,5 @@ func (d *Driver) DeleteWebhook(ctx context.Context, p app.DeleteWebhookParams) e
 
 // Ping implements app.Driver.
 func (d *Driver) Ping(ctx context.Context) error {
-	return d.do(ctx, "ping", func(ctx context.Context) error { return d.db.PingContext(ctx) })
+	return d.do(ctx, "ping", func(ctx context.Context) error { return mysqldb.Ping(ctx, d.db) })
 }

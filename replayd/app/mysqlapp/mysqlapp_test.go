@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/replay/replay/replayd/job/jobtest"
+	"github.com/replay/replay/replayd/mysqldb/mysqldbtest"
 
 	"github.com/replay/replay/replayd/app"
 	"github.com/replay/replay/replayd/app/apptest"
@@ -13,7 +13,7 @@ import (
 	"github.com/replay/replay/replayd/job/mysqljob"
 )
 
-func freshDatabase(t testing.TB) string { return jobtest.MySQLDatabase(t) }
+func freshDatabase(t testing.TB) string { return mysqldbtest.Database(t) }
 
 func open(t testing.TB, opts mysqlapp.Options) *mysqlapp.Driver {
 	t.Helper()

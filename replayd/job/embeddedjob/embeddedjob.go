@@ -506,3 +506,8 @@ func (d *Driver) Cancel(ctx context.Context, p job.CancelParams) (*job.Job, erro
 }
 
 var _ io.Closer = (*Driver)(nil)
+
+// Ping implements job.Driver: it answers unless the driver is closed.
+func (d *Driver) Ping(ctx context.Context) error {
+	return d.run(ctx, "ping", func() error { return nil })
+}

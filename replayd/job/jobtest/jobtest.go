@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/replay/replay/replayd/job"
+	"github.com/replay/replay/replayd/mysqldb"
 )
 
 // NewDriver returns a driver on a fresh, empty store; the suite closes it (drivers' Close is
@@ -516,6 +517,7 @@ func testContextCanceled(t *testing.T, d job.Driver) {
 	_, calls["Get"] = d.Get(ctx, job.GetParams{ID: j.ID})
 	_, calls["List"] = d.List(ctx, job.ListParams{})
 	_, calls["Cancel"] = d.Cancel(ctx, job.CancelParams{ID: j.ID})
+	calls["Ping"] = d.Ping(ctx)
 	for name, err := range calls {
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("%s with a canceled context: %v, want context.Canceled", name, err)
@@ -530,7 +532,7 @@ func testContextCanceled(t *testing.T, d job.Driver) {
 	if g := get(t, d, j.ID); g.State != job.StateOpen || g.FencingToken != 0 {
 		t.Fatalf("job changed by canceled calls: %+v", g)
 	}
-	if job.IsRetryable(calls["Lease"]) {
+	if mysqldb.IsRetryable(calls["Lease"]) {
 		t.Fatalf("a canceled call is classified retryable")
 	}
 }
@@ -800,6 +802,9 @@ func testReleasedLeaseOrder(t *testing.T, d job.Driver) {
 }
 
 func testClose(t *testing.T, d job.Driver) {
+	if err := d.Ping(context.Background()); err != nil {
+		t.Fatalf("Ping of an open store: %v", err)
+	}
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -808,6 +813,7 @@ func testClose(t *testing.T, d job.Driver) {
 	}
 	_, err := d.Get(context.Background(), job.GetParams{ID: 1})
 	wantErr(t, "Get after Close", err, job.ErrClosed)
+	wantErr(t, "Ping after Close", d.Ping(context.Background()), job.ErrClosed)
 }
 
 func testCount(t *testing.T, d job.Driver) {

@@ -12,9 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/replay/replay/replayd/migration"
-
-	"github.com/go-sql-driver/mysql"
+	"github.com/replay/replay/replayd/mysqldb"
 
 	"github.com/replay/replay/replayd/job"
 )
@@ -40,11 +38,7 @@ func Open(ctx context.Context, opts Options) (*Driver, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	db, err := migrations.Open(ctx, migration.Conn{
-		DSN: opts.DSN, MaxOpenConns: opts.MaxOpenConns, MaxIdleConns: opts.MaxIdleConns,
-		ConnMaxLifetime: opts.ConnMaxLifetime, ClientFoundRows: true,
-		SkipMigrations: opts.SkipMigrations, LockTimeout: opts.MigrationLockTimeout,
-	})
+	db, err := migrations.Open(ctx, opts.conn())
 	if err != nil {
 		return nil, err
 	}
@@ -68,9 +62,12 @@ func (d *Driver) do(ctx context.Context, op string, fn func(ctx context.Context)
 	if d.closed.Load() {
 		return fmt.Errorf("mysqljob: %s: %w", op, job.ErrClosed)
 	}
-	if err := job.Retry(ctx, d.opts.Retry, fn); err != nil {
+	if err := mysqldb.Retry(ctx, d.opts.Retry, fn); err != nil {
 		if errors.Is(err, job.ErrNoJob) {
 			return err
+		}
+		if mysqldb.IsUnavailable(err) {
+			return fmt.Errorf("mysqljob: %s: %w: %w", op, job.ErrUnavailable, err)
 		}
 		return fmt.Errorf("mysqljob: %s: %w", op, err)
 	}
@@ -151,8 +148,7 @@ func (d *Driver) Create(ctx context.Context, p job.CreateParams) (*job.Job, erro
   (app_id, webhook_id, kafka_partition, from_ms, to_ms, state, created_at, updated_at)
   VALUES (?, ?, ?, ?, ?, 'OPEN', NOW(6), NOW(6))`, p.AppID, p.WebhookID, p.Partition, p.FromMs, p.ToMs)
 		if err != nil {
-			var me *mysql.MySQLError
-			if errors.As(err, &me) && me.Number == 1062 && strings.Contains(me.Message, "uq_replay_jobs_active_webhook") {
+			if mysqldb.IsDuplicateKey(err, "uq_replay_jobs_active_webhook") {
 				return fmt.Errorf("webhook %d: %w", p.WebhookID, job.ErrActiveJobExists)
 			}
 			return err
@@ -467,4 +463,9 @@ WHERE id = ? AND state IN ` + activeStatesSQL
 		return nil, err
 	}
 	return j, nil
+}
+
+// Ping implements job.Driver: the database answers.
+func (d *Driver) Ping(ctx context.Context) error {
+	return d.do(ctx, "ping", func(ctx context.Context) error { return mysqldb.Ping(ctx, d.db) })
 }

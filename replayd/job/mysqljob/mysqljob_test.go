@@ -13,9 +13,10 @@ import (
 	"github.com/replay/replay/replayd/job"
 	"github.com/replay/replay/replayd/job/jobtest"
 	"github.com/replay/replay/replayd/job/mysqljob"
+	"github.com/replay/replay/replayd/mysqldb/mysqldbtest"
 )
 
-func freshDatabase(t testing.TB) string { return jobtest.MySQLDatabase(t) }
+func freshDatabase(t testing.TB) string { return mysqldbtest.Database(t) }
 
 func open(t testing.TB, opts mysqljob.Options) *mysqljob.Driver {
 	t.Helper()
