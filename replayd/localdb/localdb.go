@@ -6,9 +6,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/replay/replay/index/pebblelog"
 )
 
 // Options configure a DB.
@@ -25,6 +28,8 @@ type Options struct {
 	// NoSync commits writes without fsync (WriteOptions is pebble.NoSync): a crash may lose the
 	// latest changes. Default false. Only for benchmarks and tests.
 	NoSync bool
+	// Logger receives Pebble's messages (pebblelog). Default slog.Default().
+	Logger *slog.Logger
 }
 
 // DB is an open database. Its Pebble handle is used inside Run.
@@ -34,6 +39,7 @@ type DB struct {
 	WriteOptions *pebble.WriteOptions
 
 	opts      Options
+	plog      *pebblelog.Logger
 	sem       chan struct{} // one operation at a time; a channel so that waiting honours ctx
 	closed    bool          // guarded by sem
 	closeOnce sync.Once
@@ -45,11 +51,12 @@ func Open(o Options) (*DB, error) {
 	if o.Dir == "" || o.Store == "" || o.ErrClosed == nil {
 		return nil, errors.New("localdb: Dir, Store and ErrClosed are required")
 	}
-	db, err := pebble.Open(o.Dir, &pebble.Options{Logger: QuietLogger{}})
+	plog := pebblelog.New(o.Logger, o.Store)
+	db, err := pebble.Open(o.Dir, &pebble.Options{Logger: plog})
 	if err != nil {
 		return nil, fmt.Errorf("%s: opening %s: %w", o.Store, o.Dir, err)
 	}
-	d := &DB{Pebble: db, WriteOptions: pebble.Sync, opts: o, sem: make(chan struct{}, 1)}
+	d := &DB{Pebble: db, WriteOptions: pebble.Sync, opts: o, plog: plog, sem: make(chan struct{}, 1)}
 	if o.NoSync {
 		d.WriteOptions = pebble.NoSync
 	}
@@ -57,6 +64,8 @@ func Open(o Options) (*DB, error) {
 }
 
 // Run runs fn as the only operation in progress. Errors come back prefixed with the store and op.
+// A Pebble fatal error during fn is Run's error (a *pebblelog.FatalError), and every later Run's:
+// the database must be reopened.
 func (d *DB) Run(ctx context.Context, op string, fn func() error) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%s: %s: %w", d.opts.Store, op, err)
@@ -73,7 +82,10 @@ func (d *DB) Run(ctx context.Context, op string, fn func() error) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%s: %s: %w", d.opts.Store, op, err)
 	}
-	err := fn()
+	if err := d.plog.Err(); err != nil {
+		return fmt.Errorf("%s: %s: %w", d.opts.Store, op, err)
+	}
+	err := d.run(fn)
 	if err == nil {
 		return nil
 	}
@@ -85,23 +97,19 @@ func (d *DB) Run(ctx context.Context, op string, fn func() error) error {
 	return fmt.Errorf("%s: %s: %w", d.opts.Store, op, err)
 }
 
+// run calls fn, turning a Pebble fatal error into its error.
+func (d *DB) run(fn func() error) (err error) {
+	defer pebblelog.Recover(&err)
+	return fn()
+}
+
 // Close closes the database once the operation in progress ends. It is idempotent.
 func (d *DB) Close() error {
 	d.closeOnce.Do(func() {
 		d.sem <- struct{}{}
 		d.closed = true
-		d.closeErr = d.Pebble.Close()
+		d.closeErr = d.run(d.Pebble.Close)
 		<-d.sem
 	})
 	return d.closeErr
-}
-
-// QuietLogger keeps Pebble's informational logging out of the service's output; a fatal error
-// still panics, as Pebble's default logger does.
-type QuietLogger struct{}
-
-func (QuietLogger) Infof(string, ...any)  {}
-func (QuietLogger) Errorf(string, ...any) {}
-func (QuietLogger) Fatalf(format string, args ...any) {
-	panic(fmt.Sprintf(format, args...))
 }

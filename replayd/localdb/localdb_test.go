@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/replay/replay/index/pebblelog"
 )
 
 func TestRunSerializesWrapsAndCloses(t *testing.T) {
@@ -37,5 +39,26 @@ func TestRunSerializesWrapsAndCloses(t *testing.T) {
 	}
 	if err := db.Run(context.Background(), "late", func() error { return nil }); !errors.Is(err, errClosed) {
 		t.Fatalf("Run after Close: %v", err)
+	}
+}
+
+// A Pebble fatal error inside an operation is that operation's error, and every later one's,
+// not a panic of the process.
+func TestRunReportsAPebbleFatalError(t *testing.T) {
+	db, err := Open(Options{Dir: t.TempDir(), Store: "teststore", ErrClosed: errors.New("closed")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var fe *pebblelog.FatalError
+	err = db.Run(t.Context(), "write", func() error {
+		db.plog.Fatalf("pebble: fatal commit error: %s", "no space left on device")
+		return nil
+	})
+	if !errors.As(err, &fe) || fe.DB != "teststore" || !strings.HasPrefix(err.Error(), "teststore: write: ") {
+		t.Fatalf("Run with a fatal error: %v", err)
+	}
+	if err := db.Run(t.Context(), "read", func() error { return nil }); !errors.As(err, &fe) {
+		t.Fatalf("Run after the fatal error: %v, want it", err)
 	}
 }

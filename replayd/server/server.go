@@ -189,11 +189,11 @@ func openStores(ctx context.Context, c Config) (job.Driver, app.Driver, error) {
 		}
 		return jobs, apps, nil
 	}
-	jobs, err := embeddedjob.Open(embeddedjob.Options{Dir: filepath.Join(c.DataDir, "jobs"), LeaseTimeout: c.LeaseTimeout})
+	jobs, err := embeddedjob.Open(embeddedjob.Options{Dir: filepath.Join(c.DataDir, "jobs"), LeaseTimeout: c.LeaseTimeout, Logger: c.Logger})
 	if err != nil {
 		return nil, nil, err
 	}
-	apps, err := embeddedapp.Open(embeddedapp.Options{Dir: filepath.Join(c.DataDir, "apps")})
+	apps, err := embeddedapp.Open(embeddedapp.Options{Dir: filepath.Join(c.DataDir, "apps"), Logger: c.Logger})
 	if err != nil {
 		jobs.Close()
 		return nil, nil, err
