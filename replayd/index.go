@@ -6,12 +6,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -35,6 +33,14 @@ directory: DATA/INDEX names the live index directory (DATA/index when there is n
 	return cmd
 }
 
+// addPartitionListFlag registers --only-partitions LIST (and its old name --partitions, which
+// everywhere else is a partition count).
+func addPartitionListFlag(cmd *cobra.Command, v *string, usage string) {
+	cmd.Flags().StringVar(v, "only-partitions", "", usage)
+	cmd.Flags().StringVar(v, "partitions", "", "")
+	cmd.Flags().MarkDeprecated("partitions", "use --only-partitions (--partitions is a partition count in serve and loadgen produce)")
+}
+
 // parsePartitions parses "0,3-5" into ascending distinct partitions.
 func parsePartitions(s string) ([]int32, error) {
 	if strings.TrimSpace(s) == "" {
@@ -46,12 +52,12 @@ func parsePartitions(s string) ([]int32, error) {
 		lo, hi, isRange := strings.Cut(part, "-")
 		a, err := strconv.ParseInt(lo, 10, 32)
 		if err != nil || a < 0 {
-			return nil, fmt.Errorf("--partitions: %q is not a partition or a range a-b", part)
+			return nil, fmt.Errorf("--only-partitions: %q is not a partition or a range a-b", part)
 		}
 		b := a
 		if isRange {
 			if b, err = strconv.ParseInt(hi, 10, 32); err != nil || b < a {
-				return nil, fmt.Errorf("--partitions: %q is not a range a-b with a ≤ b", part)
+				return nil, fmt.Errorf("--only-partitions: %q is not a range a-b with a ≤ b", part)
 			}
 		}
 		for p := a; p <= b; p++ {
@@ -70,7 +76,7 @@ func checkPartitions(ctx context.Context, src engine.Source, parts []int32) erro
 	}
 	for _, p := range parts {
 		if p >= n {
-			return fmt.Errorf("--partitions: topic %s has %d partitions, no partition %d", src.Topic(), n, p)
+			return fmt.Errorf("--only-partitions: topic %s has %d partitions, no partition %d", src.Topic(), n, p)
 		}
 	}
 	return nil
@@ -90,7 +96,7 @@ func newIndexRebuildCommand() *cobra.Command {
 		retention   time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "rebuild [--data DIR] [--source embedded|segments=DIR|kafka=BROKERS] [--topic delivery_log] [--partitions 0,3-5]",
+		Use:   "rebuild",
 		Short: "Build the index from the log into a fresh database and switch to it atomically",
 		Long: `Build the index from the delivery_log into a fresh database, DATA/` + index.RebuildDir + `/, partitions in
 parallel (at most --parallel at once), then make it the live index atomically: it is renamed to
@@ -103,7 +109,7 @@ The build commits every partition's progress with its entries, so an interrupted
 (Ctrl-C, a crash) resumes where it stopped when run again with the same --data; delete
 DATA/` + index.RebuildDir + `/ to start over.
 
-With --partitions, only those partitions are read from the log; the others' entries are copied
+With --only-partitions, only those partitions are read from the log; the others' entries are copied
 from the live index into the new one before the switch.
 
 On a terminal, stderr shows a progress bar per partition (records/s, bytes, ETA); otherwise only
@@ -119,13 +125,12 @@ the final summary is printed (on stdout).
 			if !cmd.Flags().Changed("bucket-width") {
 				bucketWidth = 0 // a new index gets the default, a resumed one keeps its own
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
-			defer stop()
+			ctx := cmd.Context() // canceled by SIGINT or SIGTERM (main)
 			return runIndexRebuild(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), &sf, parts, parallel, bucketWidth, retention)
 		},
 	}
 	addSourceFlags(cmd.Flags(), &sf)
-	cmd.Flags().StringVar(&partitions, "partitions", "", "partitions to rebuild, e.g. 0,3-5 (default all)")
+	addPartitionListFlag(cmd, &partitions, "partitions to rebuild, e.g. 0,3-5 (default all)")
 	cmd.Flags().IntVar(&parallel, "parallel", 0, "partitions built at once (default the number of CPUs)")
 	cmd.Flags().DurationVar(&bucketWidth, "bucket-width", index.DefaultBucketWidth, "time bucket width of a new index; a resumed rebuild keeps the width it was started with, and naming another is an error")
 	cmd.Flags().DurationVar(&retention, "retention", index.DefaultRetention, "drop buckets older than this; negative keeps everything")
@@ -324,10 +329,10 @@ func newIndexVerifyCommand() *cobra.Command {
 		maxPrint   int
 	)
 	cmd := &cobra.Command{
-		Use:   "verify [--data DIR] [--source embedded|segments=DIR|kafka=BROKERS] [--topic delivery_log] [--partitions 0,3-5]",
+		Use:   "verify",
 		Short: "Check the live index against the log; exit 1 on any mismatch",
 		Long: `Check the live index's own invariants, then scan the log of every partition (or of
---partitions) up to the partition's index checkpoint and check that every (webhook, time bucket,
+--only-partitions) up to the partition's index checkpoint and check that every (webhook, time bucket,
 batch) of the log is indexed ("missing" otherwise), that every offset an entry lists is a batch of
 the log ("dangling" otherwise, also for offsets at or past the checkpoint), and that the batch
 holds a record of that webhook in that bucket ("extra" otherwise). Offsets below the log start are
@@ -335,7 +340,7 @@ counted as expired, not mismatches: retention drops them. Buckets below the rete
 not compared. The log past the checkpoint is not indexed yet and is not checked: 'index stats'
 shows that lag.
 
-Mismatches are printed on stdout, one per line (at most --max-print), then a summary; the exit
+Mismatches are printed on stdout, one per line (at most --limit), then a summary; the exit
 status is 1 if there was any. The index must not be open in a running 'replayd serve' (Pebble
 locks it); its memory use is proportional to one partition's entries.
 
@@ -346,8 +351,7 @@ locks it); its memory use is proportional to one partition's entries.
 			if err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
-			defer stop()
+			ctx := cmd.Context() // canceled by SIGINT or SIGTERM (main)
 			out := cmd.OutOrStdout()
 			ix, dir, err := openLiveIndex(sf.data)
 			if err != nil {
@@ -388,15 +392,17 @@ locks it); its memory use is proportional to one partition's entries.
 		},
 	}
 	addSourceFlags(cmd.Flags(), &sf)
-	cmd.Flags().StringVar(&partitions, "partitions", "", "partitions to verify, e.g. 0,3-5 (default all)")
-	cmd.Flags().IntVar(&maxPrint, "max-print", 1000, "print at most this many mismatches")
+	addPartitionListFlag(cmd, &partitions, "partitions to verify, e.g. 0,3-5 (default all)")
+	cmd.Flags().IntVar(&maxPrint, "limit", 1000, "print at most this many mismatches")
+	cmd.Flags().IntVar(&maxPrint, "max-print", 1000, "")
+	cmd.Flags().MarkDeprecated("max-print", "use --limit")
 	return cmd
 }
 
 func newIndexStatsCommand() *cobra.Command {
 	var sf sourceFlags
 	cmd := &cobra.Command{
-		Use:   "stats [--data DIR] [--source embedded|segments=DIR|kafka=BROKERS] [--topic delivery_log]",
+		Use:   "stats",
 		Short: "Print the live index's size, entries, checkpoints and lag per partition",
 		Long: `Print the live index's directory, size on disk, entry and offset counts, and per partition
 its checkpoint (the next offset to index), the log's start and end offsets, the lag (offsets of
@@ -407,8 +413,7 @@ index must not be open in a running 'replayd serve' (Pebble locks it).
 ` + sourceFlagsHelp,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
-			defer stop()
+			ctx := cmd.Context() // canceled by SIGINT or SIGTERM (main)
 			out := cmd.OutOrStdout()
 			ix, dir, err := openLiveIndex(sf.data)
 			if err != nil {

@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -54,8 +51,7 @@ new leases, running jobs checkpoint and are released for another instance, then 
 			}
 			c.DataDir, c.Source = src.data, spec
 			c.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
+			ctx := cmd.Context() // canceled by SIGINT or SIGTERM (main)
 			s, err := server.New(ctx, c)
 			if err != nil {
 				return err
@@ -78,7 +74,9 @@ new leases, running jobs checkpoint and are released for another instance, then 
 	f.IntVar(&c.DeliveryConcurrency, "delivery-concurrency", 1, "deliveries of one job in flight at once; 1 delivers in log order")
 	f.Int32Var(&c.Partitions, "partitions", 8, "partition count of a new embedded log")
 	f.BoolVar(&c.AllowPrivateWebhooks, "allow-private-webhooks", false, "let webhooks resolve to private and loopback addresses (default: allowed when --listen is a loopback address, for local demos); link-local and metadata addresses are always refused")
-	f.IntVar(&c.RateLimit, "rate-limit", 5, "replay requests per app per 15 minutes")
+	f.IntVar(&c.RateLimit, "app-rate-limit", 5, "replay requests per app per 15 minutes")
+	f.IntVar(&c.RateLimit, "rate-limit", 5, "")
+	f.MarkDeprecated("rate-limit", "use --app-rate-limit")
 	f.Float64Var(&c.WebhookRate, "webhook-rate", delivery.DefaultRateLimit, "most events per second delivered to one webhook")
 	f.DurationVar(&c.LeaseTimeout, "lease-timeout", 30*time.Second, "how long a job stays with an instance that stopped heartbeating before another takes it over")
 	f.IntVar(&c.DedupCapacity, "dedup-capacity", 1<<20, "events remembered per job to drop duplicates (about 24 bytes each)")
