@@ -1,7 +1,6 @@
 package index
 
 import (
-	"context"
 	"errors"
 	"path/filepath"
 	"slices"
@@ -55,7 +54,7 @@ func TestLiveFollowsARebuild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	truth, err := indextest.Truth(context.Background(), l, p, wh, from, to)
+	truth, err := indextest.Truth(t.Context(), l, p, wh, from, to)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"path/filepath"
@@ -44,7 +43,7 @@ func parseCreated(t *testing.T, stdout string) createdApp {
 // its HMAC key.
 func checkStored(t *testing.T, d app.Driver, c createdApp) {
 	t.Helper()
-	a, err := d.AppByToken(context.Background(), app.AppByTokenParams{Token: c.Token})
+	a, err := d.AppByToken(t.Context(), app.AppByTokenParams{Token: c.Token})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +117,7 @@ func TestAppsCreateMySQL(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}
 	c := parseCreated(t, stdout)
-	d, err := mysqlapp.Open(context.Background(), mysqlapp.Options{DSN: dsn})
+	d, err := mysqlapp.Open(t.Context(), mysqlapp.Options{DSN: dsn})
 	if err != nil {
 		t.Fatal(err)
 	}

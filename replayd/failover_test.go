@@ -24,6 +24,7 @@ import (
 	"github.com/replay/replay/replayd/job/mysqljob"
 	"github.com/replay/replay/replayd/mysqldb/mysqldbtest"
 	"github.com/replay/replay/replayd/receiver"
+	"github.com/replay/replay/replayd/testwait"
 )
 
 // childArgsEnv makes the test binary run replayd with these arguments (separated by \x1f)
@@ -75,18 +76,16 @@ func startInstance(t *testing.T, args ...string) (*exec.Cmd, string) {
 			t.Logf("instance %s log:\n%s", addr, b)
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return cmd, addr
-			}
+	// Another process: no signal to wait on but its health check.
+	testwait.For(t, 30*time.Second, "the instance on "+addr+" to come up", func() bool {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err != nil {
+			return false
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("instance on %s did not come up", addr)
-	return nil, ""
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	return cmd, addr
 }
 
 // Two instances on Kafka (kfake) and MariaDB: the one running a job is killed with SIGKILL
@@ -94,7 +93,7 @@ func startInstance(t *testing.T, args ...string) (*exec.Cmd, string) {
 // checkpoint. Every event of the window arrives at least once, and the only duplicates are of
 // events at or after the checkpoint the killed instance had recorded.
 func TestServeFailoverOnKafkaAndMySQL(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "delivery_log"))
 	if err != nil {
 		t.Fatal(err)
@@ -193,20 +192,16 @@ func TestServeFailoverOnKafkaAndMySQL(t *testing.T) {
 	}
 	jobID := list.Jobs[0].ID
 	// Kill A once it has delivered some and checkpointed.
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	testwait.For(t, 60*time.Second, "instance A to deliver some and checkpoint", func() bool {
 		j, err := jobs.Get(ctx, job.GetParams{ID: jobID})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if j.Checkpoint > 0 && len(sk.Deliveries()) > 50 {
-			break
-		}
-		if j.State.Terminal() || time.Now().After(deadline) {
+		if j.State.Terminal() {
 			t.Fatalf("job %s before instance A could be killed mid-job (checkpoint %d, %d delivered)", j.State, j.Checkpoint, len(sk.Deliveries()))
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return j.Checkpoint > 0 && len(sk.Deliveries()) > 50
+	})
 	phase("killing A")
 	a.Process.Signal(syscall.SIGKILL)
 	a.Wait()

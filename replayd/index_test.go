@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,7 +21,7 @@ func makeIndexData(t *testing.T, data string, seed uint64) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	_, err = indextest.Generate(context.Background(), l, indextest.Spec{
+	_, err = indextest.Generate(t.Context(), l, indextest.Spec{
 		Events: 3000, Webhooks: 200, DupRate: 0.05, Start: time.Now().Add(-3 * time.Hour), Span: 2 * time.Hour,
 		Jitter: 2 * time.Minute, ValueSize: 500, ControlEvery: 10, Seed: seed,
 	})
@@ -92,7 +91,7 @@ func TestIndexCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ix.Build(context.Background(), src, index.BuildOptions{Partitions: []int32{0}}); err != nil {
+	if err := ix.Build(t.Context(), src, index.BuildOptions{Partitions: []int32{0}}); err != nil {
 		t.Fatal(err)
 	}
 	ix.Close()

@@ -24,6 +24,7 @@ import (
 	"github.com/replay/replay/replayd/delivery"
 	"github.com/replay/replay/replayd/receiver"
 	"github.com/replay/replay/replayd/server"
+	"github.com/replay/replay/replayd/testwait"
 	"github.com/replay/replay/segment"
 )
 
@@ -89,7 +90,7 @@ func startE2E(t *testing.T, cfg func(*server.Config)) *e2e {
 	if err != nil {
 		t.Fatal(err)
 	}
-	created, err := apps.CreateApp(context.Background(), app.CreateAppParams{Name: "e2e"})
+	created, err := apps.CreateApp(t.Context(), app.CreateAppParams{Name: "e2e"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +100,7 @@ func startE2E(t *testing.T, cfg func(*server.Config)) *e2e {
 	if cfg != nil {
 		cfg(&c)
 	}
-	if e.srv, err = startServer(context.Background(), c, quietLogger()); err != nil {
+	if e.srv, err = startServer(t.Context(), c, quietLogger()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.srv.Stop(context.Background()) })
@@ -169,7 +170,7 @@ func (e *e2e) produce(n int, start time.Time, span time.Duration) {
 		}
 	}
 	for i := 0; i < len(recs); i += 100 {
-		if _, err := l.Append(context.Background(), recs[i:min(i+100, len(recs))]); err != nil {
+		if _, err := l.Append(e.t.Context(), recs[i:min(i+100, len(recs))]); err != nil {
 			e.t.Fatal(err)
 		}
 	}
@@ -199,7 +200,7 @@ func (e *e2e) replay(from, to time.Time) (jobID string, code int) {
 
 func (e *e2e) waitStatus(jobID string) receiver.Status {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(e.t.Context(), 90*time.Second)
 	defer cancel()
 	st, err := e.sink.WaitStatus(ctx, jobID)
 	if err != nil {
@@ -302,13 +303,10 @@ func TestServeWebhookFailures(t *testing.T) {
 		Counts             map[string]int64 `json:"counts"`
 		FirstUndeliveredAt string           `json:"first_undelivered_at"`
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		if e.call("GET", "/replay/jobs/"+jobID, &j); j.State == "INCOMPLETE" {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.For(t, 60*time.Second, "the job to end INCOMPLETE", func() bool {
+		e.call("GET", "/replay/jobs/"+jobID, &j)
+		return j.State == "INCOMPLETE"
+	})
 	if j.State != "INCOMPLETE" || j.Counts["failed"] != int64(len(want)) || j.FirstUndeliveredAt == "" {
 		t.Fatalf("dead webhook: job %+v, want INCOMPLETE with %d failed", j, len(want))
 	}
@@ -338,13 +336,7 @@ func TestServeFollowsARebuiltIndex(t *testing.T) {
 	if err != nil || live == before {
 		t.Fatalf("rebuild did not switch the live index: %s, %v", live, err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for e.srv.Index().Dir() != live {
-		if time.Now().After(deadline) {
-			t.Fatalf("the server still uses %s after the switch to %s", e.srv.Index().Dir(), live)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.For(t, 30*time.Second, "the server to use the index switched to "+live, func() bool { return e.srv.Index().Dir() == live })
 	from, to := now.Add(-2*time.Hour-5*time.Minute), now.Add(-50*time.Minute)
 	jobID, code := e.replay(from, to)
 	if code != http.StatusAccepted {
@@ -368,35 +360,29 @@ func TestServeAppliesEmbeddedLogRetention(t *testing.T) {
 	}
 	old := time.Now().Add(-10 * 24 * time.Hour)
 	for i := 0; i < 3; i++ { // three segments of old events (SegmentAge 1h apart), one recent
-		if _, err := l.Append(context.Background(), []engine.Record{{Key: []byte("1"), Value: []byte("{}"), Timestamp: old.Add(time.Duration(i) * 2 * time.Hour).UnixMilli()}}); err != nil {
+		if _, err := l.Append(t.Context(), []engine.Record{{Key: []byte("1"), Value: []byte("{}"), Timestamp: old.Add(time.Duration(i) * 2 * time.Hour).UnixMilli()}}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := l.Append(context.Background(), []engine.Record{{Key: []byte("1"), Value: []byte("{}")}}); err != nil {
+	if _, err := l.Append(t.Context(), []engine.Record{{Key: []byte("1"), Value: []byte("{}")}}); err != nil {
 		t.Fatal(err)
 	}
 	l.Close()
 	c := testServeConfig(data)
 	c.LogRetentionEvery = 10 * time.Millisecond
-	srv, err := startServer(context.Background(), c, quietLogger())
+	srv, err := startServer(t.Context(), c, quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer srv.Stop(context.Background())
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		b, err := srv.Source().Bounds(context.Background(), 0)
-		if err != nil {
+	var b engine.Bounds
+	testwait.For(t, 30*time.Second, "the expired segments to be deleted (bounds 3..4)", func() bool {
+		var err error
+		if b, err = srv.Source().Bounds(t.Context(), 0); err != nil {
 			t.Fatal(err)
 		}
-		if b.Start == 3 && b.End == 4 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("bounds %+v: the expired segments were not deleted", b)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return b.Start == 3 && b.End == 4
+	})
 }
 
 // A source that cannot be opened is an error that names it, not a crash while cleaning up.
@@ -404,7 +390,7 @@ func TestServeUnreachableKafka(t *testing.T) {
 	c := testServeConfig(t.TempDir())
 	brokers := freePort(t) // nothing listens there
 	c.Source = engine.SourceSpec{Kind: engine.SourceKafka, Brokers: []string{brokers}}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	_, err := startServer(ctx, c, quietLogger())
 	if err == nil || !strings.Contains(err.Error(), brokers) {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/replay/replay/replayd/job"
 	"github.com/replay/replay/replayd/mysqldb"
+	"github.com/replay/replay/replayd/testwait"
 )
 
 // NewDriver returns a driver on a fresh, empty store; the suite closes it (drivers' Close is
@@ -554,16 +555,10 @@ func testLeaseOrder(t *testing.T, d job.Driver) {
 	}
 }
 
-// waitFor polls cond until it is true or the deadline passes.
+// waitFor checks cond until it is true or the deadline passes (testwait.For).
 func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.For(t, within, what, cond)
 }
 
 func testTakeover(t *testing.T, d job.Driver) {
