@@ -19,7 +19,7 @@ import (
 	"github.com/vbauerster/mpb/v8/decor"
 
 	"github.com/replay/replay/loadgen/produce"
-	"github.com/replay/replay/loadgen/traffic"
+	"github.com/replay/replay/replayd/traffic"
 )
 
 // dayDuration is a time.Duration flag that also accepts days: "5d", "1d12h".

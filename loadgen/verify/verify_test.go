@@ -17,10 +17,10 @@ import (
 
 	"github.com/replay/replay/engine"
 	"github.com/replay/replay/loadgen/produce"
-	"github.com/replay/replay/loadgen/traffic"
 	"github.com/replay/replay/replayd/dedup"
 	"github.com/replay/replay/replayd/delivery"
 	"github.com/replay/replay/replayd/receiver"
+	"github.com/replay/replay/replayd/traffic"
 	"github.com/replay/replay/segment"
 )
 
