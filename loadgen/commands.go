@@ -40,7 +40,7 @@ func (s *sinkFlags) add(cmd *cobra.Command, prefix string) {
 }
 
 // start listens on addr and serves a sink; stop flushes and closes the record.
-func (s *sinkFlags) start(addr string) (sk *receiver.Sink, ln net.Listener, stop func() error, err error) {
+func (s *sinkFlags) start(addr string) (sk *receiver.Sink, addrOut net.Addr, stop func() error, err error) {
 	if s.secret == "" {
 		return nil, nil, nil, errors.New("--secret is required: the app secret that 'replayd apps create' printed")
 	}
@@ -59,42 +59,23 @@ func (s *sinkFlags) start(addr string) (sk *receiver.Sink, ln net.Listener, stop
 	}
 	sk = receiver.NewWithOptions(o)
 	sk.SetFaults(s.faults)
-	if ln, err = net.Listen("tcp", addr); err != nil {
+	srv, err := receiver.Listen(addr, sk, time.Second) // the record is flushed at least every second
+	if err != nil {
 		if f != nil {
 			f.Close()
 		}
 		return nil, nil, nil, err
 	}
-	srv := &http.Server{Handler: sk, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
-	done := make(chan struct{})
-	go func() { // flush the record at least every second
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-t.C:
-				sk.Flush()
-			case <-done:
-				return
-			}
-		}
-	}()
 	stop = func() error {
-		close(done)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		err := srv.Shutdown(ctx)
-		if errors.Is(err, context.DeadlineExceeded) {
-			err = srv.Close() // held (timeout fault) requests
-		}
-		err = errors.Join(err, sk.Flush())
+		err := srv.Stop(ctx)
 		if f != nil {
 			err = errors.Join(err, f.Close())
 		}
 		return err
 	}
-	return sk, ln, stop, nil
+	return sk, srv.Addr(), stop, nil
 }
 
 func newSinkCommand() *cobra.Command {
@@ -122,7 +103,7 @@ deliveries, 404 until its status event arrived). SIGINT/SIGTERM stop it, flushin
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "loadgen sink: listening on http://%s (webhook URLs: http://%s/webhooks/<name>)\n", ln.Addr(), ln.Addr())
+			fmt.Fprintf(cmd.OutOrStdout(), "loadgen sink: listening on http://%s (webhook URLs: http://%s/webhooks/<name>)\n", ln, ln)
 			ctx := cmd.Context() // canceled by SIGINT or SIGTERM (main)
 			<-ctx.Done()
 			err = stop()
@@ -191,7 +172,7 @@ Exits 1 when a request failed or a job did not complete.`,
 					return err
 				}
 				defer stop()
-				fmt.Fprintf(cmd.ErrOrStderr(), "loadgen replay: sink listening on http://%s\n", ln.Addr())
+				fmt.Fprintf(cmd.ErrOrStderr(), "loadgen replay: sink listening on http://%s\n", ln)
 				o.Wait = sk.WaitJob
 			case sinkURL != "":
 				o.Wait = replay.HTTPWaiter(&http.Client{}, sinkURL)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -89,14 +88,12 @@ func runDemo(ctx context.Context, out io.Writer, data, listen, sinkListen string
 	step("replay service listening on %s (data in %s)", api, data)
 
 	recv := receiver.New(secret, nil)
-	ln, err := net.Listen("tcp", sinkListen)
+	rs, err := receiver.Listen(sinkListen, recv, 0)
 	if err != nil {
 		return err
 	}
-	hs := &http.Server{Handler: recv, ReadHeaderTimeout: 10 * time.Second}
-	go hs.Serve(ln)
-	defer hs.Close()
-	webhookURL := "http://" + ln.Addr().String() + "/webhook"
+	defer rs.Stop(context.Background())
+	webhookURL := "http://" + rs.Addr().String() + "/webhook"
 	step("webhook receiver listening on %s", webhookURL)
 
 	call := func(method, path string, into any) error {
