@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -35,7 +36,9 @@ func TestMain(m *testing.M) {
 	if args := os.Getenv(childArgsEnv); args != "" {
 		root := newRootCommand()
 		root.SetArgs(strings.Split(args, "\x1f"))
-		if err := root.Execute(); err != nil {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM) // as main does
+		defer stop()
+		if err := root.ExecuteContext(ctx); err != nil {
 			fmt.Fprintln(os.Stderr, "replayd:", err)
 			os.Exit(1)
 		}
