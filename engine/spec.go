@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // SourceKind says which implementation of Source a SourceSpec opens.
@@ -82,7 +83,7 @@ func (s *SourceSpec) Validate() error {
 func (s SourceSpec) String() string {
 	switch s.Kind {
 	case SourceKafka:
-		return fmt.Sprintf("kafka=%v", s.Brokers)
+		return "kafka=" + strings.Join(s.Brokers, ",")
 	case SourceEmbedded, SourceSegments:
 		return s.Kind.String() + "=" + s.Dir
 	}
