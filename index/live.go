@@ -64,9 +64,10 @@ func (o *LiveOptions) Validate() error {
 type Live struct {
 	o LiveOptions
 
-	mu  sync.RWMutex // held for reading by lookups, for writing by a swap
-	ix  *Index
-	dir string
+	mu       sync.RWMutex // held for reading by lookups, for writing by a swap
+	ix       *Index
+	dir      string
+	followMu sync.Mutex // serializes Follow, and Close with it
 
 	startOnce sync.Once
 	closeOnce sync.Once
@@ -98,9 +99,9 @@ func OpenLive(o LiveOptions) (*Live, error) {
 func (l *Live) Start(ctx context.Context) error {
 	l.startOnce.Do(func() {
 		ctx, l.cancel = context.WithCancel(context.WithoutCancel(ctx))
-		l.mu.RLock()
+		l.followMu.Lock()
 		l.stopBuild = l.build(ctx, l.ix)
-		l.mu.RUnlock()
+		l.followMu.Unlock()
 		l.watched = make(chan struct{})
 		go l.watch(ctx)
 	})
@@ -137,9 +138,17 @@ func (l *Live) build(ctx context.Context, ix *Index) func() {
 }
 
 // Follow switches to the live index the data directory names now, if it is not the one in use;
-// the watcher calls it every Poll. Before Start it only switches the index; it must not be
-// called after Close.
+// the watcher calls it every Poll. Before Start it only switches the index; after Close it is
+// ErrClosed. Calls are serialized.
 func (l *Live) Follow(ctx context.Context) error {
+	l.followMu.Lock()
+	defer l.followMu.Unlock()
+	l.mu.RLock()
+	closed := l.ix == nil
+	l.mu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
 	dir, _, err := LiveDir(l.o.DataDir)
 	if err != nil || dir == l.Dir() {
 		return err
@@ -199,6 +208,10 @@ func (l *Live) Close() error {
 		if l.cancel != nil {
 			l.cancel()
 			<-l.watched
+		}
+		l.followMu.Lock()
+		defer l.followMu.Unlock()
+		if l.stopBuild != nil {
 			l.stopBuild()
 		}
 		l.mu.Lock()
