@@ -251,7 +251,7 @@ func appendDemoEvents(ctx context.Context, dir string, webhook int64, n int, spa
 	if err != nil {
 		return es, err
 	}
-	l, err := engine.Open(engine.Options{Dir: dir, Retention: -1})
+	l, err := engine.OpenContext(ctx, engine.Options{Dir: dir, Retention: -1})
 	if err != nil {
 		return es, err
 	}

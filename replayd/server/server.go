@@ -76,7 +76,7 @@ func New(ctx context.Context, c Config) (_ *Server, err error) {
 	if spec.Kind == engine.SourceEmbedded {
 		// The embedded log is read in place, so that producers can keep appending to it.
 		if _, err := os.Stat(filepath.Join(spec.Dir, "replay-log.json")); errors.Is(err, os.ErrNotExist) {
-			l, err := engine.Open(engine.Options{Dir: spec.Dir, Topic: spec.Topic, Partitions: c.Partitions, Logger: c.Logger})
+			l, err := engine.OpenContext(ctx, engine.Options{Dir: spec.Dir, Topic: spec.Topic, Partitions: c.Partitions, Logger: c.Logger})
 			if err != nil {
 				return nil, err
 			}
