@@ -22,6 +22,9 @@ type Options struct {
 	Store string
 	// ErrClosed is returned by Run after Close: the store's own sentinel. Required.
 	ErrClosed error
+	// ErrUnavailable wraps a Pebble fatal error (the database cannot go on until reopened): the
+	// store's own sentinel, so that the API answers 503. Optional.
+	ErrUnavailable error
 	// Bare lists errors Run returns as they are, without the store's prefix: expected outcomes
 	// such as "no job to lease" rather than failures.
 	Bare []error
@@ -83,11 +86,15 @@ func (d *DB) Run(ctx context.Context, op string, fn func() error) error {
 		return fmt.Errorf("%s: %s: %w", d.opts.Store, op, err)
 	}
 	if err := d.plog.Err(); err != nil {
-		return fmt.Errorf("%s: %s: %w", d.opts.Store, op, err)
+		return d.unavailable(op, err)
 	}
 	err := d.run(fn)
 	if err == nil {
 		return nil
+	}
+	var fe *pebblelog.FatalError
+	if errors.As(err, &fe) {
+		return d.unavailable(op, err)
 	}
 	for _, bare := range d.opts.Bare {
 		if errors.Is(err, bare) {
@@ -95,6 +102,13 @@ func (d *DB) Run(ctx context.Context, op string, fn func() error) error {
 		}
 	}
 	return fmt.Errorf("%s: %s: %w", d.opts.Store, op, err)
+}
+
+func (d *DB) unavailable(op string, err error) error {
+	if d.opts.ErrUnavailable == nil {
+		return fmt.Errorf("%s: %s: %w", d.opts.Store, op, err)
+	}
+	return fmt.Errorf("%s: %s: %w: %w", d.opts.Store, op, d.opts.ErrUnavailable, err)
 }
 
 // run calls fn, turning a Pebble fatal error into its error.

@@ -45,7 +45,8 @@ func TestRunSerializesWrapsAndCloses(t *testing.T) {
 // A Pebble fatal error inside an operation is that operation's error, and every later one's,
 // not a panic of the process.
 func TestRunReportsAPebbleFatalError(t *testing.T) {
-	db, err := Open(Options{Dir: t.TempDir(), Store: "teststore", ErrClosed: errors.New("closed")})
+	errUnavailable := errors.New("unavailable")
+	db, err := Open(Options{Dir: t.TempDir(), Store: "teststore", ErrClosed: errors.New("closed"), ErrUnavailable: errUnavailable})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +56,7 @@ func TestRunReportsAPebbleFatalError(t *testing.T) {
 		db.plog.Fatalf("pebble: fatal commit error: %s", "no space left on device")
 		return nil
 	})
-	if !errors.As(err, &fe) || fe.DB != "teststore" || !strings.HasPrefix(err.Error(), "teststore: write: ") {
+	if !errors.As(err, &fe) || fe.DB != "teststore" || !errors.Is(err, errUnavailable) || !strings.HasPrefix(err.Error(), "teststore: write: ") {
 		t.Fatalf("Run with a fatal error: %v", err)
 	}
 	if err := db.Run(t.Context(), "read", func() error { return nil }); !errors.As(err, &fe) {

@@ -82,7 +82,7 @@ func Open(opts Options) (*Driver, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	local, err := localdb.Open(localdb.Options{Dir: opts.Dir, Store: "embeddedapp", ErrClosed: app.ErrClosed, Bare: nil, NoSync: opts.NoSync, Logger: opts.Logger})
+	local, err := localdb.Open(localdb.Options{Dir: opts.Dir, Store: "embeddedapp", ErrClosed: app.ErrClosed, ErrUnavailable: app.ErrUnavailable, Bare: nil, NoSync: opts.NoSync, Logger: opts.Logger})
 	if err != nil {
 		return nil, err
 	}

@@ -68,7 +68,7 @@ func Open(opts Options) (*Driver, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	local, err := localdb.Open(localdb.Options{Dir: opts.Dir, Store: "embeddedjob", ErrClosed: job.ErrClosed, Bare: []error{job.ErrNoJob}, NoSync: opts.NoSync, Logger: opts.Logger})
+	local, err := localdb.Open(localdb.Options{Dir: opts.Dir, Store: "embeddedjob", ErrClosed: job.ErrClosed, ErrUnavailable: job.ErrUnavailable, Bare: []error{job.ErrNoJob}, NoSync: opts.NoSync, Logger: opts.Logger})
 	if err != nil {
 		return nil, err
 	}
