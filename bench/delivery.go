@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/replay/replay/engine"
 	"github.com/replay/replay/index"
+	"github.com/replay/replay/replayd/api"
 	"github.com/replay/replay/replayd/app"
 	"github.com/replay/replay/replayd/app/embeddedapp"
 	"github.com/replay/replay/replayd/dedup"
@@ -125,21 +125,7 @@ func newSink(secret []byte) (*receiver.Sink, *httptest.Server) {
 
 // call makes a replay API call with the app's token and decodes the JSON answer into out.
 func (e *deliveryEnv) call(ctx context.Context, method, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+e.srv.Addr()+path, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+e.token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, body)
-	}
-	return json.Unmarshal(body, out)
+	return api.Call(ctx, http.DefaultClient, "http://"+e.srv.Addr(), e.token, method, path, out)
 }
 
 // replayJob runs one job over the whole window to a fresh sink and returns the time from the

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/replay/replay/engine"
+	"github.com/replay/replay/replayd/api"
 	"github.com/replay/replay/replayd/app"
 	"github.com/replay/replay/replayd/app/embeddedapp"
 	"github.com/replay/replay/replayd/receiver"
@@ -84,8 +85,8 @@ func runDemo(ctx context.Context, out io.Writer, data, listen, sinkListen string
 	if err := srv.Start(ctx); err != nil {
 		return err
 	}
-	api := "http://" + srv.Addr()
-	step("replay service listening on %s (data in %s)", api, data)
+	base := "http://" + srv.Addr()
+	step("replay service listening on %s (data in %s)", base, data)
 
 	recv := receiver.New(secret, nil)
 	rs, err := receiver.Listen(sinkListen, recv, 0)
@@ -97,18 +98,7 @@ func runDemo(ctx context.Context, out io.Writer, data, listen, sinkListen string
 	step("webhook receiver listening on %s", webhookURL)
 
 	call := func(method, path string, into any) error {
-		req, _ := http.NewRequestWithContext(ctx, method, api+path, nil)
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode >= 300 {
-			return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, body)
-		}
-		return json.Unmarshal(body, into)
+		return api.Call(ctx, http.DefaultClient, base, token, method, path, into)
 	}
 	var hook struct {
 		ID string `json:"id"`
@@ -190,7 +180,7 @@ By hand, against this running service (token and secret of the demo app):
 
 The receiver verifies signatures with the app secret %s.
 Create your own app with 'replayd apps create NAME' before starting 'replayd serve'.
-`, token, api, api, fmt.Sprintf("/1.1/account_activity/replay/webhooks/%s/subscriptions/all.json?from_date=%s&to_date=%s", hook.ID, from.Format("200601021504"), to.Format("200601021504")), api, secret)
+`, token, base, base, fmt.Sprintf("/1.1/account_activity/replay/webhooks/%s/subscriptions/all.json?from_date=%s&to_date=%s", hook.ID, from.Format("200601021504"), to.Format("200601021504")), base, secret)
 	if exit {
 		return nil
 	}
