@@ -8,8 +8,8 @@ import (
 	"github.com/replay/replay/replayd/delivery"
 )
 
-// BenchmarkDelivery: events/s of one replay job (worker pool of 1, embedded job store, embedded
-// log and index, real delivery.Client) to a local sink, vs a bare http.Client POSTing the same
+// BenchmarkDelivery: events/s of one replay job (a replayd of 1 worker on the embedded defaults:
+// log, index, job and app stores, its delivery.Client) to a local sink, vs a bare http.Client POSTing the same
 // signed bodies to the same kind of sink (delivery.go). One op is one whole job of 2000 events.
 //
 //	go test -run '^$' -bench Delivery -benchtime 5x ./bench/
@@ -34,10 +34,10 @@ func BenchmarkDelivery(b *testing.B) {
 	b.Run("bare-client", func(b *testing.B) {
 		sigs := make([]string, len(e.bodies))
 		for i, body := range e.bodies {
-			sigs[i] = delivery.Sign(deliverySecret, body)
+			sigs[i] = delivery.Sign(e.secret, body)
 		}
 		for b.Loop() {
-			if _, err := bareClient(ctx, e.bodies, sigs); err != nil {
+			if _, err := bareClient(ctx, e.secret, e.bodies, sigs); err != nil {
 				b.Fatal(err)
 			}
 		}

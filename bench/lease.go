@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -14,11 +12,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
-
 	"github.com/replay/replay/replayd/job"
 	"github.com/replay/replay/replayd/job/embeddedjob"
 	"github.com/replay/replay/replayd/job/mysqljob"
+	"github.com/replay/replay/replayd/mysqldb"
 )
 
 // leaseWorkers is how many workers lease concurrently in the cycle benchmark.
@@ -27,49 +24,17 @@ const leaseWorkers = 8
 // takeoverPoll is how often the surviving worker asks for a job in the takeover benchmark.
 const takeoverPoll = 10 * time.Millisecond
 
-// mysqlBase is the server the MySQL benchmarks use, without a database: dsn, else
-// $REPLAY_TEST_MYSQL_DSN, else root@tcp(127.0.0.1:3306)/.
-func mysqlBase(dsn string) (*mysql.Config, error) {
-	if dsn == "" {
-		dsn = os.Getenv("REPLAY_TEST_MYSQL_DSN")
-	}
-	if dsn == "" {
-		dsn = "root@tcp(127.0.0.1:3306)/"
-	}
-	cfg, err := mysql.ParseDSN(dsn)
-	if err != nil {
-		return nil, fmt.Errorf("MySQL DSN %q: %w", dsn, err)
-	}
-	cfg.DBName = ""
-	return cfg, nil
-}
-
-// benchDatabase creates a fresh database bench_<random> and returns its DSN and a function that
-// drops it. The error says when the server is unreachable.
+// benchDatabase creates a fresh database bench_<random> on base (else mysqldb.TestServer) and
+// returns its DSN and a function that drops it. The error says when the server is unreachable.
 func benchDatabase(ctx context.Context, base string) (string, func(), error) {
-	cfg, err := mysqlBase(base)
+	if base == "" {
+		base = mysqldb.TestServer()
+	}
+	dsn, drop, err := mysqldb.CreateDatabase(ctx, base, "bench")
 	if err != nil {
 		return "", nil, err
 	}
-	admin, err := sql.Open("mysql", cfg.FormatDSN())
-	if err != nil {
-		return "", nil, err
-	}
-	rnd := make([]byte, 6)
-	rand.Read(rnd)
-	name := "bench_" + hex.EncodeToString(rnd)
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if _, err := admin.ExecContext(cctx, "CREATE DATABASE "+name); err != nil {
-		admin.Close()
-		return "", nil, fmt.Errorf("MariaDB/MySQL at %s: %w", cfg.Addr, err)
-	}
-	drop := func() {
-		admin.Exec("DROP DATABASE IF EXISTS " + name)
-		admin.Close()
-	}
-	cfg.DBName = name
-	return cfg.FormatDSN(), drop, nil
+	return dsn, func() { drop() }, nil
 }
 
 // openMySQLJobs opens the job store in a fresh database; close drops it.

@@ -13,13 +13,16 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/replay/replay/segment"
 )
@@ -158,43 +161,72 @@ func runSuite(ctx context.Context, c *Config) ([]*Report, error) {
 }
 
 func main() {
-	var (
-		quick = flag.Bool("quick", false, "run a small version of every benchmark (under a minute)")
-		out   = flag.String("out", "", "write BENCH.md and plots/ into this directory (default: BENCH.md at the repository root and bench/plots/)")
-		only  = flag.String("only", "", "comma-separated benchmarks to run: replay,scan,build,dedup,lease,delivery (default all)")
-		runs  = flag.Int("runs", 5, "samples per variant")
-		mysql = flag.String("mysql", "", "MariaDB/MySQL DSN without a database (default $REPLAY_TEST_MYSQL_DSN or root@tcp(127.0.0.1:3306)/)")
-	)
-	flag.Parse()
-	c := &Config{Sizes: FullSizes(), Quick: *quick, Runs: *runs, MySQL: *mysql}
-	if *quick {
-		c.Sizes = QuickSizes()
-	}
-	c.Command = "go run ./bench"
-	if len(os.Args) > 1 {
-		c.Command += " " + strings.Join(os.Args[1:], " ")
-	}
-	if *only != "" {
-		c.Only = map[string]bool{}
-		for _, n := range strings.Split(*only, ",") {
-			c.Only[strings.TrimSpace(n)] = true
-		}
-	}
-	if *out != "" {
-		c.BenchMD, c.PlotDir = filepath.Join(*out, "BENCH.md"), filepath.Join(*out, "plots")
-	} else {
-		root, err := repoRoot()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "bench:", err)
-			os.Exit(2)
-		}
-		c.BenchMD, c.PlotDir = filepath.Join(root, "BENCH.md"), filepath.Join(root, "bench", "plots")
-	}
-	if _, err := runSuite(context.Background(), c); err != nil {
+	// The one signal context of the command: SIGINT or SIGTERM cancels cmd.Context().
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newRootCommand().ExecuteContext(ctx)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
-	fmt.Println("wrote", c.BenchMD)
+}
+
+func newRootCommand() *cobra.Command {
+	var (
+		quick     bool
+		out, only string
+		runs      int
+		mysqlDSN  string
+	)
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Run the design's six benchmarks against their baselines and write BENCH.md and plots",
+		Long: `Run the six benchmarks of the design brief (replay, scan, build, dedup, lease, delivery), each side
+by side with its baseline on the same data in one run, and write BENCH.md (machine, command,
+medians with min/max, ratios, the targets met or not) and log-log plots.`,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c := &Config{Sizes: FullSizes(), Quick: quick, Runs: runs, MySQL: mysqlDSN}
+			if quick {
+				c.Sizes = QuickSizes()
+			}
+			c.Command = "go run ./bench"
+			if len(os.Args) > 1 {
+				c.Command += " " + strings.Join(os.Args[1:], " ")
+			}
+			if only != "" {
+				c.Only = map[string]bool{}
+				for _, n := range strings.Split(only, ",") {
+					c.Only[strings.TrimSpace(n)] = true
+				}
+			}
+			if out != "" {
+				c.BenchMD, c.PlotDir = filepath.Join(out, "BENCH.md"), filepath.Join(out, "plots")
+			} else {
+				root, err := repoRoot()
+				if err != nil {
+					return err
+				}
+				c.BenchMD, c.PlotDir = filepath.Join(root, "BENCH.md"), filepath.Join(root, "bench", "plots")
+			}
+			if _, err := runSuite(cmd.Context(), c); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "wrote", c.BenchMD)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&quick, "quick", false, "run a small version of every benchmark (under a minute)")
+	f.StringVar(&out, "out", "", "write BENCH.md and plots/ into this directory (default: BENCH.md at the repository root and bench/plots/)")
+	f.StringVar(&only, "only", "", "comma-separated benchmarks to run: replay,scan,build,dedup,lease,delivery (default all)")
+	f.IntVar(&runs, "runs", 5, "samples per variant")
+	f.StringVar(&mysqlDSN, "mysql-dsn", "", "MariaDB/MySQL DSN without a database (default $REPLAY_TEST_MYSQL_DSN or root@tcp(127.0.0.1:3306)/)")
+	f.StringVar(&mysqlDSN, "mysql", "", "")
+	f.MarkDeprecated("mysql", "use --mysql-dsn")
+	return cmd
 }
 
 // repoRoot is the directory holding go.mod, from the working directory up.

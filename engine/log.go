@@ -59,10 +59,40 @@ type encoder struct {
 
 var _ Source = (*Log)(nil)
 
+// waitLock takes the lock file, retrying for up to timeout while another process holds it. A
+// file lock held by another process gives no signal when it is let go: the wait is a retry
+// every 50ms, which ends early when ctx does.
+func waitLock(ctx context.Context, fs FS, path string, timeout time.Duration) (io.Closer, error) {
+	lock, err := fs.Lock(path)
+	if err == nil || timeout <= 0 {
+		return lock, err
+	}
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	retry := time.NewTicker(50 * time.Millisecond)
+	defer retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-deadline.C:
+			return nil, err
+		case <-retry.C:
+			if lock, err = fs.Lock(path); err == nil {
+				return lock, nil
+			}
+		}
+	}
+}
+
 // Open opens the log in opts.Dir, creating it if needed, and recovers every partition: a torn
 // or corrupt tail of an active segment is truncated (logged), missing or unusable index files
 // are rebuilt, and old segments past retention are deleted.
-func Open(opts Options) (*Log, error) {
+func Open(opts Options) (*Log, error) { return OpenContext(context.Background(), opts) }
+
+// OpenContext is Open, except that waiting for the log's lock (up to LockTimeout) ends early,
+// with ctx's error, when ctx is done.
+func OpenContext(ctx context.Context, opts Options) (*Log, error) {
 	opts.EnsureDefaults()
 	if err := opts.Validate(); err != nil {
 		return nil, fmt.Errorf("engine: invalid options: %w", err)
@@ -71,10 +101,9 @@ func Open(opts Options) (*Log, error) {
 	if err := fs.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, err
 	}
-	lock, err := fs.Lock(fs.PathJoin(opts.Dir, ".lock"))
-	for deadline := time.Now().Add(opts.LockTimeout); err != nil && time.Now().Before(deadline); {
-		time.Sleep(50 * time.Millisecond)
-		lock, err = fs.Lock(fs.PathJoin(opts.Dir, ".lock"))
+	lock, err := waitLock(ctx, fs, fs.PathJoin(opts.Dir, ".lock"), opts.LockTimeout)
+	if ctx.Err() != nil && err != nil {
+		return nil, fmt.Errorf("engine: waiting for the lock of %s: %w", opts.Dir, ctx.Err())
 	}
 	if err != nil {
 		return nil, fmt.Errorf("engine: %s is in use by another process (waited %v): %w", opts.Dir, max(opts.LockTimeout, 0), err)

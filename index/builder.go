@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+
 	"github.com/replay/replay/engine"
+	"github.com/replay/replay/index/pebblelog"
 	"github.com/replay/replay/segment"
 )
 
@@ -51,8 +53,8 @@ type Progress struct {
 // CommitInterval) with the partition's new checkpoint in one synced Pebble batch, so that a crash
 // at any moment leaves every batch below the checkpoint indexed exactly once and nothing above.
 func (ix *Index) Build(ctx context.Context, src engine.Source, o BuildOptions) error {
-	if ix.closed.Load() {
-		return ErrClosed
+	if err := ix.usable(); err != nil {
+		return err
 	}
 	if ix.opts.ReadOnly {
 		return errors.New("index: opened read-only")
@@ -151,9 +153,10 @@ type partBuilder struct {
 
 // BuildPartition indexes partition p of src from its checkpoint to the end offset (and on, if
 // follow, until ctx is done). One builder per partition may run at a time.
-func (ix *Index) BuildPartition(ctx context.Context, src engine.Source, p int32, follow bool, progress func(Progress)) error {
-	if ix.closed.Load() {
-		return ErrClosed
+func (ix *Index) BuildPartition(ctx context.Context, src engine.Source, p int32, follow bool, progress func(Progress)) (err error) {
+	defer pebblelog.Recover(&err)
+	if err := ix.usable(); err != nil {
+		return err
 	}
 	cp, _, err := ix.Checkpoint(p)
 	if err != nil {

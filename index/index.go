@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+
 	"github.com/replay/replay/engine"
+	"github.com/replay/replay/index/pebblelog"
 	"github.com/replay/replay/segment"
 )
 
@@ -33,6 +35,9 @@ type Index struct {
 	db      *pebble.DB
 	widthMs int64
 	closed  atomic.Bool
+	// plog is Pebble's logger: it records a Pebble fatal error, after which usable refuses
+	// every call with it.
+	plog *pebblelog.Logger
 	// partLocks serialize a partition's commits with its retention, so that retention never
 	// deletes a bucket a commit has just added to after retention read its summary.
 	partLocks [64]sync.Mutex
@@ -45,12 +50,13 @@ func Open(opts Options) (*Index, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, fmt.Errorf("index: invalid options: %w", err)
 	}
+	plog := pebblelog.New(opts.Logger, "index")
 	po := &pebble.Options{
 		FS:               opts.FS,
 		Merger:           merger,
 		ReadOnly:         opts.ReadOnly,
 		ErrorIfNotExists: opts.ReadOnly,
-		Logger:           quietLogger{},
+		Logger:           plog,
 		// A rebuild writes every entry once, in big batches: a larger memtable means fewer
 		// flushes of half-merged values and fewer L0 compactions competing with the decoding.
 		MemTableSize: 64 << 20,
@@ -67,7 +73,7 @@ func Open(opts Options) (*Index, error) {
 	if err != nil {
 		return nil, fmt.Errorf("index: open %s: %w", opts.Dir, err)
 	}
-	ix := &Index{opts: opts, db: db}
+	ix := &Index{opts: opts, db: db, plog: plog}
 	if err := ix.loadMeta(explicitWidth); err != nil {
 		db.Close()
 		return nil, err
@@ -75,12 +81,12 @@ func Open(opts Options) (*Index, error) {
 	return ix, nil
 }
 
-type quietLogger struct{}
-
-func (quietLogger) Infof(string, ...any)  {}
-func (quietLogger) Errorf(string, ...any) {}
-func (quietLogger) Fatalf(format string, args ...any) {
-	panic(fmt.Sprintf(format, args...))
+// usable is nil unless the index is closed (ErrClosed) or Pebble had a fatal error.
+func (ix *Index) usable() error {
+	if ix.closed.Load() {
+		return ErrClosed
+	}
+	return ix.plog.Err()
 }
 
 func (ix *Index) loadMeta(explicitWidth bool) error {
@@ -116,12 +122,13 @@ func (ix *Index) loadMeta(explicitWidth bool) error {
 // Options are the options the index runs with, defaults filled in and BucketWidth as stored.
 func (ix *Index) Options() Options { return ix.opts }
 
-// Close closes the database. It is idempotent.
-func (ix *Index) Close() error {
+// Close closes the database. It is idempotent. After a Pebble fatal error it returns that error.
+func (ix *Index) Close() (err error) {
 	if ix.closed.Swap(true) {
 		return nil
 	}
-	return ix.db.Close()
+	defer pebblelog.Recover(&err)
+	return errors.Join(ix.plog.Err(), ix.db.Close())
 }
 
 // Bucket is the time bucket of a timestamp in ms. Timestamps before the epoch (Kafka's -1, no
@@ -141,9 +148,10 @@ func (ix *Index) Bucket(ts int64) uint32 {
 func (ix *Index) BucketTime(b uint32) int64 { return int64(b) * ix.widthMs }
 
 // Checkpoint is partition p's next offset to index, and whether the index has one.
-func (ix *Index) Checkpoint(p int32) (int64, bool, error) {
-	if ix.closed.Load() {
-		return 0, false, ErrClosed
+func (ix *Index) Checkpoint(p int32) (_ int64, _ bool, err error) {
+	defer pebblelog.Recover(&err)
+	if err := ix.usable(); err != nil {
+		return 0, false, err
 	}
 	v, closer, err := ix.db.Get(appendPartKey(nil, prefixCheckpoint, p))
 	if errors.Is(err, pebble.ErrNotFound) {
@@ -205,9 +213,10 @@ func (ix *Index) Lookup(ctx context.Context, src engine.Source, webhook []byte, 
 }
 
 // LookupPartition is Lookup in a given partition.
-func (ix *Index) LookupPartition(ctx context.Context, src engine.Source, p int32, webhook []byte, from, to int64) (Result, error) {
-	if ix.closed.Load() {
-		return Result{}, ErrClosed
+func (ix *Index) LookupPartition(ctx context.Context, src engine.Source, p int32, webhook []byte, from, to int64) (_ Result, err error) {
+	defer pebblelog.Recover(&err)
+	if err := ix.usable(); err != nil {
+		return Result{}, err
 	}
 	res := Result{Partition: p}
 	if from >= to {
@@ -297,7 +306,8 @@ type PartitionLag struct {
 }
 
 // Lag reports, for every partition of src, how far the index is behind it.
-func (ix *Index) Lag(ctx context.Context, src engine.Source) ([]PartitionLag, error) {
+func (ix *Index) Lag(ctx context.Context, src engine.Source) (_ []PartitionLag, err error) {
+	defer pebblelog.Recover(&err)
 	n, err := src.Partitions(ctx)
 	if err != nil {
 		return nil, err
@@ -329,8 +339,8 @@ type Entry struct {
 // Entries calls fn for each entry of partition p (all partitions when p < 0) in key order. The
 // entry's Offsets are fn's to keep.
 func (ix *Index) Entries(p int32, fn func(Entry) error) error {
-	if ix.closed.Load() {
-		return ErrClosed
+	if err := ix.usable(); err != nil {
+		return err
 	}
 	lo, hi := []byte{prefixEntry}, []byte{prefixEntry + 1}
 	if p >= 0 {
@@ -365,8 +375,8 @@ func (ix *Index) Entries(p int32, fn func(Entry) error) error {
 // decodes, each entry's offsets ascend strictly and lie below its partition's checkpoint, and
 // each entry's bucket has a summary covering its largest offset. A violation is an ErrCorrupt.
 func (ix *Index) Check() error {
-	if ix.closed.Load() {
-		return ErrClosed
+	if err := ix.usable(); err != nil {
+		return err
 	}
 	it, err := ix.db.NewIter(nil)
 	if err != nil {
@@ -451,8 +461,8 @@ type Stats struct {
 
 // Stats counts the index's entries by reading all of them.
 func (ix *Index) Stats() (Stats, error) {
-	if ix.closed.Load() {
-		return Stats{}, ErrClosed
+	if err := ix.usable(); err != nil {
+		return Stats{}, err
 	}
 	var st Stats
 	m := ix.db.Metrics()
@@ -522,9 +532,10 @@ func (ix *Index) Stats() (Stats, error) {
 
 // Compact compacts the whole index, so that its size on disk is what it settles to (merge
 // operands folded into one run per key, deleted ranges gone). Rebuild runs it before switching.
-func (ix *Index) Compact(ctx context.Context) error {
-	if ix.closed.Load() {
-		return ErrClosed
+func (ix *Index) Compact(ctx context.Context) (err error) {
+	defer pebblelog.Recover(&err)
+	if err := ix.usable(); err != nil {
+		return err
 	}
 	if err := ix.db.Flush(); err != nil {
 		return err
@@ -535,9 +546,10 @@ func (ix *Index) Compact(ctx context.Context) error {
 // EnforceRetention drops, in every partition of src, the buckets that ended more than Retention
 // ago and the oldest buckets whose every offset is below the log start (deleted from the log),
 // each partition with one DeleteRange per key kind. It returns how many buckets it dropped.
-func (ix *Index) EnforceRetention(ctx context.Context, src engine.Source) (int, error) {
-	if ix.closed.Load() {
-		return 0, ErrClosed
+func (ix *Index) EnforceRetention(ctx context.Context, src engine.Source) (_ int, err error) {
+	defer pebblelog.Recover(&err)
+	if err := ix.usable(); err != nil {
+		return 0, err
 	}
 	n, err := src.Partitions(ctx)
 	if err != nil {
@@ -629,9 +641,13 @@ func (ix *Index) dropPartition(p int32, timeCut uint32, logStart int64) (int, er
 // checkpoints, retention floors) from src into ix, as they are. A partial rebuild uses it to carry
 // the partitions it did not rebuild over from the live index. Both must have the same bucket
 // width. It returns how many keys it copied.
-func (ix *Index) ImportPartitions(src *Index, keep func(p int32) bool) (int, error) {
-	if ix.closed.Load() || src.closed.Load() {
-		return 0, ErrClosed
+func (ix *Index) ImportPartitions(src *Index, keep func(p int32) bool) (_ int, err error) {
+	defer pebblelog.Recover(&err)
+	if err := ix.usable(); err != nil {
+		return 0, err
+	}
+	if err := src.usable(); err != nil {
+		return 0, err
 	}
 	if ix.widthMs != src.widthMs {
 		return 0, fmt.Errorf("index: cannot import %v buckets into an index of %v buckets", src.opts.BucketWidth, ix.opts.BucketWidth)

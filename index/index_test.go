@@ -50,7 +50,7 @@ func baseSpec() indextest.Spec {
 
 func build(t testing.TB, ix *Index, src engine.Source) {
 	t.Helper()
-	if err := ix.Build(context.Background(), src, BuildOptions{}); err != nil {
+	if err := ix.Build(t.Context(), src, BuildOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -61,7 +61,7 @@ func verifyClean(t testing.TB, ix *Index, src engine.Source) VerifyReport {
 		t.Fatalf("Check: %v", err)
 	}
 	n := 0
-	rep, err := ix.Verify(context.Background(), src, nil, func(m Mismatch) {
+	rep, err := ix.Verify(t.Context(), src, nil, func(m Mismatch) {
 		if n++; n <= 10 {
 			t.Errorf("verify: %v", m)
 		}
@@ -79,7 +79,7 @@ func verifyClean(t testing.TB, ix *Index, src engine.Source) VerifyReport {
 // logs how much more they return.
 func checkQueries(t *testing.T, ix *Index, src engine.Source, truth map[string][]indextest.Occurrence, start time.Time, span time.Duration, queries int, seed uint64) {
 	t.Helper()
-	ctx := context.Background()
+	ctx := t.Context()
 	keys := make([]string, 0, len(truth))
 	for k := range truth {
 		keys = append(keys, k)
@@ -118,7 +118,7 @@ func checkQueries(t *testing.T, ix *Index, src engine.Source, truth map[string][
 }
 
 func TestIndexLookupSuperset(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	dir := t.TempDir()
 	l := openLog(t, filepath.Join(dir, "log"), 4, nil)
 	defer l.Close()
@@ -163,7 +163,7 @@ func TestIndexLookupSuperset(t *testing.T) {
 }
 
 func TestIndexNeverStale(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	dir := t.TempDir()
 	l := openLog(t, filepath.Join(dir, "log"), 2, nil)
 	defer l.Close()
@@ -223,7 +223,7 @@ func TestIndexNeverStale(t *testing.T) {
 
 func containsBatchOf(t *testing.T, src engine.Source, a engine.Appended, offs []int64) bool {
 	found := false
-	err := src.ReadBatches(context.Background(), a.Partition, offs, func(b *segment.Batch) error {
+	err := src.ReadBatches(t.Context(), a.Partition, offs, func(b *segment.Batch) error {
 		if b.BaseOffset <= a.Offset && a.Offset <= b.LastOffset() {
 			found = true
 		}
@@ -237,7 +237,7 @@ func containsBatchOf(t *testing.T, src engine.Source, a engine.Appended, offs []
 
 // A following builder picks up appends; the test waits on its progress reports.
 func TestIndexFollow(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	dir := t.TempDir()
 	l := openLog(t, filepath.Join(dir, "log"), 2, nil)
@@ -278,7 +278,7 @@ func TestIndexFollow(t *testing.T) {
 }
 
 func TestIndexRetention(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	dir := t.TempDir()
 	now := t0
 	clock := func() time.Time { return now }
@@ -475,7 +475,7 @@ func TestIndexLayoutSwitch(t *testing.T) {
 
 // The index's size against the log's, for ~1 KB events: a measured number, logged.
 func TestIndexSizeRatio(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	for _, c := range []struct {
 		name     string
 		webhooks int

@@ -44,8 +44,8 @@ type VerifyReport struct {
 // entries.
 func (ix *Index) Verify(ctx context.Context, src engine.Source, parts []int32, fn func(Mismatch)) (VerifyReport, error) {
 	var rep VerifyReport
-	if ix.closed.Load() {
-		return rep, ErrClosed
+	if err := ix.usable(); err != nil {
+		return rep, err
 	}
 	if parts == nil {
 		n, err := src.Partitions(ctx)

@@ -9,22 +9,20 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/replay/replay/loadgen/replay"
-	"github.com/replay/replay/loadgen/sink"
 	"github.com/replay/replay/loadgen/verify"
+	"github.com/replay/replay/replayd/receiver"
 )
 
 // sinkFlags are the flags that configure a sink (loadgen sink, and loadgen replay's in-process sink).
 type sinkFlags struct {
 	secret, record string
 	bodies         bool
-	faults         sink.Faults
+	faults         receiver.Faults
 }
 
 func (s *sinkFlags) add(cmd *cobra.Command, prefix string) {
@@ -42,14 +40,14 @@ func (s *sinkFlags) add(cmd *cobra.Command, prefix string) {
 }
 
 // start listens on addr and serves a sink; stop flushes and closes the record.
-func (s *sinkFlags) start(addr string) (sk *sink.Sink, ln net.Listener, stop func() error, err error) {
+func (s *sinkFlags) start(addr string) (sk *receiver.Sink, addrOut net.Addr, stop func() error, err error) {
 	if s.secret == "" {
 		return nil, nil, nil, errors.New("--secret is required: the app secret that 'replayd apps create' printed")
 	}
 	if err := s.faults.Validate(); err != nil {
 		return nil, nil, nil, err
 	}
-	o := sink.Options{Secret: []byte(s.secret), RecordBodies: s.bodies}
+	o := receiver.Options{Secret: []byte(s.secret), RecordBodies: s.bodies}
 	var f *os.File
 	var bw *bufio.Writer
 	if s.record != "" {
@@ -59,44 +57,25 @@ func (s *sinkFlags) start(addr string) (sk *sink.Sink, ln net.Listener, stop fun
 		bw = bufio.NewWriterSize(f, 1<<20)
 		o.Record = bw
 	}
-	sk = sink.NewWithOptions(o)
+	sk = receiver.NewWithOptions(o)
 	sk.SetFaults(s.faults)
-	if ln, err = net.Listen("tcp", addr); err != nil {
+	srv, err := receiver.Listen(addr, sk, time.Second) // the record is flushed at least every second
+	if err != nil {
 		if f != nil {
 			f.Close()
 		}
 		return nil, nil, nil, err
 	}
-	srv := &http.Server{Handler: sk, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
-	done := make(chan struct{})
-	go func() { // flush the record at least every second
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-t.C:
-				sk.Flush()
-			case <-done:
-				return
-			}
-		}
-	}()
 	stop = func() error {
-		close(done)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		err := srv.Shutdown(ctx)
-		if errors.Is(err, context.DeadlineExceeded) {
-			err = srv.Close() // held (timeout fault) requests
-		}
-		err = errors.Join(err, sk.Flush())
+		err := srv.Stop(ctx)
 		if f != nil {
 			err = errors.Join(err, f.Close())
 		}
 		return err
 	}
-	return sk, ln, stop, nil
+	return sk, srv.Addr(), stop, nil
 }
 
 func newSinkCommand() *cobra.Command {
@@ -124,9 +103,8 @@ deliveries, 404 until its status event arrived). SIGINT/SIGTERM stop it, flushin
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "loadgen sink: listening on http://%s (webhook URLs: http://%s/webhooks/<name>)\n", ln.Addr(), ln.Addr())
-			ctx, cancel := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer cancel()
+			fmt.Fprintf(cmd.OutOrStdout(), "loadgen sink: listening on http://%s (webhook URLs: http://%s/webhooks/<name>)\n", ln, ln)
+			ctx := cmd.Context() // canceled by SIGINT or SIGTERM (main)
 			<-ctx.Done()
 			err = stop()
 			st := sk.Stats()
@@ -150,7 +128,7 @@ func newReplayCommand() *cobra.Command {
 		Use:   "replay",
 		Short: "Submit replay requests through the API and measure them at the sink",
 		Long: `Submit replay requests (POST /1.1/account_activity/replay/webhooks/{id}/subscriptions/all.json)
-to --api with --token, --requests in all, round robin over --webhooks, --concurrency at once (one
+to --api with --token, --requests in all, round robin over --webhook-ids, --concurrency at once (one
 webhook's jobs never overlap: the API allows one active job per webhook). Each job is waited for
 at the sink until its replay_job_status event arrives: an external 'loadgen sink' at --sink
 (through its GET /_sink/jobs/{id}), or a sink run in this process on --sink-listen (then
@@ -160,9 +138,9 @@ on that address).
 Per job it reports time to first event (submission → the first delivery at the sink), total time
 (submission → the status event) and events/s (events / total time), then p50/p90/p99/max across
 jobs. Times at the sink are the sink's clock: run it on the same machine, or expect skew. The
-API's rate limit (replayd serve --rate-limit, default 5 per 15 minutes) counts every request.
+API's rate limit (replayd serve --app-rate-limit, default 5 per 15 minutes) counts every request.
 Exits 1 when a request failed or a job did not complete.`,
-		Example: `  loadgen replay --api http://127.0.0.1:8080 --token "$TOKEN" --webhooks 1095098195724595200 \
+		Example: `  loadgen replay --api http://127.0.0.1:8080 --token "$TOKEN" --webhook-ids 1095098195724595200 \
       --from 202605010900 --to 202605011100 --sink http://127.0.0.1:9000`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -171,7 +149,7 @@ Exits 1 when a request failed or a job did not complete.`,
 			}
 			hooks := splitList(webhooks)
 			if len(hooks) == 0 {
-				return errors.New("--webhooks is required")
+				return errors.New("--webhook-ids is required")
 			}
 			f, err := verify.ParseTime(from)
 			if err != nil {
@@ -194,15 +172,14 @@ Exits 1 when a request failed or a job did not complete.`,
 					return err
 				}
 				defer stop()
-				fmt.Fprintf(cmd.ErrOrStderr(), "loadgen replay: sink listening on http://%s\n", ln.Addr())
+				fmt.Fprintf(cmd.ErrOrStderr(), "loadgen replay: sink listening on http://%s\n", ln)
 				o.Wait = sk.WaitJob
 			case sinkURL != "":
 				o.Wait = replay.HTTPWaiter(&http.Client{}, sinkURL)
 			default:
 				return errors.New("--sink URL or --sink-listen ADDR is required: the jobs are measured at the sink")
 			}
-			ctx, cancel := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer cancel()
+			ctx := cmd.Context() // canceled by SIGINT or SIGTERM (main)
 			rs := replay.Run(ctx, o)
 			replay.Write(cmd.OutOrStdout(), rs)
 			if s := replay.Summarize(rs); s.Failed > 0 {
@@ -214,7 +191,9 @@ Exits 1 when a request failed or a job did not complete.`,
 	fl := cmd.Flags()
 	fl.StringVar(&api, "api", "http://127.0.0.1:8080", "base URL of the replay API (replayd serve)")
 	fl.StringVar(&token, "token", os.Getenv("LOADGEN_TOKEN"), "the app's bearer token (default $LOADGEN_TOKEN)")
-	fl.StringVar(&webhooks, "webhooks", "", "comma-separated webhook ids to replay")
+	fl.StringVar(&webhooks, "webhook-ids", "", "comma-separated webhook ids to replay")
+	fl.StringVar(&webhooks, "webhooks", "", "")
+	fl.MarkDeprecated("webhooks", "use --webhook-ids (--webhooks is a webhook count in produce)")
 	fl.StringVar(&from, "from", "", "window start, inclusive: YYYYMMDDhhmm (UTC) or RFC3339")
 	fl.StringVar(&to, "to", "", "window end, exclusive: YYYYMMDDhhmm (UTC) or RFC3339")
 	fl.IntVar(&requests, "requests", 0, "replay requests in all (default: one per webhook)")

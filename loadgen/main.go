@@ -3,14 +3,21 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
 )
 
 func main() {
-	if err := newRootCommand().Execute(); err != nil {
+	// The one signal context of every command: SIGINT or SIGTERM cancels cmd.Context().
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newRootCommand().ExecuteContext(ctx)
+	stop()
+	if err != nil {
 		if _, reported := err.(exitError); !reported {
 			fmt.Fprintln(os.Stderr, "loadgen:", err)
 		}

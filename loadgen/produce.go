@@ -8,12 +8,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,7 +19,7 @@ import (
 	"github.com/vbauerster/mpb/v8/decor"
 
 	"github.com/replay/replay/loadgen/produce"
-	"github.com/replay/replay/loadgen/traffic"
+	"github.com/replay/replay/replayd/traffic"
 )
 
 // dayDuration is a time.Duration flag that also accepts days: "5d", "1d12h".
@@ -156,8 +154,7 @@ in a zstd stream (about 2-4 bytes per record; the summary prints the measured si
 			if _, err := traffic.New(cfg); err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
+			ctx := cmd.Context() // canceled by SIGINT or SIGTERM (main)
 			var out produce.Output
 			if brokers != "" {
 				if out, err = produce.OpenKafka(ctx, splitList(brokers), topic); err != nil {

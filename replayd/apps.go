@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -43,8 +41,7 @@ server holds it); with --mysql-dsn the MySQL/MariaDB app store in that database.
 		return d, nil
 	}
 	withStore := func(cmd *cobra.Command, fn func(ctx context.Context, d app.Driver) error) error {
-		ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
-		defer stop()
+		ctx := cmd.Context() // canceled by SIGINT or SIGTERM (main)
 		d, err := open(ctx)
 		if err != nil {
 			return err

@@ -1,24 +1,18 @@
 package main
 
 import (
-	"context"
-	"crypto/rand"
-	"database/sql"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
-
 	"github.com/replay/replay/replayd/app"
 	"github.com/replay/replay/replayd/app/embeddedapp"
 	"github.com/replay/replay/replayd/app/mysqlapp"
+	"github.com/replay/replay/replayd/mysqldb/mysqldbtest"
 )
 
 type createdApp struct {
@@ -49,7 +43,7 @@ func parseCreated(t *testing.T, stdout string) createdApp {
 // its HMAC key.
 func checkStored(t *testing.T, d app.Driver, c createdApp) {
 	t.Helper()
-	a, err := d.AppByToken(context.Background(), app.AppByTokenParams{Token: c.Token})
+	a, err := d.AppByToken(t.Context(), app.AppByTokenParams{Token: c.Token})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,13 +111,13 @@ func TestAppsCreateRequiresOneName(t *testing.T) {
 }
 
 func TestAppsCreateMySQL(t *testing.T) {
-	dsn := appsTestDatabase(t)
+	dsn := mysqldbtest.Database(t)
 	stdout, stderr, code := run(t, "apps", "create", "--mysql-dsn", dsn, "mysql app")
 	if code != 0 || stderr != "" {
 		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}
 	c := parseCreated(t, stdout)
-	d, err := mysqlapp.Open(context.Background(), mysqlapp.Options{DSN: dsn})
+	d, err := mysqlapp.Open(t.Context(), mysqlapp.Options{DSN: dsn})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,39 +127,4 @@ func TestAppsCreateMySQL(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, `"id":"`+c.ID+`"`) {
 		t.Fatalf("list: exit %d, %q", code, stdout)
 	}
-}
-
-// appsTestDatabase creates an empty database on REPLAY_TEST_MYSQL_DSN's server (default a local
-// MariaDB, root, no password), dropped when the test ends, and returns a DSN naming it.
-func appsTestDatabase(t *testing.T) string {
-	t.Helper()
-	base := os.Getenv("REPLAY_TEST_MYSQL_DSN")
-	if base == "" {
-		base = "root@tcp(127.0.0.1:3306)/"
-	}
-	cfg, err := mysql.ParseDSN(base)
-	if err != nil {
-		t.Fatalf("REPLAY_TEST_MYSQL_DSN %q: %v", base, err)
-	}
-	cfg.DBName = ""
-	admin, err := sql.Open("mysql", cfg.FormatDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	b := make([]byte, 6)
-	rand.Read(b)
-	name := "replay_test_" + hex.EncodeToString(b)
-	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("MariaDB/MySQL at %s (set REPLAY_TEST_MYSQL_DSN, or start it as .ci/run does): %v", cfg.Addr, err)
-	}
-	t.Cleanup(func() {
-		if _, err := admin.Exec("DROP DATABASE IF EXISTS " + name); err != nil {
-			t.Errorf("dropping %s: %v", name, err)
-		}
-	})
-	cfg.DBName = name
-	return cfg.FormatDSN()
 }

@@ -6,23 +6,21 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/replay/replay/engine"
-	"github.com/replay/replay/loadgen/sink"
+	"github.com/replay/replay/replayd/api"
 	"github.com/replay/replay/replayd/app"
 	"github.com/replay/replay/replayd/app/embeddedapp"
+	"github.com/replay/replay/replayd/receiver"
+	"github.com/replay/replay/replayd/server"
+	"github.com/replay/replay/replayd/traffic"
 	"github.com/replay/replay/segment"
 )
 
@@ -48,8 +46,7 @@ Then it prints the curl calls to do the same by hand, and keeps the service and 
 running until interrupted (--exit stops at once).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
+			ctx := cmd.Context() // canceled by SIGINT or SIGTERM (main)
 			return runDemo(ctx, cmd.OutOrStdout(), data, listen, sinkListen, events, exit)
 		},
 	}
@@ -77,44 +74,31 @@ func runDemo(ctx context.Context, out io.Writer, data, listen, sinkListen string
 	}
 	token, secret := created.Token, created.App.Secret
 
-	cfg := serveConfig{
-		src: sourceFlags{data: data, source: "embedded", topic: "delivery_log"}, listen: listen,
-		workers: 2, partitions: 8, allowPrivate: true, rateLimit: 5, eventsPerSec: 2500,
-		leaseTimeout: 30 * time.Second, dedupCapacity: 1 << 20, retention: 120 * time.Hour,
-	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := startServer(ctx, cfg, logger)
+	srv, err := server.New(ctx, server.Config{
+		DataDir: data, Listen: listen, Workers: 2, AllowPrivateWebhooks: true, WebhookRate: 2500,
+		Logger: slog.New(slog.DiscardHandler),
+	})
 	if err != nil {
 		return err
 	}
 	defer srv.Stop(context.Background())
-	api := "http://" + srv.Addr()
-	step("replay service listening on %s (data in %s)", api, data)
+	if err := srv.Start(ctx); err != nil {
+		return err
+	}
+	base := "http://" + srv.Addr()
+	step("replay service listening on %s (data in %s)", base, data)
 
-	recv := sink.New(secret, nil)
-	ln, err := net.Listen("tcp", sinkListen)
+	recv := receiver.New(secret, nil)
+	rs, err := receiver.Listen(sinkListen, recv, 0)
 	if err != nil {
 		return err
 	}
-	hs := &http.Server{Handler: recv, ReadHeaderTimeout: 10 * time.Second}
-	go hs.Serve(ln)
-	defer hs.Close()
-	webhookURL := "http://" + ln.Addr().String() + "/webhook"
+	defer rs.Stop(context.Background())
+	webhookURL := "http://" + rs.Addr().String() + "/webhook"
 	step("webhook receiver listening on %s", webhookURL)
 
 	call := func(method, path string, into any) error {
-		req, _ := http.NewRequestWithContext(ctx, method, api+path, nil)
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode >= 300 {
-			return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, body)
-		}
-		return json.Unmarshal(body, into)
+		return api.Call(ctx, http.DefaultClient, base, token, method, path, into)
 	}
 	var hook struct {
 		ID string `json:"id"`
@@ -127,13 +111,13 @@ func runDemo(ctx context.Context, out io.Writer, data, listen, sinkListen string
 
 	now := time.Now().UTC().Truncate(time.Minute)
 	from, to := now.Add(-150*time.Minute), now.Add(-30*time.Minute)
-	produced, err := appendDemoEvents(ctx, filepath.Join(data, "log"), webhookID, events, now.Add(-4*time.Hour), now)
+	produced, err := appendDemoEvents(ctx, filepath.Join(data, "log"), webhookID, events, 4*time.Hour, now)
 	if err != nil {
 		return err
 	}
-	want := produced.unique(webhookID, from.UnixMilli(), to.UnixMilli())
+	want := produced.unique(0, from.UnixMilli(), to.UnixMilli())
 	step("appended %d sample events for 40 webhooks over the last 4 hours (%d of them for ours, %d re-produced duplicates)",
-		len(produced), produced.count(webhookID), produced.duplicates())
+		len(produced.events), produced.count(0), produced.duplicates())
 
 	var job struct {
 		JobID string `json:"job_id"`
@@ -170,7 +154,11 @@ func runDemo(ctx context.Context, out io.Writer, data, listen, sinkListen string
 			firstAt.Sub(start).Round(time.Millisecond), delivered, recv.BadSignatures() == 0)
 	}
 	for i, d := range got[:min(3, len(got))] {
-		fmt.Fprintf(out, "    delivery %d: %s\n", i+1, d.Body)
+		body := string(d.Body)
+		if len(body) > 160 {
+			body = body[:160] + "…"
+		}
+		fmt.Fprintf(out, "    delivery %d: %s\n", i+1, body)
 	}
 	var jobState json.RawMessage
 	if err := call("GET", "/replay/jobs/"+job.JobID, &jobState); err == nil {
@@ -192,7 +180,7 @@ By hand, against this running service (token and secret of the demo app):
 
 The receiver verifies signatures with the app secret %s.
 Create your own app with 'replayd apps create NAME' before starting 'replayd serve'.
-`, token, api, api, fmt.Sprintf("/1.1/account_activity/replay/webhooks/%s/subscriptions/all.json?from_date=%s&to_date=%s", hook.ID, from.Format("200601021504"), to.Format("200601021504")), api, secret)
+`, token, base, base, fmt.Sprintf("/1.1/account_activity/replay/webhooks/%s/subscriptions/all.json?from_date=%s&to_date=%s", hook.ID, from.Format("200601021504"), to.Format("200601021504")), base, secret)
 	if exit {
 		return nil
 	}
@@ -201,20 +189,16 @@ Create your own app with 'replayd apps create NAME' before starting 'replayd ser
 	return nil
 }
 
-type demoEvent struct {
-	webhook int64
-	id      string
-	ts      int64
-	body    string
-	dup     bool
+// demoEvents are the sample events appended to the log, in log order.
+type demoEvents struct {
+	ids    []string // webhook ids by traffic.Event.Webhook; ours is 0
+	events []traffic.Event
 }
 
-type demoEvents []demoEvent
-
-func (es demoEvents) count(webhook int64) int {
+func (es demoEvents) count(webhook int) int {
 	n := 0
-	for _, e := range es {
-		if e.webhook == webhook && !e.dup {
+	for _, e := range es.events {
+		if e.Webhook == webhook && !e.Duplicate {
 			n++
 		}
 	}
@@ -223,8 +207,8 @@ func (es demoEvents) count(webhook int64) int {
 
 func (es demoEvents) duplicates() int {
 	n := 0
-	for _, e := range es {
-		if e.dup {
+	for _, e := range es.events {
+		if e.Duplicate {
 			n++
 		}
 	}
@@ -232,58 +216,52 @@ func (es demoEvents) duplicates() int {
 }
 
 // unique is what a replay of webhook in [from, to) must deliver: its unique events, in log order.
-func (es demoEvents) unique(webhook, from, to int64) []string {
-	seen := map[string]bool{}
+func (es demoEvents) unique(webhook int, from, to int64) []string {
+	seen := map[uint64]bool{}
 	var out []string
-	for _, e := range es {
-		if e.webhook == webhook && e.ts >= from && e.ts < to && !seen[e.id] {
-			seen[e.id] = true
-			out = append(out, e.body)
+	for _, e := range es.events {
+		if e.Webhook == webhook && e.Timestamp >= from && e.Timestamp < to && !seen[e.ID] {
+			seen[e.ID] = true
+			out = append(out, string(e.Body))
 		}
 	}
 	return out
 }
 
-// appendDemoEvents appends n Account Activity events over [start, end) to the embedded log:
-// 40 webhooks (ours among them, with a tenth of the traffic), one in ten re-produced, timestamps
-// up to two minutes out of order.
-func appendDemoEvents(ctx context.Context, dir string, webhook int64, n int, start, end time.Time) (demoEvents, error) {
-	l, err := engine.Open(engine.Options{Dir: dir, Retention: -1})
+// appendDemoEvents appends n events of loadgen's traffic generator over [end-span, end) to the
+// embedded log: 40 webhooks, ours the hottest, one in ten re-produced, timestamps up to two
+// minutes out of order.
+func appendDemoEvents(ctx context.Context, dir string, webhook int64, n int, span time.Duration, end time.Time) (demoEvents, error) {
+	es := demoEvents{ids: []string{strconv.FormatInt(webhook, 10)}}
+	for i := int64(0); i < 39; i++ {
+		es.ids = append(es.ids, strconv.FormatInt(1095098195724595200+i, 10))
+	}
+	g, err := traffic.New(traffic.Config{Events: n, WebhookIDs: es.ids, Skew: 1, DupRate: 0.1,
+		Jitter: 2 * time.Minute, Span: span, End: end, Seed: uint64(webhook)})
 	if err != nil {
-		return nil, err
+		return es, err
+	}
+	l, err := engine.OpenContext(ctx, engine.Options{Dir: dir, Retention: -1})
+	if err != nil {
+		return es, err
 	}
 	defer l.Close()
-	rng := rand.New(rand.NewPCG(uint64(webhook), 1))
-	kinds := []string{"tweet_create_events", "favorite_events", "follow_events", "direct_message_events"}
-	var evs demoEvents
 	var recs []engine.Record
-	span := end.Sub(start)
-	for i := 0; i < n; i++ {
-		wh := webhook
-		if rng.IntN(10) > 0 {
-			wh = 1095098195724595200 + rng.Int64N(39)
-		}
-		ts := start.Add(span*time.Duration(i)/time.Duration(n)).UnixMilli() - rng.Int64N(120_000)
-		id := strconv.FormatInt(1461000000000000000+rng.Int64N(1e15), 10)
-		body := fmt.Sprintf(`{"for_user_id":"2244994945","%s":[{"id_str":%q,"created_timestamp":"%d"}]}`, kinds[rng.IntN(len(kinds))], id, ts)
-		e := demoEvent{webhook: wh, id: id, ts: ts, body: body}
-		for c := 0; c < 1+boolInt(rng.IntN(10) == 0); c++ {
-			e.dup = c > 0
-			evs = append(evs, e)
-			recs = append(recs, engine.Record{Key: []byte(strconv.FormatInt(wh, 10)), Value: []byte(body), Timestamp: ts,
-				Headers: []segment.Header{{Key: []byte("event-id"), Value: []byte(id)}}})
-		}
+	for e, ok := g.Next(); ok; e, ok = g.Next() {
+		es.events = append(es.events, e)
+		recs = append(recs, engine.Record{Key: []byte(es.ids[e.Webhook]), Value: e.Body, Timestamp: e.Timestamp,
+			Headers: []segment.Header{{Key: []byte(traffic.EventIDHeader), Value: strconv.AppendUint(nil, e.ID, 10)}}})
 	}
 	for i := 0; i < len(recs); i += 500 {
 		if _, err := l.Append(ctx, recs[i:min(i+500, len(recs))]); err != nil {
-			return nil, err
+			return es, err
 		}
 	}
-	return evs, nil
+	return es, nil
 }
 
 // checkDemo compares the deliveries with what the replay should have sent.
-func checkDemo(got []sink.Delivery, want []string) error {
+func checkDemo(got []receiver.Delivery, want []string) error {
 	if len(got) != len(want)+1 {
 		return fmt.Errorf("%d deliveries, want %d events and the status event", len(got), len(want))
 	}
@@ -293,11 +271,4 @@ func checkDemo(got []sink.Delivery, want []string) error {
 		}
 	}
 	return nil
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }

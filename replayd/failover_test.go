@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,12 +19,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/replay/replay/loadgen/sink"
 	"github.com/replay/replay/replayd/app"
 	"github.com/replay/replay/replayd/app/mysqlapp"
 	"github.com/replay/replay/replayd/job"
-	"github.com/replay/replay/replayd/job/jobtest"
 	"github.com/replay/replay/replayd/job/mysqljob"
+	"github.com/replay/replay/replayd/mysqldb/mysqldbtest"
+	"github.com/replay/replay/replayd/receiver"
+	"github.com/replay/replay/replayd/testwait"
 )
 
 // childArgsEnv makes the test binary run replayd with these arguments (separated by \x1f)
@@ -34,7 +36,9 @@ func TestMain(m *testing.M) {
 	if args := os.Getenv(childArgsEnv); args != "" {
 		root := newRootCommand()
 		root.SetArgs(strings.Split(args, "\x1f"))
-		if err := root.Execute(); err != nil {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM) // as main does
+		defer stop()
+		if err := root.ExecuteContext(ctx); err != nil {
 			fmt.Fprintln(os.Stderr, "replayd:", err)
 			os.Exit(1)
 		}
@@ -75,18 +79,16 @@ func startInstance(t *testing.T, args ...string) (*exec.Cmd, string) {
 			t.Logf("instance %s log:\n%s", addr, b)
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return cmd, addr
-			}
+	// Another process: no signal to wait on but its health check.
+	testwait.For(t, 30*time.Second, "the instance on "+addr+" to come up", func() bool {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err != nil {
+			return false
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("instance on %s did not come up", addr)
-	return nil, ""
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	return cmd, addr
 }
 
 // Two instances on Kafka (kfake) and MariaDB: the one running a job is killed with SIGKILL
@@ -94,14 +96,14 @@ func startInstance(t *testing.T, args ...string) (*exec.Cmd, string) {
 // checkpoint. Every event of the window arrives at least once, and the only duplicates are of
 // events at or after the checkpoint the killed instance had recorded.
 func TestServeFailoverOnKafkaAndMySQL(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "delivery_log"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cluster.Close()
 	brokers := strings.Join(cluster.ListenAddrs(), ",")
-	dsn := jobtest.MySQLDatabase(t)
+	dsn := mysqldbtest.Database(t)
 
 	apps, err := mysqlapp.Open(ctx, mysqlapp.Options{DSN: dsn})
 	if err != nil {
@@ -112,8 +114,8 @@ func TestServeFailoverOnKafkaAndMySQL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sk := sink.New(created.App.Secret, nil)
-	sk.SetFaults(sink.Faults{Latency: 4 * time.Millisecond}) // a job that takes a few seconds
+	sk := receiver.New(created.App.Secret, nil)
+	sk.SetFaults(receiver.Faults{Latency: 4 * time.Millisecond}) // a job that takes a few seconds
 	hs := httptest.NewServer(sk)
 	defer hs.Close()
 	wh, err := apps.CreateWebhook(ctx, app.CreateWebhookParams{AppID: created.App.ID, URL: hs.URL + "/webhook", Valid: true})
@@ -144,7 +146,11 @@ func TestServeFailoverOnKafkaAndMySQL(t *testing.T) {
 		}
 		ts := start.Add(time.Duration(i) * time.Hour / 3000).UnixMilli()
 		e := ev{id: strconv.Itoa(i), ts: ts, body: fmt.Sprintf(`{"for_user_id":"1","favorite_events":[{"id":"%d"}]}`, i)}
-		for c := 0; c < 1+boolInt(i%11 == 0); c++ {
+		copies := 1
+		if i%11 == 0 {
+			copies = 2 // re-produced
+		}
+		for c := 0; c < copies; c++ {
 			if key == strconv.FormatInt(wh.ID, 10) {
 				mine = append(mine, e)
 			}
@@ -193,20 +199,16 @@ func TestServeFailoverOnKafkaAndMySQL(t *testing.T) {
 	}
 	jobID := list.Jobs[0].ID
 	// Kill A once it has delivered some and checkpointed.
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	testwait.For(t, 60*time.Second, "instance A to deliver some and checkpoint", func() bool {
 		j, err := jobs.Get(ctx, job.GetParams{ID: jobID})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if j.Checkpoint > 0 && len(sk.Deliveries()) > 50 {
-			break
-		}
-		if j.State.Terminal() || time.Now().After(deadline) {
+		if j.State.Terminal() {
 			t.Fatalf("job %s before instance A could be killed mid-job (checkpoint %d, %d delivered)", j.State, j.Checkpoint, len(sk.Deliveries()))
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return j.Checkpoint > 0 && len(sk.Deliveries()) > 50
+	})
 	phase("killing A")
 	a.Process.Signal(syscall.SIGKILL)
 	a.Wait()

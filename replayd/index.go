@@ -6,13 +6,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -36,6 +33,14 @@ directory: DATA/INDEX names the live index directory (DATA/index when there is n
 	return cmd
 }
 
+// addPartitionListFlag registers --only-partitions LIST (and its old name --partitions, which
+// everywhere else is a partition count).
+func addPartitionListFlag(cmd *cobra.Command, v *string, usage string) {
+	cmd.Flags().StringVar(v, "only-partitions", "", usage)
+	cmd.Flags().StringVar(v, "partitions", "", "")
+	cmd.Flags().MarkDeprecated("partitions", "use --only-partitions (--partitions is a partition count in serve and loadgen produce)")
+}
+
 // parsePartitions parses "0,3-5" into ascending distinct partitions.
 func parsePartitions(s string) ([]int32, error) {
 	if strings.TrimSpace(s) == "" {
@@ -47,12 +52,12 @@ func parsePartitions(s string) ([]int32, error) {
 		lo, hi, isRange := strings.Cut(part, "-")
 		a, err := strconv.ParseInt(lo, 10, 32)
 		if err != nil || a < 0 {
-			return nil, fmt.Errorf("--partitions: %q is not a partition or a range a-b", part)
+			return nil, fmt.Errorf("--only-partitions: %q is not a partition or a range a-b", part)
 		}
 		b := a
 		if isRange {
 			if b, err = strconv.ParseInt(hi, 10, 32); err != nil || b < a {
-				return nil, fmt.Errorf("--partitions: %q is not a range a-b with a ≤ b", part)
+				return nil, fmt.Errorf("--only-partitions: %q is not a range a-b with a ≤ b", part)
 			}
 		}
 		for p := a; p <= b; p++ {
@@ -71,7 +76,7 @@ func checkPartitions(ctx context.Context, src engine.Source, parts []int32) erro
 	}
 	for _, p := range parts {
 		if p >= n {
-			return fmt.Errorf("--partitions: topic %s has %d partitions, no partition %d", src.Topic(), n, p)
+			return fmt.Errorf("--only-partitions: topic %s has %d partitions, no partition %d", src.Topic(), n, p)
 		}
 	}
 	return nil
@@ -91,7 +96,7 @@ func newIndexRebuildCommand() *cobra.Command {
 		retention   time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "rebuild [--data DIR] [--source embedded|segments=DIR|kafka=BROKERS] [--topic delivery_log] [--partitions 0,3-5]",
+		Use:   "rebuild",
 		Short: "Build the index from the log into a fresh database and switch to it atomically",
 		Long: `Build the index from the delivery_log into a fresh database, DATA/` + index.RebuildDir + `/, partitions in
 parallel (at most --parallel at once), then make it the live index atomically: it is renamed to
@@ -104,7 +109,7 @@ The build commits every partition's progress with its entries, so an interrupted
 (Ctrl-C, a crash) resumes where it stopped when run again with the same --data; delete
 DATA/` + index.RebuildDir + `/ to start over.
 
-With --partitions, only those partitions are read from the log; the others' entries are copied
+With --only-partitions, only those partitions are read from the log; the others' entries are copied
 from the live index into the new one before the switch.
 
 On a terminal, stderr shows a progress bar per partition (records/s, bytes, ETA); otherwise only
@@ -120,13 +125,12 @@ the final summary is printed (on stdout).
 			if !cmd.Flags().Changed("bucket-width") {
 				bucketWidth = 0 // a new index gets the default, a resumed one keeps its own
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
-			defer stop()
+			ctx := cmd.Context() // canceled by SIGINT or SIGTERM (main)
 			return runIndexRebuild(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), &sf, parts, parallel, bucketWidth, retention)
 		},
 	}
 	addSourceFlags(cmd.Flags(), &sf)
-	cmd.Flags().StringVar(&partitions, "partitions", "", "partitions to rebuild, e.g. 0,3-5 (default all)")
+	addPartitionListFlag(cmd, &partitions, "partitions to rebuild, e.g. 0,3-5 (default all)")
 	cmd.Flags().IntVar(&parallel, "parallel", 0, "partitions built at once (default the number of CPUs)")
 	cmd.Flags().DurationVar(&bucketWidth, "bucket-width", index.DefaultBucketWidth, "time bucket width of a new index; a resumed rebuild keeps the width it was started with, and naming another is an error")
 	cmd.Flags().DurationVar(&retention, "retention", index.DefaultRetention, "drop buckets older than this; negative keeps everything")
@@ -142,82 +146,39 @@ func runIndexRebuild(ctx context.Context, stdout, stderr io.Writer, sf *sourceFl
 	if err := checkPartitions(ctx, src, parts); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(sf.data, 0o755); err != nil {
-		return err
-	}
-	liveDir, _, err := index.LiveDir(sf.data)
-	if err != nil {
-		return err
-	}
-	rebuildDir := filepath.Join(sf.data, index.RebuildDir)
-	_, statErr := os.Stat(rebuildDir)
-	resumed := statErr == nil
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	ix, err := index.Open(index.Options{Dir: rebuildDir, BucketWidth: width, Retention: retention, Logger: logger})
-	if err != nil {
-		return err
-	}
-	defer ix.Close()
-	if resumed {
-		fmt.Fprintf(stderr, "resuming the rebuild in %s\n", rebuildDir)
-	}
-
 	ui := newBuildUI(stderr, isTerminal(os.Stderr) && stderr == io.Writer(os.Stderr))
-	all := parts
-	if all == nil {
-		n, err := src.Partitions(ctx)
-		if err != nil {
-			return err
-		}
-		for p := int32(0); p < n; p++ {
-			all = append(all, p)
-		}
+	r, err := index.OpenRebuild(ctx, index.RebuildOptions{
+		DataDir: sf.data, Source: src, Partitions: parts, Parallelism: parallel,
+		BucketWidth: width, Retention: retention, Progress: ui.progress,
+		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		return err
 	}
-	ui.start(all)
+	defer r.Close()
+	if r.Resumed() {
+		fmt.Fprintf(stderr, "resuming the rebuild in %s\n", r.Dir())
+	}
+	ui.start(r.Partitions())
 	start := time.Now()
-	err = ix.Build(ctx, src, index.BuildOptions{Partitions: all, Parallelism: parallel, Progress: ui.progress})
+	err = r.Build(ctx)
 	ui.finish(err == nil)
-	elapsed := time.Since(start)
-	ui.summary(stdout, elapsed)
+	ui.summary(stdout, time.Since(start))
 	if err != nil {
 		if ctx.Err() != nil {
-			fmt.Fprintf(stderr, "replayd: index rebuild interrupted; its progress is kept in %s: run it again to resume\n", rebuildDir)
+			fmt.Fprintf(stderr, "replayd: index rebuild interrupted; its progress is kept in %s: run it again to resume\n", r.Dir())
 			return exitError{code: 130}
 		}
 		return err
 	}
-	if parts != nil {
-		if _, err := os.Stat(liveDir); err == nil {
-			live, err := index.Open(index.Options{Dir: liveDir, ReadOnly: true, Logger: logger})
-			if err != nil {
-				return fmt.Errorf("copying the other partitions from the live index: %w", err)
-			}
-			n, err := ix.ImportPartitions(live, func(p int32) bool { _, found := slices.BinarySearch(parts, p); return !found })
-			live.Close()
-			if err != nil {
-				return fmt.Errorf("copying the other partitions from the live index: %w", err)
-			}
-			fmt.Fprintf(stdout, "copied %d keys of the other partitions from %s\n", n, liveDir)
-		}
+	rep, err := r.Finish(ctx)
+	if rep.ImportedFrom != "" {
+		fmt.Fprintf(stdout, "copied %d keys of the other partitions from %s\n", rep.Imported, rep.ImportedFrom)
 	}
-	if _, err := ix.EnforceRetention(ctx, src); err != nil {
-		return err
-	}
-	if err := ix.Compact(ctx); err != nil {
-		return err
-	}
-	st, err := ix.Stats()
 	if err != nil {
 		return err
 	}
-	if err := ix.Close(); err != nil {
-		return err
-	}
-	newLive, err := index.Switch(sf.data)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "live index is now %s: %d entries, %d offsets, %s on disk\n", newLive, st.Entries, st.Offsets, humanBytes(float64(st.DiskBytes)))
+	fmt.Fprintf(stdout, "live index is now %s: %d entries, %d offsets, %s on disk\n", rep.Live, rep.Stats.Entries, rep.Stats.Offsets, humanBytes(float64(rep.Stats.DiskBytes)))
 	return nil
 }
 
@@ -368,10 +329,10 @@ func newIndexVerifyCommand() *cobra.Command {
 		maxPrint   int
 	)
 	cmd := &cobra.Command{
-		Use:   "verify [--data DIR] [--source embedded|segments=DIR|kafka=BROKERS] [--topic delivery_log] [--partitions 0,3-5]",
+		Use:   "verify",
 		Short: "Check the live index against the log; exit 1 on any mismatch",
 		Long: `Check the live index's own invariants, then scan the log of every partition (or of
---partitions) up to the partition's index checkpoint and check that every (webhook, time bucket,
+--only-partitions) up to the partition's index checkpoint and check that every (webhook, time bucket,
 batch) of the log is indexed ("missing" otherwise), that every offset an entry lists is a batch of
 the log ("dangling" otherwise, also for offsets at or past the checkpoint), and that the batch
 holds a record of that webhook in that bucket ("extra" otherwise). Offsets below the log start are
@@ -379,7 +340,7 @@ counted as expired, not mismatches: retention drops them. Buckets below the rete
 not compared. The log past the checkpoint is not indexed yet and is not checked: 'index stats'
 shows that lag.
 
-Mismatches are printed on stdout, one per line (at most --max-print), then a summary; the exit
+Mismatches are printed on stdout, one per line (at most --limit), then a summary; the exit
 status is 1 if there was any. The index must not be open in a running 'replayd serve' (Pebble
 locks it); its memory use is proportional to one partition's entries.
 
@@ -390,8 +351,7 @@ locks it); its memory use is proportional to one partition's entries.
 			if err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
-			defer stop()
+			ctx := cmd.Context() // canceled by SIGINT or SIGTERM (main)
 			out := cmd.OutOrStdout()
 			ix, dir, err := openLiveIndex(sf.data)
 			if err != nil {
@@ -432,15 +392,17 @@ locks it); its memory use is proportional to one partition's entries.
 		},
 	}
 	addSourceFlags(cmd.Flags(), &sf)
-	cmd.Flags().StringVar(&partitions, "partitions", "", "partitions to verify, e.g. 0,3-5 (default all)")
-	cmd.Flags().IntVar(&maxPrint, "max-print", 1000, "print at most this many mismatches")
+	addPartitionListFlag(cmd, &partitions, "partitions to verify, e.g. 0,3-5 (default all)")
+	cmd.Flags().IntVar(&maxPrint, "limit", 1000, "print at most this many mismatches")
+	cmd.Flags().IntVar(&maxPrint, "max-print", 1000, "")
+	cmd.Flags().MarkDeprecated("max-print", "use --limit")
 	return cmd
 }
 
 func newIndexStatsCommand() *cobra.Command {
 	var sf sourceFlags
 	cmd := &cobra.Command{
-		Use:   "stats [--data DIR] [--source embedded|segments=DIR|kafka=BROKERS] [--topic delivery_log]",
+		Use:   "stats",
 		Short: "Print the live index's size, entries, checkpoints and lag per partition",
 		Long: `Print the live index's directory, size on disk, entry and offset counts, and per partition
 its checkpoint (the next offset to index), the log's start and end offsets, the lag (offsets of
@@ -451,8 +413,7 @@ index must not be open in a running 'replayd serve' (Pebble locks it).
 ` + sourceFlagsHelp,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
-			defer stop()
+			ctx := cmd.Context() // canceled by SIGINT or SIGTERM (main)
 			out := cmd.OutOrStdout()
 			ix, dir, err := openLiveIndex(sf.data)
 			if err != nil {

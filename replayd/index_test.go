@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,7 +21,7 @@ func makeIndexData(t *testing.T, data string, seed uint64) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	_, err = indextest.Generate(context.Background(), l, indextest.Spec{
+	_, err = indextest.Generate(t.Context(), l, indextest.Spec{
 		Events: 3000, Webhooks: 200, DupRate: 0.05, Start: time.Now().Add(-3 * time.Hour), Span: 2 * time.Hour,
 		Jitter: 2 * time.Minute, ValueSize: 500, ControlEvery: 10, Seed: seed,
 	})
@@ -67,10 +66,10 @@ func TestIndexCommands(t *testing.T) {
 	}
 	// The same log read in place as a broker's directory gives the same answers.
 	mustRun(t, "index", "verify", "--data", data, "--source", "segments="+filepath.Join(data, "log"))
-	mustRun(t, "index", "verify", "--data", data, "--source", "segments", "--segments-dir", filepath.Join(data, "log"), "--partitions", "0,2")
+	mustRun(t, "index", "verify", "--data", data, "--source", "segments", "--segments-dir", filepath.Join(data, "log"), "--only-partitions", "0,2")
 
 	// A partial rebuild reads only its partitions and carries the others over.
-	out = mustRun(t, "index", "rebuild", "--data", data, "--partitions", "1")
+	out = mustRun(t, "index", "rebuild", "--data", data, "--only-partitions", "1")
 	if !strings.Contains(out, "copied") {
 		t.Fatalf("partial rebuild:\n%s", out)
 	}
@@ -92,7 +91,7 @@ func TestIndexCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ix.Build(context.Background(), src, index.BuildOptions{Partitions: []int32{0}}); err != nil {
+	if err := ix.Build(t.Context(), src, index.BuildOptions{Partitions: []int32{0}}); err != nil {
 		t.Fatal(err)
 	}
 	ix.Close()
@@ -106,7 +105,7 @@ func TestIndexCommands(t *testing.T) {
 	// An index checked against another log reports mismatches and exits 1.
 	other := t.TempDir()
 	makeIndexData(t, other, 2)
-	out, _, code = run(t, "index", "verify", "--data", data, "--source", "segments="+filepath.Join(other, "log"), "--max-print", "3")
+	out, _, code = run(t, "index", "verify", "--data", data, "--source", "segments="+filepath.Join(other, "log"), "--limit", "3")
 	if code != 1 || !strings.Contains(out, "missing") && !strings.Contains(out, "dangling") && !strings.Contains(out, "extra") || !strings.Contains(out, "more") {
 		t.Fatalf("verify against another log: exit %d\n%s", code, out)
 	}
@@ -122,7 +121,7 @@ func TestIndexCommandErrors(t *testing.T) {
 		{[]string{"index", "rebuild", "--data", data, "--source", "segments"}, "needs a directory"},
 		{[]string{"index", "rebuild", "--data", data, "--source", "kafka"}, "needs brokers"},
 		{[]string{"index", "rebuild", "--data", data, "--source", "nfs"}, "want embedded"},
-		{[]string{"index", "rebuild", "--data", data, "--partitions", "3-1"}, "range"},
+		{[]string{"index", "rebuild", "--data", data, "--only-partitions", "3-1"}, "range"},
 		{[]string{"index", "verify", "--data", data}, "no index"},
 	} {
 		_, errOut, code := run(t, c.args...)
@@ -131,7 +130,7 @@ func TestIndexCommandErrors(t *testing.T) {
 		}
 	}
 	makeIndexData(t, data, 3)
-	if _, errOut, code := run(t, "index", "rebuild", "--data", data, "--partitions", "0,7"); code == 0 || !strings.Contains(errOut, "no partition 7") {
+	if _, errOut, code := run(t, "index", "rebuild", "--data", data, "--only-partitions", "0,7"); code == 0 || !strings.Contains(errOut, "no partition 7") {
 		t.Errorf("partition out of range: %d %q", code, errOut)
 	}
 	got, err := parsePartitions("5, 0,3-4,3")

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os/signal"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -19,7 +17,7 @@ import (
 func newMigrateCommand() *cobra.Command {
 	var dsn string
 	cmd := &cobra.Command{
-		Use:   "migrate --mysql-dsn DSN",
+		Use:   "migrate",
 		Short: "Apply the job and app stores' pending MySQL schema migrations",
 		Long: `Apply the schema migrations of the job store (recorded in schema_migrations) and of the app
 store (recorded in app_schema_migrations) that the database does not list yet, in version order,
@@ -30,8 +28,7 @@ DSN is a go-sql-driver/mysql DSN naming the database, e.g. replay:secret@tcp(db:
 			if dsn == "" {
 				return errors.New("migrate: --mysql-dsn is required")
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
-			defer stop()
+			ctx := cmd.Context() // canceled by SIGINT or SIGTERM (main)
 			for _, store := range []struct {
 				name    string
 				migrate func(context.Context, string) ([]int64, error)

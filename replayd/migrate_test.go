@@ -4,11 +4,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/replay/replay/replayd/job/jobtest"
+	"github.com/replay/replay/replayd/mysqldb/mysqldbtest"
 )
 
 func TestMigrate(t *testing.T) {
-	dsn := jobtest.MySQLDatabase(t)
+	dsn := mysqldbtest.Database(t)
 	out, errOut, code := run(t, "migrate", "--mysql-dsn", dsn)
 	if code != 0 || !strings.Contains(out, "job store: applied migration 0001") || !strings.Contains(out, "app store: applied migration 0001") {
 		t.Fatalf("first migrate: exit %d\n%s%s", code, out, errOut)

@@ -28,7 +28,7 @@ func newSegmentCommand() *cobra.Command {
 func newSegmentDumpCommand() *cobra.Command {
 	var records, asJSON bool
 	cmd := &cobra.Command{
-		Use:   "dump [--records] [--json] PATH",
+		Use:   "dump PATH",
 		Short: "Print the batches (and records) of a .log file or of a partition directory",
 		Long: `Print the record batches of a Kafka .log segment file, or of every segment of a partition
 directory in offset order, like Kafka's kafka-dump-log.sh: a line per batch with its base and

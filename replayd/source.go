@@ -43,51 +43,34 @@ func addSourceFlags(fs *pflag.FlagSet, f *sourceFlags) {
 	fs.StringVar(&f.topic, "topic", "delivery_log", "topic name")
 }
 
-// openSource opens the source the flags name. The caller closes it.
-func openSource(ctx context.Context, f *sourceFlags) (engine.Source, error) {
+// spec turns the flags into the source they name.
+func (f *sourceFlags) spec() (engine.SourceSpec, error) {
 	kind, arg, hasArg := strings.Cut(f.source, "=")
 	switch kind {
 	case "embedded":
 		if hasArg {
-			return nil, fmt.Errorf("--source embedded takes no argument (the log is in --data %s)", f.data)
+			return engine.SourceSpec{}, fmt.Errorf("--source embedded takes no argument (the log is in --data %s)", f.data)
 		}
-		dir := filepath.Join(f.data, "log")
-		// engine.Open would create an empty log: a rebuild or verify of nothing is a mistake.
-		if _, err := os.Stat(filepath.Join(dir, "replay-log.json")); err != nil {
-			return nil, fmt.Errorf("no embedded log in %s (is --data right?): %w", dir, err)
-		}
-		// Retention -1: an operator command reading the log never deletes from it.
-		l, err := engine.Open(engine.Options{Dir: dir, Topic: f.topic, Retention: -1})
-		if err != nil {
-			return nil, err
-		}
-		return l, nil
+		return engine.SourceSpec{Kind: engine.SourceEmbedded, Dir: filepath.Join(f.data, "log"), Topic: f.topic}, nil
 	case "segments":
 		dir := f.segmentsDir
 		if hasArg {
 			if dir != "" && dir != arg {
-				return nil, errors.New("--source segments=DIR and --segments-dir name different directories")
+				return engine.SourceSpec{}, errors.New("--source segments=DIR and --segments-dir name different directories")
 			}
 			dir = arg
 		}
 		if dir == "" {
-			return nil, errors.New("--source segments needs a directory: --source segments=DIR or --segments-dir DIR")
+			return engine.SourceSpec{}, errors.New("--source segments needs a directory: --source segments=DIR or --segments-dir DIR")
 		}
-		src, err := engine.OpenDir(engine.DirOptions{Dir: dir, Topic: f.topic})
-		if err != nil {
-			return nil, err // not a typed nil in the interface: callers close what they get
-		}
-		return src, nil
+		return engine.SourceSpec{Kind: engine.SourceSegments, Dir: dir, Topic: f.topic}, nil
 	case "kafka":
 		brokers := f.brokers
 		if hasArg {
 			if brokers != "" && brokers != arg {
-				return nil, errors.New("--source kafka=BROKERS and --kafka-brokers name different brokers")
+				return engine.SourceSpec{}, errors.New("--source kafka=BROKERS and --kafka-brokers name different brokers")
 			}
 			brokers = arg
-		}
-		if brokers == "" {
-			return nil, errors.New("--source kafka needs brokers: --source kafka=host:9092,... or --kafka-brokers")
 		}
 		var list []string
 		for _, b := range strings.Split(brokers, ",") {
@@ -95,11 +78,23 @@ func openSource(ctx context.Context, f *sourceFlags) (engine.Source, error) {
 				list = append(list, b)
 			}
 		}
-		src, err := engine.NewKafkaSource(ctx, engine.KafkaOptions{Brokers: list, Topic: f.topic})
-		if err != nil {
-			return nil, err
+		if len(list) == 0 {
+			return engine.SourceSpec{}, errors.New("--source kafka needs brokers: --source kafka=host:9092,... or --kafka-brokers")
 		}
-		return src, nil
+		return engine.SourceSpec{Kind: engine.SourceKafka, Brokers: list, Topic: f.topic}, nil
 	}
-	return nil, fmt.Errorf("--source %q: want embedded, segments=DIR or kafka=BROKERS", f.source)
+	return engine.SourceSpec{}, fmt.Errorf("--source %q: want embedded, segments=DIR or kafka=BROKERS", f.source)
+}
+
+// openSource opens the source the flags name. The caller closes it.
+func openSource(ctx context.Context, f *sourceFlags) (engine.Source, error) {
+	spec, err := f.spec()
+	if err != nil {
+		return nil, err
+	}
+	src, err := spec.Open(ctx)
+	if errors.Is(err, os.ErrNotExist) && spec.Kind == engine.SourceEmbedded {
+		return nil, fmt.Errorf("%w (is --data right?)", err)
+	}
+	return src, err
 }

@@ -18,7 +18,7 @@ import (
 
 	"github.com/replay/replay/engine"
 	"github.com/replay/replay/loadgen/manifest"
-	"github.com/replay/replay/loadgen/traffic"
+	"github.com/replay/replay/replayd/traffic"
 	"github.com/replay/replay/segment"
 )
 

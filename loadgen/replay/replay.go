@@ -15,41 +15,41 @@ import (
 	"sync"
 	"time"
 
-	"github.com/replay/replay/loadgen/sink"
+	"github.com/replay/replay/replayd/receiver"
 )
 
 // Waiter waits for a job's replay_job_status at the sink.
-type Waiter func(ctx context.Context, jobID string) (sink.JobStats, error)
+type Waiter func(ctx context.Context, jobID string) (receiver.JobStats, error)
 
 // HTTPWaiter waits through a sink's GET /_sink/jobs/{id}?wait= long poll.
 func HTTPWaiter(c *http.Client, sinkURL string) Waiter {
 	sinkURL = strings.TrimRight(sinkURL, "/")
-	return func(ctx context.Context, jobID string) (sink.JobStats, error) {
+	return func(ctx context.Context, jobID string) (receiver.JobStats, error) {
 		for {
 			req, err := http.NewRequestWithContext(ctx, "GET", sinkURL+"/_sink/jobs/"+url.PathEscape(jobID)+"?wait=30s", nil)
 			if err != nil {
-				return sink.JobStats{}, err
+				return receiver.JobStats{}, err
 			}
 			resp, err := c.Do(req)
 			if err != nil {
-				return sink.JobStats{}, fmt.Errorf("sink %s: %w", sinkURL, err)
+				return receiver.JobStats{}, fmt.Errorf("sink %s: %w", sinkURL, err)
 			}
 			body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 			resp.Body.Close()
 			switch resp.StatusCode {
 			case http.StatusOK:
-				var js sink.JobStats
+				var js receiver.JobStats
 				if err := json.Unmarshal(body, &js); err != nil {
 					return js, fmt.Errorf("sink %s: %w", sinkURL, err)
 				}
 				return js, nil
 			case http.StatusNotFound:
 				if err := ctx.Err(); err != nil {
-					return sink.JobStats{}, err
+					return receiver.JobStats{}, err
 				}
 				continue // waited 30s without it: ask again
 			default:
-				return sink.JobStats{}, fmt.Errorf("sink %s: %d %s", sinkURL, resp.StatusCode, body)
+				return receiver.JobStats{}, fmt.Errorf("sink %s: %d %s", sinkURL, resp.StatusCode, body)
 			}
 		}
 	}
@@ -75,7 +75,7 @@ type Result struct {
 	Code         int    // the API's answer to the POST
 	Err          string // why it failed, empty when it completed
 	Submitted    time.Time
-	Job          sink.JobStats
+	Job          receiver.JobStats
 	TTFE         time.Duration // submission → first event at the sink (0 when there was none)
 	Total        time.Duration // submission → status event at the sink
 	EventsPerSec float64       // events / Total

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/replay/replay/loadgen/sink"
 	"github.com/replay/replay/replayd/delivery"
+	"github.com/replay/replay/replayd/receiver"
 )
 
 // fakeAPI accepts replay requests like replayd (one active job per webhook: 409 otherwise) and
@@ -69,7 +69,7 @@ func fakeAPI(t *testing.T, sinkURL string, secret []byte, n int) (*httptest.Serv
 
 func TestRunMeasuresJobs(t *testing.T) {
 	secret := []byte("sec")
-	s := sink.NewWithOptions(sink.Options{Secret: secret})
+	s := receiver.NewWithOptions(receiver.Options{Secret: secret})
 	ss := httptest.NewServer(s)
 	defer ss.Close()
 	api, conflicts := fakeAPI(t, ss.URL, secret, 20)

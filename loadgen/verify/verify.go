@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/replay/replay/loadgen/manifest"
-	"github.com/replay/replay/loadgen/sink"
+	"github.com/replay/replay/replayd/receiver"
 )
 
 // ParseTime reads a window bound: the API's YYYYMMDDhhmm (UTC) or RFC3339.
@@ -68,10 +68,10 @@ type Report struct {
 	Webhook       string
 	From, To      time.Time
 	Path          string
-	Job           *sink.JobStats // the job whose deliveries were checked, when known
-	Expected      int            // unique events of the webhook in the window
-	Produced      int            // records of the webhook in the window, duplicates included
-	Delivered     int            // deliveries checked (events, not the status event)
+	Job           *receiver.JobStats // the job whose deliveries were checked, when known
+	Expected      int                // unique events of the webhook in the window
+	Produced      int                // records of the webhook in the window, duplicates included
+	Delivered     int                // deliveries checked (events, not the status event)
 	Missing       int
 	Extra         int
 	Duplicated    int // events delivered more than once
@@ -126,15 +126,15 @@ func (r *Report) Write(w io.Writer) {
 	}
 }
 
-// ReadRecord reads a sink record file (JSON lines of sink.Delivery). A torn last line (a sink
+// ReadRecord reads a sink record file (JSON lines of receiver.Delivery). A torn last line (a sink
 // still writing) is ignored.
-func ReadRecord(r io.Reader) ([]sink.Delivery, error) {
+func ReadRecord(r io.Reader) ([]receiver.Delivery, error) {
 	br := bufio.NewReaderSize(r, 1<<20)
-	var out []sink.Delivery
+	var out []receiver.Delivery
 	for n := 1; ; n++ {
 		line, err := br.ReadBytes('\n')
 		if len(line) > 0 && line[len(line)-1] == '\n' {
-			var d sink.Delivery
+			var d receiver.Delivery
 			if jerr := json.Unmarshal(line, &d); jerr != nil {
 				return out, fmt.Errorf("record line %d: %w", n, jerr)
 			}
@@ -151,7 +151,7 @@ func ReadRecord(r io.Reader) ([]sink.Delivery, error) {
 }
 
 // selectDeliveries picks the webhook's path and the job's deliveries.
-func selectDeliveries(o *Options, rec []sink.Delivery, r *Report) ([]sink.Delivery, error) {
+func selectDeliveries(o *Options, rec []receiver.Delivery, r *Report) ([]receiver.Delivery, error) {
 	path := o.Path
 	if path == "" {
 		paths := map[string]bool{}
@@ -177,10 +177,10 @@ func selectDeliveries(o *Options, rec []sink.Delivery, r *Report) ([]sink.Delive
 	}
 	r.Path = path
 	// Segments: the deliveries between status events on the path.
-	var seg []sink.Delivery
+	var seg []receiver.Delivery
 	var jobs []struct {
-		st   sink.Status
-		segs []sink.Delivery
+		st   receiver.Status
+		segs []receiver.Delivery
 	}
 	for _, d := range rec {
 		if d.Path != path {
@@ -188,8 +188,8 @@ func selectDeliveries(o *Options, rec []sink.Delivery, r *Report) ([]sink.Delive
 		}
 		if d.Status != nil && d.SignatureValid {
 			jobs = append(jobs, struct {
-				st   sink.Status
-				segs []sink.Delivery
+				st   receiver.Status
+				segs []receiver.Delivery
 			}{*d.Status, seg})
 			seg = nil
 			continue
@@ -208,7 +208,7 @@ func selectDeliveries(o *Options, rec []sink.Delivery, r *Report) ([]sink.Delive
 	}
 	for _, j := range jobs {
 		if j.st.JobID == o.Job {
-			r.Job = &sink.JobStats{JobID: j.st.JobID, WebhookID: j.st.WebhookID, State: j.st.State, Description: j.st.Description, Path: path, Deliveries: int64(len(j.segs))}
+			r.Job = &receiver.JobStats{JobID: j.st.JobID, WebhookID: j.st.WebhookID, State: j.st.State, Description: j.st.Description, Path: path, Deliveries: int64(len(j.segs))}
 			if j.st.WebhookID != o.Webhook {
 				return nil, fmt.Errorf("job %s replayed webhook %s, not %s", o.Job, j.st.WebhookID, o.Webhook)
 			}
@@ -223,7 +223,7 @@ func selectDeliveries(o *Options, rec []sink.Delivery, r *Report) ([]sink.Delive
 
 // Run verifies. The manifest is read twice when there are extra deliveries (to say why each is
 // extra), so it is given as a function that opens it.
-func Run(o Options, openManifest func() (io.ReadCloser, error), rec []sink.Delivery) (*Report, error) {
+func Run(o Options, openManifest func() (io.ReadCloser, error), rec []receiver.Delivery) (*Report, error) {
 	if o.Limit <= 0 {
 		o.Limit = 20
 	}

@@ -17,10 +17,10 @@ import (
 
 	"github.com/replay/replay/engine"
 	"github.com/replay/replay/loadgen/produce"
-	"github.com/replay/replay/loadgen/sink"
-	"github.com/replay/replay/loadgen/traffic"
 	"github.com/replay/replay/replayd/dedup"
 	"github.com/replay/replay/replayd/delivery"
+	"github.com/replay/replay/replayd/receiver"
+	"github.com/replay/replay/replayd/traffic"
 	"github.com/replay/replay/segment"
 )
 
@@ -100,13 +100,13 @@ func (w *world) replay(webhook string, from, to time.Time) []logged {
 func (w *world) open() (io.ReadCloser, error) { return os.Open(w.manifest) }
 
 // record writes sink record lines for deliveries on path, then the job's status event.
-func record(path, webhook, job string, ds []logged) []sink.Delivery {
-	var out []sink.Delivery
+func record(path, webhook, job string, ds []logged) []receiver.Delivery {
+	var out []receiver.Delivery
 	at := time.Now()
 	for _, d := range ds {
-		out = append(out, sink.Delivery{At: at, Path: path, EventID: d.id, SignatureValid: true})
+		out = append(out, receiver.Delivery{At: at, Path: path, EventID: d.id, SignatureValid: true})
 	}
-	return append(out, sink.Delivery{At: at, Path: path, SignatureValid: true, Status: &sink.Status{WebhookID: webhook, JobID: job, State: "Complete"}})
+	return append(out, receiver.Delivery{At: at, Path: path, SignatureValid: true, Status: &receiver.Status{WebhookID: webhook, JobID: job, State: "Complete"}})
 }
 
 func TestVerifyDetectsMissingExtraDuplicates(t *testing.T) {
@@ -117,7 +117,7 @@ func TestVerifyDetectsMissingExtraDuplicates(t *testing.T) {
 	if len(good) < 200 {
 		t.Fatalf("window holds %d events", len(good))
 	}
-	run := func(rec []sink.Delivery, o Options) *Report {
+	run := func(rec []receiver.Delivery, o Options) *Report {
 		t.Helper()
 		o.Webhook, o.From, o.To = hook, from, to
 		r, err := Run(o, w.open, rec)
@@ -160,7 +160,7 @@ func TestVerifyDetectsMissingExtraDuplicates(t *testing.T) {
 	}
 	bad = append(bad, other, early, logged{id: "12345"})
 	rec := record("/webhooks/b", hook, "2", bad)
-	rec = append([]sink.Delivery{{Path: "/webhooks/b", EventID: good[0].id}}, rec...) // unsigned
+	rec = append([]receiver.Delivery{{Path: "/webhooks/b", EventID: good[0].id}}, rec...) // unsigned
 	// Another webhook's traffic on another path, and an earlier job on this one, are ignored.
 	rec = append(record("/webhooks/a", w.hooks[0], "0", w.replay(w.hooks[0], from, to)), rec...)
 	rec = append(record("/webhooks/b", hook, "1", good), rec...)
@@ -214,7 +214,7 @@ func TestVerifyThroughSinkRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	bw := bufio.NewWriter(f)
-	s := sink.NewWithOptions(sink.Options{Secret: secret, Record: bw})
+	s := receiver.NewWithOptions(receiver.Options{Secret: secret, Record: bw})
 	hs := httptest.NewServer(s)
 	defer hs.Close()
 	postBody := func(body []byte) {

@@ -798,7 +798,7 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 	if err := s.opts.Apps.Ping(ctx); err != nil {
 		problems = append(problems, "app store: "+err.Error())
 	}
-	if _, err := s.opts.Jobs.List(ctx, job.ListParams{Limit: 1}); err != nil {
+	if err := s.opts.Jobs.Ping(ctx); err != nil {
 		problems = append(problems, "job store: "+err.Error())
 	}
 	if len(problems) > 0 {

@@ -258,7 +258,7 @@ func TestReplayErrors(t *testing.T) {
 		})
 	}
 	// None of them created a job.
-	if res, err := e.jobs.List(context.Background(), job.ListParams{}); err != nil || len(res.Jobs) != 0 {
+	if res, err := e.jobs.List(t.Context(), job.ListParams{}); err != nil || len(res.Jobs) != 0 {
 		t.Fatalf("jobs after errors: %v, %v", res, err)
 	}
 	// Exactly 5 days back (to the minute, at a whole minute) is accepted; the current minute
@@ -311,7 +311,7 @@ func TestReplaySuccessAndOneActiveJob(t *testing.T) {
 		t.Fatalf("job_id %q is not decimal", got.JobID)
 	}
 	whID, _ := strconv.ParseInt(wh, 10, 64)
-	j, err := e.jobs.Get(context.Background(), job.GetParams{ID: id})
+	j, err := e.jobs.Get(t.Context(), job.GetParams{ID: id})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -537,7 +537,7 @@ func TestJobsGetCancel(t *testing.T) {
 		t.Fatalf("job view %+v", v)
 	}
 	// A worker makes progress; the view shows it.
-	ctx := context.Background()
+	ctx := t.Context()
 	l, err := e.jobs.Lease(ctx, job.LeaseParams{Owner: "w1"})
 	if err != nil {
 		t.Fatal(err)
@@ -675,6 +675,7 @@ func TestStoreFailures(t *testing.T) {
 		{"unexpected", errors.New("boom"), 500, 0, "Internal error."},
 		{"deadline", fmt.Errorf("mysqljob: create: %w", context.DeadlineExceeded), 503, 67, "Service is temporarily unavailable; please retry."},
 		{"closed", fmt.Errorf("x: %w", job.ErrClosed), 503, 67, "Service is temporarily unavailable; please retry."},
+		{"unavailable", fmt.Errorf("mysqljob: create: %w: %w", job.ErrUnavailable, errors.New("dial tcp: connection refused")), 503, 67, "Service is temporarily unavailable; please retry."},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var e *env
@@ -690,7 +691,7 @@ func TestStoreFailures(t *testing.T) {
 	// The request's context is honoured: a request whose client went away reaches no store.
 	e := newEnv(t, nil)
 	token, _ := e.newApp("a")
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	wantError(t, e.doCtx(ctx, "GET", "/1.1/account_activity/webhooks.json", token), 503, 67, "Service is temporarily unavailable; please retry.")
 	// A closed job store: health fails and replays are 503.

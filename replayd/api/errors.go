@@ -2,12 +2,8 @@ package api
 
 import (
 	"context"
-	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"net"
-
-	"github.com/go-sql-driver/mysql"
 
 	"github.com/replay/replay/replayd/app"
 	"github.com/replay/replay/replayd/job"
@@ -59,25 +55,13 @@ type errorItem struct {
 }
 
 // unavailable reports whether err means a store could not answer (503/67) rather than a bug or an
-// unexpected failure (500/0): deadlines and cancellations, a closed driver, broken or refused
-// connections, server errors that mean "busy" (too many connections, shutdown, interrupted or timed
-// out statements), and deadlocks or lock waits that outlasted the retries.
+// unexpected failure (500/0): deadlines and cancellations, a closed driver, a network error, and
+// what the stores report as their ErrUnavailable (for MySQL: broken or refused connections, a
+// busy server, deadlocks or lock waits that outlasted the retries; mysqldb.IsUnavailable).
 func unavailable(err error) bool {
-	var (
-		ne net.Error
-		me *mysql.MySQLError
-	)
-	switch {
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
-		errors.Is(err, job.ErrClosed), errors.Is(err, app.ErrClosed),
-		errors.Is(err, driver.ErrBadConn), errors.Is(err, sql.ErrConnDone), errors.Is(err, mysql.ErrInvalidConn),
-		errors.As(err, &ne), job.IsRetryable(err):
-		return true
-	case errors.As(err, &me):
-		switch me.Number {
-		case 1040, 1053, 1205, 1213, 1317, 3024, 1969:
-			return true
-		}
-	}
-	return false
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, job.ErrClosed) || errors.Is(err, app.ErrClosed) ||
+		errors.Is(err, job.ErrUnavailable) || errors.Is(err, app.ErrUnavailable) ||
+		errors.As(err, &ne)
 }

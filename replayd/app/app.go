@@ -52,6 +52,9 @@ var (
 	ErrInvalidParams = errors.New("app: invalid parameters")
 	// ErrClosed: the driver was closed.
 	ErrClosed = errors.New("app: driver closed")
+	// ErrUnavailable: the store could not answer (its database is down, unreachable, busy or
+	// timed out). Drivers wrap their own error with it; the API answers 503/67.
+	ErrUnavailable = errors.New("app: store unavailable")
 )
 
 // MaxNameLen and MaxURLLen bound the stored strings.

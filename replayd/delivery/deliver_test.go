@@ -40,7 +40,7 @@ func TestDeliverSignedPost(t *testing.T) {
 			w.WriteHeader(http.StatusNoContent)
 		}
 	})
-	res, err := c.Deliver(context.Background(), target(srv.URL+"/hook?x=1"), []byte(testBody))
+	res, err := c.Deliver(t.Context(), target(srv.URL+"/hook?x=1"), []byte(testBody))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func TestDeliver5xxThenSuccess(t *testing.T) {
 		}
 		w.WriteHeader(http.StatusOK)
 	})
-	res, err := c.Deliver(context.Background(), target(srv.URL), []byte(testBody))
+	res, err := c.Deliver(t.Context(), target(srv.URL), []byte(testBody))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func TestDeliverRetryAfter(t *testing.T) {
 				}
 				w.WriteHeader(http.StatusOK)
 			})
-			res, err := c.Deliver(context.Background(), target(srv.URL), []byte(testBody))
+			res, err := c.Deliver(t.Context(), target(srv.URL), []byte(testBody))
 			if err != nil || res.Attempts != 2 {
 				t.Fatalf("Deliver = %+v, %v", res, err)
 			}
@@ -130,7 +130,7 @@ func TestDeliverTimeoutRetried(t *testing.T) {
 		}
 		w.WriteHeader(http.StatusOK)
 	})
-	res, err := c.Deliver(context.Background(), target(srv.URL), []byte(testBody))
+	res, err := c.Deliver(t.Context(), target(srv.URL), []byte(testBody))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,7 @@ func TestDeliverNotRetried(t *testing.T) {
 				w.WriteHeader(code)
 				io.WriteString(w, "nope")
 			})
-			res, err := c.Deliver(context.Background(), target(srv.URL), []byte(testBody))
+			res, err := c.Deliver(t.Context(), target(srv.URL), []byte(testBody))
 			var se *StatusError
 			if !errors.As(err, &se) || se.Code != code {
 				t.Fatalf("Deliver error = %v, want a *StatusError %d", err, code)
@@ -179,7 +179,7 @@ func TestDeliverAttemptsBounded(t *testing.T) {
 	srv := newServer(t, func(_ *server, _ int64, w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, "down", http.StatusServiceUnavailable)
 	})
-	res, err := c.Deliver(context.Background(), target(srv.URL), []byte(testBody))
+	res, err := c.Deliver(t.Context(), target(srv.URL), []byte(testBody))
 	if err == nil || res.Attempts != 5 || srv.hits.Load() != 5 || res.Status != 503 {
 		t.Fatalf("Deliver = %+v, %v; hits %d", res, err, srv.hits.Load())
 	}
@@ -213,7 +213,7 @@ func TestDeliverConnectionRefusedRetried(t *testing.T) {
 	o := testOptions(newFakeClock())
 	o.MaxAttempts = 3
 	c := newTestClient(t, o)
-	res, err := c.Deliver(context.Background(), target("http://"+addr), []byte(testBody))
+	res, err := c.Deliver(t.Context(), target("http://"+addr), []byte(testBody))
 	if err == nil || res.Attempts != 3 || res.Status != 0 {
 		t.Fatalf("Deliver = %+v, %v", res, err)
 	}
@@ -229,7 +229,7 @@ func TestDeliverCanceledDuringBackoff(t *testing.T) {
 	srv := newServer(t, func(_ *server, _ int64, w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusInternalServerError)
 	})
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	type out struct {
 		res Result
 		err error
@@ -257,7 +257,7 @@ func TestDeliverCanceledInFlight(t *testing.T) {
 		arrived <- struct{}{}
 		s.block(r)
 	})
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() {
 		_, err := c.Deliver(ctx, target(srv.URL), []byte(testBody))
@@ -285,7 +285,7 @@ func TestDeliverRateLimit(t *testing.T) {
 	tg := target(srv.URL)
 	const n = 210
 	for i := range n {
-		if _, err := c.Deliver(context.Background(), tg, []byte(testBody)); err != nil {
+		if _, err := c.Deliver(t.Context(), tg, []byte(testBody)); err != nil {
 			t.Fatalf("event %d: %v", i, err)
 		}
 	}
@@ -300,7 +300,7 @@ func TestDeliverRateLimit(t *testing.T) {
 	before := len(clk.Sleeps())
 	other := tg
 	other.WebhookID = "42"
-	if _, err := c.Deliver(context.Background(), other, []byte(testBody)); err != nil {
+	if _, err := c.Deliver(t.Context(), other, []byte(testBody)); err != nil {
 		t.Fatal(err)
 	}
 	if len(clk.Sleeps()) != before {
@@ -324,7 +324,7 @@ func TestDeliverRateLimitCountsRetries(t *testing.T) {
 			w.WriteHeader(http.StatusBadGateway)
 		}
 	})
-	if _, err := c.Deliver(context.Background(), target(srv.URL), []byte(testBody)); err != nil {
+	if _, err := c.Deliver(t.Context(), target(srv.URL), []byte(testBody)); err != nil {
 		t.Fatal(err)
 	}
 	// Backoff 1ms, then the second attempt waits for the next token: 999ms more.
@@ -340,7 +340,7 @@ func TestDeliverReusesConnections(t *testing.T) {
 	})
 	tg := target(srv.URL)
 	for range 100 {
-		if _, err := c.Deliver(context.Background(), tg, []byte(testBody)); err != nil {
+		if _, err := c.Deliver(t.Context(), tg, []byte(testBody)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -352,7 +352,7 @@ func TestDeliverReusesConnections(t *testing.T) {
 		http.Error(w, strings.Repeat("x", 10000), http.StatusNotFound)
 	})
 	for range 20 {
-		c.Deliver(context.Background(), target(bad.URL), []byte(testBody))
+		c.Deliver(t.Context(), target(bad.URL), []byte(testBody))
 	}
 	if got := bad.newConn.Load(); got != 1 {
 		t.Errorf("20 deliveries answered 404 opened %d connections, want 1", got)
@@ -367,7 +367,7 @@ func TestDeliverReusesConnections(t *testing.T) {
 	for range workers {
 		wg.Go(func() {
 			for range 50 {
-				if _, err := c4.Deliver(context.Background(), target(srv4.URL), []byte(testBody)); err != nil {
+				if _, err := c4.Deliver(t.Context(), target(srv4.URL), []byte(testBody)); err != nil {
 					t.Error(err)
 					return
 				}
@@ -385,7 +385,7 @@ func TestDeliverReusesConnections(t *testing.T) {
 func TestDeliverBadTarget(t *testing.T) {
 	c := newTestClient(t, testOptions(newFakeClock()))
 	for _, u := range []string{"", "ftp://example.com/", "example.com/hook", "http:///path"} {
-		res, err := c.Deliver(context.Background(), target(u), []byte(testBody))
+		res, err := c.Deliver(t.Context(), target(u), []byte(testBody))
 		var te *TargetError
 		if !errors.As(err, &te) || IsRetryable(err) || res.Attempts != 0 {
 			t.Errorf("Deliver(%q) = %+v, %v; want a *TargetError and no attempt", u, res, err)
@@ -401,7 +401,7 @@ func TestDeliverRateLimitInfinite(t *testing.T) {
 	c := newTestClient(t, o)
 	srv := newServer(t, func(_ *server, _ int64, w http.ResponseWriter, _ *http.Request) {})
 	for range 50 {
-		if _, err := c.Deliver(context.Background(), target(srv.URL), nil); err != nil {
+		if _, err := c.Deliver(t.Context(), target(srv.URL), nil); err != nil {
 			t.Fatal(err)
 		}
 	}

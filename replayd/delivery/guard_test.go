@@ -162,7 +162,7 @@ func TestDeliverDeniedAtDial(t *testing.T) {
 	o := testOptions(clk)
 	o.AllowPrivate = false
 	strict := newTestClient(t, o)
-	res, err := strict.Deliver(context.Background(), target(srv.URL), []byte(testBody))
+	res, err := strict.Deliver(t.Context(), target(srv.URL), []byte(testBody))
 	var de *DeniedError
 	if !errors.As(err, &de) || IsRetryable(err) || res.Attempts != 1 || len(clk.Sleeps()) != 0 {
 		t.Fatalf("Deliver to loopback with AllowPrivate off = %+v, %v (sleeps %v)", res, err, clk.Sleeps())
@@ -175,13 +175,13 @@ func TestDeliverDeniedAtDial(t *testing.T) {
 	}
 	// A name that resolves to loopback is caught at dial time too.
 	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
-	if _, err := strict.Deliver(context.Background(), target("http://localhost:"+port), nil); !errors.As(err, &de) {
+	if _, err := strict.Deliver(t.Context(), target("http://localhost:"+port), nil); !errors.As(err, &de) {
 		t.Errorf("Deliver to localhost = %v, want *DeniedError", err)
 	}
 
 	o.AllowPrivate = true
 	lax := newTestClient(t, o)
-	if _, err := lax.Deliver(context.Background(), target(srv.URL), []byte(testBody)); err != nil {
+	if _, err := lax.Deliver(t.Context(), target(srv.URL), []byte(testBody)); err != nil {
 		t.Fatalf("Deliver to loopback with AllowPrivate on: %v", err)
 	}
 }
@@ -253,7 +253,7 @@ func (deadlineErr) Is(target error) bool { return target == context.DeadlineExce
 
 func TestAttemptErrorTimeouts(t *testing.T) {
 	c := newTestClient(t, Options{})
-	live := context.Background()
+	live := t.Context()
 	for _, err := range []error{
 		&url.Error{Op: "Post", URL: "http://h/?token=secret", Err: deadlineErr{}},
 		&url.Error{Op: "Post", URL: "http://h/?token=secret", Err: &net.OpError{Op: "read", Err: timeoutErr{}}},

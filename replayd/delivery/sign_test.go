@@ -1,7 +1,6 @@
 package delivery
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -58,14 +57,14 @@ func TestChallengeSuccess(t *testing.T) {
 		gotQuery = r.URL.RawQuery
 		return false
 	})
-	if err := Challenge(context.Background(), c, srv.URL+"/webhook", []byte("app-secret")); err != nil {
+	if err := Challenge(t.Context(), c, srv.URL+"/webhook", []byte("app-secret")); err != nil {
 		t.Fatalf("Challenge: %v", err)
 	}
 	if !strings.HasPrefix(gotQuery, "crc_token=") {
 		t.Errorf("query %q", gotQuery)
 	}
 	// A URL that already has a query keeps it and gets &crc_token appended.
-	if err := Challenge(context.Background(), c, srv.URL+"/webhook?team=a%20b&x=1", []byte("app-secret")); err != nil {
+	if err := Challenge(t.Context(), c, srv.URL+"/webhook?team=a%20b&x=1", []byte("app-secret")); err != nil {
 		t.Fatalf("Challenge with query: %v", err)
 	}
 	if !strings.HasPrefix(gotQuery, "team=a%20b&x=1&crc_token=") || strings.Count(gotQuery, "?") != 0 {
@@ -109,7 +108,7 @@ func TestChallengeFailures(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newTestClient(t, testOptions(newFakeClock()))
 			srv := crcServer(t, "app-secret", tc.answer)
-			err := Challenge(context.Background(), c, srv.URL, []byte("app-secret"))
+			err := Challenge(t.Context(), c, srv.URL, []byte("app-secret"))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Challenge error = %v, want one containing %q", err, tc.want)
 			}
@@ -126,7 +125,7 @@ func TestChallengeTimeout(t *testing.T) {
 	o.Timeout = 100 * time.Millisecond
 	c := newTestClient(t, o)
 	srv := newServer(t, func(s *server, _ int64, w http.ResponseWriter, r *http.Request) { s.block(r) })
-	err := Challenge(context.Background(), c, srv.URL, []byte("app-secret"))
+	err := Challenge(t.Context(), c, srv.URL, []byte("app-secret"))
 	var te *TimeoutError
 	if !errors.As(err, &te) || !strings.Contains(err.Error(), "no complete answer within 100ms") {
 		t.Fatalf("Challenge error = %v, want a *TimeoutError", err)
@@ -142,7 +141,7 @@ func TestChallengeDeniedAndBadURL(t *testing.T) {
 	o.AllowPrivate = false
 	c := newTestClient(t, o)
 	srv := crcServer(t, "app-secret", nil)
-	err := Challenge(context.Background(), c, srv.URL, []byte("app-secret"))
+	err := Challenge(t.Context(), c, srv.URL, []byte("app-secret"))
 	var (
 		de *DeniedError
 		ce *ChallengeError
@@ -158,7 +157,7 @@ func TestChallengeDeniedAndBadURL(t *testing.T) {
 	}
 	for _, u := range []string{"ftp://example.com/x", "/relative", "http://", "http://%zz"} {
 		var te *TargetError
-		if err := Challenge(context.Background(), c, u, nil); !errors.As(err, &te) || !errors.As(err, &ce) || ce.Failure != ChallengeBadURL {
+		if err := Challenge(t.Context(), c, u, nil); !errors.As(err, &te) || !errors.As(err, &ce) || ce.Failure != ChallengeBadURL {
 			t.Errorf("Challenge(%q) = %v, want *TargetError of kind %q", u, err, ChallengeBadURL)
 		}
 	}

@@ -195,6 +195,9 @@ var (
 	ErrInvalidParams = errors.New("job: invalid parameters")
 	// ErrClosed: the driver was closed.
 	ErrClosed = errors.New("job: driver closed")
+	// ErrUnavailable: the store could not answer (its database is down, unreachable, busy or
+	// timed out). Drivers wrap their own error with it; the API answers 503/67.
+	ErrUnavailable = errors.New("job: store unavailable")
 )
 
 // CreateParams are the arguments of Driver.Create.
@@ -427,6 +430,8 @@ type Driver interface {
 	// next write fails with ErrLeaseLost. Canceling a CANCELED job returns it unchanged; a
 	// COMPLETED or INCOMPLETE one is ErrInvalidTransition.
 	Cancel(ctx context.Context, p CancelParams) (*Job, error)
+	// Ping reports whether the store answers (for health checks).
+	Ping(ctx context.Context) error
 	// Close releases the driver's resources. It is idempotent; other calls afterwards fail with
 	// ErrClosed.
 	Close() error

@@ -6,9 +6,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/replay/replay/index/pebblelog"
 )
 
 // Options configure a DB.
@@ -19,12 +22,17 @@ type Options struct {
 	Store string
 	// ErrClosed is returned by Run after Close: the store's own sentinel. Required.
 	ErrClosed error
+	// ErrUnavailable wraps a Pebble fatal error (the database cannot go on until reopened): the
+	// store's own sentinel, so that the API answers 503. Optional.
+	ErrUnavailable error
 	// Bare lists errors Run returns as they are, without the store's prefix: expected outcomes
 	// such as "no job to lease" rather than failures.
 	Bare []error
 	// NoSync commits writes without fsync (WriteOptions is pebble.NoSync): a crash may lose the
 	// latest changes. Default false. Only for benchmarks and tests.
 	NoSync bool
+	// Logger receives Pebble's messages (pebblelog). Default slog.Default().
+	Logger *slog.Logger
 }
 
 // DB is an open database. Its Pebble handle is used inside Run.
@@ -34,6 +42,7 @@ type DB struct {
 	WriteOptions *pebble.WriteOptions
 
 	opts      Options
+	plog      *pebblelog.Logger
 	sem       chan struct{} // one operation at a time; a channel so that waiting honours ctx
 	closed    bool          // guarded by sem
 	closeOnce sync.Once
@@ -45,11 +54,12 @@ func Open(o Options) (*DB, error) {
 	if o.Dir == "" || o.Store == "" || o.ErrClosed == nil {
 		return nil, errors.New("localdb: Dir, Store and ErrClosed are required")
 	}
-	db, err := pebble.Open(o.Dir, &pebble.Options{Logger: QuietLogger{}})
+	plog := pebblelog.New(o.Logger, o.Store)
+	db, err := pebble.Open(o.Dir, &pebble.Options{Logger: plog})
 	if err != nil {
 		return nil, fmt.Errorf("%s: opening %s: %w", o.Store, o.Dir, err)
 	}
-	d := &DB{Pebble: db, WriteOptions: pebble.Sync, opts: o, sem: make(chan struct{}, 1)}
+	d := &DB{Pebble: db, WriteOptions: pebble.Sync, opts: o, plog: plog, sem: make(chan struct{}, 1)}
 	if o.NoSync {
 		d.WriteOptions = pebble.NoSync
 	}
@@ -57,6 +67,8 @@ func Open(o Options) (*DB, error) {
 }
 
 // Run runs fn as the only operation in progress. Errors come back prefixed with the store and op.
+// A Pebble fatal error during fn is Run's error (a *pebblelog.FatalError), and every later Run's:
+// the database must be reopened.
 func (d *DB) Run(ctx context.Context, op string, fn func() error) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%s: %s: %w", d.opts.Store, op, err)
@@ -73,9 +85,16 @@ func (d *DB) Run(ctx context.Context, op string, fn func() error) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%s: %s: %w", d.opts.Store, op, err)
 	}
-	err := fn()
+	if err := d.plog.Err(); err != nil {
+		return d.unavailable(op, err)
+	}
+	err := d.run(fn)
 	if err == nil {
 		return nil
+	}
+	var fe *pebblelog.FatalError
+	if errors.As(err, &fe) {
+		return d.unavailable(op, err)
 	}
 	for _, bare := range d.opts.Bare {
 		if errors.Is(err, bare) {
@@ -85,23 +104,26 @@ func (d *DB) Run(ctx context.Context, op string, fn func() error) error {
 	return fmt.Errorf("%s: %s: %w", d.opts.Store, op, err)
 }
 
+func (d *DB) unavailable(op string, err error) error {
+	if d.opts.ErrUnavailable == nil {
+		return fmt.Errorf("%s: %s: %w", d.opts.Store, op, err)
+	}
+	return fmt.Errorf("%s: %s: %w: %w", d.opts.Store, op, d.opts.ErrUnavailable, err)
+}
+
+// run calls fn, turning a Pebble fatal error into its error.
+func (d *DB) run(fn func() error) (err error) {
+	defer pebblelog.Recover(&err)
+	return fn()
+}
+
 // Close closes the database once the operation in progress ends. It is idempotent.
 func (d *DB) Close() error {
 	d.closeOnce.Do(func() {
 		d.sem <- struct{}{}
 		d.closed = true
-		d.closeErr = d.Pebble.Close()
+		d.closeErr = d.run(d.Pebble.Close)
 		<-d.sem
 	})
 	return d.closeErr
-}
-
-// QuietLogger keeps Pebble's informational logging out of the service's output; a fatal error
-// still panics, as Pebble's default logger does.
-type QuietLogger struct{}
-
-func (QuietLogger) Infof(string, ...any)  {}
-func (QuietLogger) Errorf(string, ...any) {}
-func (QuietLogger) Fatalf(format string, args ...any) {
-	panic(fmt.Sprintf(format, args...))
 }

@@ -14,7 +14,8 @@ type Metrics struct {
 	JobsRunning        prometheus.Gauge
 }
 
-// NewMetrics makes the collectors and registers them with reg.
+// NewMetrics makes the collectors and registers them with reg; with a nil reg they count for no
+// one (what a Pool without Options.Metrics uses, so that the workers never check for nil).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		EventsRead:         prometheus.NewCounter(prometheus.CounterOpts{Name: "replay_events_read_total", Help: "Events of a job's webhook and window read from the log."}),
@@ -26,6 +27,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		JobsFinished: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "replay_jobs_finished_total", Help: "Jobs finished by this process, by final state."}, []string{"state"}),
 		Takeovers:    prometheus.NewCounter(prometheus.CounterOpts{Name: "replay_job_takeovers_total", Help: "Jobs leased after another worker's lease expired or was released."}),
 		JobsRunning:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "replay_jobs_running", Help: "Jobs this process is running."}),
+	}
+	if reg == nil {
+		return m
 	}
 	reg.MustRegister(m.EventsRead, m.EventsDelivered, m.EventsDeduplicated, m.EventsFailed, m.DeliveryLatency, m.JobsFinished, m.Takeovers, m.JobsRunning)
 	return m

@@ -63,7 +63,7 @@ type Options struct {
 	// HeartbeatInterval is how often a running job heartbeats and checkpoints. Default a third of
 	// LeaseTimeout.
 	HeartbeatInterval time.Duration
-	// Metrics, if set, receives counters.
+	// Metrics receives counters. Default: NewMetrics(nil), registered nowhere.
 	Metrics *Metrics
 	// Logger. Default slog.Default().
 	Logger *slog.Logger
@@ -92,6 +92,9 @@ func (o *Options) EnsureDefaults() *Options {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics(nil)
 	}
 	return o
 }

@@ -49,14 +49,11 @@ func (r *run) update(f func(p *job.Progress)) {
 
 // execute runs the job until it is finished, its lease is lost, or the pool drains (ctx done).
 func (r *run) execute(ctx context.Context) {
-	o, j := &r.pool.opts, r.job
-	m := o.Metrics
-	if m != nil {
-		m.JobsRunning.Inc()
-		defer m.JobsRunning.Dec()
-		if j.FencingToken > 1 {
-			m.Takeovers.Inc()
-		}
+	o, j, m := &r.pool.opts, r.job, r.pool.opts.Metrics
+	m.JobsRunning.Inc()
+	defer m.JobsRunning.Dec()
+	if j.FencingToken > 1 {
+		m.Takeovers.Inc()
 	}
 	r.progress = job.Progress{Checkpoint: j.Checkpoint, Counters: j.Counters, FirstUndeliveredMs: j.FirstUndeliveredMs}
 	// jobCtx ends when the lease is lost; ctx (the pool's) ends when draining, which is only
@@ -72,19 +69,28 @@ func (r *run) execute(ctx context.Context) {
 	}
 	r.log.Info("job leased", "from_ms", j.FromMs, "to_ms", j.ToMs, "checkpoint", j.Checkpoint, "fencing_token", j.FencingToken)
 
-	hbDone := make(chan struct{})
-	hbStop := make(chan struct{})
+	stopHeartbeat := r.heartbeat(jobCtx, loseLease)
+	outcome, reason, err := r.deliver(jobCtx, ctx.Done())
+	stopHeartbeat()
+	r.end(jobCtx, outcome, reason, err)
+}
+
+// heartbeat checkpoints the job's progress every HeartbeatInterval until the returned stop is
+// called; a lost lease (or a canceled job) calls loseLease.
+func (r *run) heartbeat(ctx context.Context, loseLease func()) (stop func()) {
+	o, j := &r.pool.opts, r.job
+	done, stopped := make(chan struct{}), make(chan struct{})
 	go func() {
-		defer close(hbDone)
+		defer close(stopped)
 		t := time.NewTicker(o.HeartbeatInterval)
 		defer t.Stop()
 		for {
 			select {
-			case <-hbStop:
+			case <-done:
 				return
 			case <-t.C:
 			}
-			err := o.Jobs.Heartbeat(jobCtx, job.HeartbeatParams{ID: j.ID, FencingToken: j.FencingToken, Progress: r.snapshot()})
+			err := o.Jobs.Heartbeat(ctx, job.HeartbeatParams{ID: j.ID, FencingToken: j.FencingToken, Progress: r.snapshot()})
 			if errors.Is(err, job.ErrLeaseLost) || errors.Is(err, job.ErrInvalidTransition) {
 				r.log.Warn("lease lost: stopping the job", "err", err)
 				loseLease()
@@ -94,35 +100,38 @@ func (r *run) execute(ctx context.Context) {
 			}
 		}
 	}()
-	outcome, reason, err := r.deliver(ctx, jobCtx)
-	close(hbStop)
-	<-hbDone
+	return func() { close(done); <-stopped }
+}
 
+// end decides what becomes of the job after deliver: nothing (the lease is lost), released for
+// another worker (draining, or a transient error of the log or the index), or finished.
+func (r *run) end(ctx context.Context, outcome job.State, reason string, err error) {
+	o, j := &r.pool.opts, r.job
 	final := r.snapshot()
 	switch {
-	case errors.Is(err, errLeaseLost) || jobCtx.Err() != nil:
+	case errors.Is(err, errLeaseLost) || ctx.Err() != nil:
 		r.log.Warn("job abandoned: another worker holds it now, or it was canceled")
 		return
 	case errors.Is(err, errDrain):
-		rerr := o.Jobs.Release(jobCtx, job.ReleaseParams{ID: j.ID, FencingToken: j.FencingToken, Progress: final})
+		rerr := o.Jobs.Release(ctx, job.ReleaseParams{ID: j.ID, FencingToken: j.FencingToken, Progress: final})
 		r.log.Info("job released for another worker", "checkpoint", final.Checkpoint, "err", rerr)
 		return
 	case err != nil && engine.IsRetryable(err):
 		// The log or the index is unreachable for now: hand the job back to be tried again.
-		rerr := o.Jobs.Release(jobCtx, job.ReleaseParams{ID: j.ID, FencingToken: j.FencingToken, Progress: final})
+		rerr := o.Jobs.Release(ctx, job.ReleaseParams{ID: j.ID, FencingToken: j.FencingToken, Progress: final})
 		r.log.Warn("job released after a transient error", "err", err, "release_err", rerr)
 		return
 	case err != nil:
 		outcome, reason = job.StateIncomplete, fmt.Sprintf("the events could not be read: %v", err)
 	}
-	r.finish(jobCtx, outcome, reason)
+	r.finish(ctx, outcome, reason)
 }
 
-// deliver streams the job's events to its webhook. It returns the state the job should end in
-// and why.
-func (r *run) deliver(drain, ctx context.Context) (job.State, string, error) {
+// deliver streams the job's events to its webhook: it resolves the target, locates the batches,
+// reads them through the senders and says what the job should end in and why. ctx ends when
+// the lease is lost; drain is closed when the pool drains.
+func (r *run) deliver(ctx context.Context, drain <-chan struct{}) (job.State, string, error) {
 	o, j := &r.pool.opts, r.job
-	m := o.Metrics
 	target, err := o.Targets(ctx, j.WebhookID)
 	if err != nil {
 		return job.StateIncomplete, fmt.Sprintf("the webhook cannot be delivered to: %v", err), nil
@@ -132,77 +141,21 @@ func (r *run) deliver(drain, ctx context.Context) (job.State, string, error) {
 	if err != nil {
 		return 0, "", fmt.Errorf("locating events: %w", err)
 	}
+	s := r.startSenders(ctx, target)
+	err = r.read(ctx, drain, key, offsets, s)
+	s.wait() // a drain or a failure still lets the deliveries in flight finish
+	return r.outcome(ctx, err, s)
+}
+
+// read hands the job's events, from the located batches, to the senders: records of the
+// webhook in the window, in log order, duplicates dropped. Records below the checkpoint the job
+// was leased with only warm the dedup cache.
+func (r *run) read(ctx context.Context, drain <-chan struct{}, key []byte, offsets []int64, s *senders) error {
+	o, j, m := &r.pool.opts, r.job, r.pool.opts.Metrics
 	resumeAt := j.Checkpoint // events below were delivered by an earlier holder
 	seen := o.NewDeduper()
 	var rr segment.RecordReader
-	// Deliveries run on up to Concurrency goroutines; the checkpoint is the offset below which
-	// every event is settled, however they complete. With Concurrency 1 (the default) each
-	// delivery ends before the next starts: the webhook gets the events in log order.
-	settled := delivery.NewInOrder(max(resumeAt, 0))
-	// A slot is taken before an event is handed out and given back by its sender once the
-	// outcome is recorded, so that no event is sent after a failure with Concurrency 1. The
-	// senders are long-lived: a goroutine per event would grow a fresh stack through the HTTP
-	// client every time.
-	slots := make(chan struct{}, o.Concurrency)
-	work := make(chan send, o.Concurrency)
-	var senders sync.WaitGroup
-	var failMu sync.Mutex
-	var failErr error
-	var failOffset int64
-	failed := func() error { failMu.Lock(); defer failMu.Unlock(); return failErr }
-	moveCheckpoint := func() {
-		cp := settled.Checkpoint()
-		r.update(func(p *job.Progress) { p.Checkpoint = max(p.Checkpoint, cp) })
-	}
-	settle := func(offset int64) {
-		if _, err := settled.Done(offset); err != nil {
-			r.log.Error("checkpoint tracking", "err", err)
-		}
-		moveCheckpoint()
-	}
-	deliverOne := func(e send) {
-		start := time.Now()
-		_, err := o.Deliverer.Deliver(ctx, target, e.body)
-		if m != nil {
-			m.DeliveryLatency.Observe(time.Since(start).Seconds())
-		}
-		if err == nil {
-			r.update(func(p *job.Progress) { p.Counters.Delivered++ })
-			settle(e.offset)
-			if m != nil {
-				m.EventsDelivered.Inc()
-			}
-			return
-		}
-		if ctx.Err() != nil {
-			return // the lease is lost: nothing more is recorded
-		}
-		failMu.Lock()
-		if failErr == nil || e.offset < failOffset {
-			failErr, failOffset = err, e.offset
-		}
-		failMu.Unlock()
-		r.update(func(p *job.Progress) {
-			p.Counters.Failed++
-			if p.FirstUndeliveredMs == nil || e.ts < *p.FirstUndeliveredMs {
-				p.FirstUndeliveredMs = &e.ts
-			}
-		})
-		if m != nil {
-			m.EventsFailed.Inc()
-		}
-	}
-	for range o.Concurrency {
-		senders.Add(1)
-		go func() {
-			defer senders.Done()
-			for e := range work {
-				deliverOne(e)
-				<-slots
-			}
-		}()
-	}
-	err = o.Source.ReadBatches(ctx, j.Partition, offsets, func(b *segment.Batch) error {
+	return o.Source.ReadBatches(ctx, j.Partition, offsets, func(b *segment.Batch) error {
 		if b.IsControl() {
 			return nil
 		}
@@ -219,65 +172,169 @@ func (r *run) deliver(drain, ctx context.Context) (job.State, string, error) {
 				seen.Seen(h) // delivered before the takeover: remember it, send nothing
 				continue
 			}
-			if drain.Err() != nil {
+			select {
+			case <-drain:
 				return errDrain
+			default:
 			}
 			if ctx.Err() != nil {
 				return errLeaseLost
 			}
 			r.update(func(p *job.Progress) { p.Counters.Read++ })
-			if m != nil {
-				m.EventsRead.Inc()
-			}
+			m.EventsRead.Inc()
 			if seen.Seen(h) {
 				r.update(func(p *job.Progress) { p.Counters.DuplicatesDropped++ })
-				if m != nil {
-					m.EventsDeduplicated.Inc()
-				}
-				if failed() == nil { // the checkpoint never passes an undelivered event
-					settled.Advance(rec.Offset + 1)
-					moveCheckpoint()
-				}
+				m.EventsDeduplicated.Inc()
+				s.skip(rec.Offset)
 				continue
 			}
-			select { // a free delivery slot
-			case slots <- struct{}{}:
-			case <-ctx.Done():
-				return errLeaseLost
-			}
-			if failed() != nil {
-				// The webhook gave up on an earlier event: count what is not delivered.
-				<-slots
-				r.update(func(p *job.Progress) { p.Counters.Failed++ })
-				if m != nil {
-					m.EventsFailed.Inc()
-				}
-				continue
-			}
-			if err := settled.Begin(rec.Offset); err != nil {
-				<-slots
+			if err := s.send(ctx, rec.Offset, rec.Timestamp, rec.Value); err != nil {
 				return err
 			}
-			// The reader's buffers move on: the sender gets its own copy of the body.
-			work <- send{offset: rec.Offset, ts: rec.Timestamp, body: bytes.Clone(rec.Value)}
 		}
 		return rr.Err()
 	})
-	close(work)
-	senders.Wait() // a drain or a failure still lets the deliveries in flight finish
+}
+
+// outcome is the state the job ends in once every delivery settled, and why.
+func (r *run) outcome(ctx context.Context, err error, s *senders) (job.State, string, error) {
 	if err != nil {
 		return 0, "", err
 	}
 	if ctx.Err() != nil {
 		return 0, "", errLeaseLost
 	}
-	if failErr != nil {
+	if failErr, failOffset := s.firstFailure(); failErr != nil {
 		p := r.snapshot()
 		return job.StateIncomplete, fmt.Sprintf("%d of %d events were not delivered, from %s (offset %d) on: %v",
 			p.Counters.Failed, p.Counters.Read-p.Counters.DuplicatesDropped, time.UnixMilli(*p.FirstUndeliveredMs).UTC().Format(time.RFC3339Nano), failOffset, failErr), nil
 	}
 	// Everything in the window is delivered: the checkpoint moves past the window's batches.
 	return job.StateCompleted, "Job completed successfully", nil
+}
+
+// senders deliver one job's events: up to Concurrency long-lived goroutines (a goroutine per
+// event would grow a fresh stack through the HTTP client every time), the checkpoint as the
+// offset below which every event is settled however they complete, and the first failure.
+// With Concurrency 1 (the default) each delivery ends before the next starts: the webhook gets
+// the events in log order. A slot is taken before an event is handed out and given back by its
+// sender once the outcome is recorded, so that no event is sent after a failure with
+// Concurrency 1.
+type senders struct {
+	r       *run
+	target  Target
+	settled *delivery.InOrder
+	slots   chan struct{}
+	work    chan send
+	wg      sync.WaitGroup
+
+	mu         sync.Mutex
+	failErr    error
+	failOffset int64
+}
+
+func (r *run) startSenders(ctx context.Context, target Target) *senders {
+	n := r.pool.opts.Concurrency
+	s := &senders{r: r, target: target, settled: delivery.NewInOrder(max(r.job.Checkpoint, 0)),
+		slots: make(chan struct{}, n), work: make(chan send, n)}
+	for range n {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			for e := range s.work {
+				s.deliver(ctx, e)
+				<-s.slots
+			}
+		}()
+	}
+	return s
+}
+
+// send hands an event to a free sender, or counts it failed once an earlier one failed.
+func (s *senders) send(ctx context.Context, offset, ts int64, body []byte) error {
+	select { // a free delivery slot
+	case s.slots <- struct{}{}:
+	case <-ctx.Done():
+		return errLeaseLost
+	}
+	if s.failed() != nil {
+		// The webhook gave up on an earlier event: count what is not delivered.
+		<-s.slots
+		s.r.update(func(p *job.Progress) { p.Counters.Failed++ })
+		s.r.pool.opts.Metrics.EventsFailed.Inc()
+		return nil
+	}
+	if err := s.settled.Begin(offset); err != nil {
+		<-s.slots
+		return err
+	}
+	// The reader's buffers move on: the sender gets its own copy of the body.
+	s.work <- send{offset: offset, ts: ts, body: bytes.Clone(body)}
+	return nil
+}
+
+// skip settles a dropped duplicate: the checkpoint may pass it, but never an undelivered event.
+func (s *senders) skip(offset int64) {
+	if s.failed() == nil {
+		s.settled.Advance(offset + 1)
+		s.moveCheckpoint()
+	}
+}
+
+// deliver sends one event and records its outcome.
+func (s *senders) deliver(ctx context.Context, e send) {
+	r, m := s.r, s.r.pool.opts.Metrics
+	start := time.Now()
+	_, err := r.pool.opts.Deliverer.Deliver(ctx, s.target, e.body)
+	m.DeliveryLatency.Observe(time.Since(start).Seconds())
+	if err == nil {
+		r.update(func(p *job.Progress) { p.Counters.Delivered++ })
+		if _, err := s.settled.Done(e.offset); err != nil {
+			r.log.Error("checkpoint tracking", "err", err)
+		}
+		s.moveCheckpoint()
+		m.EventsDelivered.Inc()
+		return
+	}
+	if ctx.Err() != nil {
+		return // the lease is lost: nothing more is recorded
+	}
+	s.mu.Lock()
+	if s.failErr == nil || e.offset < s.failOffset {
+		s.failErr, s.failOffset = err, e.offset
+	}
+	s.mu.Unlock()
+	r.update(func(p *job.Progress) {
+		p.Counters.Failed++
+		if p.FirstUndeliveredMs == nil || e.ts < *p.FirstUndeliveredMs {
+			p.FirstUndeliveredMs = &e.ts
+		}
+	})
+	m.EventsFailed.Inc()
+}
+
+func (s *senders) moveCheckpoint() {
+	cp := s.settled.Checkpoint()
+	s.r.update(func(p *job.Progress) { p.Checkpoint = max(p.Checkpoint, cp) })
+}
+
+func (s *senders) failed() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.failErr
+}
+
+// firstFailure is the error of the lowest offset that could not be delivered, if any.
+func (s *senders) firstFailure() (error, int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.failErr, s.failOffset
+}
+
+// wait closes the work queue and waits for the deliveries in flight.
+func (s *senders) wait() {
+	close(s.work)
+	s.wg.Wait()
 }
 
 // send is one event handed to a sender.
@@ -306,9 +363,7 @@ func (r *run) finish(ctx context.Context, state job.State, reason string) {
 		r.log.Warn("could not record the job's end", "state", state, "err", err)
 		return
 	}
-	if o.Metrics != nil {
-		o.Metrics.JobsFinished.WithLabelValues(state.String()).Inc()
-	}
+	o.Metrics.JobsFinished.WithLabelValues(state.String()).Inc()
 	p := r.snapshot()
 	r.log.Info("job finished", "state", state, "read", p.Counters.Read, "delivered", p.Counters.Delivered,
 		"duplicates", p.Counters.DuplicatesDropped, "failed", p.Counters.Failed, "reason", reason)

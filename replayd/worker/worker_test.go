@@ -13,11 +13,13 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/replay/replay/engine"
 	"github.com/replay/replay/index"
 	"github.com/replay/replay/replayd/delivery"
 	"github.com/replay/replay/replayd/job"
 	"github.com/replay/replay/replayd/job/embeddedjob"
+	"github.com/replay/replay/replayd/testwait"
 	"github.com/replay/replay/replayd/worker"
 	"github.com/replay/replay/segment"
 )
@@ -88,11 +90,11 @@ func (w *world) produce(t *testing.T, n int, seed uint64) {
 		}
 	}
 	for i := 0; i < len(recs); i += 50 {
-		if _, err := w.log.Append(context.Background(), recs[i:min(i+50, len(recs))]); err != nil {
+		if _, err := w.log.Append(t.Context(), recs[i:min(i+50, len(recs))]); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := w.ix.Build(context.Background(), w.log, index.BuildOptions{}); err != nil {
+	if err := w.ix.Build(t.Context(), w.log, index.BuildOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -167,7 +169,7 @@ func (w *world) pool(t *testing.T, name string, o func(*worker.Options)) *worker
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Start(context.Background()); err != nil {
+	if err := p.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Stop(context.Background()) })
@@ -175,8 +177,8 @@ func (w *world) pool(t *testing.T, name string, o func(*worker.Options)) *worker
 }
 
 func (w *world) create(t *testing.T, webhook, from, to int64) *job.Job {
-	n, _ := w.log.Partitions(context.Background())
-	j, err := w.jobs.Create(context.Background(), job.CreateParams{AppID: 1, WebhookID: webhook,
+	n, _ := w.log.Partitions(t.Context())
+	j, err := w.jobs.Create(t.Context(), job.CreateParams{AppID: 1, WebhookID: webhook,
 		Partition: engine.PartitionFor([]byte(strconv.FormatInt(webhook, 10)), n), FromMs: from, ToMs: to})
 	if err != nil {
 		t.Fatal(err)
@@ -187,19 +189,15 @@ func (w *world) create(t *testing.T, webhook, from, to int64) *job.Job {
 // waitFor polls the job until cond holds (the workers run in their own goroutines).
 func (w *world) waitFor(t *testing.T, id int64, cond func(*job.Job) bool) *job.Job {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		j, err := w.jobs.Get(context.Background(), job.GetParams{ID: id})
-		if err != nil {
+	var j *job.Job
+	testwait.For(t, 60*time.Second, fmt.Sprintf("job %d to reach the expected state", id), func() bool {
+		var err error
+		if j, err = w.jobs.Get(t.Context(), job.GetParams{ID: id}); err != nil {
 			t.Fatal(err)
 		}
-		if cond(j) {
-			return j
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("job %d never reached the expected state", id)
-	return nil
+		return cond(j)
+	})
+	return j
 }
 
 // finished waits for the job to end and its replay_job_status event to reach the sink: the job's
@@ -207,17 +205,15 @@ func (w *world) waitFor(t *testing.T, id int64, cond func(*job.Job) bool) *job.J
 func (w *world) finished(t *testing.T, id int64) *job.Job {
 	t.Helper()
 	j := w.waitFor(t, id, func(j *job.Job) bool { return j.State.Terminal() })
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
+	testwait.For(t, 60*time.Second, fmt.Sprintf("the replay_job_status event of job %d", id), func() bool {
 		for _, b := range w.sink.delivered() {
 			if _, _, jobID := statusOf(t, b); jobID == strconv.FormatInt(id, 10) {
-				return j
+				return true
 			}
 		}
-		time.Sleep(time.Millisecond)
-	}
-	t.Fatalf("no replay_job_status event for job %d", id)
-	return nil
+		return false
+	})
+	return j
 }
 
 func isState(s job.State) func(*job.Job) bool { return func(j *job.Job) bool { return j.State == s } }
@@ -347,15 +343,12 @@ func TestCancelStopsTheWorker(t *testing.T) {
 	w.pool(t, "a", nil)
 	w.sink.gate <- struct{}{}
 	<-w.sink.calls
-	if _, err := w.jobs.Cancel(context.Background(), job.CancelParams{ID: j.ID, Reason: "user asked"}); err != nil {
+	if _, err := w.jobs.Cancel(t.Context(), job.CancelParams{ID: j.ID, Reason: "user asked"}); err != nil {
 		t.Fatal(err)
 	}
 	// The worker's delivery in flight is abandoned when its lease is lost (the gate stays shut).
 	w.waitFor(t, j.ID, isState(job.StateCanceled))
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) && len(w.sink.delivered()) > 1 {
-		time.Sleep(time.Millisecond)
-	}
+	testwait.For(t, 10*time.Second, "no more than the delivery before the cancel", func() bool { return len(w.sink.delivered()) <= 1 })
 	if n := len(w.sink.delivered()); n != 1 {
 		t.Fatalf("%d deliveries after cancel, want the 1 before it", n)
 	}

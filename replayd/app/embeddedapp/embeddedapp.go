@@ -88,7 +88,7 @@ func Open(opts Options) (*Driver, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	local, err := localdb.Open(localdb.Options{Dir: opts.Dir, Store: "embeddedapp", ErrClosed: app.ErrClosed, Bare: nil, NoSync: opts.NoSync})
+	local, err := localdb.Open(localdb.Options{Dir: opts.Dir, Store: "embeddedapp", ErrClosed: app.ErrClosed, ErrUnavailable: app.ErrUnavailable, Bare: nil, NoSync: opts.NoSync, Logger: opts.Logger})
 	if err != nil {
 		return nil, err
 	}

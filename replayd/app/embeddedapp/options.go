@@ -3,6 +3,7 @@ package embeddedapp
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 )
@@ -17,6 +18,8 @@ type Options struct {
 	// NoSync, if true, commits writes without fsync. Default false (every write is durable when
 	// the call returns). Only for tests and benchmarks.
 	NoSync bool
+	// Logger receives Pebble's messages (pebblelog). Default slog.Default().
+	Logger *slog.Logger
 }
 
 // EnsureDefaults fills in the zero fields with their defaults and returns o.

@@ -7,26 +7,17 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/replay/replay/replayd/migration"
-
-	"github.com/go-sql-driver/mysql"
-
 	"github.com/replay/replay/replayd/app"
-	"github.com/replay/replay/replayd/job"
+	"github.com/replay/replay/replayd/mysqldb"
 )
 
 // Driver is the MySQL app store. Create it with Open; it is safe for concurrent use.
 type Driver struct {
-	db        *sql.DB
-	opts      Options
-	closed    atomic.Bool
-	closeOnce sync.Once
-	closeErr  error
+	*mysqldb.Store // DB, Do, Ping, Close
+	db             *sql.DB
+	opts           Options
 }
 
 var _ app.Driver = (*Driver)(nil)
@@ -38,45 +29,17 @@ func Open(ctx context.Context, opts Options) (*Driver, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	db, err := migrations.Open(ctx, migration.Conn{
-		DSN: opts.DSN, MaxOpenConns: opts.MaxOpenConns, MaxIdleConns: opts.MaxIdleConns,
-		ConnMaxLifetime: opts.ConnMaxLifetime, ClientFoundRows: false,
-		SkipMigrations: opts.SkipMigrations, LockTimeout: opts.MigrationLockTimeout,
+	st, err := migrations.OpenStore(ctx, opts.conn(), mysqldb.StoreOptions{
+		Name: "mysqlapp", Retry: opts.Retry, ErrClosed: app.ErrClosed, ErrUnavailable: app.ErrUnavailable, Bare: nil,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &Driver{db: db, opts: opts}, nil
-}
-
-// DB returns the underlying pool (for tests and diagnostics).
-func (d *Driver) DB() *sql.DB { return d.db }
-
-// Close closes the connection pool. It is idempotent.
-func (d *Driver) Close() error {
-	d.closeOnce.Do(func() {
-		d.closed.Store(true)
-		d.closeErr = d.db.Close()
-	})
-	return d.closeErr
-}
-
-// do runs fn with the deadlock / lock-wait-timeout retry policy.
-func (d *Driver) do(ctx context.Context, op string, fn func(ctx context.Context) error) error {
-	if d.closed.Load() {
-		return fmt.Errorf("mysqlapp: %s: %w", op, app.ErrClosed)
-	}
-	if err := job.Retry(ctx, d.opts.Retry, fn); err != nil {
-		return fmt.Errorf("mysqlapp: %s: %w", op, err)
-	}
-	return nil
+	return &Driver{Store: st, db: st.DB(), opts: opts}, nil
 }
 
 // duplicateKey reports whether err is MySQL's duplicate-key error (1062) on index.
-func duplicateKey(err error, index string) bool {
-	var me *mysql.MySQLError
-	return errors.As(err, &me) && me.Number == 1062 && strings.Contains(me.Message, index)
-}
+func duplicateKey(err error, index string) bool { return mysqldb.IsDuplicateKey(err, index) }
 
 // idAttempts bounds the draws of a fresh id on primary-key collisions.
 const idAttempts = 8
@@ -99,7 +62,7 @@ func (d *Driver) CreateApp(ctx context.Context, p app.CreateAppParams) (*app.Cre
 		return nil, err
 	}
 	var out *app.CreateAppResult
-	err := d.do(ctx, "create app", func(ctx context.Context) error {
+	err := d.Do(ctx, "create app", func(ctx context.Context) error {
 		token, secret := app.NewToken(), app.NewSecret()
 		for attempt := 1; ; attempt++ {
 			id := app.NewID(time.Now())
@@ -124,7 +87,7 @@ func (d *Driver) CreateApp(ctx context.Context, p app.CreateAppParams) (*app.Cre
 
 func (d *Driver) oneApp(ctx context.Context, op, where string, arg any) (*app.App, error) {
 	var out *app.App
-	err := d.do(ctx, op, func(ctx context.Context) error {
+	err := d.Do(ctx, op, func(ctx context.Context) error {
 		a, err := scanApp(d.db.QueryRowContext(ctx, "SELECT "+appColumns+" FROM replay_apps WHERE "+where, arg))
 		if errors.Is(err, sql.ErrNoRows) {
 			return app.ErrNotFound
@@ -151,7 +114,7 @@ func (d *Driver) GetApp(ctx context.Context, p app.GetAppParams) (*app.App, erro
 // ListApps implements app.Driver.
 func (d *Driver) ListApps(ctx context.Context, _ app.ListAppsParams) ([]*app.App, error) {
 	var out []*app.App
-	err := d.do(ctx, "list apps", func(ctx context.Context) error {
+	err := d.Do(ctx, "list apps", func(ctx context.Context) error {
 		out = nil
 		rows, err := d.db.QueryContext(ctx, "SELECT "+appColumns+" FROM replay_apps ORDER BY id")
 		if err != nil {
@@ -189,7 +152,7 @@ func (d *Driver) CreateWebhook(ctx context.Context, p app.CreateWebhookParams) (
 		return nil, err
 	}
 	var out *app.Webhook
-	err := d.do(ctx, "create webhook", func(ctx context.Context) error {
+	err := d.Do(ctx, "create webhook", func(ctx context.Context) error {
 		for attempt := 1; ; attempt++ {
 			id := app.NewID(time.Now())
 			_, err := d.db.ExecContext(ctx, `INSERT INTO replay_webhooks (id, app_id, url, url_sha256, valid, created_at, checked_at)
@@ -216,15 +179,12 @@ func (d *Driver) CreateWebhook(ctx context.Context, p app.CreateWebhookParams) (
 }
 
 // isForeignKeyError: 1452, a child row's parent does not exist.
-func isForeignKeyError(err error) bool {
-	var me *mysql.MySQLError
-	return errors.As(err, &me) && me.Number == 1452
-}
+func isForeignKeyError(err error) bool { return mysqldb.IsForeignKey(err) }
 
 // GetWebhook implements app.Driver.
 func (d *Driver) GetWebhook(ctx context.Context, p app.GetWebhookParams) (*app.Webhook, error) {
 	var out *app.Webhook
-	err := d.do(ctx, fmt.Sprintf("get webhook %d", p.ID), func(ctx context.Context) error {
+	err := d.Do(ctx, fmt.Sprintf("get webhook %d", p.ID), func(ctx context.Context) error {
 		query := "SELECT " + webhookColumns + " FROM replay_webhooks WHERE id = ?"
 		args := []any{p.ID}
 		if p.AppID != 0 {
@@ -244,7 +204,7 @@ func (d *Driver) GetWebhook(ctx context.Context, p app.GetWebhookParams) (*app.W
 // ListWebhooks implements app.Driver.
 func (d *Driver) ListWebhooks(ctx context.Context, p app.ListWebhooksParams) ([]*app.Webhook, error) {
 	var out []*app.Webhook
-	err := d.do(ctx, "list webhooks", func(ctx context.Context) error {
+	err := d.Do(ctx, "list webhooks", func(ctx context.Context) error {
 		out = nil
 		rows, err := d.db.QueryContext(ctx, "SELECT "+webhookColumns+" FROM replay_webhooks WHERE app_id = ? ORDER BY id", p.AppID)
 		if err != nil {
@@ -269,7 +229,7 @@ func (d *Driver) ListWebhooks(ctx context.Context, p app.ListWebhooksParams) ([]
 // SetWebhookValid implements app.Driver.
 func (d *Driver) SetWebhookValid(ctx context.Context, p app.SetWebhookValidParams) (*app.Webhook, error) {
 	var out *app.Webhook
-	err := d.do(ctx, fmt.Sprintf("set webhook %d validity", p.ID), func(ctx context.Context) error {
+	err := d.Do(ctx, fmt.Sprintf("set webhook %d validity", p.ID), func(ctx context.Context) error {
 		query := "UPDATE replay_webhooks SET valid = ?, checked_at = NOW(6) WHERE id = ?"
 		args := []any{p.Valid, p.ID}
 		if p.AppID != 0 {
@@ -301,7 +261,7 @@ func (d *Driver) DeleteWebhook(ctx context.Context, p app.DeleteWebhookParams) e
 	if p.AppID <= 0 {
 		return fmt.Errorf("mysqlapp: delete webhook: %w: AppID must be positive", app.ErrInvalidParams)
 	}
-	return d.do(ctx, fmt.Sprintf("delete webhook %d", p.ID), func(ctx context.Context) error {
+	return d.Do(ctx, fmt.Sprintf("delete webhook %d", p.ID), func(ctx context.Context) error {
 		res, err := d.db.ExecContext(ctx, "DELETE FROM replay_webhooks WHERE id = ? AND app_id = ?", p.ID, p.AppID)
 		if err != nil {
 			return err
@@ -315,9 +275,4 @@ func (d *Driver) DeleteWebhook(ctx context.Context, p app.DeleteWebhookParams) e
 		}
 		return nil
 	})
-}
-
-// Ping implements app.Driver.
-func (d *Driver) Ping(ctx context.Context) error {
-	return d.do(ctx, "ping", func(ctx context.Context) error { return d.db.PingContext(ctx) })
 }

@@ -1,26 +1,24 @@
 package mysqlapp_test
 
 import (
-	"context"
 	"strings"
 	"testing"
-
-	"github.com/replay/replay/replayd/job/jobtest"
 
 	"github.com/replay/replay/replayd/app"
 	"github.com/replay/replay/replayd/app/apptest"
 	"github.com/replay/replay/replayd/app/mysqlapp"
 	"github.com/replay/replay/replayd/job/mysqljob"
+	"github.com/replay/replay/replayd/mysqldb/mysqldbtest"
 )
 
-func freshDatabase(t testing.TB) string { return jobtest.MySQLDatabase(t) }
+func freshDatabase(t testing.TB) string { return mysqldbtest.Database(t) }
 
 func open(t testing.TB, opts mysqlapp.Options) *mysqlapp.Driver {
 	t.Helper()
 	if opts.DSN == "" {
 		opts.DSN = freshDatabase(t)
 	}
-	d, err := mysqlapp.Open(context.Background(), opts)
+	d, err := mysqlapp.Open(t.Context(), opts)
 	if err != nil {
 		t.Fatalf("mysqlapp.Open: %v", err)
 	}
@@ -36,7 +34,7 @@ func TestConformance(t *testing.T) {
 // applying them again changes nothing.
 func TestMigrationsBesideJobStore(t *testing.T) {
 	dsn := freshDatabase(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	jobs, err := mysqljob.Open(ctx, mysqljob.Options{DSN: dsn})
 	if err != nil {
 		t.Fatal(err)

@@ -68,7 +68,7 @@ func Open(opts Options) (*Driver, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	local, err := localdb.Open(localdb.Options{Dir: opts.Dir, Store: "embeddedjob", ErrClosed: job.ErrClosed, Bare: []error{job.ErrNoJob}, NoSync: opts.NoSync})
+	local, err := localdb.Open(localdb.Options{Dir: opts.Dir, Store: "embeddedjob", ErrClosed: job.ErrClosed, ErrUnavailable: job.ErrUnavailable, Bare: []error{job.ErrNoJob}, NoSync: opts.NoSync, Logger: opts.Logger})
 	if err != nil {
 		return nil, err
 	}
@@ -506,3 +506,8 @@ func (d *Driver) Cancel(ctx context.Context, p job.CancelParams) (*job.Job, erro
 }
 
 var _ io.Closer = (*Driver)(nil)
+
+// Ping implements job.Driver: it answers unless the driver is closed.
+func (d *Driver) Ping(ctx context.Context) error {
+	return d.run(ctx, "ping", func() error { return nil })
+}

@@ -3,6 +3,7 @@ package embeddedjob
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 )
@@ -20,6 +21,8 @@ type Options struct {
 	// NoSync, if true, commits writes without fsync: a crash may lose the latest changes. Default
 	// false (every write is durable when the call returns). Only for benchmarks and tests.
 	NoSync bool
+	// Logger receives Pebble's messages (pebblelog). Default slog.Default().
+	Logger *slog.Logger
 }
 
 // EnsureDefaults fills in the zero fields with their defaults and returns o.

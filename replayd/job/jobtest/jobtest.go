@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/replay/replay/replayd/job"
+	"github.com/replay/replay/replayd/mysqldb"
+	"github.com/replay/replay/replayd/testwait"
 )
 
 // NewDriver returns a driver on a fresh, empty store; the suite closes it (drivers' Close is
@@ -516,6 +518,7 @@ func testContextCanceled(t *testing.T, d job.Driver) {
 	_, calls["Get"] = d.Get(ctx, job.GetParams{ID: j.ID})
 	_, calls["List"] = d.List(ctx, job.ListParams{})
 	_, calls["Cancel"] = d.Cancel(ctx, job.CancelParams{ID: j.ID})
+	calls["Ping"] = d.Ping(ctx)
 	for name, err := range calls {
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("%s with a canceled context: %v, want context.Canceled", name, err)
@@ -530,7 +533,7 @@ func testContextCanceled(t *testing.T, d job.Driver) {
 	if g := get(t, d, j.ID); g.State != job.StateOpen || g.FencingToken != 0 {
 		t.Fatalf("job changed by canceled calls: %+v", g)
 	}
-	if job.IsRetryable(calls["Lease"]) {
+	if mysqldb.IsRetryable(calls["Lease"]) {
 		t.Fatalf("a canceled call is classified retryable")
 	}
 }
@@ -552,16 +555,10 @@ func testLeaseOrder(t *testing.T, d job.Driver) {
 	}
 }
 
-// waitFor polls cond until it is true or the deadline passes.
+// waitFor checks cond until it is true or the deadline passes (testwait.For).
 func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.For(t, within, what, cond)
 }
 
 func testTakeover(t *testing.T, d job.Driver) {
@@ -800,6 +797,9 @@ func testReleasedLeaseOrder(t *testing.T, d job.Driver) {
 }
 
 func testClose(t *testing.T, d job.Driver) {
+	if err := d.Ping(context.Background()); err != nil {
+		t.Fatalf("Ping of an open store: %v", err)
+	}
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -808,6 +808,7 @@ func testClose(t *testing.T, d job.Driver) {
 	}
 	_, err := d.Get(context.Background(), job.GetParams{ID: 1})
 	wantErr(t, "Get after Close", err, job.ErrClosed)
+	wantErr(t, "Ping after Close", d.Ping(context.Background()), job.ErrClosed)
 }
 
 func testCount(t *testing.T, d job.Driver) {

@@ -4,16 +4,16 @@ import (
 	"context"
 	"embed"
 
-	"github.com/replay/replay/replayd/migration"
+	"github.com/replay/replay/replayd/mysqldb"
 )
 
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
-var migrations = migration.Set{Store: "mysqljob", FS: migrationFS, Table: "schema_migrations", Lock: "replay_job_store_schema_migrations"}
+var migrations = mysqldb.Set{Store: "mysqljob", FS: migrationFS, Table: "schema_migrations", Lock: "replay_job_store_schema_migrations"}
 
 // Migration is one versioned schema change, embedded in the binary from migrations/NNNN_name.sql.
-type Migration = migration.Migration
+type Migration = mysqldb.Migration
 
 // Migrations returns the embedded migrations in version order.
 func Migrations() ([]Migration, error) { return migrations.Migrations() }

@@ -8,24 +8,17 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/replay/replay/replayd/migration"
-
-	"github.com/go-sql-driver/mysql"
-
 	"github.com/replay/replay/replayd/job"
+	"github.com/replay/replay/replayd/mysqldb"
 )
 
 // Driver is the MySQL job store. Create it with Open; it is safe for concurrent use.
 type Driver struct {
-	db        *sql.DB
-	opts      Options
-	closed    atomic.Bool
-	closeOnce sync.Once
-	closeErr  error
+	*mysqldb.Store // DB, Do, Ping, Close
+	db             *sql.DB
+	opts           Options
 	// testHookCreateRead, set by tests only (export_test.go) before the driver is used, runs in
 	// Create between the INSERT and the read of the new row; its error stands for that read's.
 	testHookCreateRead func() error
@@ -40,41 +33,13 @@ func Open(ctx context.Context, opts Options) (*Driver, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	db, err := migrations.Open(ctx, migration.Conn{
-		DSN: opts.DSN, MaxOpenConns: opts.MaxOpenConns, MaxIdleConns: opts.MaxIdleConns,
-		ConnMaxLifetime: opts.ConnMaxLifetime, ClientFoundRows: true,
-		SkipMigrations: opts.SkipMigrations, LockTimeout: opts.MigrationLockTimeout,
+	st, err := migrations.OpenStore(ctx, opts.conn(), mysqldb.StoreOptions{
+		Name: "mysqljob", Retry: opts.Retry, ErrClosed: job.ErrClosed, ErrUnavailable: job.ErrUnavailable, Bare: []error{job.ErrNoJob},
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &Driver{db: db, opts: opts}, nil
-}
-
-// DB returns the underlying pool (for tests and diagnostics).
-func (d *Driver) DB() *sql.DB { return d.db }
-
-// Close closes the connection pool. It is idempotent.
-func (d *Driver) Close() error {
-	d.closeOnce.Do(func() {
-		d.closed.Store(true)
-		d.closeErr = d.db.Close()
-	})
-	return d.closeErr
-}
-
-// do runs fn with the deadlock / lock-wait-timeout retry policy.
-func (d *Driver) do(ctx context.Context, op string, fn func(ctx context.Context) error) error {
-	if d.closed.Load() {
-		return fmt.Errorf("mysqljob: %s: %w", op, job.ErrClosed)
-	}
-	if err := job.Retry(ctx, d.opts.Retry, fn); err != nil {
-		if errors.Is(err, job.ErrNoJob) {
-			return err
-		}
-		return fmt.Errorf("mysqljob: %s: %w", op, err)
-	}
-	return nil
+	return &Driver{Store: st, db: st.DB(), opts: opts}, nil
 }
 
 const jobColumns = `id, app_id, webhook_id, kafka_partition, from_ms, to_ms, state, reason,
@@ -138,7 +103,7 @@ func (d *Driver) Create(ctx context.Context, p job.CreateParams) (*job.Job, erro
 		return nil, err
 	}
 	var j *job.Job
-	err := d.do(ctx, "create", func(ctx context.Context) error {
+	err := d.Do(ctx, "create", func(ctx context.Context) error {
 		// The INSERT and the read of the new row are one transaction: if the read fails (and the
 		// whole is retried), the INSERT is rolled back with it, so a retry cannot trip over the
 		// job it just made and report ErrActiveJobExists for it.
@@ -151,8 +116,7 @@ func (d *Driver) Create(ctx context.Context, p job.CreateParams) (*job.Job, erro
   (app_id, webhook_id, kafka_partition, from_ms, to_ms, state, created_at, updated_at)
   VALUES (?, ?, ?, ?, ?, 'OPEN', NOW(6), NOW(6))`, p.AppID, p.WebhookID, p.Partition, p.FromMs, p.ToMs)
 		if err != nil {
-			var me *mysql.MySQLError
-			if errors.As(err, &me) && me.Number == 1062 && strings.Contains(me.Message, "uq_replay_jobs_active_webhook") {
+			if mysqldb.IsDuplicateKey(err, "uq_replay_jobs_active_webhook") {
 				return fmt.Errorf("webhook %d: %w", p.WebhookID, job.ErrActiveJobExists)
 			}
 			return err
@@ -195,7 +159,7 @@ func (d *Driver) Lease(ctx context.Context, p job.LeaseParams) (*job.Job, error)
 		timeout = d.opts.LeaseTimeout
 	}
 	var j *job.Job
-	err := d.do(ctx, "lease", func(ctx context.Context) error {
+	err := d.Do(ctx, "lease", func(ctx context.Context) error {
 		// READ COMMITTED: the locking read takes record locks only, no gap locks, so concurrent
 		// leasers and creators do not block each other on the index ranges they scan.
 		tx, err := d.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
@@ -257,7 +221,7 @@ func (d *Driver) Heartbeat(ctx context.Context, p job.HeartbeatParams) error {
   lease_expires_at = NOW(6) + INTERVAL lease_timeout_us MICROSECOND, updated_at = NOW(6)` + set + `
 WHERE id = ? AND fencing_token = ? AND state IN ('STARTED', 'ONGOING')`
 	args = append(args, p.ID, p.FencingToken)
-	return d.do(ctx, "heartbeat", func(ctx context.Context) error {
+	return d.Do(ctx, "heartbeat", func(ctx context.Context) error {
 		return d.fencedUpdate(ctx, query, args, p.ID, p.FencingToken, "heartbeat")
 	})
 }
@@ -273,7 +237,7 @@ func (d *Driver) Release(ctx context.Context, p job.ReleaseParams) error {
   updated_at = NOW(6)` + set + `
 WHERE id = ? AND fencing_token = ? AND state IN ('STARTED', 'ONGOING')`
 	args = append(args, p.ID, p.FencingToken)
-	return d.do(ctx, "release", func(ctx context.Context) error {
+	return d.Do(ctx, "release", func(ctx context.Context) error {
 		return d.fencedUpdate(ctx, query, args, p.ID, p.FencingToken, "release")
 	})
 }
@@ -300,7 +264,7 @@ func (d *Driver) Transition(ctx context.Context, p job.TransitionParams) error {
 	}
 	query += ` WHERE id = ? AND fencing_token = ? AND state IN (` + strings.Join(in, ", ") + `)`
 	args = append(args, p.ID, p.FencingToken)
-	return d.do(ctx, "transition to "+p.To.String(), func(ctx context.Context) error {
+	return d.Do(ctx, "transition to "+p.To.String(), func(ctx context.Context) error {
 		return d.fencedUpdate(ctx, query, args, p.ID, p.FencingToken, "to "+p.To.String())
 	})
 }
@@ -338,7 +302,7 @@ func (d *Driver) fencedUpdate(ctx context.Context, query string, args []any, id,
 // Get implements job.Driver.
 func (d *Driver) Get(ctx context.Context, p job.GetParams) (*job.Job, error) {
 	var j *job.Job
-	err := d.do(ctx, "get", func(ctx context.Context) error {
+	err := d.Do(ctx, "get", func(ctx context.Context) error {
 		var err error
 		j, err = getJob(ctx, d.db, p.ID, p.AppID)
 		return err
@@ -353,7 +317,7 @@ func (d *Driver) Count(ctx context.Context, p job.CountParams) (map[job.State]in
 		q, args = "SELECT state, COUNT(*) FROM replay_jobs WHERE app_id = ? GROUP BY state", []any{p.AppID}
 	}
 	out := map[job.State]int64{}
-	err := d.do(ctx, "count", func(ctx context.Context) error {
+	err := d.Do(ctx, "count", func(ctx context.Context) error {
 		clear(out)
 		rows, err := d.db.QueryContext(ctx, q, args...)
 		if err != nil {
@@ -416,7 +380,7 @@ func (d *Driver) List(ctx context.Context, p job.ListParams) (*job.ListResult, e
 	query += " ORDER BY id DESC LIMIT ?"
 	args = append(args, p.Limit+1)
 	var out *job.ListResult
-	err = d.do(ctx, "list", func(ctx context.Context) error {
+	err = d.Do(ctx, "list", func(ctx context.Context) error {
 		rows, err := d.db.QueryContext(ctx, query, args...)
 		if err != nil {
 			return err
@@ -453,7 +417,7 @@ WHERE id = ? AND state IN ` + activeStatesSQL
 		args = append(args, p.AppID)
 	}
 	var j *job.Job
-	err := d.do(ctx, "cancel", func(ctx context.Context) error {
+	err := d.Do(ctx, "cancel", func(ctx context.Context) error {
 		if _, err := d.db.ExecContext(ctx, query, args...); err != nil {
 			return err
 		}

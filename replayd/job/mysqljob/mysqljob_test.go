@@ -1,7 +1,6 @@
 package mysqljob_test
 
 import (
-	"context"
 	"database/sql"
 	"errors"
 	"strings"
@@ -13,16 +12,17 @@ import (
 	"github.com/replay/replay/replayd/job"
 	"github.com/replay/replay/replayd/job/jobtest"
 	"github.com/replay/replay/replayd/job/mysqljob"
+	"github.com/replay/replay/replayd/mysqldb/mysqldbtest"
 )
 
-func freshDatabase(t testing.TB) string { return jobtest.MySQLDatabase(t) }
+func freshDatabase(t testing.TB) string { return mysqldbtest.Database(t) }
 
 func open(t testing.TB, opts mysqljob.Options) *mysqljob.Driver {
 	t.Helper()
 	if opts.DSN == "" {
 		opts.DSN = freshDatabase(t)
 	}
-	d, err := mysqljob.Open(context.Background(), opts)
+	d, err := mysqljob.Open(t.Context(), opts)
 	if err != nil {
 		t.Fatalf("mysqljob.Open: %v", err)
 	}
@@ -48,7 +48,7 @@ func TestContention(t *testing.T) {
 
 func TestMigrations(t *testing.T) {
 	dsn := freshDatabase(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	applied, err := mysqljob.Migrate(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +102,7 @@ func TestConcurrentOpenMigratesOnce(t *testing.T) {
 	errs := make(chan error, 4)
 	for range 4 {
 		go func() {
-			d, err := mysqljob.Open(context.Background(), mysqljob.Options{DSN: dsn})
+			d, err := mysqljob.Open(t.Context(), mysqljob.Options{DSN: dsn})
 			if err == nil {
 				d.Close()
 			}
@@ -156,7 +156,7 @@ func TestCreateRetriedReadDoesNotConflictWithItself(t *testing.T) {
 		}
 		return nil
 	})
-	ctx := context.Background()
+	ctx := t.Context()
 	j, err := d.Create(ctx, job.CreateParams{AppID: 1, WebhookID: 77, FromMs: 1, ToMs: 2})
 	if err != nil {
 		t.Fatalf("Create with one retryable read failure: %v", err)

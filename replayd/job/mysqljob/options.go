@@ -1,14 +1,10 @@
 package mysqljob
 
 import (
-	"errors"
 	"fmt"
-	"strings"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
-
-	"github.com/replay/replay/replayd/job"
+	"github.com/replay/replay/replayd/mysqldb"
 )
 
 // Options configure a MySQL job store. The zero value is not usable (DSN is required); every other
@@ -28,8 +24,8 @@ type Options struct {
 	// ConnMaxLifetime recycles connections. Default 5m.
 	ConnMaxLifetime time.Duration
 	// Retry bounds the retries of deadlocks (1213) and lock wait timeouts (1205), see
-	// job.IsRetryable. Default: job.RetryPolicy's zero value (8 attempts, 5ms..500ms backoff).
-	Retry job.RetryPolicy
+	// mysqldb.IsRetryable. Default: mysqldb.RetryPolicy's zero value (8 attempts, 5ms..500ms backoff).
+	Retry mysqldb.RetryPolicy
 	// SkipMigrations leaves the schema alone on Open (for deployments that run
 	// `replayd migrate` separately). Default false: Open applies pending migrations.
 	SkipMigrations bool
@@ -50,48 +46,29 @@ func (o *Options) EnsureDefaults() *Options {
 		o.MaxIdleConns = o.MaxOpenConns
 	}
 	if o.ConnMaxLifetime == 0 {
-		o.ConnMaxLifetime = 5 * time.Minute
+		o.ConnMaxLifetime = mysqldb.DefaultConnMaxLifetime
 	}
 	if o.MigrationLockTimeout == 0 {
-		o.MigrationLockTimeout = 60 * time.Second
+		o.MigrationLockTimeout = mysqldb.DefaultMigrationLockTimeout
 	}
 	return o
 }
 
 // Validate reports every problem with o at once (call EnsureDefaults first).
 func (o *Options) Validate() error {
-	var errs []error
-	if o.DSN == "" {
-		errs = append(errs, errors.New("DSN is required"))
-	} else if cfg, err := mysql.ParseDSN(o.DSN); err != nil {
-		errs = append(errs, fmt.Errorf("DSN: %w", err))
-	} else if cfg.DBName == "" {
-		errs = append(errs, errors.New("DSN must name a database"))
-	}
+	errs := o.conn().Problems()
 	if o.LeaseTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("LeaseTimeout must be positive, got %v", o.LeaseTimeout))
 	}
-	if o.MaxOpenConns <= 0 {
-		errs = append(errs, fmt.Errorf("MaxOpenConns must be positive, got %d", o.MaxOpenConns))
+	errs = append(errs, o.Retry.Problems()...)
+	return mysqldb.InvalidOptions("mysqljob", errs)
+}
+
+// conn is how Open reaches the database.
+func (o *Options) conn() mysqldb.Conn {
+	return mysqldb.Conn{
+		DSN: o.DSN, MaxOpenConns: o.MaxOpenConns, MaxIdleConns: o.MaxIdleConns,
+		ConnMaxLifetime: o.ConnMaxLifetime, ClientFoundRows: true,
+		SkipMigrations: o.SkipMigrations, LockTimeout: o.MigrationLockTimeout,
 	}
-	if o.MaxIdleConns < 0 || o.MaxIdleConns > o.MaxOpenConns {
-		errs = append(errs, fmt.Errorf("MaxIdleConns must be within 0..MaxOpenConns (%d), got %d", o.MaxOpenConns, o.MaxIdleConns))
-	}
-	if o.ConnMaxLifetime < 0 {
-		errs = append(errs, fmt.Errorf("ConnMaxLifetime must not be negative, got %v", o.ConnMaxLifetime))
-	}
-	if o.Retry.MaxAttempts < 0 || o.Retry.InitialBackoff < 0 || o.Retry.MaxBackoff < 0 {
-		errs = append(errs, errors.New("Retry fields must not be negative"))
-	}
-	if o.MigrationLockTimeout < 0 {
-		errs = append(errs, fmt.Errorf("MigrationLockTimeout must not be negative, got %v", o.MigrationLockTimeout))
-	}
-	if len(errs) == 0 {
-		return nil
-	}
-	msgs := make([]string, len(errs))
-	for i, e := range errs {
-		msgs[i] = e.Error()
-	}
-	return fmt.Errorf("mysqljob: invalid options: %s", strings.Join(msgs, "; "))
 }

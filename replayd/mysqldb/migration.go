@@ -1,6 +1,10 @@
-// Package migration opens a store's MySQL or MariaDB database and brings its schema up to date:
-// versioned NNNN_name.sql migrations embedded in the binary, each applied once and recorded.
-package migration
+// Package mysqldb is the one place the stores meet MySQL or MariaDB (go-sql-driver/mysql):
+// connection options, opening and pinging a store's database, its schema migrations (versioned
+// NNNN_name.sql files embedded in the binary, each applied once and recorded), which server
+// errors are worth a retry (IsRetryable, Retry) and which mean the database is unavailable
+// (IsUnavailable), and throwaway databases for tests and benchmarks (CreateDatabase).
+// mysqljob and mysqlapp build on it; job, app and api import no SQL driver.
+package mysqldb
 
 import (
 	"context"

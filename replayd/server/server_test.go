@@ -1,4 +1,4 @@
-package main
+package server_test
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -18,10 +19,12 @@ import (
 
 	"github.com/replay/replay/engine"
 	"github.com/replay/replay/index"
-	"github.com/replay/replay/loadgen/sink"
 	"github.com/replay/replay/replayd/app"
 	"github.com/replay/replay/replayd/app/embeddedapp"
 	"github.com/replay/replay/replayd/delivery"
+	"github.com/replay/replay/replayd/receiver"
+	"github.com/replay/replay/replayd/server"
+	"github.com/replay/replay/replayd/testwait"
 	"github.com/replay/replay/segment"
 )
 
@@ -29,10 +32,10 @@ import (
 type e2e struct {
 	t       *testing.T
 	data    string
-	srv     *server
+	srv     *server.Server
 	token   string
 	secret  []byte
-	sink    *sink.Sink
+	sink    *receiver.Sink
 	sinkURL string
 	webhook int64
 	events  []producedEvent
@@ -47,16 +50,39 @@ type producedEvent struct {
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func testServeConfig(data string) serveConfig {
-	return serveConfig{
-		src:    sourceFlags{data: data, source: "embedded", topic: "delivery_log"},
-		listen: "127.0.0.1:0", workers: 2, partitions: 4, allowPrivate: true, rateLimit: 5,
-		eventsPerSec: 100000, leaseTimeout: 30 * time.Second, dedupCapacity: 1 << 16, retention: 120 * time.Hour,
-		delivery: delivery.Options{BackoffBase: time.Millisecond, BackoffMax: 5 * time.Millisecond, MaxAttempts: 12, Timeout: 200 * time.Millisecond},
+func testServeConfig(data string) server.Config {
+	return server.Config{
+		DataDir: data,
+		Listen:  "127.0.0.1:0", Workers: 2, Partitions: 4, AllowPrivateWebhooks: true, RateLimit: 5,
+		WebhookRate: 100000, LeaseTimeout: 30 * time.Second, DedupCapacity: 1 << 16, Retention: 120 * time.Hour,
+		Delivery: delivery.Options{BackoffBase: time.Millisecond, BackoffMax: 5 * time.Millisecond, MaxAttempts: 12, Timeout: 200 * time.Millisecond},
 	}
 }
 
-func startE2E(t *testing.T, cfg func(*serveConfig)) *e2e {
+// startServer is what `replayd serve` does: New, then Start.
+func startServer(ctx context.Context, c server.Config, logger *slog.Logger) (*server.Server, error) {
+	c.Logger = logger
+	s, err := server.New(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Start(ctx); err != nil {
+		s.Stop(context.Background())
+		return nil, err
+	}
+	return s, nil
+}
+
+func freePort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func startE2E(t *testing.T, cfg func(*server.Config)) *e2e {
 	t.Helper()
 	e := &e2e{t: t, data: t.TempDir()}
 	// The app exists before the server opens the embedded app store.
@@ -64,7 +90,7 @@ func startE2E(t *testing.T, cfg func(*serveConfig)) *e2e {
 	if err != nil {
 		t.Fatal(err)
 	}
-	created, err := apps.CreateApp(context.Background(), app.CreateAppParams{Name: "e2e"})
+	created, err := apps.CreateApp(t.Context(), app.CreateAppParams{Name: "e2e"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,11 +100,11 @@ func startE2E(t *testing.T, cfg func(*serveConfig)) *e2e {
 	if cfg != nil {
 		cfg(&c)
 	}
-	if e.srv, err = startServer(context.Background(), c, quietLogger()); err != nil {
+	if e.srv, err = startServer(t.Context(), c, quietLogger()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.srv.Stop(context.Background()) })
-	e.sink = sink.New(e.secret, nil)
+	e.sink = receiver.New(e.secret, nil)
 	hs := httptest.NewServer(e.sink)
 	t.Cleanup(hs.Close)
 	e.sinkURL = hs.URL + "/webhook"
@@ -144,7 +170,7 @@ func (e *e2e) produce(n int, start time.Time, span time.Duration) {
 		}
 	}
 	for i := 0; i < len(recs); i += 100 {
-		if _, err := l.Append(context.Background(), recs[i:min(i+100, len(recs))]); err != nil {
+		if _, err := l.Append(e.t.Context(), recs[i:min(i+100, len(recs))]); err != nil {
 			e.t.Fatal(err)
 		}
 	}
@@ -172,9 +198,9 @@ func (e *e2e) replay(from, to time.Time) (jobID string, code int) {
 	return resp.JobID, code
 }
 
-func (e *e2e) waitStatus(jobID string) sink.Status {
+func (e *e2e) waitStatus(jobID string) receiver.Status {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(e.t.Context(), 90*time.Second)
 	defer cancel()
 	st, err := e.sink.WaitStatus(ctx, jobID)
 	if err != nil {
@@ -251,7 +277,7 @@ func TestServeWebhookFailures(t *testing.T) {
 	from, to := now.Add(-2*time.Hour-5*time.Minute), now.Add(-50*time.Minute)
 
 	// 5xx, 429 with Retry-After, attempts that time out, and connection resets, all retried.
-	e.sink.SetFaults(sink.Faults{ErrorRate: 0.15, ThrottleRate: 0.1, RetryAfter: time.Millisecond,
+	e.sink.SetFaults(receiver.Faults{ErrorRate: 0.15, ThrottleRate: 0.1, RetryAfter: time.Millisecond,
 		TimeoutRate: 0.03, TimeoutHold: time.Second, ResetRate: 0.05})
 	jobID, code := e.replay(from, to)
 	if code != http.StatusAccepted {
@@ -266,7 +292,7 @@ func TestServeWebhookFailures(t *testing.T) {
 		t.Fatalf("flaky webhook got %d deliveries, want %d + status", len(got), len(want))
 	}
 
-	e.sink.SetFaults(sink.Faults{ErrorRate: 1})
+	e.sink.SetFaults(receiver.Faults{ErrorRate: 1})
 	jobID, code = e.replay(from, to)
 	if code != http.StatusAccepted {
 		t.Fatalf("replay: %d", code)
@@ -277,13 +303,10 @@ func TestServeWebhookFailures(t *testing.T) {
 		Counts             map[string]int64 `json:"counts"`
 		FirstUndeliveredAt string           `json:"first_undelivered_at"`
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		if e.call("GET", "/replay/jobs/"+jobID, &j); j.State == "INCOMPLETE" {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.For(t, 60*time.Second, "the job to end INCOMPLETE", func() bool {
+		e.call("GET", "/replay/jobs/"+jobID, &j)
+		return j.State == "INCOMPLETE"
+	})
 	if j.State != "INCOMPLETE" || j.Counts["failed"] != int64(len(want)) || j.FirstUndeliveredAt == "" {
 		t.Fatalf("dead webhook: job %+v, want INCOMPLETE with %d failed", j, len(want))
 	}
@@ -297,25 +320,23 @@ func contains(s, sub string) bool { return strings.Contains(s, sub) }
 // `replayd index rebuild` while the server runs: the server moves to the rebuilt index without a
 // restart, and replays keep working through it.
 func TestServeFollowsARebuiltIndex(t *testing.T) {
-	e := startE2E(t, func(c *serveConfig) { c.indexPoll = 10 * time.Millisecond })
+	e := startE2E(t, func(c *server.Config) { c.IndexPoll = 10 * time.Millisecond })
 	now := time.Now().UTC().Truncate(time.Minute)
 	e.produce(1000, now.Add(-2*time.Hour), time.Hour)
-	before := e.srv.ix.current()
-	stdout, stderr, code := run(t, "index", "rebuild", "--data", e.data, "--source", "segments="+filepath.Join(e.data, "log"))
-	if code != 0 {
-		t.Fatalf("rebuild: exit %d\n%s\n%s", code, stdout, stderr)
+	before := e.srv.Index().Dir()
+	src, err := engine.SourceSpec{Kind: engine.SourceSegments, Dir: filepath.Join(e.data, "log")}.Open(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if _, err := index.RebuildIndex(t.Context(), index.RebuildOptions{DataDir: e.data, Source: src, Logger: quietLogger()}); err != nil {
+		t.Fatalf("rebuild: %v", err)
 	}
 	live, _, err := index.LiveDir(e.data)
 	if err != nil || live == before {
 		t.Fatalf("rebuild did not switch the live index: %s, %v", live, err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for e.srv.ix.current() != live {
-		if time.Now().After(deadline) {
-			t.Fatalf("the server still uses %s after the switch to %s", e.srv.ix.current(), live)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.For(t, 30*time.Second, "the server to use the index switched to "+live, func() bool { return e.srv.Index().Dir() == live })
 	from, to := now.Add(-2*time.Hour-5*time.Minute), now.Add(-50*time.Minute)
 	jobID, code := e.replay(from, to)
 	if code != http.StatusAccepted {
@@ -339,45 +360,40 @@ func TestServeAppliesEmbeddedLogRetention(t *testing.T) {
 	}
 	old := time.Now().Add(-10 * 24 * time.Hour)
 	for i := 0; i < 3; i++ { // three segments of old events (SegmentAge 1h apart), one recent
-		if _, err := l.Append(context.Background(), []engine.Record{{Key: []byte("1"), Value: []byte("{}"), Timestamp: old.Add(time.Duration(i) * 2 * time.Hour).UnixMilli()}}); err != nil {
+		if _, err := l.Append(t.Context(), []engine.Record{{Key: []byte("1"), Value: []byte("{}"), Timestamp: old.Add(time.Duration(i) * 2 * time.Hour).UnixMilli()}}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := l.Append(context.Background(), []engine.Record{{Key: []byte("1"), Value: []byte("{}")}}); err != nil {
+	if _, err := l.Append(t.Context(), []engine.Record{{Key: []byte("1"), Value: []byte("{}")}}); err != nil {
 		t.Fatal(err)
 	}
 	l.Close()
 	c := testServeConfig(data)
-	c.logRetentionEvery = 10 * time.Millisecond
-	srv, err := startServer(context.Background(), c, quietLogger())
+	c.LogRetentionEvery = 10 * time.Millisecond
+	srv, err := startServer(t.Context(), c, quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer srv.Stop(context.Background())
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		b, err := srv.src.Bounds(context.Background(), 0)
-		if err != nil {
+	var b engine.Bounds
+	testwait.For(t, 30*time.Second, "the expired segments to be deleted (bounds 3..4)", func() bool {
+		var err error
+		if b, err = srv.Source().Bounds(t.Context(), 0); err != nil {
 			t.Fatal(err)
 		}
-		if b.Start == 3 && b.End == 4 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("bounds %+v: the expired segments were not deleted", b)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return b.Start == 3 && b.End == 4
+	})
 }
 
 // A source that cannot be opened is an error that names it, not a crash while cleaning up.
 func TestServeUnreachableKafka(t *testing.T) {
 	c := testServeConfig(t.TempDir())
-	c.src.source, c.src.brokers = "kafka", freePort(t) // nothing listens there
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	brokers := freePort(t) // nothing listens there
+	c.Source = engine.SourceSpec{Kind: engine.SourceKafka, Brokers: []string{brokers}}
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	_, err := startServer(ctx, c, quietLogger())
-	if err == nil || !strings.Contains(err.Error(), c.src.brokers) {
+	if err == nil || !strings.Contains(err.Error(), brokers) {
 		t.Fatalf("startServer with an unreachable cluster: %v", err)
 	}
 }

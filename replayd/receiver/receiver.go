@@ -1,4 +1,4 @@
-// Package sink is a webhook receiver for replays: it answers the CRC challenge, verifies the
+// Package receiver is a webhook receiver for replays: it answers the CRC challenge, verifies the
 // signature of every delivery, records what arrived, counts duplicates, and can inject faults on
 // request (errors, 429 with Retry-After, latency, timeouts, connection resets).
 //
@@ -12,7 +12,7 @@
 //	                             "latency":"0s","timeout_rate":0,"timeout_hold":"30s","reset_rate":0}
 //	GET  /_sink/jobs/{id}?wait=D the job's replay_job_status once it arrived (404 until then,
 //	                             waiting up to D for it)
-package sink
+package receiver
 
 import (
 	"context"
@@ -31,7 +31,6 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 
-	"github.com/replay/replay/loadgen/traffic"
 	"github.com/replay/replay/replayd/delivery"
 )
 
@@ -362,7 +361,7 @@ func (s *Sink) receive(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := Delivery{At: time.Now().UTC(), Path: r.URL.Path, Bytes: len(body), SignatureValid: true, Body: body}
-	d.EventID, _ = traffic.EventIDOf(body)
+	d.EventID, _ = EventIDOf(body)
 	var ev struct {
 		Status *Status `json:"replay_job_status"`
 	}

@@ -1,9 +1,8 @@
-package sink
+package receiver
 
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -69,10 +68,10 @@ func TestCRCChallenge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := delivery.Challenge(context.Background(), c, hs.URL+"/webhooks/b", secret); err != nil {
+	if err := delivery.Challenge(t.Context(), c, hs.URL+"/webhooks/b", secret); err != nil {
 		t.Fatal(err)
 	}
-	if err := delivery.Challenge(context.Background(), c, hs.URL+"/webhooks/b", []byte("other")); err == nil {
+	if err := delivery.Challenge(t.Context(), c, hs.URL+"/webhooks/b", []byte("other")); err == nil {
 		t.Fatal("challenge with another secret passed")
 	}
 	if resp, _ := http.Get(hs.URL + "/webhooks/a"); resp.StatusCode != 400 {
@@ -114,7 +113,7 @@ func TestSignaturesRecordingDuplicates(t *testing.T) {
 	if st.Responses["200"] != 6 || st.Responses["401"] != 1 {
 		t.Fatalf("responses %v", st.Responses)
 	}
-	js, err := s.WaitJob(context.Background(), "j1")
+	js, err := s.WaitJob(t.Context(), "j1")
 	if err != nil || js.State != "Complete" || js.FirstAt.IsZero() || js.CompletedAt.Before(js.LastAt) {
 		t.Fatalf("job %+v %v", js, err)
 	}

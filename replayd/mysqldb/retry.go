@@ -1,4 +1,4 @@
-package job
+package mysqldb
 
 import (
 	"context"
@@ -12,8 +12,8 @@ import (
 // MySQL server error numbers that abort a transaction but say nothing about the data: running the
 // whole transaction again is safe and usually succeeds.
 const (
-	mysqlErrLockWaitTimeout = 1205 // ER_LOCK_WAIT_TIMEOUT
-	mysqlErrDeadlock        = 1213 // ER_LOCK_DEADLOCK
+	errLockWaitTimeout = 1205 // ER_LOCK_WAIT_TIMEOUT
+	errDeadlock        = 1213 // ER_LOCK_DEADLOCK
 )
 
 // IsRetryable is the one place that decides whether a failed store call may be run again as a
@@ -22,19 +22,19 @@ const (
 //   - MySQL 1213 (deadlock found; InnoDB rolled the transaction back), and
 //   - MySQL 1205 (lock wait timeout; the driver rolls the rest of the transaction back).
 //
-// Everything else is final: nil, context cancellation and deadlines (the caller gave up), this
-// package's sentinel errors (ErrNotFound, ErrLeaseLost, ErrActiveJobExists, …: answers, not
-// failures), other server errors (schema, syntax, constraint), and connection errors. Broken
-// connections are deliberately not retried here: database/sql already retries driver.ErrBadConn
-// when nothing was sent, and once a write was sent its outcome is unknown, so the caller (a worker
-// polling Lease, or the API answering 503) decides.
+// Everything else is final: nil, context cancellation and deadlines (the caller gave up), the
+// stores' sentinel errors (job.ErrNotFound, job.ErrLeaseLost, job.ErrActiveJobExists, …:
+// answers, not failures), other server errors (schema, syntax, constraint), and connection
+// errors. Broken connections are deliberately not retried here: database/sql already retries
+// driver.ErrBadConn when nothing was sent, and once a write was sent its outcome is unknown, so
+// the caller (a worker polling Lease, or the API answering 503) decides.
 func IsRetryable(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}
 	var me *mysql.MySQLError
 	if errors.As(err, &me) {
-		return me.Number == mysqlErrDeadlock || me.Number == mysqlErrLockWaitTimeout
+		return me.Number == errDeadlock || me.Number == errLockWaitTimeout
 	}
 	return false
 }

@@ -1,12 +1,20 @@
-package migration
+package mysqldb
 
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+)
+
+// Defaults of the connection options the stores share.
+const (
+	DefaultConnMaxLifetime      = 5 * time.Minute
+	DefaultMigrationLockTimeout = 60 * time.Second
 )
 
 // Conn says how a store reaches its MySQL database.
@@ -22,6 +30,56 @@ type Conn struct {
 	// LockTimeout bounds the wait for another instance's migration (GET_LOCK).
 	LockTimeout time.Duration
 }
+
+// Problems lists every impossible field of c (defaults applied): a DSN that is missing, does not
+// parse or names no database, a pool that cannot hold a connection, negative durations.
+func (c Conn) Problems() []error {
+	var errs []error
+	if c.DSN == "" {
+		errs = append(errs, errors.New("DSN is required"))
+	} else if cfg, err := mysql.ParseDSN(c.DSN); err != nil {
+		errs = append(errs, fmt.Errorf("DSN: %w", err))
+	} else if cfg.DBName == "" {
+		errs = append(errs, errors.New("DSN must name a database"))
+	}
+	if c.MaxOpenConns <= 0 {
+		errs = append(errs, fmt.Errorf("MaxOpenConns must be positive, got %d", c.MaxOpenConns))
+	}
+	if c.MaxIdleConns < 0 || c.MaxIdleConns > c.MaxOpenConns {
+		errs = append(errs, fmt.Errorf("MaxIdleConns must be within 0..MaxOpenConns (%d), got %d", c.MaxOpenConns, c.MaxIdleConns))
+	}
+	if c.ConnMaxLifetime < 0 {
+		errs = append(errs, fmt.Errorf("ConnMaxLifetime must not be negative, got %v", c.ConnMaxLifetime))
+	}
+	if c.LockTimeout < 0 {
+		errs = append(errs, fmt.Errorf("MigrationLockTimeout must not be negative, got %v", c.LockTimeout))
+	}
+	return errs
+}
+
+// Problems lists the negative fields of p.
+func (p RetryPolicy) Problems() []error {
+	if p.MaxAttempts < 0 || p.InitialBackoff < 0 || p.MaxBackoff < 0 {
+		return []error{errors.New("Retry fields must not be negative")}
+	}
+	return nil
+}
+
+// InvalidOptions is a store's options error: "<store>: invalid options: a; b", or nil when
+// there are no problems.
+func InvalidOptions(store string, problems []error) error {
+	if len(problems) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(problems))
+	for i, e := range problems {
+		msgs[i] = e.Error()
+	}
+	return fmt.Errorf("%s: invalid options: %s", store, strings.Join(msgs, "; "))
+}
+
+// Ping checks that db answers.
+func Ping(ctx context.Context, db *sql.DB) error { return db.PingContext(ctx) }
 
 // config parses the DSN and forces what every store relies on: times parsed as UTC DATETIMEs
 // of a server session in UTC.

@@ -1,0 +1,171 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"time"
+
+	"github.com/replay/replay/engine"
+	"github.com/replay/replay/replayd/dedup"
+	"github.com/replay/replay/replayd/delivery"
+)
+
+// Config is what a Server runs with. DataDir is required; every other field has the default
+// stated beside it, applied by EnsureDefaults, and Validate checks the result without opening
+// or building anything.
+type Config struct {
+	// DataDir holds the index (DataDir/INDEX, DataDir/index…) and, with the embedded defaults,
+	// the log (DataDir/log), the jobs (DataDir/jobs) and the apps (DataDir/apps). Required.
+	DataDir string
+	// Source is the delivery_log. Default: the embedded log in DataDir/log. An embedded log is
+	// served in place (read as a directory source, so producers may keep appending to it), is
+	// created with Partitions partitions when missing, and gets Retention applied every
+	// LogRetentionEvery.
+	Source engine.SourceSpec
+	// Partitions is the partition count of a new embedded log. Default 8.
+	Partitions int32
+	// Listen is the HTTP API's address. Default 127.0.0.1:8080.
+	Listen string
+	// MySQLDSN, if set, is the MySQL/MariaDB database of the job and app stores; else they are
+	// embedded under DataDir.
+	MySQLDSN string
+	// Workers is how many jobs this instance runs at once. Default 4.
+	Workers int
+	// DeliveryConcurrency is how many deliveries of one job are in flight at once; 1 (default)
+	// delivers in log order.
+	DeliveryConcurrency int
+	// AllowPrivateWebhooks lets webhooks resolve to private and loopback addresses.
+	AllowPrivateWebhooks bool
+	// RateLimit is the replay requests per app per 15 minutes. Default 5.
+	RateLimit int
+	// WebhookRate is the most events per second delivered to one webhook. Default
+	// delivery.DefaultRateLimit.
+	WebhookRate float64
+	// LeaseTimeout is how long a job stays with an instance that stopped heartbeating. Default 30s.
+	LeaseTimeout time.Duration
+	// DedupCapacity is the events remembered per job to drop duplicates. Default 1<<20.
+	DedupCapacity int
+	// Retention is how far back replays reach, the index keeps entries and the embedded log keeps
+	// segments. Default 120h.
+	Retention time.Duration
+	// Delivery is the base of the delivery client's options (tests shorten its backoffs); the
+	// fields above override its AllowPrivate, RateLimit, Concurrency and MaxIdleConnsPerHost.
+	Delivery delivery.Options
+	// IndexPoll is how often the server looks for a rebuilt index. Default 5s.
+	IndexPoll time.Duration
+	// LogRetentionEvery is how often retention is applied to the embedded log. Default 10 minutes.
+	LogRetentionEvery time.Duration
+	// ShutdownTimeout bounds Stop when its context has no deadline. Default 60s.
+	ShutdownTimeout time.Duration
+	// Logger. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// EnsureDefaults fills in the defaults of unset fields and returns c.
+func (c *Config) EnsureDefaults() *Config {
+	if c.Source.Kind == engine.SourceEmbedded && c.Source.Dir == "" {
+		c.Source.Dir = filepath.Join(c.DataDir, "log")
+	}
+	if c.Source.Topic == "" {
+		c.Source.Topic = "delivery_log"
+	}
+	if c.Partitions == 0 {
+		c.Partitions = 8
+	}
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:8080"
+	}
+	if c.Workers == 0 {
+		c.Workers = 4
+	}
+	if c.DeliveryConcurrency == 0 {
+		c.DeliveryConcurrency = 1
+	}
+	if c.RateLimit == 0 {
+		c.RateLimit = 5
+	}
+	if c.WebhookRate == 0 {
+		c.WebhookRate = delivery.DefaultRateLimit
+	}
+	if c.LeaseTimeout == 0 {
+		c.LeaseTimeout = 30 * time.Second
+	}
+	if c.DedupCapacity == 0 {
+		c.DedupCapacity = 1 << 20
+	}
+	if c.Retention == 0 {
+		c.Retention = 120 * time.Hour
+	}
+	if c.IndexPoll == 0 {
+		c.IndexPoll = 5 * time.Second
+	}
+	if c.LogRetentionEvery == 0 {
+		c.LogRetentionEvery = 10 * time.Minute
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 60 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	c.Source.Logger = c.Logger
+	return c
+}
+
+// Validate reports every missing or impossible field, all at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("DataDir is required"))
+	}
+	if err := c.Source.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Partitions < 1 {
+		errs = append(errs, fmt.Errorf("Partitions is %d, want at least 1", c.Partitions))
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("Listen %q: %w", c.Listen, err))
+	}
+	if c.Workers < 1 {
+		errs = append(errs, fmt.Errorf("Workers is %d, want at least 1", c.Workers))
+	}
+	if c.DeliveryConcurrency < 1 {
+		errs = append(errs, fmt.Errorf("DeliveryConcurrency is %d, want at least 1", c.DeliveryConcurrency))
+	}
+	if c.RateLimit < 1 {
+		errs = append(errs, fmt.Errorf("RateLimit is %d, want at least 1", c.RateLimit))
+	}
+	if c.LeaseTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("LeaseTimeout is %v, want positive", c.LeaseTimeout))
+	}
+	dopts := dedup.Options{Capacity: c.DedupCapacity}
+	if err := dopts.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("DedupCapacity: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) deliveryOptions() delivery.Options {
+	o := c.Delivery
+	o.AllowPrivate, o.RateLimit = c.AllowPrivateWebhooks, c.WebhookRate
+	o.Concurrency, o.MaxIdleConnsPerHost = c.DeliveryConcurrency, max(c.DeliveryConcurrency, 64)
+	return o
+}
+
+// IsLoopback says addr (host:port) is a loopback address, where private webhooks are allowed
+// by default.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,289 @@
+// Package server is the replay daemon as a library: a Server opens the source, the live index,
+// the job and app stores and the delivery client, and runs the index builder, the embedded
+// log's retention, the worker pool and the HTTP API until Stop. `replayd serve` and `replayd
+// demo` turn flags into a Config and call New, Start and Stop; tests and benchmarks do the same.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/replay/replay/engine"
+	"github.com/replay/replay/index"
+	"github.com/replay/replay/replayd/api"
+	"github.com/replay/replay/replayd/app"
+	"github.com/replay/replay/replayd/app/embeddedapp"
+	"github.com/replay/replay/replayd/app/mysqlapp"
+	"github.com/replay/replay/replayd/dedup"
+	"github.com/replay/replay/replayd/delivery"
+	"github.com/replay/replay/replayd/job"
+	"github.com/replay/replay/replayd/job/embeddedjob"
+	"github.com/replay/replay/replayd/job/mysqljob"
+	"github.com/replay/replay/replayd/worker"
+)
+
+// Server is a replayd: every part it opened and started, to stop in order.
+//
+// Lifecycle: New opens the parts (nothing runs yet; on error nothing is left open); Start runs
+// the builder, the log retention, the workers and the HTTP API; Stop drains and closes
+// everything. Stop is idempotent and may be called without Start.
+type Server struct {
+	c      Config
+	src    engine.Source
+	ix     *index.Live
+	jobs   job.Driver
+	apps   app.Driver
+	client *delivery.Client
+	pool   *worker.Pool
+	reg    *prometheus.Registry
+	api    http.Handler
+	http   *http.Server
+	ln     net.Listener
+	// retention applies retention to the embedded log; nil for other sources.
+	retention *logRetention
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// New validates c and opens what the server reads and writes: for an embedded source the log
+// (created if missing), then the source, the live index, the stores and the delivery client.
+func New(ctx context.Context, c Config) (_ *Server, err error) {
+	c.EnsureDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s := &Server{c: c}
+	defer func() {
+		if err != nil {
+			s.Stop(context.Background())
+		}
+	}()
+	if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
+		return nil, err
+	}
+	spec := c.Source
+	if spec.Kind == engine.SourceEmbedded {
+		// The embedded log is read in place, so that producers can keep appending to it.
+		if _, err := os.Stat(filepath.Join(spec.Dir, "replay-log.json")); errors.Is(err, os.ErrNotExist) {
+			l, err := engine.OpenContext(ctx, engine.Options{Dir: spec.Dir, Topic: spec.Topic, Partitions: c.Partitions, Logger: c.Logger})
+			if err != nil {
+				return nil, err
+			}
+			l.Close()
+		}
+		// Only once the log exists: retention must never be the one that creates it, with the
+		// default partition count.
+		s.retention = &logRetention{
+			opts:  engine.Options{Dir: spec.Dir, Topic: spec.Topic, Retention: c.Retention, Logger: c.Logger, LockTimeout: -1},
+			every: c.LogRetentionEvery,
+		}
+		spec.Kind = engine.SourceSegments
+	}
+	if s.src, err = spec.Open(ctx); err != nil {
+		return nil, err
+	}
+	partitions, err := s.src.Partitions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if s.ix, err = index.OpenLive(index.LiveOptions{DataDir: c.DataDir, Source: s.src, Retention: c.Retention, Poll: c.IndexPoll, Logger: c.Logger}); err != nil {
+		return nil, fmt.Errorf("opening the index in %s: %w", c.DataDir, err)
+	}
+	if s.jobs, s.apps, err = openStores(ctx, c); err != nil {
+		return nil, err
+	}
+	if s.client, err = delivery.New(c.deliveryOptions()); err != nil {
+		return nil, err
+	}
+	s.reg = newRegistry(s.ix, s.jobs)
+	host, _ := os.Hostname()
+	s.pool, err = worker.New(worker.Options{
+		Jobs: s.jobs, Source: s.src, Locator: s.ix,
+		Targets:    s.target,
+		Deliverer:  s.client,
+		NewDeduper: s.newDeduper,
+		Name:       fmt.Sprintf("%s:%d", host, os.Getpid()),
+		Workers:    c.Workers, Concurrency: c.DeliveryConcurrency, LeaseTimeout: c.LeaseTimeout,
+		Metrics: worker.NewMetrics(s.reg), Logger: c.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	handler, err := api.New(api.Options{
+		Apps: s.apps, Jobs: s.jobs, Partitions: partitions,
+		Challenge: func(ctx context.Context, url string, secret []byte) error {
+			return delivery.Challenge(ctx, s.client, url, secret)
+		},
+		Retention: c.Retention, RateLimit: c.RateLimit, Logger: c.Logger, Registry: s.reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.api = notifyOnAccepted(handler, s.pool)
+	return s, nil
+}
+
+// Start runs the index builder (following a rebuilt index when `replayd index rebuild`
+// switches to one), the embedded log's retention, the workers and the HTTP API on Config.Listen.
+func (s *Server) Start(ctx context.Context) error {
+	if err := s.ix.Start(ctx); err != nil {
+		return err
+	}
+	if s.retention != nil {
+		s.retention.Start()
+	}
+	if err := s.pool.Start(ctx); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", s.c.Listen)
+	if err != nil {
+		return err
+	}
+	s.ln = ln
+	s.http = &http.Server{Handler: s.api, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.c.Logger.Error("http server stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// Addr is the address the API listens on, once started.
+func (s *Server) Addr() string {
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// Source is the source the server reads.
+func (s *Server) Source() engine.Source { return s.src }
+
+// Index is the live index the server looks events up in.
+func (s *Server) Index() *index.Live { return s.ix }
+
+// openStores opens the job and app stores: MySQL when a DSN is given, else embedded under the data
+// directory. Nothing is left open when it fails.
+func openStores(ctx context.Context, c Config) (job.Driver, app.Driver, error) {
+	if c.MySQLDSN != "" {
+		jobs, err := mysqljob.Open(ctx, mysqljob.Options{DSN: c.MySQLDSN, LeaseTimeout: c.LeaseTimeout})
+		if err != nil {
+			return nil, nil, err
+		}
+		apps, err := mysqlapp.Open(ctx, mysqlapp.Options{DSN: c.MySQLDSN})
+		if err != nil {
+			jobs.Close()
+			return nil, nil, err
+		}
+		return jobs, apps, nil
+	}
+	jobs, err := embeddedjob.Open(embeddedjob.Options{Dir: filepath.Join(c.DataDir, "jobs"), LeaseTimeout: c.LeaseTimeout, Logger: c.Logger})
+	if err != nil {
+		return nil, nil, err
+	}
+	apps, err := embeddedapp.Open(embeddedapp.Options{Dir: filepath.Join(c.DataDir, "apps"), Logger: c.Logger})
+	if err != nil {
+		jobs.Close()
+		return nil, nil, err
+	}
+	return jobs, apps, nil
+}
+
+// newDeduper makes a job's dedup cache. Config.Validate checked its options, so New cannot fail.
+func (s *Server) newDeduper() worker.Deduper {
+	c, err := dedup.New(dedup.Options{Capacity: s.c.DedupCapacity})
+	if err != nil {
+		// Unreachable after Validate; a default-sized cache keeps the job exact.
+		s.c.Logger.Error("dedup cache", "err", err)
+		c, _ = dedup.New(dedup.Options{})
+	}
+	return c
+}
+
+// target resolves a webhook to its URL and its app's secret.
+func (s *Server) target(ctx context.Context, webhookID int64) (worker.Target, error) {
+	w, err := s.apps.GetWebhook(ctx, app.GetWebhookParams{ID: webhookID})
+	if err != nil {
+		return worker.Target{}, err
+	}
+	a, err := s.apps.GetApp(ctx, app.GetAppParams{ID: w.AppID})
+	if err != nil {
+		return worker.Target{}, err
+	}
+	return worker.Target{WebhookID: strconv.FormatInt(webhookID, 10), URL: w.URL, Secret: a.Secret}, nil
+}
+
+// notifyOnAccepted wakes an idle worker when a replay request was accepted, so that a job
+// starts at once instead of at the next poll.
+func notifyOnAccepted(next http.Handler, pool *worker.Pool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		if rec.status == http.StatusAccepted {
+			pool.Notify()
+		}
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+// Stop drains and closes everything: the HTTP server stops taking requests, the workers
+// checkpoint and release their jobs, the builder stops, the stores close. It is idempotent:
+// later calls return the first one's result. A ctx without a deadline gets
+// Config.ShutdownTimeout.
+func (s *Server) Stop(ctx context.Context) error {
+	s.stopOnce.Do(func() {
+		if _, ok := ctx.Deadline(); !ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, s.c.ShutdownTimeout)
+			defer cancel()
+		}
+		var errs []error
+		if s.http != nil {
+			errs = append(errs, s.http.Shutdown(ctx))
+		}
+		if s.pool != nil {
+			errs = append(errs, s.pool.Stop(ctx))
+		}
+		if s.client != nil {
+			s.client.Close()
+		}
+		if s.retention != nil {
+			s.retention.Stop()
+		}
+		if s.ix != nil {
+			errs = append(errs, s.ix.Close())
+		}
+		if s.jobs != nil {
+			errs = append(errs, s.jobs.Close())
+		}
+		if s.apps != nil {
+			errs = append(errs, s.apps.Close())
+		}
+		if s.src != nil {
+			errs = append(errs, s.src.Close())
+		}
+		s.stopErr = errors.Join(errs...)
+	})
+	return s.stopErr
+}
