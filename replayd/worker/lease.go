@@ -79,6 +79,9 @@ func (l *lease) check() {
 	l.cancel(errLeaseExpired)
 }
 
+// lose ends the lease now: the store said another worker holds the job, or it was canceled.
+func (l *lease) lose() { l.cancel(errLeaseLost) }
+
 // stop releases the timer; the lease context is done afterwards.
 func (l *lease) stop() {
 	l.timer.Stop()

@@ -63,6 +63,11 @@ type Options struct {
 	// HeartbeatInterval is how often a running job heartbeats and checkpoints. Default a third of
 	// LeaseTimeout.
 	HeartbeatInterval time.Duration
+	// LeaseMargin is how much earlier than the store a worker considers its lease over: a worker
+	// delivers only until the moment its last successful renewal was sent plus LeaseTimeout less
+	// LeaseMargin, on its own monotonic clock, so it has stopped before another instance can take
+	// the job. Default a tenth of LeaseTimeout.
+	LeaseMargin time.Duration
 	// Metrics receives counters. Default: NewMetrics(nil), registered nowhere.
 	Metrics *Metrics
 	// Logger. Default slog.Default().
@@ -89,6 +94,9 @@ func (o *Options) EnsureDefaults() *Options {
 	}
 	if o.HeartbeatInterval == 0 {
 		o.HeartbeatInterval = o.LeaseTimeout / 3
+	}
+	if o.LeaseMargin == 0 {
+		o.LeaseMargin = o.LeaseTimeout / 10
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -128,6 +136,9 @@ func (o *Options) Validate() error {
 	}
 	if o.HeartbeatInterval >= o.LeaseTimeout {
 		errs = append(errs, fmt.Errorf("HeartbeatInterval %v must be shorter than LeaseTimeout %v", o.HeartbeatInterval, o.LeaseTimeout))
+	}
+	if o.LeaseMargin < 0 || o.HeartbeatInterval+o.LeaseMargin >= o.LeaseTimeout {
+		errs = append(errs, fmt.Errorf("HeartbeatInterval %v plus LeaseMargin %v must be shorter than LeaseTimeout %v (and LeaseMargin not negative): a renewal must come before the lease runs out here", o.HeartbeatInterval, o.LeaseMargin, o.LeaseTimeout))
 	}
 	return errors.Join(errs...)
 }

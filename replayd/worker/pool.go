@@ -82,10 +82,13 @@ func (p *Pool) loop(ctx context.Context, owner string) {
 	defer p.done.Done()
 	log := p.opts.Logger.With("worker", owner)
 	for ctx.Err() == nil {
+		// The lease is ours from no earlier than the moment it was asked for: the store records it
+		// later, so LeaseTimeout from here ends before the store's lease does.
+		sent := time.Now()
 		j, err := p.opts.Jobs.Lease(ctx, job.LeaseParams{Owner: owner, Timeout: p.opts.LeaseTimeout})
 		switch {
 		case err == nil:
-			r := &run{pool: p, job: j, owner: owner, log: log.With("job_id", j.ID, "webhook_id", j.WebhookID)}
+			r := &run{pool: p, job: j, owner: owner, leasedAt: sent, log: log.With("job_id", j.ID, "webhook_id", j.WebhookID)}
 			r.execute(ctx)
 			continue
 		case errors.Is(err, job.ErrNoJob):

@@ -29,6 +29,9 @@ type run struct {
 	job   *job.Job
 	owner string
 	log   *slog.Logger
+	// leasedAt is when the lease request was sent: the start of the lease on this worker's clock.
+	leasedAt time.Time
+	lease    *lease
 
 	mu       sync.Mutex
 	progress job.Progress
@@ -56,10 +59,14 @@ func (r *run) execute(ctx context.Context) {
 		m.Takeovers.Inc()
 	}
 	r.progress = job.Progress{Checkpoint: j.Checkpoint, Counters: j.Counters, FirstUndeliveredMs: j.FirstUndeliveredMs}
-	// jobCtx ends when the lease is lost; ctx (the pool's) ends when draining, which is only
-	// looked at between events so that a delivery in flight finishes.
-	jobCtx, loseLease := context.WithCancel(context.WithoutCancel(ctx))
-	defer loseLease()
+	// jobCtx is the lease: it ends when the lease is lost (a heartbeat says so, or the job was
+	// canceled) or when it runs out on this worker's own clock (no heartbeat succeeded in time:
+	// another instance may hold the job by now, so nothing more may be sent). ctx (the pool's)
+	// ends when draining, which is only looked at between events so that a delivery in flight
+	// finishes.
+	var jobCtx context.Context
+	r.lease, jobCtx = newLease(context.WithoutCancel(ctx), r.leasedAt, o.LeaseTimeout, o.LeaseMargin, time.Now)
+	defer r.lease.stop()
 	if j.State == job.StateStarted {
 		err := o.Jobs.Transition(jobCtx, job.TransitionParams{ID: j.ID, FencingToken: j.FencingToken, To: job.StateOngoing})
 		if err != nil {
@@ -69,34 +76,48 @@ func (r *run) execute(ctx context.Context) {
 	}
 	r.log.Info("job leased", "from_ms", j.FromMs, "to_ms", j.ToMs, "checkpoint", j.Checkpoint, "fencing_token", j.FencingToken)
 
-	stopHeartbeat := r.heartbeat(jobCtx, loseLease)
+	stopHeartbeat := r.heartbeat(jobCtx)
 	outcome, reason, err := r.deliver(jobCtx, ctx.Done())
 	stopHeartbeat()
 	r.end(jobCtx, outcome, reason, err)
 }
 
-// heartbeat checkpoints the job's progress every HeartbeatInterval until the returned stop is
-// called; a lost lease (or a canceled job) calls loseLease.
-func (r *run) heartbeat(ctx context.Context, loseLease func()) (stop func()) {
+// heartbeat renews the lease and checkpoints the job's progress every HeartbeatInterval until the
+// returned stop is called. Each heartbeat has the lease's deadline: one that hangs (a store that
+// stopped answering) cannot outlive the lease. A success renews the lease from the moment the
+// heartbeat was sent; a failure is retried every HeartbeatInterval/4 while the lease lasts; a lost
+// lease (or a canceled job) ends the lease at once.
+func (r *run) heartbeat(ctx context.Context) (stop func()) {
 	o, j := &r.pool.opts, r.job
 	done, stopped := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(stopped)
-		t := time.NewTicker(o.HeartbeatInterval)
+		t := time.NewTimer(o.HeartbeatInterval)
 		defer t.Stop()
 		for {
 			select {
 			case <-done:
 				return
+			case <-ctx.Done():
+				r.log.Warn("lease ended: stopping the job", "cause", context.Cause(ctx))
+				return
 			case <-t.C:
 			}
-			err := o.Jobs.Heartbeat(ctx, job.HeartbeatParams{ID: j.ID, FencingToken: j.FencingToken, Progress: r.snapshot()})
-			if errors.Is(err, job.ErrLeaseLost) || errors.Is(err, job.ErrInvalidTransition) {
+			sent := time.Now()
+			hctx, cancel := context.WithDeadline(ctx, r.lease.deadline())
+			err := o.Jobs.Heartbeat(hctx, job.HeartbeatParams{ID: j.ID, FencingToken: j.FencingToken, Progress: r.snapshot()})
+			cancel()
+			switch {
+			case err == nil:
+				r.lease.renewed(sent)
+				t.Reset(o.HeartbeatInterval)
+			case errors.Is(err, job.ErrLeaseLost) || errors.Is(err, job.ErrInvalidTransition):
 				r.log.Warn("lease lost: stopping the job", "err", err)
-				loseLease()
+				r.lease.lose()
 				return
-			} else if err != nil {
-				r.log.Warn("heartbeat failed", "err", err)
+			default:
+				r.log.Warn("heartbeat failed; retrying while the lease lasts", "err", err, "lease_left", time.Until(r.lease.deadline()).Round(time.Millisecond))
+				t.Reset(max(o.HeartbeatInterval/4, time.Millisecond))
 			}
 		}
 	}()
@@ -110,7 +131,7 @@ func (r *run) end(ctx context.Context, outcome job.State, reason string, err err
 	final := r.snapshot()
 	switch {
 	case errors.Is(err, errLeaseLost) || ctx.Err() != nil:
-		r.log.Warn("job abandoned: another worker holds it now, or it was canceled")
+		r.log.Warn("job abandoned: another worker holds it now, it was canceled, or the lease ran out", "cause", context.Cause(ctx))
 		return
 	case errors.Is(err, errDrain):
 		rerr := o.Jobs.Release(ctx, job.ReleaseParams{ID: j.ID, FencingToken: j.FencingToken, Progress: final})

@@ -40,6 +40,7 @@ type event struct {
 
 // world is a log, its index, a job store and a recording deliverer.
 type world struct {
+	dir    string // the log's directory
 	log    *engine.Log
 	ix     *index.Index
 	jobs   *embeddedjob.Driver
@@ -65,7 +66,7 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { jobs.Close() })
-	return &world{log: l, ix: ix, jobs: jobs, sink: &sink{calls: make(chan string, 10000)}}
+	return &world{dir: dir + "/log", log: l, ix: ix, jobs: jobs, sink: &sink{calls: make(chan string, 10000)}}
 }
 
 // produce appends n events over an hour for two webhooks (and noise), with re-produced
