@@ -54,7 +54,7 @@ func FullSizes() Sizes {
 		ScanCodecs:    []segment.Codec{segment.CodecNone, segment.CodecSnappy, segment.CodecLZ4, segment.CodecZstd, segment.CodecGzip},
 		DedupDistinct: 1_000_000, DedupTrace: 2_000_000, DedupCapacity: 1 << 20,
 		LeaseJobs: 5000, LeaseTimeout: time.Second,
-		DeliveryEvents: 50_000,
+		DeliveryEvents: 10_000,
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/replay/replay/replayd/receiver"
 	"github.com/replay/replay/replayd/server"
 	"github.com/replay/replay/replayd/traffic"
+	"github.com/replay/replay/replayd/worker"
 	"github.com/replay/replay/segment"
 )
 
@@ -167,7 +168,7 @@ func runDemo(ctx context.Context, out io.Writer, data, listen, sinkListen string
 	if err := checkDemo(got, want); err != nil {
 		return fmt.Errorf("the replay did not deliver what it should have: %w", err)
 	}
-	step("checked: exactly the %d unique events of the window arrived, in log order, then the status event", len(want))
+	step("checked: exactly the %d unique events of the window arrived, each at most %d places from its log order, then the status event", len(want), worker.DefaultMaxInFlight)
 
 	fmt.Fprintf(out, `
 By hand, against this running service (token and secret of the demo app):
@@ -260,15 +261,30 @@ func appendDemoEvents(ctx context.Context, dir string, webhook int64, n int, spa
 	return es, nil
 }
 
-// checkDemo compares the deliveries with what the replay should have sent.
+// checkDemo compares the deliveries with what the replay should have sent: every unique event
+// of the window exactly once, none more than the delivery window ahead of its place in log order
+// ("chronologically, as best as possible"; worker.DefaultMaxInFlight bounds it), then the status
+// event.
 func checkDemo(got []receiver.Delivery, want []string) error {
 	if len(got) != len(want)+1 {
 		return fmt.Errorf("%d deliveries, want %d events and the status event", len(got), len(want))
 	}
+	place := make(map[string]int, len(want))
 	for i, w := range want {
-		if string(got[i].Body) != w {
-			return fmt.Errorf("delivery %d is %s, want %s", i+1, got[i].Body, w)
+		place[w] = i
+	}
+	seen := make(map[string]bool, len(want))
+	for i, d := range got[:len(want)] {
+		p, ok := place[string(d.Body)]
+		switch {
+		case !ok:
+			return fmt.Errorf("delivery %d is not an event of the window: %s", i+1, d.Body)
+		case seen[string(d.Body)]:
+			return fmt.Errorf("delivery %d arrived twice: %s", i+1, d.Body)
+		case p-i >= worker.DefaultMaxInFlight:
+			return fmt.Errorf("delivery %d is event %d in log order: more than %d ahead", i+1, p+1, worker.DefaultMaxInFlight)
 		}
+		seen[string(d.Body)] = true
 	}
 	return nil
 }

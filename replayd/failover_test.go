@@ -175,7 +175,8 @@ func TestServeFailoverOnKafkaAndMySQL(t *testing.T) {
 
 	t0 := time.Now()
 	phase := func(what string) { t.Logf("%6.2fs %s", time.Since(t0).Seconds(), what) }
-	common := []string{"--kafka-brokers", brokers, "--mysql-dsn", dsn, "--lease-timeout", "2s", "--allow-private-webhooks"}
+	common := []string{"--kafka-brokers", brokers, "--mysql-dsn", dsn, "--lease-timeout", "2s", "--allow-private-webhooks",
+		"--webhook-rate", "400"} // the default window would finish the job before a kill: a few seconds of it
 	a, addrA := startInstance(t, append(common, "--data", t.TempDir())...)
 	phase("instance A up")
 	from, to := start.Add(10*time.Minute), start.Add(50*time.Minute)

@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/replay/replay/replayd/delivery"
 	"github.com/replay/replay/replayd/server"
+	"github.com/replay/replay/replayd/worker"
 )
 
 func newServeCommand() *cobra.Command {
@@ -36,6 +38,12 @@ new leases, running jobs checkpoint and are released for another instance, then 
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !cmd.Flags().Changed("allow-private-webhooks") {
 				c.AllowPrivateWebhooks = server.IsLoopback(c.Listen)
+			}
+			switch {
+			case c.WebhookRate == 0:
+				c.WebhookRate = math.Inf(1) // the flag's documented "no limit"
+			case c.WebhookRate < 0 || math.IsNaN(c.WebhookRate):
+				return fmt.Errorf("--webhook-rate %v: want events per second, or 0 for no limit", c.WebhookRate)
 			}
 			if !cmd.Flags().Changed("source") {
 				switch {
@@ -71,13 +79,16 @@ new leases, running jobs checkpoint and are released for another instance, then 
 	f.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "address of the HTTP API")
 	f.StringVar(&c.MySQLDSN, "mysql-dsn", "", "MySQL/MariaDB data source name for the job and app stores (default: embedded stores under --data)")
 	f.IntVar(&c.Workers, "workers", 4, "replay jobs run at once by this instance")
-	f.IntVar(&c.DeliveryConcurrency, "delivery-concurrency", 1, "deliveries of one job in flight at once; 1 delivers in log order")
+	f.IntVar(&c.MaxInFlight, "max-in-flight", worker.DefaultMaxInFlight, "most deliveries of one job in flight at once: the window adapts to the webhook below it (grows while deliveries succeed at once, halves on 429, 5xx, timeouts), and no delivery runs more than this many events ahead of the oldest one not yet settled")
+	f.BoolVar(&c.StrictOrder, "strict-order", false, "deliver each job's events one at a time, in log order (as --max-in-flight 1)")
+	f.IntVar(&c.MaxInFlight, "delivery-concurrency", worker.DefaultMaxInFlight, "")
+	f.MarkDeprecated("delivery-concurrency", "use --max-in-flight (the window now adapts below it), or --strict-order for one at a time")
 	f.Int32Var(&c.Partitions, "partitions", 8, "partition count of a new embedded log")
 	f.BoolVar(&c.AllowPrivateWebhooks, "allow-private-webhooks", false, "let webhooks resolve to private and loopback addresses (default: allowed when --listen is a loopback address, for local demos); link-local and metadata addresses are always refused")
 	f.IntVar(&c.RateLimit, "app-rate-limit", 5, "replay requests per app per 15 minutes")
 	f.IntVar(&c.RateLimit, "rate-limit", 5, "")
 	f.MarkDeprecated("rate-limit", "use --app-rate-limit")
-	f.Float64Var(&c.WebhookRate, "webhook-rate", delivery.DefaultRateLimit, "most events per second delivered to one webhook")
+	f.Float64Var(&c.WebhookRate, "webhook-rate", delivery.DefaultRateLimit, "most events per second delivered to one webhook by this instance, over all its jobs; 0 for no limit")
 	f.DurationVar(&c.LeaseTimeout, "lease-timeout", 30*time.Second, "how long a job stays with an instance that stopped heartbeating before another takes it over")
 	f.IntVar(&c.DedupCapacity, "dedup-capacity", 1<<20, "events remembered per job to drop duplicates (about 24 bytes each)")
 	f.DurationVar(&c.Retention, "retention", 120*time.Hour, "how far back replays may reach and the index keeps entries (the delivery_log's retention)")

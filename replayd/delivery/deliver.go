@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"syscall"
@@ -230,7 +231,7 @@ func (c *Client) backoff(n int) time.Duration {
 func (c *Client) attempt(ctx context.Context, u *url.URL, sig string, body []byte, res *Result) error {
 	actx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(actx, http.MethodPost, u.String(), bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(boundWrites(actx), http.MethodPost, u.String(), bytes.NewReader(body))
 	if err != nil {
 		return &TargetError{URL: u.Redacted(), Reason: err.Error()}
 	}
@@ -273,6 +274,20 @@ func (c *Client) attempt(ctx context.Context, u *url.URL, sig string, body []byt
 		}
 	}
 	return se
+}
+
+// boundWrites makes the connection a request goes out on refuse to write after ctx's deadline:
+// its write deadline is set to it as soon as the transport hands the request a connection. The
+// context's own cancellation is asynchronous (a timer, then the transport notices), so without this
+// a request checked just before its deadline could still leave after it: for a worker whose lease
+// ends there, a delivery after another instance may hold the job. A deadline in the past makes the
+// write fail at once, checked by the runtime as it writes. Without a deadline the connection's is
+// cleared (it may be reused from a request that had one).
+func boundWrites(ctx context.Context) context.Context {
+	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(ci httptrace.GotConnInfo) {
+		dl, _ := ctx.Deadline()
+		ci.Conn.SetWriteDeadline(dl) //nolint:errcheck // a closed connection fails the write anyway
+	}})
 }
 
 // attemptError classifies a transport error: any timeout while the caller's context is live (the

@@ -119,7 +119,7 @@ func challenge(ctx context.Context, c *Client, rawURL string, secret []byte) (Ch
 
 	actx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(actx, http.MethodGet, u.String(), nil)
+	req, err := http.NewRequestWithContext(boundWrites(actx), http.MethodGet, u.String(), nil)
 	if err != nil {
 		return ChallengeBadURL, fmt.Errorf("crc challenge: %w", err)
 	}

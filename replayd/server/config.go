@@ -11,6 +11,7 @@ import (
 	"github.com/replay/replay/engine"
 	"github.com/replay/replay/replayd/dedup"
 	"github.com/replay/replay/replayd/delivery"
+	"github.com/replay/replay/replayd/worker"
 )
 
 // Config is what a Server runs with. DataDir is required; every other field has the default
@@ -34,15 +35,18 @@ type Config struct {
 	MySQLDSN string
 	// Workers is how many jobs this instance runs at once. Default 4.
 	Workers int
-	// DeliveryConcurrency is how many deliveries of one job are in flight at once; 1 (default)
-	// delivers in log order.
-	DeliveryConcurrency int
+	// MaxInFlight bounds the deliveries of one job in flight at once; within it the window adapts
+	// to the webhook (worker.Options.MaxInFlight). It is also the ordering bound: a delivery never
+	// runs more than MaxInFlight-1 events ahead of the oldest one not yet settled. Default 512.
+	MaxInFlight int
+	// StrictOrder delivers each job's events one at a time, in log order.
+	StrictOrder bool
 	// AllowPrivateWebhooks lets webhooks resolve to private and loopback addresses.
 	AllowPrivateWebhooks bool
 	// RateLimit is the replay requests per app per 15 minutes. Default 5.
 	RateLimit int
-	// WebhookRate is the most events per second delivered to one webhook. Default
-	// delivery.DefaultRateLimit.
+	// WebhookRate is the most events per second delivered to one webhook; math.Inf(1) for no
+	// limit. Default delivery.DefaultRateLimit.
 	WebhookRate float64
 	// LeaseTimeout is how long a job stays with an instance that stopped heartbeating. Default 30s.
 	LeaseTimeout time.Duration
@@ -52,7 +56,8 @@ type Config struct {
 	// segments. Default 120h.
 	Retention time.Duration
 	// Delivery is the base of the delivery client's options (tests shorten its backoffs); the
-	// fields above override its AllowPrivate, RateLimit, Concurrency and MaxIdleConnsPerHost.
+	// fields above override its AllowPrivate, RateLimit, Concurrency (MaxInFlight) and
+	// MaxIdleConnsPerHost.
 	Delivery delivery.Options
 	// IndexPoll is how often the server looks for a rebuilt index. Default 5s.
 	IndexPoll time.Duration
@@ -81,8 +86,8 @@ func (c *Config) EnsureDefaults() *Config {
 	if c.Workers == 0 {
 		c.Workers = 4
 	}
-	if c.DeliveryConcurrency == 0 {
-		c.DeliveryConcurrency = 1
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = worker.DefaultMaxInFlight
 	}
 	if c.RateLimit == 0 {
 		c.RateLimit = 5
@@ -133,8 +138,11 @@ func (c *Config) Validate() error {
 	if c.Workers < 1 {
 		errs = append(errs, fmt.Errorf("Workers is %d, want at least 1", c.Workers))
 	}
-	if c.DeliveryConcurrency < 1 {
-		errs = append(errs, fmt.Errorf("DeliveryConcurrency is %d, want at least 1", c.DeliveryConcurrency))
+	if c.MaxInFlight < 1 {
+		errs = append(errs, fmt.Errorf("MaxInFlight is %d, want at least 1", c.MaxInFlight))
+	}
+	if !(c.WebhookRate > 0) {
+		errs = append(errs, fmt.Errorf("WebhookRate is %v, want positive (math.Inf(1) for no limit)", c.WebhookRate))
 	}
 	if c.RateLimit < 1 {
 		errs = append(errs, fmt.Errorf("RateLimit is %d, want at least 1", c.RateLimit))
@@ -152,7 +160,11 @@ func (c *Config) Validate() error {
 func (c *Config) deliveryOptions() delivery.Options {
 	o := c.Delivery
 	o.AllowPrivate, o.RateLimit = c.AllowPrivateWebhooks, c.WebhookRate
-	o.Concurrency, o.MaxIdleConnsPerHost = c.DeliveryConcurrency, max(c.DeliveryConcurrency, 64)
+	inFlight := c.MaxInFlight
+	if c.StrictOrder {
+		inFlight = 1
+	}
+	o.Concurrency, o.MaxIdleConnsPerHost = inFlight, max(inFlight, 64)
 	return o
 }
 

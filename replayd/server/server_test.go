@@ -25,6 +25,7 @@ import (
 	"github.com/replay/replay/replayd/receiver"
 	"github.com/replay/replay/replayd/server"
 	"github.com/replay/replay/replayd/testwait"
+	"github.com/replay/replay/replayd/worker"
 	"github.com/replay/replay/segment"
 )
 
@@ -55,7 +56,7 @@ func testServeConfig(data string) server.Config {
 		DataDir: data,
 		Listen:  "127.0.0.1:0", Workers: 2, Partitions: 4, AllowPrivateWebhooks: true, RateLimit: 5,
 		WebhookRate: 100000, LeaseTimeout: 30 * time.Second, DedupCapacity: 1 << 16, Retention: 120 * time.Hour,
-		Delivery: delivery.Options{BackoffBase: time.Millisecond, BackoffMax: 5 * time.Millisecond, MaxAttempts: 12, Timeout: 200 * time.Millisecond},
+		Delivery: delivery.Options{BackoffBase: time.Millisecond, BackoffMax: 5 * time.Millisecond, MaxAttempts: 12, Timeout: 800 * time.Millisecond},
 	}
 }
 
@@ -233,10 +234,18 @@ func TestServeReplaysAWindowEndToEnd(t *testing.T) {
 	if len(got) != len(want)+1 {
 		t.Fatalf("sink received %d deliveries, want %d events and the status event", len(got), len(want))
 	}
+	// Every event of the window once, signed, none more than the delivery window ahead of its
+	// place in log order (the default window; TestServeStrictOrder holds the strict order).
+	place := map[string]int{}
 	for i, w := range want {
-		if string(got[i].Body) != w || !got[i].SignatureValid || got[i].Duplicate {
-			t.Fatalf("delivery %d: %s (signature valid %t, duplicate %t), want %s", i, got[i].Body, got[i].SignatureValid, got[i].Duplicate, w)
+		place[w] = i
+	}
+	for i, d := range got[:len(want)] {
+		p, ok := place[string(d.Body)]
+		if !ok || !d.SignatureValid || d.Duplicate || p-i >= worker.DefaultMaxInFlight {
+			t.Fatalf("delivery %d: %s (in the window %t at %d, signature valid %t, duplicate %t)", i, d.Body, ok, p, d.SignatureValid, d.Duplicate)
 		}
+		delete(place, string(d.Body))
 	}
 	if e.sink.BadSignatures() != 0 {
 		t.Fatalf("%d deliveries had bad signatures", e.sink.BadSignatures())
@@ -395,5 +404,29 @@ func TestServeUnreachableKafka(t *testing.T) {
 	_, err := startServer(ctx, c, quietLogger())
 	if err == nil || !strings.Contains(err.Error(), brokers) {
 		t.Fatalf("startServer with an unreachable cluster: %v", err)
+	}
+}
+
+// TestServeStrictOrder: with StrictOrder the webhook gets the window's events in log order.
+func TestServeStrictOrder(t *testing.T) {
+	e := startE2E(t, func(c *server.Config) { c.StrictOrder = true })
+	now := time.Now().UTC().Truncate(time.Minute)
+	e.produce(1500, now.Add(-3*time.Hour), 2*time.Hour)
+	from, to := now.Add(-150*time.Minute), now.Add(-90*time.Minute)
+	jobID, code := e.replay(from, to)
+	if code != http.StatusAccepted {
+		t.Fatalf("replay request: %d", code)
+	}
+	if st := e.waitStatus(jobID); st.State != "Complete" {
+		t.Fatalf("status event %+v", st)
+	}
+	got, want := e.sink.Deliveries(), e.want(from, to)
+	if len(got) != len(want)+1 {
+		t.Fatalf("sink received %d deliveries, want %d events and the status event", len(got), len(want))
+	}
+	for i, w := range want {
+		if string(got[i].Body) != w {
+			t.Fatalf("delivery %d: %s, want %s", i, got[i].Body, w)
+		}
 	}
 }

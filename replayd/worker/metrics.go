@@ -12,6 +12,9 @@ type Metrics struct {
 	JobsFinished       *prometheus.CounterVec // by final state
 	Takeovers          prometheus.Counter
 	JobsRunning        prometheus.Gauge
+	// DeliveryWindow is the delivery window of the job that last settled a delivery: how many
+	// of its deliveries may be in flight (see window).
+	DeliveryWindow prometheus.Gauge
 }
 
 // NewMetrics makes the collectors and registers them with reg; with a nil reg they count for no
@@ -27,10 +30,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		JobsFinished: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "replay_jobs_finished_total", Help: "Jobs finished by this process, by final state."}, []string{"state"}),
 		Takeovers:    prometheus.NewCounter(prometheus.CounterOpts{Name: "replay_job_takeovers_total", Help: "Jobs leased after another worker's lease expired or was released."}),
 		JobsRunning:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "replay_jobs_running", Help: "Jobs this process is running."}),
+		DeliveryWindow: prometheus.NewGauge(prometheus.GaugeOpts{Name: "replay_delivery_window",
+			Help: "Deliveries of a job allowed in flight (the adaptive window of the job that last settled one)."}),
 	}
 	if reg == nil {
 		return m
 	}
-	reg.MustRegister(m.EventsRead, m.EventsDelivered, m.EventsDeduplicated, m.EventsFailed, m.DeliveryLatency, m.JobsFinished, m.Takeovers, m.JobsRunning)
+	reg.MustRegister(m.EventsRead, m.EventsDelivered, m.EventsDeduplicated, m.EventsFailed, m.DeliveryLatency, m.JobsFinished, m.Takeovers, m.JobsRunning, m.DeliveryWindow)
 	return m
 }

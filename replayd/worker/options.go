@@ -35,6 +35,10 @@ type Deduper interface {
 	Seen(h uint64) bool
 }
 
+// DefaultMaxInFlight is Options.MaxInFlight's default: at the default per-webhook rate (2,500/s)
+// a webhook 100 ms away needs 250 deliveries in flight.
+const DefaultMaxInFlight = 512
+
 // Options configure a Pool. Jobs, Source, Locator, Targets, Deliverer and NewDeduper are required.
 type Options struct {
 	Jobs    job.Driver
@@ -50,10 +54,15 @@ type Options struct {
 	Name string
 	// Workers is how many jobs run at once. Default 4.
 	Workers int
-	// Concurrency is how many deliveries of one job may be in flight at once. Default 1: each
-	// event is delivered before the next is sent, so a webhook gets them in log order. More
-	// raises a job's throughput against a slow webhook, and gives up that order.
-	Concurrency int
+	// MaxInFlight bounds the deliveries of one job in flight at once. Within it the window adapts
+	// to the webhook (see window): it grows while deliveries succeed at their first attempt and
+	// halves after one that needed a retry or failed. It is also the ordering bound: a delivery
+	// never runs more than MaxInFlight-1 events (in log order) ahead of the oldest one not yet
+	// settled. Default 512: at the default per-webhook rate (2,500/s) a webhook 100 ms away needs
+	// 250 in flight.
+	MaxInFlight int
+	// StrictOrder delivers one event at a time, in log order (a window of one).
+	StrictOrder bool
 	// PollInterval is how long an idle worker waits before asking for a job again (Notify wakes
 	// it sooner). Default 500ms.
 	PollInterval time.Duration
@@ -83,8 +92,8 @@ func (o *Options) EnsureDefaults() *Options {
 	if o.Workers == 0 {
 		o.Workers = 4
 	}
-	if o.Concurrency == 0 {
-		o.Concurrency = 1
+	if o.MaxInFlight == 0 {
+		o.MaxInFlight = DefaultMaxInFlight
 	}
 	if o.PollInterval == 0 {
 		o.PollInterval = 500 * time.Millisecond
@@ -131,8 +140,8 @@ func (o *Options) Validate() error {
 	if o.Workers < 1 {
 		errs = append(errs, fmt.Errorf("Workers is %d, want at least 1", o.Workers))
 	}
-	if o.Concurrency < 1 {
-		errs = append(errs, fmt.Errorf("Concurrency is %d, want at least 1", o.Concurrency))
+	if o.MaxInFlight < 1 {
+		errs = append(errs, fmt.Errorf("MaxInFlight is %d, want at least 1", o.MaxInFlight))
 	}
 	if o.HeartbeatInterval >= o.LeaseTimeout {
 		errs = append(errs, fmt.Errorf("HeartbeatInterval %v must be shorter than LeaseTimeout %v", o.HeartbeatInterval, o.LeaseTimeout))

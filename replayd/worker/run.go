@@ -234,63 +234,73 @@ func (r *run) outcome(ctx context.Context, err error, s *senders) (job.State, st
 	return job.StateCompleted, "Job completed successfully", nil
 }
 
-// senders deliver one job's events: up to Concurrency long-lived goroutines (a goroutine per
-// event would grow a fresh stack through the HTTP client every time), the checkpoint as the
-// offset below which every event is settled however they complete, and the first failure.
-// With Concurrency 1 (the default) each delivery ends before the next starts: the webhook gets
-// the events in log order. A slot is taken before an event is handed out and given back by its
-// sender once the outcome is recorded, so that no event is sent after a failure with
-// Concurrency 1.
+// senders deliver one job's events: an adaptive window of deliveries in flight (window), each on
+// a long-lived goroutine started as the window first needs it (a goroutine per event would grow a
+// fresh stack through the HTTP client every time), the checkpoint as the offset below which every
+// event is settled however they complete, and the first failure. With StrictOrder the window is
+// one: each delivery ends before the next starts, so the webhook gets the events in log order. A
+// slot is taken before an event is handed out and given back once its outcome is recorded, so
+// that no event is sent after a failure with a window of one.
 type senders struct {
 	r       *run
 	target  Target
 	settled *delivery.InOrder
-	slots   chan struct{}
+	win     *window
 	work    chan send
 	wg      sync.WaitGroup
+	ctx     context.Context
 
 	mu         sync.Mutex
+	spawned    int
 	failErr    error
 	failOffset int64
 }
 
 func (r *run) startSenders(ctx context.Context, target Target) *senders {
-	n := r.pool.opts.Concurrency
-	s := &senders{r: r, target: target, settled: delivery.NewInOrder(max(r.job.Checkpoint, 0)),
-		slots: make(chan struct{}, n), work: make(chan send, n)}
-	for range n {
+	o := &r.pool.opts
+	n := o.MaxInFlight
+	if o.StrictOrder {
+		n = 1
+	}
+	return &senders{r: r, target: target, settled: delivery.NewInOrder(max(r.job.Checkpoint, 0)),
+		win: newWindow(n), work: make(chan send), ctx: ctx}
+}
+
+// spawn makes sure a goroutine is free for the inFlight-th delivery in flight.
+func (s *senders) spawn(inFlight int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for ; s.spawned < inFlight; s.spawned++ {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			for e := range s.work {
-				s.deliver(ctx, e)
-				<-s.slots
+				s.deliver(s.ctx, e)
 			}
 		}()
 	}
-	return s
 }
 
 // send hands an event to a free sender, or counts it failed once an earlier one failed.
 func (s *senders) send(ctx context.Context, offset, ts int64, body []byte) error {
-	select { // a free delivery slot
-	case s.slots <- struct{}{}:
-	case <-ctx.Done():
+	seq, inFlight, err := s.win.acquire(ctx) // a free delivery slot
+	if err != nil {
 		return errLeaseLost
 	}
 	if s.failed() != nil {
 		// The webhook gave up on an earlier event: count what is not delivered.
-		<-s.slots
+		s.win.giveBack(seq)
 		s.r.update(func(p *job.Progress) { p.Counters.Failed++ })
 		s.r.pool.opts.Metrics.EventsFailed.Inc()
 		return nil
 	}
 	if err := s.settled.Begin(offset); err != nil {
-		<-s.slots
+		s.win.giveBack(seq)
 		return err
 	}
+	s.spawn(inFlight)
 	// The reader's buffers move on: the sender gets its own copy of the body.
-	s.work <- send{offset: offset, ts: ts, body: bytes.Clone(body)}
+	s.work <- send{seq: seq, offset: offset, ts: ts, body: bytes.Clone(body)}
 	return nil
 }
 
@@ -302,12 +312,17 @@ func (s *senders) skip(offset int64) {
 	}
 }
 
-// deliver sends one event and records its outcome.
+// deliver sends one event, records its outcome and gives its slot back: the window grows after a
+// delivery that succeeded at once and shrinks after one that needed a retry or failed.
 func (s *senders) deliver(ctx context.Context, e send) {
 	r, m := s.r, s.r.pool.opts.Metrics
 	start := time.Now()
-	_, err := r.pool.opts.Deliverer.Deliver(ctx, s.target, e.body)
+	res, err := r.pool.opts.Deliverer.Deliver(ctx, s.target, e.body)
 	m.DeliveryLatency.Observe(time.Since(start).Seconds())
+	defer func() {
+		s.win.release(e.seq, err == nil && res.Attempts <= 1, res.Latency)
+		m.DeliveryWindow.Set(float64(s.win.size()))
+	}()
 	if err == nil {
 		r.update(func(p *job.Progress) { p.Counters.Delivered++ })
 		if _, err := s.settled.Done(e.offset); err != nil {
@@ -360,8 +375,8 @@ func (s *senders) wait() {
 
 // send is one event handed to a sender.
 type send struct {
-	offset, ts int64
-	body       []byte
+	seq, offset, ts int64
+	body            []byte
 }
 
 // statusEvent is the replay_job_status event POSTed to the webhook when a job ends.

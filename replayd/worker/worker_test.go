@@ -233,7 +233,7 @@ func TestReplayDeliversExactlyTheWindowsUniqueEventsInOrder(t *testing.T) {
 	w.produce(t, 3000, 1)
 	from, to := t0+10*60_000, t0+40*60_000
 	j := w.create(t, webhookA, from, to)
-	w.pool(t, "a", nil)
+	w.pool(t, "a", func(o *worker.Options) { o.StrictOrder = true })
 	done := w.finished(t, j.ID)
 	if done.State != job.StateCompleted {
 		t.Fatalf("job ended %s: %s", done.State, done.Reason)
@@ -288,7 +288,7 @@ func TestDrainReleasesAndAnotherInstanceResumes(t *testing.T) {
 	w.sink.gate = make(chan struct{})
 	from, to := t0, t0+3600_000
 	j := w.create(t, webhookA, from, to)
-	p1 := w.pool(t, "first", nil)
+	p1 := w.pool(t, "first", func(o *worker.Options) { o.StrictOrder = true })
 	for i := 0; i < 40; i++ { // let 40 events through, then drain
 		w.sink.gate <- struct{}{}
 		<-w.sink.calls
@@ -315,7 +315,7 @@ drain:
 		t.Fatalf("after drain: checkpoint %d, counters %+v; want %d delivered and a checkpoint", released.Checkpoint, released.Counters, delivered)
 	}
 	close(w.sink.gate)
-	w.pool(t, "second", nil)
+	w.pool(t, "second", func(o *worker.Options) { o.StrictOrder = true })
 	done := w.finished(t, j.ID)
 	if done.State != job.StateCompleted {
 		t.Fatalf("job ended %s: %s", done.State, done.Reason)
@@ -362,7 +362,7 @@ func TestConcurrentDeliveries(t *testing.T) {
 	w.produce(t, 3000, 5)
 	from, to := t0, t0+3600_000
 	j := w.create(t, webhookA, from, to)
-	w.pool(t, "a", func(o *worker.Options) { o.Concurrency = 4 })
+	w.pool(t, "a", func(o *worker.Options) { o.MaxInFlight = 4 })
 	done := w.finished(t, j.ID)
 	if done.State != job.StateCompleted {
 		t.Fatalf("job ended %s: %s", done.State, done.Reason)
@@ -386,5 +386,85 @@ func TestConcurrentDeliveries(t *testing.T) {
 	}
 	if done.Counters.Delivered != int64(len(want)) || done.Checkpoint <= 0 {
 		t.Fatalf("counters %+v checkpoint %d", done.Counters, done.Checkpoint)
+	}
+}
+
+// latencySink is a webhook latency away that counts how many deliveries are in flight at once
+// and how far ahead of the oldest unsettled event (in log order) each one runs.
+type latencySink struct {
+	latency time.Duration
+	order   map[string]int // body → position in log order
+
+	mu                sync.Mutex
+	inFlight, maxIn   int
+	pending           map[int]bool
+	maxAhead, settled int
+	bodies            []string
+}
+
+func (s *latencySink) Deliver(ctx context.Context, _ worker.Target, body []byte) (delivery.Result, error) {
+	pos, isEvent := s.order[string(body)]
+	s.mu.Lock()
+	s.inFlight++
+	s.maxIn = max(s.maxIn, s.inFlight)
+	if isEvent {
+		oldest := pos
+		for p := range s.pending {
+			oldest = min(oldest, p)
+		}
+		s.maxAhead = max(s.maxAhead, pos-oldest)
+		s.pending[pos] = true
+	}
+	s.mu.Unlock()
+	t := time.NewTimer(s.latency)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	s.inFlight--
+	delete(s.pending, pos)
+	s.bodies = append(s.bodies, string(body))
+	s.mu.Unlock()
+	return delivery.Result{Attempts: 1, Status: 200}, ctx.Err()
+}
+
+// TestAdaptiveWindow: with the defaults, a replay to a webhook 20 ms away keeps many deliveries
+// in flight (the window grew), delivers every event exactly once, and never runs more than
+// MaxInFlight-1 events ahead of the oldest one not yet settled.
+func TestAdaptiveWindow(t *testing.T) {
+	w := newWorld(t)
+	w.produce(t, 6000, 9)
+	from, to := t0, t0+3600_000
+	want := w.want(webhookA, from, to)
+	s := &latencySink{latency: 20 * time.Millisecond, order: map[string]int{}, pending: map[int]bool{}}
+	for i, b := range want {
+		s.order[b] = i
+	}
+	j := w.create(t, webhookA, from, to)
+	const maxInFlight = 64
+	w.pool(t, "a", func(o *worker.Options) { o.Deliverer, o.MaxInFlight = s, maxInFlight })
+	done := w.waitFor(t, j.ID, func(j *job.Job) bool { return j.State.Terminal() })
+	if done.State != job.StateCompleted || done.Counters.Delivered != int64(len(want)) {
+		t.Fatalf("job ended %s with %+v: %s", done.State, done.Counters, done.Reason)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	count := map[string]int{}
+	for _, b := range s.bodies {
+		count[b]++
+	}
+	for _, b := range want {
+		if count[b] != 1 {
+			t.Fatalf("event %s delivered %d times", b, count[b])
+		}
+	}
+	t.Logf("%d events: at most %d in flight, at most %d ahead of the oldest unsettled", len(want), s.maxIn, s.maxAhead)
+	if s.maxIn < maxInFlight/2 {
+		t.Fatalf("at most %d deliveries in flight: the window did not grow toward %d", s.maxIn, maxInFlight)
+	}
+	if s.maxIn > maxInFlight || s.maxAhead >= maxInFlight {
+		t.Fatalf("%d in flight, %d ahead of the oldest unsettled: past MaxInFlight %d", s.maxIn, s.maxAhead, maxInFlight)
 	}
 }

@@ -1,0 +1,116 @@
+package worker
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// window is how many deliveries of one job may be in flight: it adapts to the webhook as TCP's
+// congestion window does to a path. It starts at windowStart and grows by one per delivery that
+// succeeded on its first attempt (doubling every round trip) up to the threshold, then by one per
+// round trip, up to max; a delivery that needed a retry (a 429, a 5xx, a timeout, a broken
+// connection) or failed halves it and sets the threshold there. A clean delivery whose answer
+// took more than twice the fastest one seen (plus 10 ms) holds the window where it is, as TCP
+// Vegas does: the webhook is queueing, and more in flight would only add to its latency. So a
+// fast, healthy webhook soon has enough deliveries in flight to reach the rate limit whatever its
+// latency, and one that struggles gets fewer.
+//
+// The events are handed out in log order, each with the next sequence number, and one is handed
+// out only while it is fewer than max events ahead of the oldest event not yet settled (a slow
+// delivery holds the others back, as a receive window does): so a delivery never runs more than
+// max-1 events ahead of the oldest unsettled one, and at most max are in flight. With max 1
+// (StrictOrder) each event is delivered before the next is sent.
+type window struct {
+	mu       sync.Mutex
+	limit    float64 // deliveries allowed in flight now
+	thresh   float64 // slow start ends here
+	max      int
+	inFlight int
+	changed  chan struct{} // closed when inFlight, limit or base changes
+	next     int64         // the sequence number of the next event handed out
+	base     int64         // the oldest sequence number not settled
+	settled  []bool        // settled[seq % max] for base <= seq < next
+	fastest  time.Duration // the shortest answer seen; 0 before the first
+}
+
+// windowStart is the window of a new job: enough for a webhook a few milliseconds away to be
+// busy at once, small enough not to hit a struggling one hard.
+const windowStart = 8
+
+func newWindow(max int) *window {
+	return &window{limit: float64(min(windowStart, max)), thresh: float64(max), max: max,
+		changed: make(chan struct{}), settled: make([]bool, max)}
+}
+
+// acquire waits until a delivery may start, or ctx ends, and returns its sequence number and how
+// many are in flight with it.
+func (w *window) acquire(ctx context.Context) (seq int64, inFlight int, err error) {
+	for {
+		w.mu.Lock()
+		if w.inFlight < int(w.limit) && w.next-w.base < int64(w.max) {
+			w.inFlight++
+			seq = w.next
+			w.next++
+			n := w.inFlight
+			w.mu.Unlock()
+			return seq, n, nil
+		}
+		ch := w.changed
+		w.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return 0, 0, ctx.Err()
+		}
+	}
+}
+
+// release settles the delivery seq. clean says it succeeded at its first attempt, latency is
+// how long its answer took: the window grows, or holds if the answer was slow; otherwise it
+// halves.
+func (w *window) release(seq int64, clean bool, latency time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if clean && latency > 0 && (w.fastest == 0 || latency < w.fastest) {
+		w.fastest = latency
+	}
+	switch {
+	case clean && latency > 2*w.fastest+10*time.Millisecond:
+		// queueing at the webhook: hold
+	case !clean:
+		w.thresh = max(w.limit/2, 1)
+		w.limit = w.thresh
+	case w.limit < w.thresh:
+		w.limit++
+	default:
+		w.limit += 1 / w.limit
+	}
+	w.limit = min(w.limit, float64(w.max))
+	w.settle(seq)
+}
+
+// giveBack settles seq, acquired but never used for a delivery, without judging the webhook.
+func (w *window) giveBack(seq int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.settle(seq)
+}
+
+func (w *window) settle(seq int64) {
+	w.inFlight--
+	w.settled[seq%int64(w.max)] = true
+	for w.base < w.next && w.settled[w.base%int64(w.max)] {
+		w.settled[w.base%int64(w.max)] = false
+		w.base++
+	}
+	close(w.changed)
+	w.changed = make(chan struct{})
+}
+
+// size is the current window, for metrics and tests.
+func (w *window) size() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return int(w.limit)
+}

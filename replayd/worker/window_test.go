@@ -1,0 +1,117 @@
+package worker
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// TestWindowGrowsAndHalves: slow start doubles the window per round of clean deliveries, a
+// delivery that needed a retry halves it and ends slow start, and it never passes max.
+func TestWindowGrowsAndHalves(t *testing.T) {
+	w := newWindow(64)
+	round := func() {
+		n := w.size()
+		var seqs []int64
+		for range n {
+			seq, _, err := w.acquire(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			seqs = append(seqs, seq)
+		}
+		for _, seq := range seqs {
+			w.release(seq, true, time.Millisecond)
+		}
+	}
+	if w.size() != windowStart {
+		t.Fatalf("start %d, want %d", w.size(), windowStart)
+	}
+	round()
+	if w.size() != 2*windowStart {
+		t.Fatalf("after a clean round %d, want %d", w.size(), 2*windowStart)
+	}
+	round()
+	round()
+	if w.size() != 64 {
+		t.Fatalf("after three clean rounds %d, want the max 64", w.size())
+	}
+	seq, _, _ := w.acquire(t.Context())
+	w.release(seq, false, time.Millisecond)
+	if w.size() != 32 {
+		t.Fatalf("after a retried delivery %d, want 32", w.size())
+	}
+	round() // congestion avoidance: about one more per round
+	if w.limit < 32.9 || w.limit > 33.1 {
+		t.Fatalf("after a clean round past the threshold %.2f, want about 33", w.limit)
+	}
+	one := newWindow(1)
+	for range 3 {
+		seq, _, _ := one.acquire(t.Context())
+		one.release(seq, true, time.Millisecond)
+	}
+	if one.size() != 1 {
+		t.Fatalf("a window of max 1 grew to %d", one.size())
+	}
+}
+
+// TestWindowAcquireWaits: a full window blocks until a delivery settles, or until ctx ends.
+func TestWindowAcquireWaits(t *testing.T) {
+	w := newWindow(1)
+	first, _, err := w.acquire(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() { _, _, err := w.acquire(t.Context()); got <- err }()
+	select {
+	case err := <-got:
+		t.Fatalf("acquire on a full window returned %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	w.release(first, true, time.Millisecond)
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, _, err := w.acquire(ctx); err == nil {
+		t.Fatal("acquire with a canceled context on a full window succeeded")
+	}
+}
+
+// TestWindowHoldsBackBehindASlowDelivery: however large the window, no event is handed out max
+// or more events after the oldest unsettled one.
+func TestWindowHoldsBackBehindASlowDelivery(t *testing.T) {
+	w := newWindow(4)
+	w.limit = 4
+	slow, _, _ := w.acquire(t.Context())
+	for range 3 { // three more in flight, then settled
+		seq, _, _ := w.acquire(t.Context())
+		w.release(seq, true, time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if seq, _, err := w.acquire(ctx); err == nil {
+		t.Fatalf("handed out seq %d, %d ahead of the unsettled seq %d with max 4", seq, seq-slow, slow)
+	}
+	w.release(slow, true, time.Millisecond)
+	if seq, _, err := w.acquire(t.Context()); err != nil || seq != 4 {
+		t.Fatalf("after the slow one settled: seq %d, %v", seq, err)
+	}
+}
+
+// TestWindowHoldsWhenTheWebhookQueues: clean answers much slower than the fastest one seen do
+// not grow the window.
+func TestWindowHoldsWhenTheWebhookQueues(t *testing.T) {
+	w := newWindow(64)
+	seq, _, _ := w.acquire(t.Context())
+	w.release(seq, true, 20*time.Millisecond) // fastest 20ms: 9
+	for range 20 {
+		seq, _, _ := w.acquire(t.Context())
+		w.release(seq, true, 200*time.Millisecond)
+	}
+	if w.size() != windowStart+1 {
+		t.Fatalf("window %d after slow answers, want it held at %d", w.size(), windowStart+1)
+	}
+}
