@@ -59,12 +59,12 @@ func (ix *Index) Build(ctx context.Context, src engine.Source, o BuildOptions) e
 	if ix.opts.ReadOnly {
 		return errors.New("index: opened read-only")
 	}
+	n, err := ix.checkPartitions(ctx, src, true)
+	if err != nil {
+		return err
+	}
 	parts := o.Partitions
 	if parts == nil {
-		n, err := src.Partitions(ctx)
-		if err != nil {
-			return err
-		}
 		for p := int32(0); p < n; p++ {
 			parts = append(parts, p)
 		}
@@ -158,6 +158,12 @@ func (ix *Index) BuildPartition(ctx context.Context, src engine.Source, p int32,
 	if err := ix.usable(); err != nil {
 		return err
 	}
+	if ix.opts.ReadOnly {
+		return errors.New("index: opened read-only")
+	}
+	if _, err := ix.checkPartitions(ctx, src, true); err != nil {
+		return err
+	}
 	cp, _, err := ix.Checkpoint(p)
 	if err != nil {
 		return err
@@ -170,6 +176,12 @@ func (ix *Index) BuildPartition(ctx context.Context, src engine.Source, p int32,
 		b, err := src.Bounds(ctx, p)
 		if err != nil {
 			return err
+		}
+		if b.End < pb.next {
+			// The log was truncated below where the builder is (truncate.go).
+			if err := pb.truncated(b.End); err != nil {
+				return err
+			}
 		}
 		if pb.next < b.Start {
 			pb.next = b.Start // deleted from the log before it was indexed
@@ -204,6 +216,12 @@ func (ix *Index) BuildPartition(ctx context.Context, src engine.Source, p int32,
 				return nil
 			})
 			if err != nil {
+				// A log truncated under the scan (its files cut while read) fails the scan;
+				// the next look at its end drops what is gone and goes on.
+				if nb, berr := src.Bounds(ctx, p); berr == nil && ctx.Err() == nil && nb.End < b.End {
+					ix.opts.Logger.Warn("index: the log shrank during a scan", "partition", p, "end", b.End, "now", nb.End, "err", err)
+					continue
+				}
 				return err
 			}
 		}
@@ -233,7 +251,12 @@ func (ix *Index) BuildPartition(ctx context.Context, src engine.Source, p int32,
 		if pb.progress != nil {
 			pb.progress(pb.prog)
 		}
-		if _, err := src.WaitForEnd(ctx, p, pb.next); err != nil {
+		// Waits are bounded, so that a log truncated while the builder waits is noticed even
+		// when it never grows past the builder again.
+		wctx, cancel := context.WithTimeout(ctx, idleRecheck)
+		_, err = src.WaitForEnd(wctx, p, pb.next)
+		cancel()
+		if err != nil && !(errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil) {
 			return err
 		}
 	}
@@ -244,6 +267,27 @@ func (ix *Index) BuildPartition(ctx context.Context, src engine.Source, p int32,
 	if pb.progress != nil {
 		pb.progress(pb.prog)
 	}
+	return nil
+}
+
+// idleRecheck is how long a caught-up following builder waits for the log to grow before it
+// looks at the log's bounds again.
+const idleRecheck = 5 * time.Second
+
+// truncated handles a log end below the builder's next offset: what is pending is dropped (it
+// may hold offsets at or past the end), the index's part at or past the end too (when the
+// checkpoint is past it), and indexing goes on from the end, or from the checkpoint when that is
+// lower.
+func (pb *partBuilder) truncated(end int64) error {
+	clear(pb.pending)
+	clear(pb.summary)
+	pb.records, pb.pendRecs, pb.pendByte = 0, 0, 0
+	if _, err := pb.ix.TruncatePartition(pb.p, end); err != nil {
+		return fmt.Errorf("dropping the index above the truncated log's end %d: %w", end, err)
+	}
+	pb.prog.Checkpoint = min(pb.prog.Checkpoint, end)
+	pb.next = pb.prog.Checkpoint
+	pb.prog.End = end
 	return nil
 }
 
