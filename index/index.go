@@ -398,8 +398,9 @@ func (ix *Index) Entries(p int32, fn func(Entry) error) error {
 }
 
 // Check verifies the index's own invariants: every key is one the index writes, every value
-// decodes, each entry's offsets ascend strictly and lie below its partition's checkpoint, and
-// each entry's bucket has a summary covering its largest offset. A violation is an ErrCorrupt.
+// decodes, each entry's offsets ascend strictly and lie below its partition's checkpoint, each
+// entry's bucket has a summary covering its largest offset, and no checkpoint or entry is of a
+// partition beyond the recorded partition count. A violation is an ErrCorrupt.
 func (ix *Index) Check() error {
 	if err := ix.usable(); err != nil {
 		return err
@@ -442,7 +443,16 @@ func (ix *Index) Check() error {
 	if err := it.Error(); err != nil {
 		return err
 	}
+	n := ix.partitions.Load()
+	for p := range checkpoints {
+		if n > 0 && (p < 0 || p >= n) {
+			return corruptf("checkpoint of partition %d in an index of %d partitions", p, n)
+		}
+	}
 	return ix.Entries(-1, func(e Entry) error {
+		if n > 0 && (e.Partition < 0 || e.Partition >= n) {
+			return corruptf("entry %d/%d/%d in an index of %d partitions", e.Partition, e.Bucket, e.Webhook, n)
+		}
 		for i := 1; i < len(e.Offsets); i++ {
 			if e.Offsets[i] <= e.Offsets[i-1] {
 				return corruptf("entry %d/%d/%d: offsets %d, %d not ascending", e.Partition, e.Bucket, e.Webhook, e.Offsets[i-1], e.Offsets[i])

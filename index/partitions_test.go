@@ -135,6 +135,19 @@ func TestIndexPartitionCount(t *testing.T) {
 		t.Fatalf("open with a negative partition count: %v, want ErrCorrupt", err)
 	}
 
+	// Check holds the index's keys to its count.
+	ix = openIndex(t, Options{Dir: filepath.Join(dir, "check"), Retention: -1})
+	build(t, ix, l3)
+	if err := ix.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if err := ix.db.Set(appendPartKey(nil, prefixCheckpoint, 3), make([]byte, 8), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := ix.Check(); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "partition 3 in an index of 3 partitions") {
+		t.Fatalf("Check with a checkpoint of partition 3 in a 3-partition index: %v", err)
+	}
+
 	// ImportPartitions refuses an index of another count.
 	a := openIndex(t, Options{Dir: filepath.Join(dir, "a"), Retention: -1})
 	build(t, a, l3)
