@@ -149,6 +149,11 @@ type partBuilder struct {
 	pendByte int64
 	lastSync time.Time
 	buf      []byte
+	// last is the last batch scanned (below next), haveLast whether it is known; the next scan
+	// starts at it and checks that the log still holds it (see lastBatch).
+	lastBase int64
+	lastCRC  uint32
+	haveLast bool
 }
 
 // BuildPartition indexes partition p of src from its checkpoint to the end offset (and on, if
@@ -169,6 +174,10 @@ func (ix *Index) BuildPartition(ctx context.Context, src engine.Source, p int32,
 		return err
 	}
 	pb := &partBuilder{ix: ix, p: p, progress: progress, pending: map[pendKey][]int64{}, summary: map[uint32]int64{}, next: cp, lastSync: time.Now()}
+	if pb.lastBase, pb.lastCRC, pb.haveLast, err = ix.lastBatch(p); err != nil {
+		return err
+	}
+	pb.haveLast = pb.haveLast && pb.lastBase < cp
 	pb.prog = Progress{Partition: p, From: cp, Checkpoint: cp}
 	var rr segment.RecordReader
 	first := true
@@ -191,7 +200,17 @@ func (ix *Index) BuildPartition(ctx context.Context, src engine.Source, p int32,
 		}
 		pb.prog.End = b.End
 		if pb.next < b.End {
-			err := src.Scan(ctx, p, pb.next, func(bt *segment.Batch) error {
+			from, check := pb.next, pb.haveLast && pb.lastBase >= b.Start
+			if check {
+				from = pb.lastBase
+			}
+			err := src.Scan(ctx, p, from, func(bt *segment.Batch) error {
+				if check {
+					check = false
+					if bt.BaseOffset != pb.lastBase || bt.CRC != pb.lastCRC || bt.NextOffset() != pb.next {
+						return &divergedError{base: bt.BaseOffset, next: bt.NextOffset(), crc: bt.CRC}
+					}
+				}
 				if bt.NextOffset() <= pb.next {
 					return nil
 				}
@@ -209,12 +228,25 @@ func (ix *Index) BuildPartition(ctx context.Context, src engine.Source, p int32,
 					}
 				}
 				pb.next = bt.NextOffset()
+				pb.lastBase, pb.lastCRC, pb.haveLast = bt.BaseOffset, bt.CRC, true
 				pb.pendByte += bt.Size()
 				if pb.records >= ix.opts.CommitRecords || time.Since(pb.lastSync) >= ix.opts.CommitInterval {
 					return pb.commit()
 				}
 				return nil
 			})
+			var de *divergedError
+			if errors.As(err, &de) {
+				// The log no longer holds the batch indexed last: it was truncated and
+				// refilled past it between two looks, at an offset that cannot be known
+				// from here. Index the partition again from the log start.
+				ix.opts.Logger.Warn("index: the log's batch at the last indexed offset changed: the log was truncated and rewritten; indexing the partition again",
+					"partition", p, "offset", pb.lastBase, "crc", pb.lastCRC, "found_base", de.base, "found_next", de.next, "found_crc", de.crc)
+				if err := pb.truncated(b.Start); err != nil {
+					return err
+				}
+				continue
+			}
 			if err != nil {
 				// A log truncated under the scan (its files cut while read) fails the scan;
 				// the next look at its end drops what is gone and goes on.
@@ -288,7 +320,18 @@ func (pb *partBuilder) truncated(end int64) error {
 	pb.prog.Checkpoint = min(pb.prog.Checkpoint, end)
 	pb.next = pb.prog.Checkpoint
 	pb.prog.End = end
+	pb.haveLast = false
 	return nil
+}
+
+// divergedError is the batch the log holds where the builder's last indexed batch was.
+type divergedError struct {
+	base, next int64
+	crc        uint32
+}
+
+func (e *divergedError) Error() string {
+	return fmt.Sprintf("index: the log's batch at the last indexed offset is now [%d, %d) crc %08x", e.base, e.next, e.crc)
 }
 
 func (pb *partBuilder) add(bucket uint32, webhook uint64, offset int64) {
@@ -341,6 +384,11 @@ func (pb *partBuilder) commit() error {
 	}
 	if err := batch.Set(appendPartKey(nil, prefixCheckpoint, pb.p), binary.BigEndian.AppendUint64(nil, uint64(pb.next)), nil); err != nil {
 		return err
+	}
+	if pb.haveLast {
+		if err := batch.Set(appendPartKey(nil, prefixLastBatch, pb.p), lastBatchValue(pb.lastBase, pb.lastCRC), nil); err != nil {
+			return err
+		}
 	}
 	if err := batch.Commit(pebble.Sync); err != nil {
 		return err

@@ -11,6 +11,7 @@
 //	's' | partition u32 BE | bucket u32 BE                   →  uvarint largest offset in the bucket
 //	'c' | partition u32 BE                                   →  u64 BE next offset to index (checkpoint)
 //	'r' | partition u32 BE                                   →  u32 BE retention floor (lowest kept bucket)
+//	'l' | partition u32 BE                                   →  u64 BE base offset, u32 BE CRC of the last batch indexed
 //	'm'                                                      →  JSON meta: version, bucket width, partition count
 //
 // The bucket is the record's own timestamp divided by the bucket width (Options.BucketWidth,
@@ -56,6 +57,9 @@
 // election, a torn tail cut on recovery): the builder notices before its next scan and
 // TruncatePartition drops the entry offsets, summaries and checkpoint above the end, reading only
 // the buckets whose summary reaches it; Lookup meanwhile ignores what lies at or past the end.
+// A log truncated and refilled past the checkpoint unseen is caught by the 'l' key: every scan
+// starts at the last batch indexed, and when the log holds another batch there the partition is
+// indexed again from the log start.
 // The first build records the topic's partition count in the meta; a source with another count
 // is refused with a *PartitionCountError.
 //

@@ -431,6 +431,10 @@ func (ix *Index) Check() error {
 				return corruptf("summary %x = %x", k, v)
 			}
 			summaries[[2]uint32{binary.BigEndian.Uint32(k[1:]), binary.BigEndian.Uint32(k[5:])}] = int64(x)
+		case len(k) == partKeyLen && k[0] == prefixLastBatch:
+			if len(v) != lastBatchLen {
+				return corruptf("last batch %x = %x", k, v)
+			}
 		case len(k) == partKeyLen && k[0] == prefixFloor:
 			if len(v) != 4 {
 				return corruptf("retention floor %x = %x", k, v)
@@ -701,7 +705,7 @@ func (ix *Index) ImportPartitions(src *Index, keep func(p int32) bool) (_ int, e
 	defer func() { batch.Close() }()
 	for ok := it.First(); ok; ok = it.Next() {
 		k := it.Key()
-		if len(k) < partKeyLen || !bytes.ContainsRune([]byte{prefixCheckpoint, prefixEntry, prefixFloor, prefixSummary}, rune(k[0])) {
+		if len(k) < partKeyLen || !bytes.ContainsRune([]byte{prefixCheckpoint, prefixEntry, prefixFloor, prefixSummary, prefixLastBatch}, rune(k[0])) {
 			continue
 		}
 		if !keep(int32(binary.BigEndian.Uint32(k[1:]))) {

@@ -135,6 +135,10 @@ func (ix *Index) TruncatePartition(p int32, end int64) (TruncateStats, error) {
 	if err := batch.Set(appendPartKey(nil, prefixCheckpoint, p), binary.BigEndian.AppendUint64(nil, uint64(end)), nil); err != nil {
 		return st, err
 	}
+	// The batch below end is not known without reading the log: the next commit records one.
+	if err := batch.Delete(appendPartKey(nil, prefixLastBatch, p), nil); err != nil {
+		return st, err
+	}
 	if err := batch.Commit(pebble.Sync); err != nil {
 		return st, err
 	}
@@ -142,4 +146,29 @@ func (ix *Index) TruncatePartition(p int32, end int64) (TruncateStats, error) {
 		"dir", ix.opts.Dir, "partition", p, "checkpoint", cp, "log_end", end,
 		"buckets", st.Buckets, "entries_rewritten", st.Entries, "entries_deleted", st.Deleted, "offsets_dropped", st.Offsets)
 	return st, nil
+}
+
+const lastBatchLen = 8 + 4
+
+// lastBatch is the identity (base offset, CRC) of the last batch the builder indexed below
+// partition p's checkpoint, recorded with every commit: the builder compares it with the log's
+// batch at that offset before going on, so a log truncated and refilled past the checkpoint
+// between two looks (its end never seen below the checkpoint) is noticed too.
+func (ix *Index) lastBatch(p int32) (base int64, crc uint32, ok bool, err error) {
+	v, closer, err := ix.db.Get(appendPartKey(nil, prefixLastBatch, p))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, 0, false, nil
+	}
+	if err != nil {
+		return 0, 0, false, err
+	}
+	defer closer.Close()
+	if len(v) != lastBatchLen {
+		return 0, 0, false, corruptf("last batch of partition %d: %x", p, v)
+	}
+	return int64(binary.BigEndian.Uint64(v)), binary.BigEndian.Uint32(v[8:]), true, nil
+}
+
+func lastBatchValue(base int64, crc uint32) []byte {
+	return binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint64(nil, uint64(base)), crc)
 }

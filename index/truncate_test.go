@@ -530,3 +530,84 @@ func (s endAt) Scan(ctx context.Context, p int32, from int64, fn func(*segment.B
 		return fn(b)
 	})
 }
+
+// TestIndexTruncatedAndRefilled: the log loses its tail and gets more new records than it lost
+// before the builder looks again, so its end is never seen below the checkpoint. The builder
+// still notices (the log's batch at its last indexed offset is not the one it indexed), indexes
+// the partition again, and the index is what a rebuild gives. A log that only grew is not
+// re-indexed.
+func TestIndexTruncatedAndRefilled(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	logDir := filepath.Join(dir, "log")
+	l := openLog(t, logDir, 1, nil)
+	spec := baseSpec()
+	spec.Events = 2000
+	if _, err := indextest.Generate(ctx, l, spec); err != nil {
+		t.Fatal(err)
+	}
+	var logged bytes.Buffer
+	var logMu sync.Mutex
+	ix := openIndex(t, Options{Dir: filepath.Join(dir, "index"), CommitRecords: 400, Retention: -1,
+		Logger: slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logged}, nil))})
+	build(t, ix, l)
+	// More records: the builder checks the last batch it indexed and goes on, nothing re-indexed.
+	spec.Events, spec.Seed, spec.Start = 300, 8, spec.Start.Add(spec.Span)
+	if _, err := indextest.Generate(ctx, l, spec); err != nil {
+		t.Fatal(err)
+	}
+	var progress []Progress
+	if err := ix.Build(ctx, l, BuildOptions{Progress: func(p Progress) { progress = append(progress, p) }}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := l.Bounds(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(progress) == 0 || progress[0].From >= before.End || progress[len(progress)-1].Records != 300 {
+		t.Fatalf("appending 300 records: progress %+v; want only them indexed", progress)
+	}
+	verifyClean(t, ix, l)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	pdir := filepath.Join(logDir, "delivery_log-0")
+	bases := segmentFiles(t, pdir)
+	if len(bases) < 2 {
+		t.Fatalf("%d segments; the test wants at least 2", len(bases))
+	}
+	removeSegment(t, pdir, bases[len(bases)-1])
+	victim := filepath.Join(pdir, segment.FileName(bases[len(bases)-2], segment.LogExt))
+	pos, offs := batchBounds(t, victim)
+	k := len(pos) / 2
+	if err := os.Truncate(victim, pos[k]+7); err != nil {
+		t.Fatal(err)
+	}
+	l = openLog(t, logDir, 1, nil)
+	defer func() { l.Close() }()
+	if b, err := l.Bounds(ctx, 0); err != nil || b.End != offs[k] {
+		t.Fatalf("recovered: %+v, %v; want end %d", b, err, offs[k])
+	}
+	spec2 := baseSpec()
+	spec2.Events, spec2.Seed, spec2.ControlEvery = 1500, 42, 0
+	if _, err := indextest.Generate(ctx, l, spec2); err != nil {
+		t.Fatal(err)
+	}
+	after, err := l.Bounds(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.End <= before.End {
+		t.Fatalf("end %d after the refill; the test wants it past the checkpoint %d", after.End, before.End)
+	}
+	build(t, ix, l)
+	logMu.Lock()
+	msg := logged.String()
+	logMu.Unlock()
+	if !strings.Contains(msg, "truncated and rewritten") {
+		t.Fatalf("no log line of the rewritten log: %s", msg)
+	}
+	verifyClean(t, ix, l)
+	sameAsRebuild(t, ix, l, filepath.Join(dir, "rebuild"))
+	lookupsExact(t, ix, l, spec.Start.Add(-spec.Span), 2*spec.Span)
+}
