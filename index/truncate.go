@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/replay/replay/index/pebblelog"
 )
 
 // TruncateStats say what a truncation of a partition's part of the index dropped.
@@ -28,10 +30,11 @@ type TruncateStats struct {
 // rewritten. A checkpoint at or below end is left alone (zero stats). It excludes the partition's
 // commits and retention; the builder calls it when it sees the log end below where it is, after
 // dropping what it had pending, and then indexes from end whatever is appended there.
-func (ix *Index) TruncatePartition(p int32, end int64) (TruncateStats, error) {
+func (ix *Index) TruncatePartition(p int32, end int64) (_ TruncateStats, err error) {
+	defer pebblelog.Recover(&err)
 	st := TruncateStats{Partition: p, To: end}
-	if ix.closed.Load() {
-		return st, ErrClosed
+	if err := ix.usable(); err != nil {
+		return st, err
 	}
 	if ix.opts.ReadOnly {
 		return st, errors.New("index: opened read-only")
