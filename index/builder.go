@@ -59,12 +59,12 @@ func (ix *Index) Build(ctx context.Context, src engine.Source, o BuildOptions) e
 	if ix.opts.ReadOnly {
 		return errors.New("index: opened read-only")
 	}
+	n, err := ix.checkPartitions(ctx, src, true)
+	if err != nil {
+		return err
+	}
 	parts := o.Partitions
 	if parts == nil {
-		n, err := src.Partitions(ctx)
-		if err != nil {
-			return err
-		}
 		for p := int32(0); p < n; p++ {
 			parts = append(parts, p)
 		}
@@ -149,6 +149,11 @@ type partBuilder struct {
 	pendByte int64
 	lastSync time.Time
 	buf      []byte
+	// last is the last batch scanned (below next), haveLast whether it is known; the next scan
+	// starts at it and checks that the log still holds it (see lastBatch).
+	lastBase int64
+	lastCRC  uint32
+	haveLast bool
 }
 
 // BuildPartition indexes partition p of src from its checkpoint to the end offset (and on, if
@@ -158,11 +163,21 @@ func (ix *Index) BuildPartition(ctx context.Context, src engine.Source, p int32,
 	if err := ix.usable(); err != nil {
 		return err
 	}
+	if ix.opts.ReadOnly {
+		return errors.New("index: opened read-only")
+	}
+	if _, err := ix.checkPartitions(ctx, src, true); err != nil {
+		return err
+	}
 	cp, _, err := ix.Checkpoint(p)
 	if err != nil {
 		return err
 	}
 	pb := &partBuilder{ix: ix, p: p, progress: progress, pending: map[pendKey][]int64{}, summary: map[uint32]int64{}, next: cp, lastSync: time.Now()}
+	if pb.lastBase, pb.lastCRC, pb.haveLast, err = ix.lastBatch(p); err != nil {
+		return err
+	}
+	pb.haveLast = pb.haveLast && pb.lastBase < cp
 	pb.prog = Progress{Partition: p, From: cp, Checkpoint: cp}
 	var rr segment.RecordReader
 	first := true
@@ -170,6 +185,12 @@ func (ix *Index) BuildPartition(ctx context.Context, src engine.Source, p int32,
 		b, err := src.Bounds(ctx, p)
 		if err != nil {
 			return err
+		}
+		if b.End < pb.next {
+			// The log was truncated below where the builder is (truncate.go).
+			if err := pb.truncated(b.End); err != nil {
+				return err
+			}
 		}
 		if pb.next < b.Start {
 			pb.next = b.Start // deleted from the log before it was indexed
@@ -179,7 +200,17 @@ func (ix *Index) BuildPartition(ctx context.Context, src engine.Source, p int32,
 		}
 		pb.prog.End = b.End
 		if pb.next < b.End {
-			err := src.Scan(ctx, p, pb.next, func(bt *segment.Batch) error {
+			from, check := pb.next, pb.haveLast && pb.lastBase >= b.Start
+			if check {
+				from = pb.lastBase
+			}
+			err := src.Scan(ctx, p, from, func(bt *segment.Batch) error {
+				if check {
+					check = false
+					if bt.BaseOffset != pb.lastBase || bt.CRC != pb.lastCRC || bt.NextOffset() != pb.next {
+						return &divergedError{base: bt.BaseOffset, next: bt.NextOffset(), crc: bt.CRC}
+					}
+				}
 				if bt.NextOffset() <= pb.next {
 					return nil
 				}
@@ -197,13 +228,32 @@ func (ix *Index) BuildPartition(ctx context.Context, src engine.Source, p int32,
 					}
 				}
 				pb.next = bt.NextOffset()
+				pb.lastBase, pb.lastCRC, pb.haveLast = bt.BaseOffset, bt.CRC, true
 				pb.pendByte += bt.Size()
 				if pb.records >= ix.opts.CommitRecords || time.Since(pb.lastSync) >= ix.opts.CommitInterval {
 					return pb.commit()
 				}
 				return nil
 			})
+			var de *divergedError
+			if errors.As(err, &de) {
+				// The log no longer holds the batch indexed last: it was truncated and
+				// refilled past it between two looks, at an offset that cannot be known
+				// from here. Index the partition again from the log start.
+				ix.opts.Logger.Warn("index: the log's batch at the last indexed offset changed: the log was truncated and rewritten; indexing the partition again",
+					"partition", p, "offset", pb.lastBase, "crc", pb.lastCRC, "found_base", de.base, "found_next", de.next, "found_crc", de.crc)
+				if err := pb.truncated(b.Start); err != nil {
+					return err
+				}
+				continue
+			}
 			if err != nil {
+				// A log truncated under the scan (its files cut while read) fails the scan;
+				// the next look at its end drops what is gone and goes on.
+				if nb, berr := src.Bounds(ctx, p); berr == nil && ctx.Err() == nil && nb.End < b.End {
+					ix.opts.Logger.Warn("index: the log shrank during a scan", "partition", p, "end", b.End, "now", nb.End, "err", err)
+					continue
+				}
 				return err
 			}
 		}
@@ -233,7 +283,12 @@ func (ix *Index) BuildPartition(ctx context.Context, src engine.Source, p int32,
 		if pb.progress != nil {
 			pb.progress(pb.prog)
 		}
-		if _, err := src.WaitForEnd(ctx, p, pb.next); err != nil {
+		// Waits are bounded, so that a log truncated while the builder waits is noticed even
+		// when it never grows past the builder again.
+		wctx, cancel := context.WithTimeout(ctx, idleRecheck)
+		_, err = src.WaitForEnd(wctx, p, pb.next)
+		cancel()
+		if err != nil && !(errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil) {
 			return err
 		}
 	}
@@ -245,6 +300,38 @@ func (ix *Index) BuildPartition(ctx context.Context, src engine.Source, p int32,
 		pb.progress(pb.prog)
 	}
 	return nil
+}
+
+// idleRecheck is how long a caught-up following builder waits for the log to grow before it
+// looks at the log's bounds again.
+const idleRecheck = 5 * time.Second
+
+// truncated handles a log end below the builder's next offset: what is pending is dropped (it
+// may hold offsets at or past the end), the index's part at or past the end too (when the
+// checkpoint is past it), and indexing goes on from the end, or from the checkpoint when that is
+// lower.
+func (pb *partBuilder) truncated(end int64) error {
+	clear(pb.pending)
+	clear(pb.summary)
+	pb.records, pb.pendRecs, pb.pendByte = 0, 0, 0
+	if _, err := pb.ix.TruncatePartition(pb.p, end); err != nil {
+		return fmt.Errorf("dropping the index above the truncated log's end %d: %w", end, err)
+	}
+	pb.prog.Checkpoint = min(pb.prog.Checkpoint, end)
+	pb.next = pb.prog.Checkpoint
+	pb.prog.End = end
+	pb.haveLast = false
+	return nil
+}
+
+// divergedError is the batch the log holds where the builder's last indexed batch was.
+type divergedError struct {
+	base, next int64
+	crc        uint32
+}
+
+func (e *divergedError) Error() string {
+	return fmt.Sprintf("index: the log's batch at the last indexed offset is now [%d, %d) crc %08x", e.base, e.next, e.crc)
 }
 
 func (pb *partBuilder) add(bucket uint32, webhook uint64, offset int64) {
@@ -297,6 +384,11 @@ func (pb *partBuilder) commit() error {
 	}
 	if err := batch.Set(appendPartKey(nil, prefixCheckpoint, pb.p), binary.BigEndian.AppendUint64(nil, uint64(pb.next)), nil); err != nil {
 		return err
+	}
+	if pb.haveLast {
+		if err := batch.Set(appendPartKey(nil, prefixLastBatch, pb.p), lastBatchValue(pb.lastBase, pb.lastCRC), nil); err != nil {
+			return err
+		}
 	}
 	if err := batch.Commit(pebble.Sync); err != nil {
 		return err

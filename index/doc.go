@@ -11,7 +11,8 @@
 //	's' | partition u32 BE | bucket u32 BE                   →  uvarint largest offset in the bucket
 //	'c' | partition u32 BE                                   →  u64 BE next offset to index (checkpoint)
 //	'r' | partition u32 BE                                   →  u32 BE retention floor (lowest kept bucket)
-//	'm'                                                      →  JSON meta: version, bucket width
+//	'l' | partition u32 BE                                   →  u64 BE base offset, u32 BE CRC of the last batch indexed
+//	'm'                                                      →  JSON meta: version, bucket width, partition count
 //
 // The bucket is the record's own timestamp divided by the bucket width (Options.BucketWidth,
 // default 1 minute), not the batch's, so out-of-order timestamps land in the right bucket. The
@@ -49,6 +50,18 @@
 // and the oldest buckets whose largest offset (their summary) is below the log start, with one
 // DeleteRange per key kind: no entry is read. Retention and commits of a partition exclude each
 // other, so a late record committed into an old bucket is never deleted unseen.
+//
+// # Truncation and partition counts
+//
+// A log end below a partition's checkpoint means the log lost its tail (an unclean leader
+// election, a torn tail cut on recovery): the builder notices before its next scan and
+// TruncatePartition drops the entry offsets, summaries and checkpoint above the end, reading only
+// the buckets whose summary reaches it; Lookup meanwhile ignores what lies at or past the end.
+// A log truncated and refilled past the checkpoint unseen is caught by the 'l' key: every scan
+// starts at the last batch indexed, and when the log holds another batch there the partition is
+// indexed again from the log start.
+// The first build records the topic's partition count in the meta; a source with another count
+// is refused with a *PartitionCountError.
 //
 // # Data directory
 //

@@ -26,6 +26,9 @@ var ErrClosed = errors.New("index: closed")
 type meta struct {
 	Version       int   `json:"version"`
 	BucketWidthMs int64 `json:"bucket_width_ms"`
+	// Partitions is the topic's partition count the index was built with; 0 (absent, an index
+	// from before it was recorded) until the next build adopts the source's (partitions.go).
+	Partitions int32 `json:"partitions,omitempty"`
 }
 
 // Index is the time-and-webhook index in one Pebble database. Its methods are safe for concurrent
@@ -41,6 +44,10 @@ type Index struct {
 	// partLocks serialize a partition's commits with its retention, so that retention never
 	// deletes a bucket a commit has just added to after retention read its summary.
 	partLocks [64]sync.Mutex
+	// partitions is the meta's partition count (0: not recorded yet); metaMu serializes its
+	// recording.
+	partitions atomic.Int32
+	metaMu     sync.Mutex
 }
 
 // Open opens the index in opts.Dir, creating it unless ReadOnly.
@@ -108,7 +115,7 @@ func (ix *Index) loadMeta(explicitWidth bool) error {
 	}
 	defer closer.Close()
 	var m meta
-	if err := json.Unmarshal(v, &m); err != nil || m.Version != 1 || m.BucketWidthMs <= 0 {
+	if err := json.Unmarshal(v, &m); err != nil || m.Version != 1 || m.BucketWidthMs <= 0 || m.Partitions < 0 {
 		return corruptf("meta %q", v)
 	}
 	if explicitWidth && m.BucketWidthMs != ix.opts.BucketWidth.Milliseconds() {
@@ -116,6 +123,7 @@ func (ix *Index) loadMeta(explicitWidth bool) error {
 	}
 	ix.widthMs = m.BucketWidthMs
 	ix.opts.BucketWidth = time.Duration(m.BucketWidthMs) * time.Millisecond
+	ix.partitions.Store(m.Partitions)
 	return nil
 }
 
@@ -204,12 +212,17 @@ type Result struct {
 // Lookup returns the partition of webhook (the record key) in src and the base offsets of the
 // batches holding its events with from ≤ timestamp < to (ms). It never misses an event that is in
 // the log: batches the builder has not indexed yet are scanned from src.
-func (ix *Index) Lookup(ctx context.Context, src engine.Source, webhook []byte, from, to int64) (Result, error) {
-	n, err := src.Partitions(ctx)
+// A source whose partition count is not the index's is refused (*PartitionCountError).
+func (ix *Index) Lookup(ctx context.Context, src engine.Source, webhook []byte, from, to int64) (_ Result, err error) {
+	defer pebblelog.Recover(&err)
+	if err := ix.usable(); err != nil {
+		return Result{}, err
+	}
+	n, err := ix.checkPartitions(ctx, src, false)
 	if err != nil {
 		return Result{}, err
 	}
-	return ix.LookupPartition(ctx, src, engine.PartitionFor(webhook, n), webhook, from, to)
+	return ix.lookupPartition(ctx, src, engine.PartitionFor(webhook, n), webhook, from, to)
 }
 
 // LookupPartition is Lookup in a given partition.
@@ -218,6 +231,13 @@ func (ix *Index) LookupPartition(ctx context.Context, src engine.Source, p int32
 	if err := ix.usable(); err != nil {
 		return Result{}, err
 	}
+	if _, err := ix.checkPartitions(ctx, src, false); err != nil {
+		return Result{Partition: p}, err
+	}
+	return ix.lookupPartition(ctx, src, p, webhook, from, to)
+}
+
+func (ix *Index) lookupPartition(ctx context.Context, src engine.Source, p int32, webhook []byte, from, to int64) (Result, error) {
 	res := Result{Partition: p}
 	if from >= to {
 		return res, nil
@@ -267,6 +287,12 @@ func (ix *Index) LookupPartition(ctx context.Context, src engine.Source, p int32
 		return res, err
 	}
 	res.End = bounds.End
+	if cp > bounds.End {
+		// The log was truncated below the checkpoint and the builder has not dropped the
+		// index's part above the end yet (truncate.go): nothing at or past the end is real.
+		cp, res.Indexed = bounds.End, bounds.End
+		res.Offsets = slices.DeleteFunc(res.Offsets, func(o int64) bool { return o >= bounds.End })
+	}
 	if start := max(cp, bounds.Start); start < bounds.End {
 		var rr segment.RecordReader
 		err := src.Scan(ctx, p, start, func(b *segment.Batch) error {
@@ -308,7 +334,7 @@ type PartitionLag struct {
 // Lag reports, for every partition of src, how far the index is behind it.
 func (ix *Index) Lag(ctx context.Context, src engine.Source) (_ []PartitionLag, err error) {
 	defer pebblelog.Recover(&err)
-	n, err := src.Partitions(ctx)
+	n, err := ix.checkPartitions(ctx, src, false)
 	if err != nil {
 		return nil, err
 	}
@@ -372,8 +398,9 @@ func (ix *Index) Entries(p int32, fn func(Entry) error) error {
 }
 
 // Check verifies the index's own invariants: every key is one the index writes, every value
-// decodes, each entry's offsets ascend strictly and lie below its partition's checkpoint, and
-// each entry's bucket has a summary covering its largest offset. A violation is an ErrCorrupt.
+// decodes, each entry's offsets ascend strictly and lie below its partition's checkpoint, each
+// entry's bucket has a summary covering its largest offset, and no checkpoint or entry is of a
+// partition beyond the recorded partition count. A violation is an ErrCorrupt.
 func (ix *Index) Check() error {
 	if err := ix.usable(); err != nil {
 		return err
@@ -404,6 +431,10 @@ func (ix *Index) Check() error {
 				return corruptf("summary %x = %x", k, v)
 			}
 			summaries[[2]uint32{binary.BigEndian.Uint32(k[1:]), binary.BigEndian.Uint32(k[5:])}] = int64(x)
+		case len(k) == partKeyLen && k[0] == prefixLastBatch:
+			if len(v) != lastBatchLen {
+				return corruptf("last batch %x = %x", k, v)
+			}
 		case len(k) == partKeyLen && k[0] == prefixFloor:
 			if len(v) != 4 {
 				return corruptf("retention floor %x = %x", k, v)
@@ -416,7 +447,16 @@ func (ix *Index) Check() error {
 	if err := it.Error(); err != nil {
 		return err
 	}
+	n := ix.partitions.Load()
+	for p := range checkpoints {
+		if n > 0 && (p < 0 || p >= n) {
+			return corruptf("checkpoint of partition %d in an index of %d partitions", p, n)
+		}
+	}
 	return ix.Entries(-1, func(e Entry) error {
+		if n > 0 && (e.Partition < 0 || e.Partition >= n) {
+			return corruptf("entry %d/%d/%d in an index of %d partitions", e.Partition, e.Bucket, e.Webhook, n)
+		}
 		for i := 1; i < len(e.Offsets); i++ {
 			if e.Offsets[i] <= e.Offsets[i-1] {
 				return corruptf("entry %d/%d/%d: offsets %d, %d not ascending", e.Partition, e.Bucket, e.Webhook, e.Offsets[i-1], e.Offsets[i])
@@ -551,7 +591,7 @@ func (ix *Index) EnforceRetention(ctx context.Context, src engine.Source) (_ int
 	if err := ix.usable(); err != nil {
 		return 0, err
 	}
-	n, err := src.Partitions(ctx)
+	n, err := ix.checkPartitions(ctx, src, false)
 	if err != nil {
 		return 0, err
 	}
@@ -652,6 +692,9 @@ func (ix *Index) ImportPartitions(src *Index, keep func(p int32) bool) (_ int, e
 	if ix.widthMs != src.widthMs {
 		return 0, fmt.Errorf("index: cannot import %v buckets into an index of %v buckets", src.opts.BucketWidth, ix.opts.BucketWidth)
 	}
+	if a, b := ix.partitions.Load(), src.partitions.Load(); a != 0 && b != 0 && a != b {
+		return 0, fmt.Errorf("%w: cannot import partitions of %s (built with %d partitions) into %s (built with %d)", ErrPartitionCount, src.opts.Dir, b, ix.opts.Dir, a)
+	}
 	it, err := src.db.NewIter(nil)
 	if err != nil {
 		return 0, err
@@ -662,7 +705,7 @@ func (ix *Index) ImportPartitions(src *Index, keep func(p int32) bool) (_ int, e
 	defer func() { batch.Close() }()
 	for ok := it.First(); ok; ok = it.Next() {
 		k := it.Key()
-		if len(k) < partKeyLen || !bytes.ContainsRune([]byte{prefixCheckpoint, prefixEntry, prefixFloor, prefixSummary}, rune(k[0])) {
+		if len(k) < partKeyLen || !bytes.ContainsRune([]byte{prefixCheckpoint, prefixEntry, prefixFloor, prefixSummary, prefixLastBatch}, rune(k[0])) {
 			continue
 		}
 		if !keep(int32(binary.BigEndian.Uint32(k[1:]))) {

@@ -18,6 +18,7 @@ const (
 	prefixSummary    = 's' // 's' | partition | bucket uint32 → uvarint largest offset indexed in the bucket
 	prefixCheckpoint = 'c' // 'c' | partition → uint64 next offset to index
 	prefixFloor      = 'r' // 'r' | partition → uint32 lowest bucket kept by time retention
+	prefixLastBatch  = 'l' // 'l' | partition → u64 base offset, u32 CRC of the last batch below the checkpoint
 	keyMeta          = "m" // JSON meta: format version, bucket width
 )
 

@@ -15,14 +15,21 @@ type Mismatch struct {
 	// Kind is "missing" (a batch holds a record of the webhook in the bucket, below the
 	// checkpoint, and the entry does not list it), "extra" (the entry lists a real batch that
 	// holds no such record) or "dangling" (the entry lists an offset that is no batch's base
-	// offset in the log, or one at or past the checkpoint).
+	// offset in the log, or one at or past the checkpoint). "truncated" says the partition's
+	// checkpoint (Offset) is past the log's end (End): the log was truncated and the builder has
+	// not dropped the index's part above the end yet (TruncatePartition); its entries there are
+	// also reported dangling.
 	Kind    string
 	Bucket  uint32
 	Webhook uint64
 	Offset  int64
+	End     int64 // the log end offset, for "truncated"
 }
 
 func (m Mismatch) String() string {
+	if m.Kind == "truncated" {
+		return fmt.Sprintf("partition %d: truncated: checkpoint %d is past the log end %d", m.Partition, m.Offset, m.End)
+	}
 	return fmt.Sprintf("partition %d: %s: webhook %d bucket %d offset %d", m.Partition, m.Kind, m.Webhook, m.Bucket, m.Offset)
 }
 
@@ -47,11 +54,11 @@ func (ix *Index) Verify(ctx context.Context, src engine.Source, parts []int32, f
 	if err := ix.usable(); err != nil {
 		return rep, err
 	}
+	n, err := ix.checkPartitions(ctx, src, false)
+	if err != nil {
+		return rep, err
+	}
 	if parts == nil {
-		n, err := src.Partitions(ctx)
-		if err != nil {
-			return rep, err
-		}
 		for p := int32(0); p < n; p++ {
 			parts = append(parts, p)
 		}
@@ -82,6 +89,9 @@ func (ix *Index) verifyPartition(ctx context.Context, src engine.Source, p int32
 	b, err := src.Bounds(ctx, p)
 	if err != nil {
 		return err
+	}
+	if cp > b.End {
+		report(Mismatch{Partition: p, Kind: "truncated", Offset: cp, End: b.End})
 	}
 	expected := map[pendKey][]int64{}
 	batches := map[int64]bool{}
@@ -132,15 +142,15 @@ func (ix *Index) verifyPartition(ctx context.Context, src engine.Source, p int32
 			case o < b.Start:
 				rep.Expired++
 			case o >= cp || !batches[o]:
-				report(Mismatch{p, "dangling", e.Bucket, e.Webhook, o})
+				report(Mismatch{Partition: p, Kind: "dangling", Bucket: e.Bucket, Webhook: e.Webhook, Offset: o})
 			case e.Bucket >= floor && !contains(exp, o):
-				report(Mismatch{p, "extra", e.Bucket, e.Webhook, o})
+				report(Mismatch{Partition: p, Kind: "extra", Bucket: e.Bucket, Webhook: e.Webhook, Offset: o})
 			}
 		}
 		if e.Bucket >= floor {
 			for _, o := range exp {
 				if _, found := slices.BinarySearch(e.Offsets, o); !found {
-					report(Mismatch{p, "missing", e.Bucket, e.Webhook, o})
+					report(Mismatch{Partition: p, Kind: "missing", Bucket: e.Bucket, Webhook: e.Webhook, Offset: o})
 				}
 			}
 		}
@@ -161,7 +171,7 @@ func (ix *Index) verifyPartition(ctx context.Context, src engine.Source, p int32
 	})
 	for _, k := range keys {
 		for _, o := range expected[k] {
-			report(Mismatch{p, "missing", k.bucket, k.webhook, o})
+			report(Mismatch{Partition: p, Kind: "missing", Bucket: k.bucket, Webhook: k.webhook, Offset: o})
 		}
 	}
 	return nil
