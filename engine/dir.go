@@ -324,10 +324,13 @@ func (p *dirPartition) viewOf(bases []int64) (*segments, func(), error) {
 	}
 	keep := map[int64]bool{}
 	for i, base := range bases {
-		keep[base] = true
 		if i == len(bases)-1 {
+			// The last segment is read as the live one. If it was cached as sealed (the broker
+			// truncated its log into it), that copy goes: the segment grows again and will be
+			// sealed anew by a roll.
 			break
 		}
+		keep[base] = true
 		s := p.sealed[base]
 		if s == nil {
 			if p.last != nil && p.last.base == base {

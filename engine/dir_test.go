@@ -199,3 +199,81 @@ func TestDirSourceErrors(t *testing.T) {
 		t.Fatalf("missing partition 0: %v", err)
 	}
 }
+
+// TestDirSourceSealedSegmentBecomesLastAndRollsAgain: a broker truncates its log into a segment
+// the source had cached as sealed (that segment is the last one now and grows again), then rolls
+// it: the source reads the segment's new batches, not its stale copy.
+func TestDirSourceSealedSegmentBecomesLastAndRollsAgain(t *testing.T) {
+	dir := t.TempDir()
+	pdir := filepath.Join(dir, "delivery_log-0")
+	os.MkdirAll(pdir, 0o755)
+	ctx := t.Context()
+	batch := func(base int64, v string) []byte {
+		return enginetest.Encode(t, enginetest.Batch{Codec: segment.CodecNone, Records: []enginetest.Record{{Key: []byte("k"), Value: []byte(v), Timestamp: 1e12 + base}}}, base)
+	}
+	write := func(base, from, to int64, v string) {
+		w, err := segment.OpenWriter(pdir, base, segment.WriterOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for o := from; o < to; o++ {
+			if err := w.Append(batch(o, v)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(0, 0, 10, "old")
+	write(10, 10, 20, "old")
+	src, err := engine.OpenDir(engine.DirOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	scan := func() []string {
+		var out []string
+		var rr segment.RecordReader
+		if err := src.Scan(ctx, 0, 0, func(b *segment.Batch) error {
+			rr.Reset(b)
+			for rr.Next() {
+				out = append(out, string(rr.Record().Value))
+			}
+			return rr.Err()
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if got := scan(); len(got) != 20 { // segment 0 cached as sealed
+		t.Fatalf("%d records, want 20", len(got))
+	}
+	// Truncate to offset 5: segment 10 goes, segment 0 keeps 5 batches and is the last one.
+	for _, ext := range []string{".log", ".index", ".timeindex"} {
+		os.Remove(filepath.Join(pdir, segment.FileName(10, ext)))
+	}
+	data, _ := os.ReadFile(filepath.Join(pdir, segment.FileName(0, ".log")))
+	size := int64(0)
+	for i := 0; i < 5; i++ {
+		size += int64(len(batch(int64(i), "old")))
+	}
+	os.WriteFile(filepath.Join(pdir, segment.FileName(0, ".log")), data[:size], 0o644)
+	os.Remove(filepath.Join(pdir, segment.FileName(0, ".index")))
+	os.Remove(filepath.Join(pdir, segment.FileName(0, ".timeindex")))
+	if got := scan(); len(got) != 5 {
+		t.Fatalf("after the truncation: %d records, want 5", len(got))
+	}
+	// New batches at the truncated offsets, then a roll: segment 0 is sealed again.
+	write(0, 5, 12, "new")
+	write(12, 12, 15, "new")
+	got := scan()
+	if len(got) != 15 {
+		t.Fatalf("after the refill and roll: %d records, want 15", len(got))
+	}
+	for i, v := range got[5:] {
+		if v != "new" {
+			t.Fatalf("record %d is %q: a stale copy of the segment", 5+i, v)
+		}
+	}
+}
