@@ -191,9 +191,8 @@ func TestIndexTruncatedBrokerLog(t *testing.T) {
 	verifyClean(t, ix, src)
 
 	// New records at the reused offsets, other webhooks among them, timestamps inside the cut
-	// segment's minute (so the broker appends to it rather than rolling: DirSource would serve a
-	// segment that was sealed, became the last by the cut, and is sealed again from its stale
-	// cache, see the report) and in the truncated buckets.
+	// segment's minute (so the broker appends to the cut segment; the roll after such a cut is
+	// engine's TestDirSourceSealedSegmentBecomesLastAndRollsAgain) and in the truncated buckets.
 	var firstTS int64
 	if err := src.Scan(ctx, 0, bases[vi], func(b *segment.Batch) error { firstTS = b.MaxTimestamp; return engine.ErrStop }); err != nil {
 		t.Fatal(err)
