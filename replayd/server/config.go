@@ -65,12 +65,47 @@ type Config struct {
 	LogRetentionEvery time.Duration
 	// ShutdownTimeout bounds Stop when its context has no deadline. Default 60s.
 	ShutdownTimeout time.Duration
+	// HTTPReadTimeout bounds reading a whole request, body included (a client trickling its
+	// body is cut off). Default 30s.
+	HTTPReadTimeout time.Duration
+	// HTTPWriteTimeout bounds a request from the end of its headers to the end of the answer.
+	// Default 45s, above the API's own 30s bound on handling a request.
+	HTTPWriteTimeout time.Duration
+	// HTTPIdleTimeout closes a keep-alive connection idle that long. Default 30s.
+	HTTPIdleTimeout time.Duration
+	// MaxConns caps the API's open connections; past it new ones wait to be accepted. Default
+	// 1024.
+	MaxConns int
+	// MaxWebhooks caps the webhooks one app may register. Default 50.
+	MaxWebhooks int
+	// WebhookCheckInterval is how often every webhook is re-checked with the CRC challenge (a
+	// failing one is marked invalid: its replays are refused and it gets no deliveries). Default
+	// 1h; negative turns the re-check off.
+	WebhookCheckInterval time.Duration
 	// Logger. Default slog.Default().
 	Logger *slog.Logger
 }
 
 // EnsureDefaults fills in the defaults of unset fields and returns c.
 func (c *Config) EnsureDefaults() *Config {
+	if c.HTTPReadTimeout == 0 {
+		c.HTTPReadTimeout = 30 * time.Second
+	}
+	if c.HTTPWriteTimeout == 0 {
+		c.HTTPWriteTimeout = 45 * time.Second
+	}
+	if c.HTTPIdleTimeout == 0 {
+		c.HTTPIdleTimeout = 30 * time.Second
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = 1024
+	}
+	if c.MaxWebhooks == 0 {
+		c.MaxWebhooks = 50
+	}
+	if c.WebhookCheckInterval == 0 {
+		c.WebhookCheckInterval = time.Hour
+	}
 	if c.Source.Kind == engine.SourceEmbedded && c.Source.Dir == "" {
 		c.Source.Dir = filepath.Join(c.DataDir, "log")
 	}
@@ -137,6 +172,20 @@ func (c *Config) Validate() error {
 	}
 	if c.Workers < 1 {
 		errs = append(errs, fmt.Errorf("Workers is %d, want at least 1", c.Workers))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"HTTPReadTimeout", c.HTTPReadTimeout}, {"HTTPWriteTimeout", c.HTTPWriteTimeout}, {"HTTPIdleTimeout", c.HTTPIdleTimeout}} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("%s is %v, want positive", d.name, d.v))
+		}
+	}
+	if c.MaxConns < 1 {
+		errs = append(errs, fmt.Errorf("MaxConns is %d, want at least 1", c.MaxConns))
+	}
+	if c.MaxWebhooks < 1 {
+		errs = append(errs, fmt.Errorf("MaxWebhooks is %d, want at least 1", c.MaxWebhooks))
 	}
 	if c.MaxInFlight < 1 {
 		errs = append(errs, fmt.Errorf("MaxInFlight is %d, want at least 1", c.MaxInFlight))

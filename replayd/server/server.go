@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/netutil"
 
 	"github.com/replay/replay/engine"
 	"github.com/replay/replay/index"
@@ -29,6 +30,7 @@ import (
 	"github.com/replay/replay/replayd/job"
 	"github.com/replay/replay/replayd/job/embeddedjob"
 	"github.com/replay/replay/replayd/job/mysqljob"
+	"github.com/replay/replay/replayd/webhookcheck"
 	"github.com/replay/replay/replayd/worker"
 )
 
@@ -49,6 +51,7 @@ type Server struct {
 	api    http.Handler
 	http   *http.Server
 	ln     net.Listener
+	checks *webhookcheck.Checker // nil when the re-check is off
 	// retention applies retention to the embedded log; nil for other sources.
 	retention *logRetention
 
@@ -120,15 +123,20 @@ func New(ctx context.Context, c Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	challenge := func(ctx context.Context, url string, secret []byte) error {
+		return delivery.Challenge(ctx, s.client, url, secret)
+	}
 	handler, err := api.New(api.Options{
-		Apps: s.apps, Jobs: s.jobs, Partitions: partitions,
-		Challenge: func(ctx context.Context, url string, secret []byte) error {
-			return delivery.Challenge(ctx, s.client, url, secret)
-		},
+		Apps: s.apps, Jobs: s.jobs, Partitions: partitions, Challenge: challenge, MaxWebhooks: c.MaxWebhooks,
 		Retention: c.Retention, RateLimit: c.RateLimit, Logger: c.Logger, Registry: s.reg,
 	})
 	if err != nil {
 		return nil, err
+	}
+	if c.WebhookCheckInterval > 0 {
+		if s.checks, err = webhookcheck.New(webhookcheck.Options{Apps: s.apps, Challenge: challenge, Interval: c.WebhookCheckInterval, Logger: c.Logger}); err != nil {
+			return nil, err
+		}
 	}
 	s.api = notifyOnAccepted(handler, s.pool)
 	return s, nil
@@ -146,12 +154,21 @@ func (s *Server) Start(ctx context.Context) error {
 	if err := s.pool.Start(ctx); err != nil {
 		return err
 	}
+	if s.checks != nil {
+		if err := s.checks.Start(ctx); err != nil {
+			return err
+		}
+	}
 	ln, err := net.Listen("tcp", s.c.Listen)
 	if err != nil {
 		return err
 	}
 	s.ln = ln
-	s.http = &http.Server{Handler: s.api, ReadHeaderTimeout: 10 * time.Second}
+	// Every phase of a connection is bounded, and so is their number: idle and slow clients cannot
+	// pile up goroutines and file descriptors.
+	s.http = &http.Server{Handler: s.api, ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: s.c.HTTPReadTimeout, WriteTimeout: s.c.HTTPWriteTimeout, IdleTimeout: s.c.HTTPIdleTimeout}
+	ln = netutil.LimitListener(ln, s.c.MaxConns)
 	go func() {
 		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.c.Logger.Error("http server stopped", "err", err)
@@ -218,6 +235,9 @@ func (s *Server) target(ctx context.Context, webhookID int64) (worker.Target, er
 	if err != nil {
 		return worker.Target{}, err
 	}
+	if !w.Valid {
+		return worker.Target{}, fmt.Errorf("webhook %d is marked invalid: it failed its CRC check (PUT /1.1/account_activity/webhooks/%d.json checks it again)", webhookID, webhookID)
+	}
 	a, err := s.apps.GetApp(ctx, app.GetAppParams{ID: w.AppID})
 	if err != nil {
 		return worker.Target{}, err
@@ -261,6 +281,9 @@ func (s *Server) Stop(ctx context.Context) error {
 		var errs []error
 		if s.http != nil {
 			errs = append(errs, s.http.Shutdown(ctx))
+		}
+		if s.checks != nil {
+			s.checks.Stop()
 		}
 		if s.pool != nil {
 			errs = append(errs, s.pool.Stop(ctx))
