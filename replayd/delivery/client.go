@@ -6,7 +6,9 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -44,8 +46,14 @@ func New(opts Options) (*Client, error) {
 	var protocols http.Protocols
 	protocols.SetHTTP1(true) // HTTP/1.1 keep-alive only, including over TLS
 	tr := &http.Transport{
-		Proxy:                 nil, // never from the environment: a proxy would dial for us, past the guard
-		DialContext:           dialer.DialContext,
+		Proxy: nil, // never from the environment: a proxy would dial for us, past the guard
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &writeBoundConn{Conn: c}, nil
+		},
 		Protocols:             &protocols,
 		MaxIdleConns:          0, // no global cap; the per-host cap below applies
 		MaxIdleConnsPerHost:   opts.MaxIdleConnsPerHost,
@@ -129,4 +137,37 @@ func (c *Client) control(network, address string, _ syscall.RawConn) error {
 		return err
 	}
 	return nil
+}
+
+// writeBoundConn refuses to write at or after its write-by time, which it compares with the clock
+// itself at every write. A net.Conn's own write deadline is enforced by a runtime timer: a process
+// stopped (SIGSTOP) past the deadline can run its writer before that timer fires, and the bytes
+// would leave late. boundWrites sets the time for each request.
+type writeBoundConn struct {
+	net.Conn
+	by atomic.Pointer[time.Time] // nil: no bound
+}
+
+func (c *writeBoundConn) Write(b []byte) (int, error) {
+	if by := c.by.Load(); by != nil && !time.Now().Before(*by) {
+		return 0, &net.OpError{Op: "write", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.ErrDeadlineExceeded}
+	}
+	return c.Conn.Write(b)
+}
+
+// setWriteBy bounds the writes of conn (a *writeBoundConn, or a TLS connection over one) at dl,
+// or lifts the bound for a zero dl.
+func setWriteBy(conn net.Conn, dl time.Time) {
+	if tc, ok := conn.(interface{ NetConn() net.Conn }); ok {
+		conn = tc.NetConn()
+	}
+	wc, ok := conn.(*writeBoundConn)
+	if !ok {
+		return
+	}
+	if dl.IsZero() {
+		wc.by.Store(nil)
+		return
+	}
+	wc.by.Store(&dl)
 }

@@ -287,6 +287,7 @@ func boundWrites(ctx context.Context) context.Context {
 	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(ci httptrace.GotConnInfo) {
 		dl, _ := ctx.Deadline()
 		ci.Conn.SetWriteDeadline(dl) //nolint:errcheck // a closed connection fails the write anyway
+		setWriteBy(ci.Conn, dl)      // and the clock is read at each write, see writeBoundConn
 	}})
 }
 

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"os"
 	"reflect"
 	"strings"
 	"sync"
@@ -437,5 +438,23 @@ func TestDeliverChecksTheContextRightBeforeSending(t *testing.T) {
 	}
 	if srv.hits.Load() != 0 {
 		t.Fatalf("the webhook got %d requests after the context ended", srv.hits.Load())
+	}
+}
+
+// TestWriteBoundConnReadsTheClock: a connection whose write-by time has passed refuses to write
+// at once, even where the runtime's deadline timer has not fired yet (it is not set here at all).
+func TestWriteBoundConnReadsTheClock(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	c := &writeBoundConn{Conn: a}
+	setWriteBy(c, time.Now().Add(-time.Millisecond))
+	if n, err := c.Write([]byte("late")); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("write past the bound: %d, %v", n, err)
+	}
+	setWriteBy(c, time.Time{})
+	go io.Copy(io.Discard, b)
+	if _, err := c.Write([]byte("unbounded")); err != nil {
+		t.Fatalf("write without a bound: %v", err)
 	}
 }
