@@ -33,6 +33,9 @@
 // cluster with New (Start, closed when the test ends), or restart what they stopped before they
 // end.
 //
+// Outside tests: Start and the Cluster's methods need no testing.T (the bench binary starts its
+// broker with Start and closes it); only Shared, New and Main belong to tests.
+//
 // Running them: ./test.sh runs every test, Kafka's included; once the jars are fetched, plain
 // `go test ./engine/...` does too.
 package kafkatest
