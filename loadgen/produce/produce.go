@@ -66,9 +66,10 @@ func (e *Embedded) String() string { return "embedded:" + e.dir }
 // Batching is how a producer cuts and compresses its record batches: the Java producer's
 // batch.size, linger.ms and compression.type.
 type Batching struct {
-	// MaxBytes bounds the records of one batch, before compression (batch.size). A record larger
-	// than it alone is refused by franz-go, where Java's producer would send it in a batch of
-	// its own.
+	// MaxBytes bounds the records of one batch, before compression (batch.size). franz-go never
+	// goes past it and refuses a record larger than it alone, where Java's producer would send
+	// it in a batch of its own; the embedded log cuts a batch once it reaches MaxBytes
+	// (engine.Options.MaxBatchBytes), so there only its last record goes past.
 	MaxBytes int
 	// Linger is how long a partition's batch waits for more records before it is sent
 	// (linger.ms); 0 sends what is there at once.
