@@ -386,7 +386,7 @@ func runKafka(ctx context.Context, c *Config) (*Report, error) {
 	rep.Notes = append(rep.Notes, "The seed's consumer fetches up to 1 MiB of the partition per Fetch and keeps prefetching while "+
 		"it filters, so its bytes include what it fetched past the stop point; ours asks for each indexed batch alone "+
 		"(`TargetedFetchBytes` 1: the broker returns the whole batch holding the offset), one round trip per batch, in "+
-		"order. So where the index selects most batches (the 50% and 10% shares) ours fetches fewer bytes but takes "+
+		"order. So where the index selects many batches (the 50%, 10%, even 1% shares) ours fetches no more bytes but takes "+
 		"longer than the consumer's streamed 1 MiB fetches: coalescing adjacent wanted batches into one Fetch "+
 		"(`KafkaSource.readBatches`) would close that; reported, not changed here.")
 	rep.Notes = append(rep.Notes, fmt.Sprintf("Scan throughput of `KafkaSource` (decode included): the real broker %.0f records/s "+
