@@ -44,6 +44,9 @@ type Sizes struct {
 	LeaseTimeout time.Duration
 	// delivery: events of the replayed webhook.
 	DeliveryEvents int
+	// kafka: events of the data set copied into the real broker (replay's, smaller); records of
+	// partition 0 the throughput case scans (and kfake holds in memory).
+	KafkaEvents, KafkaScanRecords int
 }
 
 // FullSizes fit about ten minutes on a 2-core machine.
@@ -55,6 +58,7 @@ func FullSizes() Sizes {
 		DedupDistinct: 1_000_000, DedupTrace: 2_000_000, DedupCapacity: 1 << 20,
 		LeaseJobs: 5000, LeaseTimeout: time.Second,
 		DeliveryEvents: 10_000,
+		KafkaEvents:    400_000, KafkaScanRecords: 100_000,
 	}
 }
 
@@ -67,6 +71,7 @@ func QuickSizes() Sizes {
 		DedupDistinct: 100_000, DedupTrace: 200_000, DedupCapacity: 1 << 17,
 		LeaseJobs: 200, LeaseTimeout: 200 * time.Millisecond,
 		DeliveryEvents: 1000,
+		KafkaEvents:    20_000, KafkaScanRecords: 10_000,
 	}
 }
 
@@ -100,6 +105,7 @@ var benchmarks = []benchmark{
 	{"dedup", runDedup},
 	{"lease", runLease},
 	{"delivery", runDelivery},
+	{"kafka", runKafka},
 }
 
 // runSuite runs the selected benchmarks and writes the report. A benchmark that fails is reported
@@ -183,7 +189,9 @@ func newRootCommand() *cobra.Command {
 		Short: "Run the design's six benchmarks against their baselines and write BENCH.md and plots",
 		Long: `Run the six benchmarks of the design brief (replay, scan, build, dedup, lease, delivery), each side
 by side with its baseline on the same data in one run, and write BENCH.md (machine, command,
-medians with min/max, ratios, the targets met or not) and log-log plots.`,
+medians with min/max, ratios, the targets met or not) and log-log plots. kafka is replay on a
+real Kafka broker (started from the jars engine/kafkatest/fetch-kafka.sh fetches; skipped,
+saying so, without them): the index and targeted fetches vs the seed's consumer.`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -221,7 +229,7 @@ medians with min/max, ratios, the targets met or not) and log-log plots.`,
 	f := cmd.Flags()
 	f.BoolVar(&quick, "quick", false, "run a small version of every benchmark (under a minute)")
 	f.StringVar(&out, "out", "", "write BENCH.md and plots/ into this directory (default: BENCH.md at the repository root and bench/plots/)")
-	f.StringVar(&only, "only", "", "comma-separated benchmarks to run: replay,scan,build,dedup,lease,delivery (default all)")
+	f.StringVar(&only, "only", "", "comma-separated benchmarks to run: replay,scan,build,dedup,lease,delivery,kafka (default all)")
 	f.IntVar(&runs, "runs", 5, "samples per variant")
 	f.StringVar(&mysqlDSN, "mysql-dsn", "", "MariaDB/MySQL DSN without a database (default $REPLAY_TEST_MYSQL_DSN or root@tcp(127.0.0.1:3306)/)")
 	f.StringVar(&mysqlDSN, "mysql", "", "")

@@ -30,7 +30,12 @@ type logRecord struct {
 	Headers   string
 }
 
-func (r logRecord) String() string { return fmt.Sprintf("%+v", struct{ logRecord }{r}) }
+// String prints the fields by name. (Printing struct{ logRecord } instead recursed: the embedded
+// String is promoted, so a failing comparison overflowed the stack instead of saying what differed.)
+func (r logRecord) String() string {
+	type fields logRecord // no String method
+	return fmt.Sprintf("%+v", fields(r))
+}
 
 // sourceRecords reads every data record of src's partitions as a consumer would see them.
 func sourceRecords(t *testing.T, src engine.Source) map[int32][]logRecord {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/replay/replay/loadgen/produce"
 	"github.com/replay/replay/replayd/traffic"
+	"github.com/replay/replay/segment"
 )
 
 // dayDuration is a time.Duration flag that also accepts days: "5d", "1d12h".
@@ -91,13 +92,13 @@ func generatedWebhookIDs(seed uint64, n int) []string {
 
 func newProduceCommand() *cobra.Command {
 	var (
-		data, brokers, topic, webhookIDs, mix, manifestPath, end, forUser string
-		events, webhooks, batch                                           int
-		partitions                                                        int32
-		rate, skew, dupRate                                               float64
-		jitter, span                                                      time.Duration
-		seed                                                              uint64
-		fsync, quiet                                                      bool
+		data, brokers, topic, webhookIDs, mix, manifestPath, end, forUser, codec string
+		events, webhooks, batch, batchBytes                                      int
+		partitions                                                               int32
+		rate, skew, dupRate                                                      float64
+		jitter, span, linger                                                     time.Duration
+		seed                                                                     uint64
+		fsync, quiet                                                             bool
 	)
 	span = 24 * time.Hour
 	jitter = 2 * time.Minute
@@ -106,7 +107,13 @@ func newProduceCommand() *cobra.Command {
 		Short: "Write realistic delivery_log traffic into the embedded log or a Kafka cluster",
 		Long: `Write Account Activity events into the delivery_log: by default into the embedded log
 DATA/log that 'replayd serve --data DATA' reads in place (it may be running), or with
---kafka-brokers into a Kafka cluster (franz-go, Kafka's murmur2 partitioner, snappy batches).
+--kafka-brokers into a Kafka cluster (franz-go, Kafka's murmur2 partitioner, idempotent, acks
+from all in-sync replicas).
+
+Batches: --batch-bytes, --linger and --codec are the Java producer's batch.size, linger.ms and
+compression.type; the defaults are its defaults (16384 bytes, 5ms) with the delivery_log's codec,
+snappy. --batch-bytes and --codec also cut the embedded log's batches (--linger is Kafka only:
+an append is a batch at once).
 
 Each record: key = the webhook id, value = an Account Activity payload of 0.5-3 KB whose first
 event object's "id_str" is the event id, header event-id = the event id, timestamp = the
@@ -154,14 +161,22 @@ in a zstd stream (about 2-4 bytes per record; the summary prints the measured si
 			if _, err := traffic.New(cfg); err != nil {
 				return err
 			}
+			bc, err := segment.ParseCodec(codec)
+			if err != nil {
+				return fmt.Errorf("--codec: %w", err)
+			}
+			b := produce.Batching{MaxBytes: batchBytes, Linger: linger, Codec: bc}
+			if err := b.Validate(); err != nil {
+				return fmt.Errorf("--batch-bytes, --linger, --codec: %w", err)
+			}
 			ctx := cmd.Context() // canceled by SIGINT or SIGTERM (main)
 			var out produce.Output
 			if brokers != "" {
-				if out, err = produce.OpenKafka(ctx, splitList(brokers), topic); err != nil {
+				if out, err = produce.OpenKafka(ctx, splitList(brokers), topic, b); err != nil {
 					return err
 				}
 			} else {
-				if out, err = produce.OpenEmbedded(filepath.Join(data, "log"), partitions, fsync); err != nil {
+				if out, err = produce.OpenEmbedded(filepath.Join(data, "log"), partitions, fsync, b); err != nil {
 					return err
 				}
 			}
@@ -220,7 +235,10 @@ in a zstd stream (about 2-4 bytes per record; the summary prints the measured si
 	f.StringVar(&end, "end", "", "end of the span, RFC3339 (default: now)")
 	f.Uint64Var(&seed, "seed", 0, "random seed; the same seed and flags produce the same events (default: random, printed)")
 	f.StringVar(&manifestPath, "manifest", "", "write the ground truth of what was produced to this file (for 'loadgen verify')")
-	f.IntVar(&batch, "batch", 500, "records per append")
+	f.IntVar(&batch, "batch", 500, "records handed to the output at once (not a batch's size: see --batch-bytes)")
+	f.IntVar(&batchBytes, "batch-bytes", produce.DefaultBatching.MaxBytes, "most bytes of records in one record batch, before compression (the Java producer's batch.size)")
+	f.DurationVar(&linger, "linger", produce.DefaultBatching.Linger, "how long a Kafka batch waits to fill before it is sent (linger.ms; Kafka only)")
+	f.StringVar(&codec, "codec", produce.DefaultBatching.Codec.String(), "batch compression: none, gzip, snappy, lz4 or zstd (compression.type)")
 	f.StringVar(&forUser, "for-user-id", "2244994945", "the payloads' for_user_id")
 	f.BoolVar(&quiet, "quiet", false, "no progress bar (there is none anyway when stderr is not a terminal)")
 	return cmd

@@ -33,6 +33,9 @@
 // cluster with New (Start, closed when the test ends), or restart what they stopped before they
 // end.
 //
+// Outside tests: Start and the Cluster's methods need no testing.T (the bench binary starts its
+// broker with Start and closes it); only Shared, New and Main belong to tests.
+//
 // Running them: ./test.sh runs every test, Kafka's included; once the jars are fetched, plain
 // `go test ./engine/...` does too.
 package kafkatest
@@ -390,7 +393,11 @@ func (n *Node) configure(voters string) error {
 		"transaction.state.log.min.isr":            "1",
 		"transaction.state.log.num.partitions":     "1",
 		"group.initial.rebalance.delay.ms":         "0",
-		// Test data carries timestamps far from now: accept them as a broker of Kafka 3 did.
+		// Test data carries timestamps far from now: accept them as a broker of Kafka 3 did, and
+		// keep them: with the default 7-day retention the broker's first retention check (30 s
+		// after its start) deleted such segments, the active one included, under a test that
+		// was still reading them (a loaded machine's flake of the live-broker DirSource test).
+		"log.retention.ms":                    "-1",
 		"log.message.timestamp.before.max.ms": strconv.FormatInt(1<<63-1, 10),
 		"log.message.timestamp.after.max.ms":  strconv.FormatInt(1<<63-1, 10),
 		"num.network.threads":                 "2",

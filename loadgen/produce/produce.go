@@ -38,9 +38,14 @@ type Embedded struct {
 	dir string
 }
 
-// OpenEmbedded opens (or creates, with partitions partitions) the embedded log in dir.
-func OpenEmbedded(dir string, partitions int32, sync bool) (*Embedded, error) {
-	o := engine.Options{Dir: dir, Partitions: partitions}
+// OpenEmbedded opens (or creates, with partitions partitions) the embedded log in dir; its
+// appends cut batches of at most b.MaxBytes of records in codec b.Codec (b.Linger is for Kafka:
+// an append is a batch at once).
+func OpenEmbedded(dir string, partitions int32, sync bool, b Batching) (*Embedded, error) {
+	if err := b.Validate(); err != nil {
+		return nil, err
+	}
+	o := engine.Options{Dir: dir, Partitions: partitions, MaxBatchBytes: b.MaxBytes}.WithCodec(b.Codec)
 	if !sync {
 		o.Sync = engine.SyncNever
 	}
@@ -58,8 +63,58 @@ func (e *Embedded) Write(ctx context.Context, recs []engine.Record) error {
 func (e *Embedded) Close() error   { return e.Log.Close() }
 func (e *Embedded) String() string { return "embedded:" + e.dir }
 
+// Batching is how a producer cuts and compresses its record batches: the Java producer's
+// batch.size, linger.ms and compression.type.
+type Batching struct {
+	// MaxBytes bounds the records of one batch, before compression (batch.size). franz-go never
+	// goes past it and refuses a record larger than it alone, where Java's producer would send
+	// it in a batch of its own; the embedded log cuts a batch once it reaches MaxBytes
+	// (engine.Options.MaxBatchBytes), so there only its last record goes past.
+	MaxBytes int
+	// Linger is how long a partition's batch waits for more records before it is sent
+	// (linger.ms); 0 sends what is there at once.
+	Linger time.Duration
+	// Codec compresses each batch (compression.type).
+	Codec segment.Codec
+}
+
+// DefaultBatching is the Java producer's defaults in Kafka 4 (batch.size 16384, linger.ms 5)
+// with the delivery_log's codec, snappy.
+var DefaultBatching = Batching{MaxBytes: 16 << 10, Linger: 5 * time.Millisecond, Codec: segment.CodecSnappy}
+
+// Validate reports every problem with b at once.
+func (b Batching) Validate() error {
+	var errs []error
+	if b.MaxBytes < 1 || b.MaxBytes > 1<<20 {
+		errs = append(errs, fmt.Errorf("batch bytes %d is outside [1, %d] (the broker's default max.message.bytes)", b.MaxBytes, 1<<20))
+	}
+	if b.Linger < 0 {
+		errs = append(errs, fmt.Errorf("linger %v is negative", b.Linger))
+	}
+	if _, err := b.kgoCodec(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (b Batching) kgoCodec() (kgo.CompressionCodec, error) {
+	switch b.Codec {
+	case segment.CodecNone:
+		return kgo.NoCompression(), nil
+	case segment.CodecGzip:
+		return kgo.GzipCompression(), nil
+	case segment.CodecSnappy:
+		return kgo.SnappyCompression(), nil
+	case segment.CodecLZ4:
+		return kgo.Lz4Compression(), nil
+	case segment.CodecZstd:
+		return kgo.ZstdCompression(), nil
+	}
+	return kgo.CompressionCodec{}, fmt.Errorf("codec %v: want none, gzip, snappy, lz4 or zstd", b.Codec)
+}
+
 // Kafka is an Output into a Kafka cluster through franz-go: Kafka's default (murmur2) partitioner
-// for keyed records, snappy batches, acks from all in-sync replicas, idempotent.
+// for keyed records, batches as Batching says, acks from all in-sync replicas, idempotent.
 type Kafka struct {
 	cl      *kgo.Client
 	brokers []string
@@ -69,21 +124,27 @@ type Kafka struct {
 	wg      sync.WaitGroup
 }
 
-// KafkaClientOpts are the producer options Kafka uses; extra options are appended.
-func KafkaClientOpts(brokers []string, topic string, extra ...kgo.Opt) []kgo.Opt {
+// KafkaClientOpts are the producer options Kafka uses for b (which must be valid); extra options
+// are appended.
+func KafkaClientOpts(brokers []string, topic string, b Batching, extra ...kgo.Opt) []kgo.Opt {
+	codec, _ := b.kgoCodec()
 	return append([]kgo.Opt{
 		kgo.SeedBrokers(brokers...),
 		kgo.DefaultProduceTopic(topic),
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), // nil hasher: Kafka's murmur2
-		kgo.ProducerBatchCompression(kgo.SnappyCompression()),
+		kgo.ProducerBatchCompression(codec),
+		kgo.ProducerBatchMaxBytes(int32(b.MaxBytes)),
+		kgo.ProducerLinger(b.Linger),
 		kgo.ClientID("loadgen"),
-		kgo.ProducerLinger(5 * time.Millisecond),
 	}, extra...)
 }
 
 // OpenKafka connects to the brokers.
-func OpenKafka(ctx context.Context, brokers []string, topic string, extra ...kgo.Opt) (*Kafka, error) {
-	cl, err := kgo.NewClient(KafkaClientOpts(brokers, topic, extra...)...)
+func OpenKafka(ctx context.Context, brokers []string, topic string, b Batching, extra ...kgo.Opt) (*Kafka, error) {
+	if err := b.Validate(); err != nil {
+		return nil, err
+	}
+	cl, err := kgo.NewClient(KafkaClientOpts(brokers, topic, b, extra...)...)
 	if err != nil {
 		return nil, err
 	}

@@ -116,7 +116,7 @@ func check(t *testing.T, src engine.Source, mf []byte, n int) {
 
 func TestProduceEmbedded(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "log")
-	out, err := OpenEmbedded(dir, 4, false)
+	out, err := OpenEmbedded(dir, 4, false, DefaultBatching)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func TestProduceEmbedded(t *testing.T) {
 }
 
 func TestProduceRate(t *testing.T) {
-	out, err := OpenEmbedded(filepath.Join(t.TempDir(), "log"), 2, false)
+	out, err := OpenEmbedded(filepath.Join(t.TempDir(), "log"), 2, false, DefaultBatching)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func TestProduceKafka(t *testing.T) {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	out, err := OpenKafka(ctx, c.ListenAddrs(), "delivery_log")
+	out, err := OpenKafka(ctx, c.ListenAddrs(), "delivery_log", DefaultBatching)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +184,7 @@ func TestProduceKafka(t *testing.T) {
 }
 
 func TestProduceBadConfig(t *testing.T) {
-	out, err := OpenEmbedded(filepath.Join(t.TempDir(), "log"), 2, false)
+	out, err := OpenEmbedded(filepath.Join(t.TempDir(), "log"), 2, false, DefaultBatching)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,7 +45,7 @@ func produceWorld(t *testing.T) *world {
 	dir := t.TempDir()
 	end := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 	hooks := []string{"1095098195724595200", "1095098195724595201", "1095098195724595202", "1095098195724595203"}
-	out, err := produce.OpenEmbedded(filepath.Join(dir, "log"), 4, false)
+	out, err := produce.OpenEmbedded(filepath.Join(dir, "log"), 4, false, produce.DefaultBatching)
 	if err != nil {
 		t.Fatal(err)
 	}

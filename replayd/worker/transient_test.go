@@ -1,0 +1,129 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/replay/replay/engine"
+	"github.com/replay/replay/replayd/job"
+	"github.com/replay/replay/replayd/worker"
+	"github.com/replay/replay/segment"
+)
+
+// brokerLost is what a Source returns while a broker is gone: an error engine.IsRetryable
+// accepts, as it does a KafkaSource's network errors and NOT_LEADER_OR_FOLLOWER.
+type brokerLost struct{}
+
+func (brokerLost) Error() string {
+	return "kafka fetch delivery_log-0: dial tcp 127.0.0.1:9092: connection refused"
+}
+func (brokerLost) Retryable() bool { return true }
+
+// flakySource is the log with ReadBatches failing: the first failures calls fail, each after
+// after batches, with err.
+type flakySource struct {
+	engine.Source
+	after int
+	err   error
+
+	mu       sync.Mutex
+	failures int
+	calls    int
+}
+
+func (s *flakySource) ReadBatches(ctx context.Context, p int32, offsets []int64, fn func(*segment.Batch) error) error {
+	s.mu.Lock()
+	s.calls++
+	fail := s.failures > 0
+	if fail {
+		s.failures--
+	}
+	s.mu.Unlock()
+	if !fail {
+		return s.Source.ReadBatches(ctx, p, offsets, fn)
+	}
+	n := 0
+	err := s.Source.ReadBatches(ctx, p, offsets, func(b *segment.Batch) error {
+		if n == s.after {
+			return s.err
+		}
+		n++
+		return fn(b)
+	})
+	if err == nil {
+		err = s.err
+	}
+	return err
+}
+
+// A source that fails transiently mid-replay (a lost broker, past the source's own retries):
+// the job is released with its checkpoint and leased again, never ended INCOMPLETE, and
+// completes with every event delivered exactly once.
+func TestTransientSourceFaultReleasesTheJob(t *testing.T) {
+	w := newWorld(t)
+	w.produce(t, 3000, 11)
+	from, to := t0, t0+3600_000
+	j := w.create(t, webhookA, from, to)
+	src := &flakySource{Source: w.log, after: 20, err: brokerLost{}, failures: 3}
+	if !engine.IsRetryable(src.err) {
+		t.Fatal("the injected fault is not retryable: the test means nothing")
+	}
+	var (
+		mu     sync.Mutex
+		states = map[job.State]bool{}
+	)
+	stop := make(chan struct{})
+	watched := make(chan struct{})
+	go func() { // every state the job passes through
+		defer close(watched)
+		for {
+			if jj, err := w.jobs.Get(context.Background(), job.GetParams{ID: j.ID}); err == nil {
+				mu.Lock()
+				states[jj.State] = true
+				mu.Unlock()
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}()
+	w.pool(t, "a", func(o *worker.Options) { o.Source = src; o.Workers = 1 })
+	done := w.finished(t, j.ID)
+	close(stop)
+	<-watched
+	if done.State != job.StateCompleted || states[job.StateIncomplete] {
+		t.Fatalf("job ended %s (%s); INCOMPLETE seen %t", done.State, done.Reason, states[job.StateIncomplete])
+	}
+	if done.FencingToken < 4 || src.calls < 4 {
+		t.Fatalf("fencing token %d after %d reads: want the job released and leased again after each of 3 faults", done.FencingToken, src.calls)
+	}
+	got, want := w.sink.delivered(), w.want(webhookA, from, to)
+	if len(got) != len(want)+1 {
+		t.Fatalf("delivered %d, want %d events + status: a release must neither lose nor repeat events", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("delivery %d = %s, want %s", i, got[i], want[i])
+		}
+	}
+}
+
+// The same fault, not retryable (a corrupt batch): the job ends INCOMPLETE, saying why.
+func TestPermanentSourceFaultEndsIncomplete(t *testing.T) {
+	w := newWorld(t)
+	w.produce(t, 1000, 12)
+	j := w.create(t, webhookA, t0, t0+3600_000)
+	bad := errors.Join(segment.ErrCorrupt, errors.New("batch at delivery_log-0/42: crc mismatch"))
+	src := &flakySource{Source: w.log, after: 3, err: bad, failures: 1 << 20}
+	w.pool(t, "a", func(o *worker.Options) { o.Source = src })
+	done := w.finished(t, j.ID)
+	if done.State != job.StateIncomplete || !strings.Contains(done.Reason, "could not be read") || done.FencingToken != 1 {
+		t.Fatalf("job %s token %d (%s): want INCOMPLETE on its first lease", done.State, done.FencingToken, done.Reason)
+	}
+}
