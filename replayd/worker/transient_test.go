@@ -93,7 +93,7 @@ func TestTransientSourceFaultReleasesTheJob(t *testing.T) {
 			}
 		}
 	}()
-	w.pool(t, "a", func(o *worker.Options) { o.Source = src; o.Workers = 1 })
+	w.pool(t, "a", func(o *worker.Options) { o.Source = src; o.Workers = 1; o.StrictOrder = true })
 	done := w.finished(t, j.ID)
 	close(stop)
 	<-watched
