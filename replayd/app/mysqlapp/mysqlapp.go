@@ -185,20 +185,29 @@ func isForeignKeyError(err error) bool { return mysqldb.IsForeignKey(err) }
 func (d *Driver) GetWebhook(ctx context.Context, p app.GetWebhookParams) (*app.Webhook, error) {
 	var out *app.Webhook
 	err := d.Do(ctx, fmt.Sprintf("get webhook %d", p.ID), func(ctx context.Context) error {
-		query := "SELECT " + webhookColumns + " FROM replay_webhooks WHERE id = ?"
-		args := []any{p.ID}
-		if p.AppID != 0 {
-			query += " AND app_id = ?"
-			args = append(args, p.AppID)
-		}
-		w, err := scanWebhook(d.db.QueryRowContext(ctx, query, args...))
-		if errors.Is(err, sql.ErrNoRows) {
-			return app.ErrNotFound
-		}
-		out = w
+		var err error
+		out, err = d.getWebhook(ctx, p.ID, p.AppID)
 		return err
 	})
 	return out, err
+}
+
+// webhookWhere is the WHERE clause and arguments of webhook id, restricted to appID when not 0.
+func webhookWhere(id, appID int64) (string, []any) {
+	if appID != 0 {
+		return " WHERE id = ? AND app_id = ?", []any{id, appID}
+	}
+	return " WHERE id = ?", []any{id}
+}
+
+// getWebhook reads one webhook; app.ErrNotFound when there is none (of that app).
+func (d *Driver) getWebhook(ctx context.Context, id, appID int64) (*app.Webhook, error) {
+	where, args := webhookWhere(id, appID)
+	w, err := scanWebhook(d.db.QueryRowContext(ctx, "SELECT "+webhookColumns+" FROM replay_webhooks"+where, args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, app.ErrNotFound
+	}
+	return w, err
 }
 
 // ListWebhooks implements app.Driver.
@@ -230,27 +239,13 @@ func (d *Driver) ListWebhooks(ctx context.Context, p app.ListWebhooksParams) ([]
 func (d *Driver) SetWebhookValid(ctx context.Context, p app.SetWebhookValidParams) (*app.Webhook, error) {
 	var out *app.Webhook
 	err := d.Do(ctx, fmt.Sprintf("set webhook %d validity", p.ID), func(ctx context.Context) error {
-		query := "UPDATE replay_webhooks SET valid = ?, checked_at = NOW(6) WHERE id = ?"
-		args := []any{p.Valid, p.ID}
-		if p.AppID != 0 {
-			query += " AND app_id = ?"
-			args = append(args, p.AppID)
-		}
-		if _, err := d.db.ExecContext(ctx, query, args...); err != nil {
+		where, args := webhookWhere(p.ID, p.AppID)
+		if _, err := d.db.ExecContext(ctx, "UPDATE replay_webhooks SET valid = ?, checked_at = NOW(6)"+where, append([]any{p.Valid}, args...)...); err != nil {
 			return err
 		}
 		// RowsAffected is 0 when nothing changed as well as when nothing matched: read it back.
-		query = "SELECT " + webhookColumns + " FROM replay_webhooks WHERE id = ?"
-		args = []any{p.ID}
-		if p.AppID != 0 {
-			query += " AND app_id = ?"
-			args = append(args, p.AppID)
-		}
-		w, err := scanWebhook(d.db.QueryRowContext(ctx, query, args...))
-		if errors.Is(err, sql.ErrNoRows) {
-			return app.ErrNotFound
-		}
-		out = w
+		var err error
+		out, err = d.getWebhook(ctx, p.ID, p.AppID)
 		return err
 	})
 	return out, err
