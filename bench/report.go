@@ -107,7 +107,7 @@ func writeReport(c *Config, reports []*Report, elapsed time.Duration) error {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	w("# Benchmarks\n\n")
-	w("The six benchmarks of the design brief (`../shared/design.md`, \"Benchmarks that decide whether the design works\"), ")
+	w("The seven benchmarks of the design brief (`../shared/design.md`, \"Benchmarks that decide whether the design works\"), ")
 	w("each run side by side with its baseline on the same data in one run, %d samples per variant; ", c.Runs)
 	w("medians with [min, max]. The machine is shared and noisy, so compare the ratios, not the absolute numbers. ")
 	w("Written by `bench/` (see ARCHITECTURE.md, \"bench\").\n\n")
