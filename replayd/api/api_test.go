@@ -502,6 +502,7 @@ type jobView struct {
 		Delivered         int64 `json:"delivered"`
 		DuplicatesDropped int64 `json:"duplicates_dropped"`
 		Failed            int64 `json:"failed"`
+		Unreadable        int64 `json:"unreadable"`
 	} `json:"counts"`
 	FirstUndeliveredAt string `json:"first_undelivered_at"`
 	Reason             string `json:"reason"`

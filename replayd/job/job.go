@@ -126,6 +126,9 @@ type Counters struct {
 	Delivered         int64 `json:"delivered"`
 	DuplicatesDropped int64 `json:"duplicates_dropped"`
 	Failed            int64 `json:"failed"`
+	// Unreadable is the number of the window's batches that could not be read (corrupt on disk):
+	// their events were not delivered; the job's reason names their offsets and times.
+	Unreadable int64 `json:"unreadable"`
 }
 
 // NoCheckpoint is the checkpoint of a job none of whose events are known to be delivered yet.

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,8 +35,9 @@ type run struct {
 	leasedAt time.Time
 	lease    *lease
 
-	mu       sync.Mutex
-	progress job.Progress
+	mu         sync.Mutex
+	progress   job.Progress
+	unreadable []unreadable // batches of the window that could not be read
 }
 
 func (r *run) snapshot() *job.Progress {
@@ -168,20 +171,37 @@ func (r *run) deliver(ctx context.Context, drain <-chan struct{}) (job.State, st
 	return r.outcome(ctx, err, s)
 }
 
+// unreadable is a batch of the window that could not be read: corrupt on disk. Its events are
+// not delivered; the rest of the window is. from/to are its offsets and times as far as its
+// header says (the times are unknown, -1, when the header itself could not be read).
+type unreadable struct {
+	from, to     int64
+	fromMs, toMs int64
+	err          error
+}
+
 // read hands the job's events, from the located batches, to the senders: records of the
 // webhook in the window, in log order, duplicates dropped. Records below the checkpoint the job
-// was leased with only warm the dedup cache.
+// was leased with only warm the dedup cache. A batch that cannot be read (corrupt: a checksum
+// that does not match, a malformed header) is skipped and recorded in r.unreadable; reading goes
+// on with the next one.
 func (r *run) read(ctx context.Context, drain <-chan struct{}, key []byte, offsets []int64, s *senders) error {
 	o, j, m := &r.pool.opts, r.job, r.pool.opts.Metrics
 	resumeAt := j.Checkpoint // events below were delivered by an earlier holder
 	seen := o.NewDeduper()
 	var rr segment.RecordReader
-	return o.Source.ReadBatches(ctx, j.Partition, offsets, func(b *segment.Batch) error {
+	next := int64(-1) // the offset after the last batch handed over
+	each := func(b *segment.Batch) error {
+		next = b.NextOffset()
 		if b.IsControl() {
 			return nil
 		}
 		if err := rr.Reset(b); err != nil {
-			return err
+			if !segment.IsCorruption(err) {
+				return err
+			}
+			r.skipUnreadable(unreadable{from: b.BaseOffset, to: b.LastOffset(), fromMs: b.BaseTimestamp, toMs: b.MaxTimestamp, err: err}, s)
+			return nil
 		}
 		for rr.Next() {
 			rec := rr.Record()
@@ -213,8 +233,65 @@ func (r *run) read(ctx context.Context, drain <-chan struct{}, key []byte, offse
 				return err
 			}
 		}
-		return rr.Err()
-	})
+		if err := rr.Err(); err != nil {
+			if !segment.IsCorruption(err) {
+				return err
+			}
+			r.skipUnreadable(unreadable{from: b.BaseOffset, to: b.LastOffset(), fromMs: b.BaseTimestamp, toMs: b.MaxTimestamp, err: err}, s)
+		}
+		return nil
+	}
+	for {
+		err := o.Source.ReadBatches(ctx, j.Partition, offsets, each)
+		if err == nil || !segment.IsCorruption(err) {
+			return err
+		}
+		// The source could not even frame the batch holding the first offset not handed over:
+		// skip that offset and go on with the others.
+		i := sort.Search(len(offsets), func(i int) bool { return offsets[i] >= next })
+		if i == len(offsets) {
+			return err
+		}
+		r.skipUnreadable(unreadable{from: offsets[i], to: offsets[i], fromMs: -1, toMs: -1, err: err}, s)
+		offsets = offsets[i+1:]
+	}
+}
+
+// skipUnreadable records a batch that could not be read. The checkpoint may pass it: another
+// worker would not read it either.
+func (r *run) skipUnreadable(u unreadable, s *senders) {
+	r.log.Error("a batch of the window cannot be read: its events are skipped", "from_offset", u.from, "to_offset", u.to, "err", u.err)
+	r.mu.Lock()
+	r.unreadable = append(r.unreadable, u)
+	r.progress.Counters.Unreadable++
+	if u.fromMs >= 0 && (r.progress.FirstUndeliveredMs == nil || u.fromMs < *r.progress.FirstUndeliveredMs) {
+		ms := u.fromMs
+		r.progress.FirstUndeliveredMs = &ms
+	}
+	r.mu.Unlock()
+	s.skip(u.to)
+}
+
+// unreadableReason says which batches could not be read.
+func (r *run) unreadableReason() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.unreadable) == 0 {
+		return ""
+	}
+	var parts []string
+	for i, u := range r.unreadable {
+		if i == 5 {
+			parts = append(parts, fmt.Sprintf("and %d more", len(r.unreadable)-5))
+			break
+		}
+		where := fmt.Sprintf("offsets %d-%d", u.from, u.to)
+		if u.fromMs >= 0 {
+			where += fmt.Sprintf(" (%s to %s)", time.UnixMilli(u.fromMs).UTC().Format(time.RFC3339Nano), time.UnixMilli(u.toMs).UTC().Format(time.RFC3339Nano))
+		}
+		parts = append(parts, where+": "+u.err.Error())
+	}
+	return fmt.Sprintf("%d batches could not be read and their events were not delivered: %s", len(r.unreadable), strings.Join(parts, "; "))
 }
 
 // outcome is the state the job ends in once every delivery settled, and why.
@@ -227,8 +304,15 @@ func (r *run) outcome(ctx context.Context, err error, s *senders) (job.State, st
 	}
 	if failErr, failOffset := s.firstFailure(); failErr != nil {
 		p := r.snapshot()
-		return job.StateIncomplete, fmt.Sprintf("%d of %d events were not delivered, from %s (offset %d) on: %v",
-			p.Counters.Failed, p.Counters.Read-p.Counters.DuplicatesDropped, time.UnixMilli(*p.FirstUndeliveredMs).UTC().Format(time.RFC3339Nano), failOffset, failErr), nil
+		reason := fmt.Sprintf("%d of %d events were not delivered, from %s (offset %d) on: %v",
+			p.Counters.Failed, p.Counters.Read-p.Counters.DuplicatesDropped, time.UnixMilli(*p.FirstUndeliveredMs).UTC().Format(time.RFC3339Nano), failOffset, failErr)
+		if u := r.unreadableReason(); u != "" {
+			reason += "; " + u
+		}
+		return job.StateIncomplete, reason, nil
+	}
+	if u := r.unreadableReason(); u != "" {
+		return job.StateIncomplete, u + "; every other event of the window was delivered", nil
 	}
 	// Everything in the window is delivered: the checkpoint moves past the window's batches.
 	return job.StateCompleted, "Job completed successfully", nil

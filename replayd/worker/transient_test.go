@@ -1,8 +1,12 @@
 package worker_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -114,7 +118,8 @@ func TestTransientSourceFaultReleasesTheJob(t *testing.T) {
 	}
 }
 
-// The same fault, not retryable (a corrupt batch): the job ends INCOMPLETE, saying why.
+// The same fault, not retryable (corruption, here after every third batch): each batch that
+// cannot be read is skipped, and the job ends INCOMPLETE on its first lease, saying so.
 func TestPermanentSourceFaultEndsIncomplete(t *testing.T) {
 	w := newWorld(t)
 	w.produce(t, 1000, 12)
@@ -126,4 +131,91 @@ func TestPermanentSourceFaultEndsIncomplete(t *testing.T) {
 	if done.State != job.StateIncomplete || !strings.Contains(done.Reason, "could not be read") || done.FencingToken != 1 {
 		t.Fatalf("job %s token %d (%s): want INCOMPLETE on its first lease", done.State, done.FencingToken, done.Reason)
 	}
+}
+
+// TestCorruptBatchIsSkipped: a byte flipped in a batch of the log: that batch is skipped, every
+// other event of the window is delivered once, and the job ends INCOMPLETE naming the batch's
+// offsets and times, with the unreadable batch counted.
+func TestCorruptBatchIsSkipped(t *testing.T) {
+	w := newWorld(t)
+	w.produce(t, 3000, 13)
+	from, to := t0, t0+3600_000
+	key := []byte(strconv.FormatInt(webhookA, 10))
+	n, _ := w.log.Partitions(t.Context())
+	p := engine.PartitionFor(key, n)
+	type batch struct {
+		file        string
+		pos, base   int64
+		last, minTS int64
+		bodies      []string
+	}
+	var batches []batch
+	var rr segment.RecordReader
+	if err := w.log.Scan(t.Context(), p, 0, func(b *segment.Batch) error {
+		bt := batch{file: b.File, pos: b.Pos, base: b.BaseOffset, last: b.LastOffset(), minTS: b.BaseTimestamp}
+		if err := rr.Reset(b); err != nil {
+			return err
+		}
+		for rr.Next() {
+			if r := rr.Record(); bytes.Equal(r.Key, key) && r.Timestamp >= from && r.Timestamp < to {
+				bt.bodies = append(bt.bodies, string(r.Value))
+			}
+		}
+		batches = append(batches, bt)
+		return rr.Err()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	bad := len(batches) / 2
+	for len(batches[bad].bodies) == 0 {
+		bad++
+	}
+	elsewhere := map[string]bool{}
+	for i, b := range batches {
+		for _, body := range b.bodies {
+			if i != bad {
+				elsewhere[body] = true
+			}
+		}
+	}
+	f, err := os.OpenFile(batches[bad].file, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{0xff}, batches[bad].pos+segment.BatchHeaderSize+3); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	j := w.create(t, webhookA, from, to)
+	w.pool(t, "a", nil)
+	done := w.finished(t, j.ID)
+	want := map[string]bool{}
+	for _, body := range w.want(webhookA, from, to) {
+		if elsewhere[body] {
+			want[body] = true
+		}
+	}
+	b := batches[bad]
+	if done.State != job.StateIncomplete || done.Counters.Unreadable != 1 || !strings.Contains(done.Reason, fmt.Sprintf("offsets %d-%d", b.base, b.last)) ||
+		!strings.Contains(done.Reason, "every other event of the window was delivered") {
+		t.Fatalf("job ended %s with %+v: %s", done.State, done.Counters, done.Reason)
+	}
+	got := w.sink.delivered()
+	count := map[string]int{}
+	for _, body := range got[:len(got)-1] {
+		count[body]++
+	}
+	for body := range want {
+		if count[body] != 1 {
+			t.Fatalf("event %s delivered %d times, want once", body, count[body])
+		}
+	}
+	if len(got)-1 != len(want) || done.Counters.Delivered != int64(len(want)) {
+		t.Fatalf("delivered %d (counted %d), want %d: the events of the corrupt batch only are missing", len(got)-1, done.Counters.Delivered, len(want))
+	}
+	if done.FirstUndeliveredMs == nil || *done.FirstUndeliveredMs != b.minTS {
+		t.Fatalf("first undelivered %v, want the batch's first timestamp %d", done.FirstUndeliveredMs, b.minTS)
+	}
+	t.Logf("batch %d-%d skipped (%d events of the window only there); %d delivered; reason: %s", b.base, b.last, len(b.bodies), len(want), done.Reason)
 }

@@ -259,7 +259,7 @@ func testLifecycle(t *testing.T, d job.Driver) {
 		t.Fatalf("second Lease: %v, want ErrNoJob", err)
 	}
 	fu := int64(1_700_000_000_123)
-	pr := &job.Progress{Checkpoint: 100, Counters: job.Counters{Read: 10, Delivered: 8, DuplicatesDropped: 1, Failed: 1}, FirstUndeliveredMs: &fu}
+	pr := &job.Progress{Checkpoint: 100, Counters: job.Counters{Read: 10, Delivered: 8, DuplicatesDropped: 1, Failed: 1, Unreadable: 2}, FirstUndeliveredMs: &fu}
 	if err := d.Heartbeat(ctx, job.HeartbeatParams{ID: l.ID, FencingToken: l.FencingToken, Progress: pr}); err != nil {
 		t.Fatal(err)
 	}

@@ -45,7 +45,7 @@ func Open(ctx context.Context, opts Options) (*Driver, error) {
 const jobColumns = `id, app_id, webhook_id, kafka_partition, from_ms, to_ms, state, reason,
   created_at, updated_at, started_at, finished_at, lease_owner, fencing_token, heartbeat_at,
   lease_expires_at, lease_timeout_us, checkpoint, events_read, events_delivered,
-  duplicates_dropped, events_failed, first_undelivered_ms`
+  duplicates_dropped, events_failed, first_undelivered_ms, batches_unreadable`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -60,7 +60,7 @@ func scanJob(s scanner) (*job.Job, error) {
 	err := s.Scan(&j.ID, &j.AppID, &j.WebhookID, &j.Partition, &j.FromMs, &j.ToMs, &state, &j.Reason,
 		&j.CreatedAt, &j.UpdatedAt, &started, &finished, &j.LeaseOwner, &j.FencingToken, &heartbeat,
 		&expires, &timeoutUS, &j.Checkpoint, &j.Counters.Read, &j.Counters.Delivered,
-		&j.Counters.DuplicatesDropped, &j.Counters.Failed, &firstUndelivered)
+		&j.Counters.DuplicatesDropped, &j.Counters.Failed, &firstUndelivered, &j.Counters.Unreadable)
 	if err != nil {
 		return nil, err
 	}
@@ -207,8 +207,8 @@ func progressSet(pr *job.Progress) (string, []any) {
 		fu = *pr.FirstUndeliveredMs
 	}
 	return `, checkpoint = ?, events_read = ?, events_delivered = ?, duplicates_dropped = ?,
-  events_failed = ?, first_undelivered_ms = ?`,
-		[]any{pr.Checkpoint, pr.Counters.Read, pr.Counters.Delivered, pr.Counters.DuplicatesDropped, pr.Counters.Failed, fu}
+  events_failed = ?, first_undelivered_ms = ?, batches_unreadable = ?`,
+		[]any{pr.Checkpoint, pr.Counters.Read, pr.Counters.Delivered, pr.Counters.DuplicatesDropped, pr.Counters.Failed, fu, pr.Counters.Unreadable}
 }
 
 // Heartbeat implements job.Driver.
