@@ -232,11 +232,14 @@ func (s *Server) newDeduper() worker.Deduper {
 // target resolves a webhook to its URL and its app's secret.
 func (s *Server) target(ctx context.Context, webhookID int64) (worker.Target, error) {
 	w, err := s.apps.GetWebhook(ctx, app.GetWebhookParams{ID: webhookID})
+	if errors.Is(err, app.ErrNotFound) {
+		return worker.Target{}, fmt.Errorf("webhook %d was deleted: %w", webhookID, worker.ErrUndeliverable)
+	}
 	if err != nil {
 		return worker.Target{}, err
 	}
 	if !w.Valid {
-		return worker.Target{}, fmt.Errorf("webhook %d is marked invalid: it failed its CRC check (PUT /1.1/account_activity/webhooks/%d.json checks it again)", webhookID, webhookID)
+		return worker.Target{}, fmt.Errorf("webhook %d is marked invalid: it failed its CRC check (PUT /1.1/account_activity/webhooks/%d.json checks it again): %w", webhookID, webhookID, worker.ErrUndeliverable)
 	}
 	a, err := s.apps.GetApp(ctx, app.GetAppParams{ID: w.AppID})
 	if err != nil {

@@ -35,6 +35,10 @@ type Deduper interface {
 	Seen(h uint64) bool
 }
 
+// ErrUndeliverable is what Options.Targets wraps when a webhook can no longer be delivered to (it
+// failed its CRC check, or was deleted): a job stops delivering to it and ends Incomplete.
+var ErrUndeliverable = errors.New("worker: the webhook can no longer be delivered to")
+
 // DefaultMaxInFlight is Options.MaxInFlight's default: at the default per-webhook rate (2,500/s)
 // a webhook 100 ms away needs 250 deliveries in flight.
 const DefaultMaxInFlight = 512
@@ -44,7 +48,9 @@ type Options struct {
 	Jobs    job.Driver
 	Source  engine.Source
 	Locator Locator
-	// Targets resolves a job's webhook to its URL and its app's secret.
+	// Targets resolves a job's webhook to its URL and its app's secret. An error wrapping
+	// ErrUndeliverable (the webhook was marked invalid or deleted) also stops a running job: the
+	// heartbeat asks again each time.
 	Targets func(ctx context.Context, webhookID int64) (Target, error)
 	// Deliverer sends events.
 	Deliverer Deliverer

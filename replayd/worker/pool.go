@@ -88,7 +88,7 @@ func (p *Pool) loop(ctx context.Context, owner string) {
 		j, err := p.opts.Jobs.Lease(ctx, job.LeaseParams{Owner: owner, Timeout: p.opts.LeaseTimeout})
 		switch {
 		case err == nil:
-			r := &run{pool: p, job: j, owner: owner, leasedAt: sent, log: log.With("job_id", j.ID, "webhook_id", j.WebhookID)}
+			r := &run{pool: p, job: j, owner: owner, leasedAt: sent, halt: make(chan struct{}), log: log.With("job_id", j.ID, "webhook_id", j.WebhookID)}
 			r.execute(ctx)
 			continue
 		case errors.Is(err, job.ErrNoJob):

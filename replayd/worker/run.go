@@ -22,6 +22,7 @@ import (
 
 var (
 	errDrain     = errors.New("worker: draining")
+	errHalted    = errors.New("worker: the webhook can no longer be delivered to")
 	errLeaseLost = errors.New("worker: lease lost")
 )
 
@@ -38,6 +39,20 @@ type run struct {
 	mu         sync.Mutex
 	progress   job.Progress
 	unreadable []unreadable // batches of the window that could not be read
+
+	// halt is closed when the webhook can no longer be delivered to (haltErr says why): the
+	// reader stops handing out events and the job ends Incomplete.
+	halt     chan struct{}
+	haltOnce sync.Once
+	haltErr  error
+}
+
+// stop ends delivery because the webhook can no longer be delivered to.
+func (r *run) stop(err error) {
+	r.haltOnce.Do(func() {
+		r.haltErr = err
+		close(r.halt)
+	})
 }
 
 func (r *run) snapshot() *job.Progress {
@@ -114,6 +129,11 @@ func (r *run) heartbeat(ctx context.Context) (stop func()) {
 			case err == nil:
 				r.lease.renewed(sent)
 				t.Reset(o.HeartbeatInterval)
+				// A webhook marked invalid (or deleted) since the job started gets nothing more.
+				if _, terr := o.Targets(ctx, j.WebhookID); errors.Is(terr, ErrUndeliverable) {
+					r.log.Warn("the webhook can no longer be delivered to: stopping the job", "err", terr)
+					r.stop(terr)
+				}
 			case errors.Is(err, job.ErrLeaseLost) || errors.Is(err, job.ErrInvalidTransition):
 				r.log.Warn("lease lost: stopping the job", "err", err)
 				r.lease.lose()
@@ -216,6 +236,8 @@ func (r *run) read(ctx context.Context, drain <-chan struct{}, key []byte, offse
 			select {
 			case <-drain:
 				return errDrain
+			case <-r.halt:
+				return errHalted
 			default:
 			}
 			if ctx.Err() != nil {
@@ -296,6 +318,10 @@ func (r *run) unreadableReason() string {
 
 // outcome is the state the job ends in once every delivery settled, and why.
 func (r *run) outcome(ctx context.Context, err error, s *senders) (job.State, string, error) {
+	if errors.Is(err, errHalted) && ctx.Err() == nil {
+		p := r.snapshot()
+		return job.StateIncomplete, fmt.Sprintf("delivery stopped after %d events: %v", p.Counters.Delivered, r.haltErr), nil
+	}
 	if err != nil {
 		return 0, "", err
 	}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -218,4 +219,38 @@ func TestCorruptBatchIsSkipped(t *testing.T) {
 		t.Fatalf("first undelivered %v, want the batch's first timestamp %d", done.FirstUndeliveredMs, b.minTS)
 	}
 	t.Logf("batch %d-%d skipped (%d events of the window only there); %d delivered; reason: %s", b.base, b.last, len(b.bodies), len(want), done.Reason)
+}
+
+// TestWebhookMarkedInvalidStopsARunningJob: when Targets starts saying the webhook can no longer
+// be delivered to (it failed its CRC check), a running job stops within a heartbeat and ends
+// Incomplete saying why; nothing is delivered after that.
+func TestWebhookMarkedInvalidStopsARunningJob(t *testing.T) {
+	w := newWorld(t)
+	w.produce(t, 6000, 14)
+	from, to := t0, t0+3600_000
+	got := newArrivals()
+	var invalid atomic.Bool
+	j := w.create(t, webhookA, from, to)
+	w.pool(t, "a", func(o *worker.Options) {
+		o.Deliverer = slowDeliverer{"a", got}
+		o.Targets = func(_ context.Context, id int64) (worker.Target, error) {
+			if invalid.Load() {
+				return worker.Target{}, fmt.Errorf("webhook %d is marked invalid: %w", id, worker.ErrUndeliverable)
+			}
+			return worker.Target{WebhookID: strconv.FormatInt(id, 10), URL: "http://sink", Secret: []byte("s")}, nil
+		}
+	})
+	got.waitFor(t, "a", 30)
+	invalid.Store(true)
+	markedAt := time.Now()
+	done := w.waitFor(t, j.ID, func(j *job.Job) bool { return j.State.Terminal() })
+	want := w.want(webhookA, from, to)
+	if done.State != job.StateIncomplete || !strings.Contains(done.Reason, "marked invalid") || done.Counters.Delivered >= int64(len(want)) {
+		t.Fatalf("job ended %s after %d of %d events: %s", done.State, done.Counters.Delivered, len(want), done.Reason)
+	}
+	n, last := got.after("a", markedAt)
+	t.Logf("%d deliveries after the webhook was marked invalid, the last %v after; %d of %d delivered; %s", n, last.Sub(markedAt), done.Counters.Delivered, len(want), done.Reason)
+	if last.Sub(markedAt) > 5*time.Second {
+		t.Fatalf("deliveries went on %v after the webhook was marked invalid", last.Sub(markedAt))
+	}
 }
