@@ -313,11 +313,16 @@ func start(ctx context.Context, o Options) (*Cluster, error) {
 }
 
 // newClusterID is a random KRaft cluster id: 16 bytes, base64url without padding, as
-// `kafka-storage random-uuid` prints.
+// `kafka-storage random-uuid` prints. Like Kafka's Uuid.randomUuid it never starts with '-':
+// StorageTool would read "--cluster-id -x…" as another option and fail (1 start in 64).
 func newClusterID() string {
-	var b [16]byte
-	rand.Read(b[:])
-	return base64.RawURLEncoding.EncodeToString(b[:])
+	for {
+		var b [16]byte
+		rand.Read(b[:])
+		if id := base64.RawURLEncoding.EncodeToString(b[:]); id[0] != '-' {
+			return id
+		}
+	}
 }
 
 // freePorts reserves n distinct free ports on 127.0.0.1 and releases them for the brokers. They
