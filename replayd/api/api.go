@@ -332,22 +332,6 @@ var errTooManyWebhooks = apiError{http.StatusBadRequest, CodeWebhookURL, "Too ma
 // package's *ChallengeError); the rest of it goes to the log only.
 type publicReasoner interface{ PublicReason() string }
 
-// takeRegistration counts one request that runs a CRC challenge (a registration or a PUT check)
-// against the app's RegistrationLimit and sets the rate-limit headers; false means it answered
-// 429/88. Every such request counts, whatever its outcome: each sends a request to a URL the caller
-// chose.
-func (s *server) takeRegistration(w http.ResponseWriter, a *app.App) bool {
-	ok, remaining, reset := s.register.take(a.ID, s.opts.Now())
-	h := w.Header()
-	h.Set("x-rate-limit-limit", strconv.Itoa(s.opts.RegistrationLimit))
-	h.Set("x-rate-limit-remaining", strconv.Itoa(remaining))
-	h.Set("x-rate-limit-reset", strconv.FormatInt(reset.Unix(), 10))
-	if !ok {
-		writeError(w, apiError{http.StatusTooManyRequests, CodeRateLimited, msgRateLimited})
-	}
-	return ok
-}
-
 // challenge runs the CRC challenge against u with the app's secret. A failure is logged in full
 // and returned as the 400/214 the caller may see: its coarse reason only, never what the URL
 // answered or where it resolved (the URL may name a service of the server's own network).
@@ -370,7 +354,9 @@ func (s *server) challenge(r *http.Request, a *app.App, u string) *apiError {
 }
 
 func (s *server) createWebhook(w http.ResponseWriter, r *http.Request, a *app.App) {
-	if !s.takeRegistration(w, a) {
+	// Every request that runs a CRC challenge counts, whatever its outcome: each sends a request
+	// to a URL the caller chose.
+	if !s.register.admit(w, a.ID, s.opts.Now()) {
 		return
 	}
 	q := r.URL.Query()
@@ -452,7 +438,9 @@ func (s *server) webhookFromPath(w http.ResponseWriter, r *http.Request, a *app.
 // record the outcome. 204 when it passed (the webhook is valid again); 400/214 with the coarse
 // reason when it failed (the webhook is marked invalid).
 func (s *server) checkWebhook(w http.ResponseWriter, r *http.Request, a *app.App) {
-	if !s.takeRegistration(w, a) {
+	// Every request that runs a CRC challenge counts, whatever its outcome: each sends a request
+	// to a URL the caller chose.
+	if !s.register.admit(w, a.ID, s.opts.Now()) {
 		return
 	}
 	wh := s.webhookFromPath(w, r, a)
@@ -585,13 +573,7 @@ type replayAnswer struct {
 
 func (s *server) replay(w http.ResponseWriter, r *http.Request, a *app.App) {
 	now := s.opts.Now()
-	ok, remaining, reset := s.limiter.take(a.ID, now)
-	h := w.Header()
-	h.Set("x-rate-limit-limit", strconv.Itoa(s.opts.RateLimit))
-	h.Set("x-rate-limit-remaining", strconv.Itoa(remaining))
-	h.Set("x-rate-limit-reset", strconv.FormatInt(reset.Unix(), 10))
-	if !ok {
-		writeError(w, apiError{http.StatusTooManyRequests, CodeRateLimited, msgRateLimited})
+	if !s.limiter.admit(w, a.ID, now) {
 		return
 	}
 	whID, valid := parseID(r.PathValue("webhook_id"))

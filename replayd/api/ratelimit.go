@@ -1,6 +1,8 @@
 package api
 
 import (
+	"net/http"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -51,4 +53,19 @@ func (l *limiter) take(appID int64, now time.Time) (ok bool, remaining int, rese
 	}
 	b.n++
 	return true, l.limit - b.n, reset
+}
+
+// admit counts one request of appID at now and sets the answer's x-rate-limit-limit,
+// -remaining and -reset (Unix seconds) headers; past the limit it answers 429/88 and reports
+// false.
+func (l *limiter) admit(w http.ResponseWriter, appID int64, now time.Time) bool {
+	ok, remaining, reset := l.take(appID, now)
+	h := w.Header()
+	h.Set("x-rate-limit-limit", strconv.Itoa(l.limit))
+	h.Set("x-rate-limit-remaining", strconv.Itoa(remaining))
+	h.Set("x-rate-limit-reset", strconv.FormatInt(reset.Unix(), 10))
+	if !ok {
+		writeError(w, apiError{http.StatusTooManyRequests, CodeRateLimited, msgRateLimited})
+	}
+	return ok
 }
