@@ -262,29 +262,9 @@ func appendDemoEvents(ctx context.Context, dir string, webhook int64, n int, spa
 }
 
 // checkDemo compares the deliveries with what the replay should have sent: every unique event
-// of the window exactly once, none more than the delivery window ahead of its place in log order
-// ("chronologically, as best as possible"; worker.DefaultMaxInFlight bounds it), then the status
-// event.
+// of the window exactly once and signed, none more than the delivery window ahead of its place
+// in log order ("chronologically, as best as possible"; worker.DefaultMaxInFlight bounds it),
+// then the status event.
 func checkDemo(got []receiver.Delivery, want []string) error {
-	if len(got) != len(want)+1 {
-		return fmt.Errorf("%d deliveries, want %d events and the status event", len(got), len(want))
-	}
-	place := make(map[string]int, len(want))
-	for i, w := range want {
-		place[w] = i
-	}
-	seen := make(map[string]bool, len(want))
-	for i, d := range got[:len(want)] {
-		p, ok := place[string(d.Body)]
-		switch {
-		case !ok:
-			return fmt.Errorf("delivery %d is not an event of the window: %s", i+1, d.Body)
-		case seen[string(d.Body)]:
-			return fmt.Errorf("delivery %d arrived twice: %s", i+1, d.Body)
-		case p-i >= worker.DefaultMaxInFlight:
-			return fmt.Errorf("delivery %d is event %d in log order: more than %d ahead", i+1, p+1, worker.DefaultMaxInFlight)
-		}
-		seen[string(d.Body)] = true
-	}
-	return nil
+	return receiver.CheckReplay(got, want, worker.DefaultMaxInFlight)
 }

@@ -537,3 +537,31 @@ func (s *Sink) WaitJob(ctx context.Context, jobID string) (JobStats, error) {
 		}
 	}
 }
+
+// CheckReplay checks what a replay delivered: got are the deliveries in arrival order, the
+// replay_job_status event last; want are the window's unique event bodies in log order. Every
+// event of want must arrive exactly once, validly signed, none more than maxAhead-1 places before
+// its place in log order (the delivery window's bound; 1 for strict order), and nothing else but
+// the status event.
+func CheckReplay(got []Delivery, want []string, maxAhead int) error {
+	if len(got) != len(want)+1 {
+		return fmt.Errorf("%d deliveries, want %d events and the status event", len(got), len(want))
+	}
+	place := make(map[string]int, len(want))
+	for i, w := range want {
+		place[w] = i
+	}
+	for i, d := range got[:len(want)] {
+		p, ok := place[string(d.Body)]
+		switch {
+		case !ok:
+			return fmt.Errorf("delivery %d is not an event of the window, or arrived twice: %s", i+1, d.Body)
+		case !d.SignatureValid || d.Duplicate:
+			return fmt.Errorf("delivery %d: signature valid %t, duplicate %t: %s", i+1, d.SignatureValid, d.Duplicate, d.Body)
+		case p-i >= maxAhead:
+			return fmt.Errorf("delivery %d is event %d in log order: %d or more ahead", i+1, p+1, maxAhead)
+		}
+		delete(place, string(d.Body))
+	}
+	return nil
+}
