@@ -216,12 +216,16 @@ func (r *run) read(ctx context.Context, drain <-chan struct{}, key []byte, offse
 		if b.IsControl() {
 			return nil
 		}
-		if err := rr.Reset(b); err != nil {
+		// A corrupt batch is skipped and recorded; any other error ends the read.
+		skipCorrupt := func(err error) error {
 			if !segment.IsCorruption(err) {
 				return err
 			}
 			r.skipUnreadable(unreadable{from: b.BaseOffset, to: b.LastOffset(), fromMs: b.BaseTimestamp, toMs: b.MaxTimestamp, err: err}, s)
 			return nil
+		}
+		if err := rr.Reset(b); err != nil {
+			return skipCorrupt(err)
 		}
 		for rr.Next() {
 			rec := rr.Record()
@@ -256,10 +260,7 @@ func (r *run) read(ctx context.Context, drain <-chan struct{}, key []byte, offse
 			}
 		}
 		if err := rr.Err(); err != nil {
-			if !segment.IsCorruption(err) {
-				return err
-			}
-			r.skipUnreadable(unreadable{from: b.BaseOffset, to: b.LastOffset(), fromMs: b.BaseTimestamp, toMs: b.MaxTimestamp, err: err}, s)
+			return skipCorrupt(err)
 		}
 		return nil
 	}
