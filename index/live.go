@@ -187,7 +187,7 @@ func (l *Live) build(ctx context.Context, ix *Index) func() {
 	go func() {
 		defer close(done)
 		for {
-			err := ix.Build(ctx, l.o.Source, BuildOptions{Follow: true, Progress: l.progressed})
+			err := ix.Build(ctx, l.o.Source, BuildOptions{Follow: true, Progress: l.progressFunc(ctx)})
 			if ctx.Err() != nil {
 				return
 			}
@@ -226,11 +226,32 @@ func (l *Live) failed(err error) int {
 	return l.health.Failures
 }
 
-// progressed ends a degradation: the builder committed or caught up again.
-func (l *Live) progressed(Progress) {
-	if !l.degraded.Load() {
-		return
+// progressFunc is a build's Progress: once every partition has committed or caught up in it, a
+// degradation ends (one partition catching up with nothing to write says nothing about another
+// whose commits are refused).
+func (l *Live) progressFunc(ctx context.Context) func(Progress) {
+	n, err := l.o.Source.Partitions(ctx)
+	if err != nil {
+		n = 1 << 30 // Build fails the same way: nothing ends the degradation
 	}
+	var mu sync.Mutex
+	seen := map[int32]bool{}
+	return func(p Progress) {
+		if !l.degraded.Load() {
+			return
+		}
+		mu.Lock()
+		seen[p.Partition] = true
+		all := int32(len(seen)) >= n
+		mu.Unlock()
+		if all {
+			l.progressed()
+		}
+	}
+}
+
+// progressed ends a degradation: the builder committed or caught up again.
+func (l *Live) progressed() {
 	l.healthMu.Lock()
 	defer l.healthMu.Unlock()
 	if !l.health.Degraded {
@@ -339,7 +360,14 @@ func (l *Live) Follow(ctx context.Context) error {
 		l.stopBuild = l.build(ctx, next)
 	}
 	l.o.Logger.Info("switched to the rebuilt index", "dir", dir)
-	return old.Close()
+	if err := old.Close(); err != nil {
+		return err
+	}
+	// The rebuild left the old directory to this process, which had it open.
+	if err := removeUnused(l.o.DataDir); err != nil {
+		l.o.Logger.Warn("removing the index switched from failed", "err", err)
+	}
+	return nil
 }
 
 // Dir is the directory of the index in use.

@@ -7,8 +7,10 @@
 // that cannot be rotated panics on a Pebble goroutine, which ends the process. So the builder and
 // the stores stop writing while room is left for what Pebble itself must still write (a memtable
 // flush, a compaction, a new WAL and MANIFEST when reopened), and go on by themselves once space
-// returns. The reserve must exceed the largest compaction of the database; the default, 256 MiB,
-// is 64 of Pebble's default memtables.
+// returns. The reserve must cover what Pebble writes without asking: a new WAL, which it
+// preallocates at 1.1× the memtable (the index's memtable is 64 MiB, so about 70 MiB), a
+// memtable flush, a compaction. The default, 256 MiB, covers two WAL rotations and a flush of the
+// index.
 package diskreserve
 
 import (

@@ -135,6 +135,19 @@ func (d *DB) Write(ctx context.Context, op string, fn func() error) error {
 	return d.do(ctx, op, true, fn)
 }
 
+// CheckReserve, called inside a Run's fn that turned out to need a write (a lease that found a
+// job due), is Write's disk check: an error wrapping ErrUnavailable and a *diskreserve.Error
+// below the reserve. An operation that finds nothing to write then answers without the disk.
+func (d *DB) CheckReserve() error {
+	if err := diskreserve.Check(d.opts.FS, d.opts.Dir, d.opts.DiskReserve); err != nil {
+		if d.opts.ErrUnavailable != nil {
+			return fmt.Errorf("%w: %w", d.opts.ErrUnavailable, err)
+		}
+		return err
+	}
+	return nil
+}
+
 func (d *DB) do(ctx context.Context, op string, write bool, fn func() error) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%s: %s: %w", d.opts.Store, op, err)

@@ -224,7 +224,8 @@ func (d *Driver) Lease(ctx context.Context, p job.LeaseParams) (*job.Job, error)
 		timeout = d.opts.LeaseTimeout
 	}
 	var out *job.Job
-	err := d.write(ctx, "lease", func() error {
+	// A read until a job is due: polling workers find nothing to lease without the disk.
+	err := d.run(ctx, "lease", func() error {
 		now := d.now()
 		it, err := d.local.Pebble.NewIter(&pebble.IterOptions{
 			LowerBound: prefixLease,
@@ -242,6 +243,9 @@ func (d *Driver) Lease(ctx context.Context, p job.LeaseParams) (*job.Job, error)
 		}
 		id := int64(binary.BigEndian.Uint64(it.Key()[len(prefixLease)+8:]))
 		if err := it.Close(); err != nil {
+			return err
+		}
+		if err := d.local.CheckReserve(); err != nil {
 			return err
 		}
 		r, err := d.load(id)
