@@ -44,6 +44,10 @@ type Config struct {
 	MaxInFlight int
 	// StrictOrder delivers each job's events one at a time, in log order.
 	StrictOrder bool
+	// MaxOutage is how long a job stays paused while its webhook is down (5xx, 429, timeouts,
+	// refused connections after the delivery client's attempts) before it ends INCOMPLETE; the
+	// replay_job_status event is retried as long (worker.Options.MaxOutage). Default 1 hour.
+	MaxOutage time.Duration
 	// AllowPrivateWebhooks lets webhooks resolve to private and loopback addresses.
 	AllowPrivateWebhooks bool
 	// RateLimit is the replay requests per app per 15 minutes. Default 5.
