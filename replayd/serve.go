@@ -85,6 +85,7 @@ new leases, running jobs checkpoint and are released for another instance, then 
 	f := cmd.Flags()
 	addSourceFlags(f, &src)
 	f.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "address of the HTTP API")
+	f.StringVar(&c.MetricsListen, "metrics-listen", "", "serve /metrics on this address instead of on --listen (which then answers it 404); empty: on --listen")
 	f.StringVar(&c.MySQLDSN, "mysql-dsn", "", "MySQL/MariaDB data source name for the job and app stores (default: embedded stores under --data)")
 	f.IntVar(&c.Workers, "workers", 4, "replay jobs run at once by this instance")
 	f.IntVar(&c.MaxInFlight, "max-in-flight", worker.DefaultMaxInFlight, "most deliveries of one job in flight at once: the window adapts to the webhook below it (grows while deliveries succeed at once, halves on 429, 5xx, timeouts), and no delivery runs more than this many events ahead of the oldest one not yet settled")

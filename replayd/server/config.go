@@ -68,6 +68,9 @@ type Config struct {
 	Delivery delivery.Options
 	// IndexPoll is how often the server looks for a rebuilt index. Default 5s.
 	IndexPoll time.Duration
+	// MetricsListen, when set, is the address /metrics is served on instead of Listen (an
+	// operators' network, a scraper's port): the API's address then answers /metrics with 404.
+	MetricsListen string
 	// DiskReserve is the free space the index builder and the embedded stores leave on the data
 	// directory's filesystem: below it the builder pauses (lookups scan what is not indexed),
 	// store writes answer 503/67, /healthz says "degraded", and all resume by themselves once
