@@ -44,6 +44,10 @@ type Config struct {
 	MaxInFlight int
 	// StrictOrder delivers each job's events one at a time, in log order.
 	StrictOrder bool
+	// MaxJobsPerApp is the most jobs of one app running at once across every instance sharing
+	// the job store (worker.Options.MaxJobsPerApp); 0 for no cap. Default 0 here; serve's flag
+	// defaults to 3, one below its 4 workers, so one app never holds all of them.
+	MaxJobsPerApp int
 	// MaxOutage is how long a job stays paused while its webhook is down (5xx, 429, timeouts,
 	// refused connections after the delivery client's attempts) before it ends INCOMPLETE; the
 	// replay_job_status event is retried as long (worker.Options.MaxOutage). Default 1 hour.

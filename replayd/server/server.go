@@ -122,7 +122,7 @@ func New(ctx context.Context, c Config) (_ *Server, err error) {
 		Deliverer:  s.client,
 		NewDeduper: s.newDeduper,
 		Name:       fmt.Sprintf("%s:%d", host, os.Getpid()),
-		Workers:    c.Workers, MaxInFlight: c.MaxInFlight, StrictOrder: c.StrictOrder, LeaseTimeout: c.LeaseTimeout, MaxOutage: c.MaxOutage,
+		Workers:    c.Workers, MaxInFlight: c.MaxInFlight, StrictOrder: c.StrictOrder, LeaseTimeout: c.LeaseTimeout, MaxOutage: c.MaxOutage, MaxJobsPerApp: c.MaxJobsPerApp,
 		Metrics: worker.NewMetrics(s.reg), Logger: c.Logger,
 	})
 	if err != nil {

@@ -86,6 +86,10 @@ type Options struct {
 	// LeaseMargin, on its own monotonic clock, so it has stopped before another instance can take
 	// the job. Default a tenth of LeaseTimeout.
 	LeaseMargin time.Duration
+	// MaxJobsPerApp, when positive, is the most jobs of one app held at once across every
+	// instance on the job store (job.LeaseParams.MaxPerApp): an app's queue cannot take every
+	// worker while another app's jobs wait. Default 0, no cap.
+	MaxJobsPerApp int
 	// MaxOutage is how long a job waits, paused, for its webhook to answer again (outage.go)
 	// before it ends INCOMPLETE saying since when the webhook was down; the replay_job_status
 	// event is retried as long. Default 1 hour.
@@ -170,6 +174,9 @@ func (o *Options) Validate() error {
 	}
 	if o.HeartbeatInterval >= o.LeaseTimeout {
 		errs = append(errs, fmt.Errorf("HeartbeatInterval %v must be shorter than LeaseTimeout %v", o.HeartbeatInterval, o.LeaseTimeout))
+	}
+	if o.MaxJobsPerApp < 0 {
+		errs = append(errs, fmt.Errorf("MaxJobsPerApp is %d, want 0 (no cap) or more", o.MaxJobsPerApp))
 	}
 	if o.MaxOutage < 0 || o.OutageRetryMin < 0 || o.OutageRetryMax < o.OutageRetryMin {
 		errs = append(errs, fmt.Errorf("MaxOutage %v, OutageRetryMin %v, OutageRetryMax %v: want positive, with OutageRetryMin <= OutageRetryMax", o.MaxOutage, o.OutageRetryMin, o.OutageRetryMax))
