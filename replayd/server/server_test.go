@@ -414,3 +414,35 @@ func TestServeStrictOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Events are replayable as soon as their minute has passed: an event of the last minute,
+// appended while the server runs, is replayed right after through the API (the public API wants
+// to_date ten minutes old; this one takes a to_date of now).
+func TestServeReplaysTheLastMinute(t *testing.T) {
+	e := startE2E(t, nil)
+	// The minute that passed last: an event at its last millisecond, appended now (as a late
+	// event lands), and to_date = the current minute, at most a minute old.
+	minute := time.Now().UTC().Truncate(time.Minute)
+	from, to := minute.Add(-time.Minute), minute
+	l, err := engine.Open(engine.Options{Dir: filepath.Join(e.data, "log"), Retention: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := `{"for_user_id":"2244994945","tweet_create_events":[{"id_str":"1461999999999999999"}]}`
+	// The producer keeps the log open, as `loadgen produce` or a real-time path would.
+	defer l.Close()
+	if _, err = l.Append(t.Context(), []engine.Record{{Key: []byte(strconv.FormatInt(e.webhook, 10)), Value: []byte(body), Timestamp: to.UnixMilli() - 1}}); err != nil {
+		t.Fatal(err)
+	}
+	jobID, code := e.replay(from, to)
+	if code != http.StatusAccepted {
+		t.Fatalf("replay of the minute that just passed: %d", code)
+	}
+	if st := e.waitStatus(jobID); st.State != "Complete" {
+		t.Fatalf("status %+v", st)
+	}
+	got := e.sink.Deliveries()
+	if len(got) != 2 || got[0].EventID != "1461999999999999999" {
+		t.Fatalf("deliveries %+v, want the event just appended, then the status event", got)
+	}
+}
