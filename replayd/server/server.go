@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/net/netutil"
 
 	"github.com/replay/replay/engine"
@@ -25,6 +26,7 @@ import (
 	"github.com/replay/replay/replayd/app"
 	"github.com/replay/replay/replayd/app/embeddedapp"
 	"github.com/replay/replay/replayd/app/mysqlapp"
+	"github.com/replay/replay/replayd/console"
 	"github.com/replay/replay/replayd/dedup"
 	"github.com/replay/replay/replayd/delivery"
 	"github.com/replay/replay/replayd/job"
@@ -52,6 +54,7 @@ type Server struct {
 	http   *http.Server
 	ln     net.Listener
 	checks *webhookcheck.Checker // nil when the re-check is off
+	cons   *console.Console
 	// retention applies retention to the embedded log; nil for other sources.
 	retention *logRetention
 
@@ -111,6 +114,7 @@ func New(ctx context.Context, c Config) (_ *Server, err error) {
 	}
 	s.reg = newRegistry(s.ix, s.jobs)
 	host, _ := os.Hostname()
+	metrics := worker.NewMetrics(s.reg)
 	s.pool, err = worker.New(worker.Options{
 		Jobs: s.jobs, Source: s.src, Locator: s.ix,
 		Targets:    s.target,
@@ -118,7 +122,7 @@ func New(ctx context.Context, c Config) (_ *Server, err error) {
 		NewDeduper: s.newDeduper,
 		Name:       fmt.Sprintf("%s:%d", host, os.Getpid()),
 		Workers:    c.Workers, MaxInFlight: c.MaxInFlight, StrictOrder: c.StrictOrder, LeaseTimeout: c.LeaseTimeout,
-		Metrics: worker.NewMetrics(s.reg), Logger: c.Logger,
+		Metrics: metrics, Logger: c.Logger,
 	})
 	if err != nil {
 		return nil, err
@@ -138,7 +142,23 @@ func New(ctx context.Context, c Config) (_ *Server, err error) {
 			return nil, err
 		}
 	}
-	s.api = notifyOnAccepted(handler, s.pool)
+	if s.cons, err = console.New(console.Options{
+		Apps: s.apps, Jobs: s.jobs, Locator: s.ix, Lag: s.ix.Lag, OperatorToken: c.OperatorToken, Logger: c.Logger,
+		Delivered: func() int64 {
+			var m dto.Metric
+			if metrics.EventsDelivered.Write(&m) != nil {
+				return 0
+			}
+			return int64(m.GetCounter().GetValue())
+		},
+	}); err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/console", s.cons)
+	mux.Handle("/console/", s.cons)
+	mux.Handle("/", notifyOnAccepted(handler, s.pool))
+	s.api = mux
 	return s, nil
 }
 
@@ -158,6 +178,9 @@ func (s *Server) Start(ctx context.Context) error {
 		if err := s.checks.Start(ctx); err != nil {
 			return err
 		}
+	}
+	if err := s.cons.Start(ctx); err != nil {
+		return err
 	}
 	ln, err := net.Listen("tcp", s.c.Listen)
 	if err != nil {
@@ -287,6 +310,9 @@ func (s *Server) Stop(ctx context.Context) error {
 		}
 		if s.checks != nil {
 			s.checks.Stop()
+		}
+		if s.cons != nil {
+			s.cons.Stop()
 		}
 		if s.pool != nil {
 			errs = append(errs, s.pool.Stop(ctx))
