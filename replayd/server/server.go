@@ -127,8 +127,8 @@ func New(ctx context.Context, c Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	challenge := func(ctx context.Context, url string, secret []byte) error {
-		return delivery.Challenge(ctx, s.client, url, secret)
+	challenge := func(ctx context.Context, url string, secrets ...[]byte) error {
+		return delivery.Challenge(ctx, s.client, url, secrets...)
 	}
 	handler, err := api.New(api.Options{
 		Apps: s.apps, Jobs: s.jobs, Partitions: partitions, Challenge: challenge, MaxWebhooks: c.MaxWebhooks,
@@ -268,7 +268,11 @@ func (s *Server) target(ctx context.Context, webhookID int64) (worker.Target, er
 	if err != nil {
 		return worker.Target{}, err
 	}
-	return worker.Target{WebhookID: strconv.FormatInt(webhookID, 10), URL: w.URL, Secret: a.Secret}, nil
+	t := worker.Target{WebhookID: strconv.FormatInt(webhookID, 10), URL: w.URL, Secret: a.Secret, StandardWebhooks: a.StandardWebhooks}
+	if secrets := a.Secrets(time.Now()); len(secrets) > 1 {
+		t.PreviousSecret = secrets[1] // a rotation's overlap: signed with both
+	}
+	return t, nil
 }
 
 // notifyOnAccepted wakes an idle worker when a replay request was accepted, so that a job

@@ -85,6 +85,14 @@ func freePort(t *testing.T) string {
 
 func startE2E(t *testing.T, cfg func(*server.Config)) *e2e {
 	t.Helper()
+	return startE2EWith(t, cfg, nil)
+}
+
+// startE2EWith is startE2E with the app prepared by prepare before the server starts (an
+// option set, a secret rotated), which also says what the sink is (nil: a sink holding the
+// app's secret).
+func startE2EWith(t *testing.T, cfg func(*server.Config), prepare func(d app.Driver, a *app.App) *receiver.Sink) *e2e {
+	t.Helper()
 	e := &e2e{t: t, data: t.TempDir()}
 	// The app exists before the server opens the embedded app store.
 	apps, err := embeddedapp.Open(embeddedapp.Options{Dir: filepath.Join(e.data, "apps")})
@@ -95,8 +103,11 @@ func startE2E(t *testing.T, cfg func(*server.Config)) *e2e {
 	if err != nil {
 		t.Fatal(err)
 	}
-	apps.Close()
 	e.token, e.secret = created.Token, created.App.Secret
+	if prepare != nil {
+		e.sink = prepare(apps, created.App)
+	}
+	apps.Close()
 	c := testServeConfig(e.data)
 	if cfg != nil {
 		cfg(&c)
@@ -105,7 +116,9 @@ func startE2E(t *testing.T, cfg func(*server.Config)) *e2e {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.srv.Stop(context.Background()) })
-	e.sink = receiver.New(e.secret, nil)
+	if e.sink == nil {
+		e.sink = receiver.New(e.secret, nil)
+	}
 	hs := httptest.NewServer(e.sink)
 	t.Cleanup(hs.Close)
 	e.sinkURL = hs.URL + "/webhook"
@@ -444,5 +457,46 @@ func TestServeReplaysTheLastMinute(t *testing.T) {
 	got := e.sink.Deliveries()
 	if len(got) != 2 || got[0].EventID != "1461999999999999999" {
 		t.Fatalf("deliveries %+v, want the event just appended, then the status event", got)
+	}
+}
+
+// An app with Standard Webhooks whose secret was rotated with an overlap: a webhook that still
+// holds the previous secret passes the CRC challenge and gets every event of a replay signed so
+// that it verifies both the Twitter signature (its previous-secret header) and the Standard
+// Webhooks headers, timestamp included; one that holds the new secret verifies them too.
+func TestServeStandardWebhooksThroughARotation(t *testing.T) {
+	for _, holds := range []string{"previous", "new"} {
+		t.Run("the webhook holds the "+holds+" secret", func(t *testing.T) {
+			e := startE2EWith(t, nil, func(d app.Driver, a *app.App) *receiver.Sink {
+				if _, err := d.SetStandardWebhooks(t.Context(), app.SetStandardWebhooksParams{ID: a.ID, Enabled: true}); err != nil {
+					t.Fatal(err)
+				}
+				rotated, err := d.RotateSecret(t.Context(), app.RotateSecretParams{ID: a.ID, Overlap: time.Hour})
+				if err != nil {
+					t.Fatal(err)
+				}
+				secret := rotated.Secret
+				if holds == "previous" {
+					secret = a.Secret
+				}
+				return receiver.NewWithOptions(receiver.Options{Secret: secret, StandardWebhooks: true, KeepDeliveries: true, RecordBodies: true})
+			})
+			now := time.Now().UTC().Truncate(time.Minute)
+			e.produce(400, now.Add(-2*time.Hour), time.Hour)
+			from, to := now.Add(-2*time.Hour-5*time.Minute), now.Add(-50*time.Minute)
+			jobID, code := e.replay(from, to)
+			if code != http.StatusAccepted {
+				t.Fatalf("replay: %d", code)
+			}
+			if st := e.waitStatus(jobID); st.State != "Complete" {
+				t.Fatalf("status %+v", st)
+			}
+			if err := receiver.CheckReplay(e.sink.Deliveries(), e.want(from, to), worker.DefaultMaxInFlight); err != nil {
+				t.Fatal(err)
+			}
+			if n := e.sink.BadSignatures(); n != 0 {
+				t.Fatalf("%d deliveries refused by a receiver holding the %s secret", n, holds)
+			}
+		})
 	}
 }

@@ -428,7 +428,9 @@ func (s *senders) skip(offset int64) {
 func (s *senders) deliver(ctx context.Context, e send) {
 	r, m := s.r, s.r.pool.opts.Metrics
 	start := time.Now()
-	res, err := r.pool.opts.Deliverer.Deliver(ctx, s.target, e.body)
+	t := s.target
+	t.MessageID = MessageID(r.job.ID, e.offset)
+	res, err := r.pool.opts.Deliverer.Deliver(ctx, t, e.body)
 	m.DeliveryLatency.Observe(time.Since(start).Seconds())
 	defer func() {
 		s.win.release(e.seq, err == nil && res.Attempts <= 1, res.Latency)
@@ -526,9 +528,22 @@ func (r *run) finish(ctx context.Context, state job.State, reason string) {
 	body, _ := json.Marshal(ev)
 	target, err := o.Targets(ctx, j.WebhookID)
 	if err == nil {
+		target.MessageID = StatusMessageID(j.ID)
 		_, err = o.Deliverer.Deliver(ctx, target, body)
 	}
 	if err != nil {
 		r.log.Warn("replay_job_status event not delivered", "err", err)
 	}
+}
+
+// MessageID is the Standard Webhooks webhook-id of the event at offset in job jobID's replay:
+// the same for every attempt and for a taken-over job's redelivery of it, and new for another
+// replay of the same event (a replay is asked for again on purpose).
+func MessageID(jobID, offset int64) string {
+	return "msg_" + strconv.FormatInt(jobID, 10) + "_" + strconv.FormatInt(offset, 10)
+}
+
+// StatusMessageID is the webhook-id of job jobID's replay_job_status event.
+func StatusMessageID(jobID int64) string {
+	return "msg_" + strconv.FormatInt(jobID, 10) + "_status"
 }
