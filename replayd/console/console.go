@@ -436,18 +436,27 @@ func (f filter) HasState(s string) bool {
 	return false
 }
 
-// maxListed bounds the jobs one page lists.
-const maxListed = 200
+// maxListed bounds the jobs one page lists; maxScanned the jobs read to find them (a
+// creation-time filter is applied to the store's newest-first pages).
+const (
+	maxListed  = 200
+	maxScanned = 10 * job.MaxListLimit
+)
 
-// listJobs lists the viewer's jobs that match f, newest first, at most maxListed.
+// listJobs lists the viewer's jobs that match f, newest first, at most maxListed; true when
+// more may match (past maxListed, or past maxScanned jobs read).
 func (c *Console) listJobs(ctx context.Context, f filter) ([]*job.Job, bool, error) {
 	var out []*job.Job
 	p := f.params
-	for {
+	for scanned := 0; ; {
+		if scanned >= maxScanned {
+			return out, true, nil
+		}
 		res, err := c.o.Jobs.List(ctx, p)
 		if err != nil {
 			return nil, false, err
 		}
+		scanned += len(res.Jobs)
 		for _, j := range res.Jobs {
 			if !f.before.IsZero() && !j.CreatedAt.Before(f.before) {
 				continue
@@ -482,7 +491,7 @@ func (c *Console) jobsPage(w http.ResponseWriter, r *http.Request, v *viewer) {
 	for _, j := range jobs {
 		rows = append(rows, c.row(r.Context(), j))
 	}
-	c.render(w, http.StatusOK, "jobs", map[string]any{"Viewer": v, "Filter": f, "States": stateNames(), "Jobs": rows, "More": more, "Max": maxListed,
+	c.render(w, http.StatusOK, "jobs", map[string]any{"Viewer": v, "Filter": f, "States": stateNames(), "Jobs": rows, "More": more, "Max": maxListed, "Scanned": maxScanned,
 		"Query": r.URL.RawQuery})
 }
 
@@ -497,7 +506,7 @@ func stateNames() []string {
 // JobsJSON is the answer of GET /console/api/jobs.
 type JobsJSON struct {
 	Jobs []JobRow `json:"jobs"`
-	// Truncated: more jobs matched than the page lists.
+	// Truncated: more jobs may match than are listed (past maxListed, or past maxScanned read).
 	Truncated bool `json:"truncated"`
 }
 

@@ -97,6 +97,9 @@ func (c *Console) detail(ctx context.Context, j *job.Job) JobDetail {
 	d := JobDetail{JobRow: c.row(ctx, j), Partition: j.Partition, Checkpoint: j.Checkpoint,
 		StartedAt: formatTime(j.StartedAt), FinishedAt: formatTime(j.FinishedAt), UpdatedAt: formatTime(j.UpdatedAt), LeaseOwner: j.LeaseOwner,
 		Samples: c.sampler.samples(j)}
+	if d.Samples == nil {
+		d.Samples = []Sample{}
+	}
 	if j.FirstUndeliveredMs != nil {
 		d.FirstUndelivered = time.UnixMilli(*j.FirstUndeliveredMs).UTC().Format("2006-01-02 15:04:05.000Z")
 	}
