@@ -105,7 +105,11 @@ func TestConsoleInBrowser(t *testing.T) {
 	if got := text(cell("state")); got == "" {
 		t.Fatal("the jobs page has no row for the job")
 	}
-	// Progress moves while the page stays open: delivered grows, the bar with it.
+	// Progress moves while the page stays open (a mark set on it now is still there at the
+	// end: the script updated it, no reload did): delivered grows, the bar with it.
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.stillTheSamePage = true`)); err != nil {
+		t.Fatal(err)
+	}
 	waitJS("events delivered while the job runs", fmt.Sprintf(`%s > 0 && document.querySelector('%s').textContent === 'ONGOING'`, num("delivered"), cell("state")), 60*time.Second)
 	first, _ := strconv.Atoi(text(cell("delivered")))
 	barJS := fmt.Sprintf(`document.querySelector('tr[data-job="%s"] progress').value`, jobID)
@@ -137,6 +141,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	if got := text(cell("percent")); got != "100.0%" {
 		t.Errorf("a completed job's progress shows %s", got)
+	}
+	if same, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.stillTheSamePage === true`)); err != nil || !same {
+		t.Errorf("the jobs page was reloaded to show the progress (%v)", err)
 	}
 	if got := text(cell("duplicates")); got == "0" {
 		t.Errorf("duplicates dropped shows 0; the window had re-produced events")
