@@ -17,11 +17,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/replay/replay/engine"
 	"github.com/replay/replay/index"
 	"github.com/replay/replay/replayd/app"
 	"github.com/replay/replay/replayd/app/embeddedapp"
+	"github.com/replay/replay/replayd/app/mysqlapp"
 	"github.com/replay/replay/replayd/delivery"
+	"github.com/replay/replay/replayd/mysqldb/mysqldbtest"
 	"github.com/replay/replay/replayd/receiver"
 	"github.com/replay/replay/replayd/server"
 	"github.com/replay/replay/replayd/testwait"
@@ -498,5 +503,72 @@ func TestServeStandardWebhooksThroughARotation(t *testing.T) {
 				t.Fatalf("%d deliveries refused by a receiver holding the %s secret", n, holds)
 			}
 		})
+	}
+}
+
+// The same on Kafka and MySQL, the production pair: an event of the minute that just passed,
+// produced to the topic while the server runs, is replayed right after.
+func TestServeReplaysTheLastMinuteOnKafka(t *testing.T) {
+	ctx := t.Context()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "delivery_log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	dsn := mysqldbtest.Database(t)
+	apps, err := mysqlapp.Open(ctx, mysqlapp.Options{DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	created, err := apps.CreateApp(ctx, app.CreateAppParams{Name: "fresh"})
+	apps.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := testServeConfig(t.TempDir())
+	c.Source = engine.SourceSpec{Kind: engine.SourceKafka, Brokers: cluster.ListenAddrs(), Topic: "delivery_log"}
+	c.MySQLDSN = dsn
+	srv, err := startServer(ctx, c, quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop(context.Background())
+	e := &e2e{t: t, srv: srv, token: created.Token, secret: created.App.Secret, sink: receiver.New(created.App.Secret, nil)}
+	hs := httptest.NewServer(e.sink)
+	defer hs.Close()
+	var reg struct {
+		ID string `json:"id"`
+	}
+	if code := e.call("POST", "/1.1/account_activity/webhooks.json?url="+url.QueryEscape(hs.URL+"/webhook"), &reg); code != 200 {
+		t.Fatalf("webhook registration: %d", code)
+	}
+	e.webhook, _ = strconv.ParseInt(reg.ID, 10, 64)
+	// Some older traffic first, indexed by the time the fresh event comes.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.DefaultProduceTopic("delivery_log"),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	minute := time.Now().UTC().Truncate(time.Minute)
+	key := []byte(reg.ID)
+	old := &kgo.Record{Key: key, Value: []byte(`{"for_user_id":"1","tweet_create_events":[{"id_str":"1"}]}`), Timestamp: minute.Add(-time.Hour)}
+	if err := cl.ProduceSync(ctx, old).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	body := `{"for_user_id":"1","tweet_create_events":[{"id_str":"1461999999999999998"}]}`
+	fresh := &kgo.Record{Key: key, Value: []byte(body), Timestamp: minute.Add(-time.Millisecond)}
+	if err := cl.ProduceSync(ctx, fresh).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	jobID, code := e.replay(minute.Add(-time.Minute), minute)
+	if code != http.StatusAccepted {
+		t.Fatalf("replay of the minute that just passed: %d", code)
+	}
+	if st := e.waitStatus(jobID); st.State != "Complete" {
+		t.Fatalf("status %+v", st)
+	}
+	if got := e.sink.Deliveries(); len(got) != 2 || got[0].EventID != "1461999999999999998" {
+		t.Fatalf("deliveries %+v, want the event just produced, then the status event", got)
 	}
 }
