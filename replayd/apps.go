@@ -99,8 +99,8 @@ with the old one; with Standard Webhooks, webhook-signature lists both v1 signat
 space-separated (the spec's way). The CRC challenge accepts an answer made with either. So a
 webhook may switch to the new secret at any moment within the overlap, provided it checks
 either Twitter header (or the Standard Webhooks one); a webhook that reads only
-x-twitter-webhooks-signature must switch when the secret is rotated. A running replay keeps the
-secrets it started with (its deliveries stay valid while the overlap lasts).`,
+x-twitter-webhooks-signature must switch when the secret is rotated. Running replays take the
+new secrets at their next heartbeat (a third of --lease-timeout).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := parseAppID(args[0])

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/replay/replay/engine"
@@ -45,6 +46,11 @@ type run struct {
 	halt     chan struct{}
 	haltOnce sync.Once
 	haltErr  error
+
+	// target is where the deliveries go and what signs them, as Targets last answered: taken
+	// when delivery starts and again at every heartbeat, so a secret rotated meanwhile (or a
+	// signing option changed) applies to the rest of the job.
+	target atomic.Pointer[Target]
 }
 
 // stop ends delivery because the webhook can no longer be delivered to.
@@ -130,9 +136,12 @@ func (r *run) heartbeat(ctx context.Context) (stop func()) {
 				r.lease.renewed(sent)
 				t.Reset(o.HeartbeatInterval)
 				// A webhook marked invalid (or deleted) since the job started gets nothing more.
-				if _, terr := o.Targets(ctx, j.WebhookID); errors.Is(terr, ErrUndeliverable) {
+				switch t, terr := o.Targets(ctx, j.WebhookID); {
+				case errors.Is(terr, ErrUndeliverable):
 					r.log.Warn("the webhook can no longer be delivered to: stopping the job", "err", terr)
 					r.stop(terr)
+				case terr == nil && r.target.Load() != nil:
+					r.target.Store(&t)
 				}
 			case errors.Is(err, job.ErrLeaseLost) || errors.Is(err, job.ErrInvalidTransition):
 				r.log.Warn("lease lost: stopping the job", "err", err)
@@ -185,7 +194,8 @@ func (r *run) deliver(ctx context.Context, drain <-chan struct{}) (job.State, st
 	if err != nil {
 		return 0, "", fmt.Errorf("locating events: %w", err)
 	}
-	s := r.startSenders(ctx, target)
+	r.target.Store(&target)
+	s := r.startSenders(ctx)
 	err = r.read(ctx, drain, key, offsets, s)
 	s.wait() // a drain or a failure still lets the deliveries in flight finish
 	return r.outcome(ctx, err, s)
@@ -354,7 +364,6 @@ func (r *run) outcome(ctx context.Context, err error, s *senders) (job.State, st
 // that no event is sent after a failure with a window of one.
 type senders struct {
 	r       *run
-	target  Target
 	settled *delivery.InOrder
 	win     *window
 	work    chan send
@@ -367,13 +376,13 @@ type senders struct {
 	failOffset int64
 }
 
-func (r *run) startSenders(ctx context.Context, target Target) *senders {
+func (r *run) startSenders(ctx context.Context) *senders {
 	o := &r.pool.opts
 	n := o.MaxInFlight
 	if o.StrictOrder {
 		n = 1
 	}
-	return &senders{r: r, target: target, settled: delivery.NewInOrder(max(r.job.Checkpoint, 0)),
+	return &senders{r: r, settled: delivery.NewInOrder(max(r.job.Checkpoint, 0)),
 		win: newWindow(n), work: make(chan send), ctx: ctx}
 }
 
@@ -428,7 +437,7 @@ func (s *senders) skip(offset int64) {
 func (s *senders) deliver(ctx context.Context, e send) {
 	r, m := s.r, s.r.pool.opts.Metrics
 	start := time.Now()
-	t := s.target
+	t := *r.target.Load()
 	t.MessageID = MessageID(r.job.ID, e.offset)
 	res, err := r.pool.opts.Deliverer.Deliver(ctx, t, e.body)
 	m.DeliveryLatency.Observe(time.Since(start).Seconds())
