@@ -63,12 +63,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	from, to := now.Add(-150*time.Minute), now.Add(-90*time.Minute)
 	want := e.want(from, to)
 	e.sink.SetFaults(receiver.Faults{Latency: 20 * time.Millisecond})
-	jobID, code := e.replay(from, to)
-	if code != http.StatusAccepted {
-		t.Fatalf("replay request: %d", code)
-	}
 	base := "http://" + e.srv.Addr()
 	ctx := browser(t)
+	var jobID string
 	cell := func(field string) string { return fmt.Sprintf(`tr[data-job="%s"] [data-f="%s"]`, jobID, field) }
 	text := func(sel string) string {
 		t.Helper()
@@ -102,8 +99,13 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.ID("jobs"))); err != nil {
 		t.Fatalf("logging in: %v", err)
 	}
-	if got := text(cell("state")); got == "" {
-		t.Fatal("the jobs page has no row for the job")
+	// The replay starts once the console is open, and the jobs page shows its row.
+	jobID, code := e.replay(from, to)
+	if code != http.StatusAccepted {
+		t.Fatalf("replay request: %d", code)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/console/"), chromedp.WaitVisible(chromedp.CSS(cell("state")))); err != nil {
+		t.Fatalf("the jobs page has no row for job %s: %v", jobID, err)
 	}
 	// Progress moves while the page stays open (a mark set on it now is still there at the
 	// end: the script updated it, no reload did): delivered grows, the bar with it.
