@@ -488,8 +488,9 @@ func (c *Console) jobsPage(w http.ResponseWriter, r *http.Request, v *viewer) {
 		return
 	}
 	rows := make([]JobRow, 0, len(jobs))
+	budget := &lookups{left: lookupsPerAnswer}
 	for _, j := range jobs {
-		rows = append(rows, c.row(r.Context(), j))
+		rows = append(rows, c.row(r.Context(), j, budget))
 	}
 	c.render(w, http.StatusOK, "jobs", map[string]any{"Viewer": v, "Filter": f, "States": stateNames(), "Jobs": rows, "More": more, "Max": maxListed, "Scanned": maxScanned,
 		"Query": r.URL.RawQuery})
@@ -523,8 +524,9 @@ func (c *Console) jobsJSON(w http.ResponseWriter, r *http.Request, v *viewer) {
 		return
 	}
 	out := JobsJSON{Jobs: make([]JobRow, 0, len(jobs)), Truncated: more}
+	budget := &lookups{left: lookupsPerAnswer}
 	for _, j := range jobs {
-		out.Jobs = append(out.Jobs, c.row(r.Context(), j))
+		out.Jobs = append(out.Jobs, c.row(r.Context(), j, budget))
 	}
 	writeJSON(w, http.StatusOK, out)
 }

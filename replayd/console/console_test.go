@@ -347,3 +347,34 @@ func TestProgressOverTime(t *testing.T) {
 		t.Errorf("the job page has no progress chart:\n%s", r.body)
 	}
 }
+
+// A listing of many jobs looks up at most 16 windows per answer; the others fill in on the
+// next polls.
+func TestWindowLookupsAreBounded(t *testing.T) {
+	e := newEnv(t)
+	for i := range 20 {
+		if _, err := e.jobs.Create(t.Context(), job.CreateParams{AppID: e.appA.ID, WebhookID: 5000 + int64(i), FromMs: e.jobA.FromMs, ToMs: e.jobA.ToMs}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	known := func() int {
+		var list console.JobsJSON
+		r := e.get("/console/api/jobs", e.tokenA)
+		if err := json.Unmarshal([]byte(r.body), &list); err != nil {
+			t.Fatalf("%d %s: %v", r.status, r.body, err)
+		}
+		n := 0
+		for _, j := range list.Jobs {
+			if j.Batches >= 0 {
+				n++
+			}
+		}
+		return n
+	}
+	if n := known(); n != 16 {
+		t.Fatalf("the first answer knows %d of 21 windows, want 16", n)
+	}
+	if n := known(); n != 21 {
+		t.Fatalf("the second answer knows %d of 21 windows, want all", n)
+	}
+}

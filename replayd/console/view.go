@@ -67,14 +67,33 @@ type Sample struct {
 	Checkpoint int64     `json:"checkpoint"`
 }
 
-func (c *Console) row(ctx context.Context, j *job.Job) JobRow {
+// lookups bounds the index lookups one answer makes for windows not cached yet (a long window
+// is a seek per minute): a listing of many jobs fills in its rows' batch counts over a few
+// polls instead of all at once.
+type lookups struct{ left int }
+
+// lookupsPerAnswer is how many windows one answer may look up in the index.
+const lookupsPerAnswer = 16
+
+func (l *lookups) take() bool {
+	if l == nil {
+		return true
+	}
+	if l.left <= 0 {
+		return false
+	}
+	l.left--
+	return true
+}
+
+func (c *Console) row(ctx context.Context, j *job.Job, budget *lookups) JobRow {
 	r := JobRow{
 		ID: strconv.FormatInt(j.ID, 10), AppID: strconv.FormatInt(j.AppID, 10), WebhookID: strconv.FormatInt(j.WebhookID, 10),
 		From: time.UnixMilli(j.FromMs).UTC().Format("2006-01-02 15:04"), To: time.UnixMilli(j.ToMs).UTC().Format("2006-01-02 15:04"),
 		State: j.State.String(), Active: j.State.Active(), Counts: j.Counters, Reason: j.Reason, CreatedAt: formatTime(j.CreatedAt),
 		Batches: -1,
 	}
-	if offsets, ok := c.windows.get(ctx, j); ok {
+	if offsets, ok := c.windows.get(ctx, j, budget); ok {
 		r.Batches = len(offsets)
 		r.Done = sort.Search(len(offsets), func(i int) bool { return offsets[i] >= j.Checkpoint })
 	}
@@ -94,7 +113,7 @@ func (c *Console) row(ctx context.Context, j *job.Job) JobRow {
 }
 
 func (c *Console) detail(ctx context.Context, j *job.Job) JobDetail {
-	d := JobDetail{JobRow: c.row(ctx, j), Partition: j.Partition, Checkpoint: j.Checkpoint,
+	d := JobDetail{JobRow: c.row(ctx, j, nil), Partition: j.Partition, Checkpoint: j.Checkpoint,
 		StartedAt: formatTime(j.StartedAt), FinishedAt: formatTime(j.FinishedAt), UpdatedAt: formatTime(j.UpdatedAt), LeaseOwner: j.LeaseOwner,
 		Samples: c.sampler.samples(j)}
 	if d.Samples == nil {
@@ -168,7 +187,9 @@ func newWindowCache(loc Locator, now func() time.Time) *windowCache {
 	return &windowCache{loc: loc, now: now, m: map[int64]windowEntry{}}
 }
 
-func (w *windowCache) get(ctx context.Context, j *job.Job) ([]int64, bool) {
+// get is the batches of j's window: cached, or looked up when budget allows (a stale cached
+// answer otherwise).
+func (w *windowCache) get(ctx context.Context, j *job.Job, budget *lookups) ([]int64, bool) {
 	if w.loc == nil {
 		return nil, false
 	}
@@ -178,6 +199,9 @@ func (w *windowCache) get(ctx context.Context, j *job.Job) ([]int64, bool) {
 	w.mu.Unlock()
 	if ok && (e.final || now.Sub(e.at) < windowTTL) {
 		return e.offsets, true
+	}
+	if !budget.take() {
+		return e.offsets, ok
 	}
 	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
