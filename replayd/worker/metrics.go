@@ -15,6 +15,12 @@ type Metrics struct {
 	// DeliveryWindow is the delivery window of the job that last settled a delivery: how many
 	// of its deliveries may be in flight (see window).
 	DeliveryWindow prometheus.Gauge
+	// WebhookOutages counts the times a job found its webhook down and paused; JobsPaused is the
+	// jobs paused now (outage.go).
+	WebhookOutages prometheus.Counter
+	JobsPaused     prometheus.Gauge
+	// StatusEvents counts the replay_job_status events by outcome: delivered, or given up.
+	StatusEvents *prometheus.CounterVec
 }
 
 // NewMetrics makes the collectors and registers them with reg; with a nil reg they count for no
@@ -32,10 +38,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		JobsRunning:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "replay_jobs_running", Help: "Jobs this process is running."}),
 		DeliveryWindow: prometheus.NewGauge(prometheus.GaugeOpts{Name: "replay_delivery_window",
 			Help: "Deliveries of a job allowed in flight (the adaptive window of the job that last settled one)."}),
+		WebhookOutages: prometheus.NewCounter(prometheus.CounterOpts{Name: "replay_webhook_outages_total", Help: "Times a job found its webhook down (a retryable failure after the delivery client's attempts) and paused."}),
+		JobsPaused:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "replay_jobs_paused", Help: "Jobs of this process paused while their webhook is down."}),
+		StatusEvents:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "replay_status_events_total", Help: "replay_job_status events, by outcome (delivered, given_up)."}, []string{"outcome"}),
 	}
 	if reg == nil {
 		return m
 	}
-	reg.MustRegister(m.EventsRead, m.EventsDelivered, m.EventsDeduplicated, m.EventsFailed, m.DeliveryLatency, m.JobsFinished, m.Takeovers, m.JobsRunning, m.DeliveryWindow)
+	reg.MustRegister(m.EventsRead, m.EventsDelivered, m.EventsDeduplicated, m.EventsFailed, m.DeliveryLatency, m.JobsFinished, m.Takeovers, m.JobsRunning, m.DeliveryWindow,
+		m.WebhookOutages, m.JobsPaused, m.StatusEvents)
 	return m
 }
