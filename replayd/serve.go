@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -30,6 +31,10 @@ delivery_log, and --workers replay workers delivering jobs to webhooks.
 With no flags everything is embedded under --data (default ./data): the log in DATA/log (read
 in place, so 'loadgen produce' can keep writing it; an empty one is created if missing), the index
 in DATA/index, jobs in DATA/jobs and apps in DATA/apps. Nothing else to install.
+
+The console is at http://LISTEN/console: an app's bearer token shows that app's replay jobs
+and webhooks; --operator-token (or the environment variable REPLAYD_OPERATOR_TOKEN) shows every
+app's and the instance's index lag and delivery throughput.
 
 Production: --kafka-brokers host:9092,... (or --segments-dir for a broker's log directory) and
 --mysql-dsn for the job and app stores, shared by every instance. SIGTERM or SIGINT drains: no
@@ -66,6 +71,9 @@ new leases, running jobs checkpoint and are released for another instance, then 
 				return err
 			}
 			c.DataDir, c.Source = src.data, spec
+			if !cmd.Flags().Changed("operator-token") {
+				c.OperatorToken = os.Getenv("REPLAYD_OPERATOR_TOKEN")
+			}
 			c.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 			ctx := cmd.Context() // canceled by SIGINT or SIGTERM (main)
 			s, err := server.New(ctx, c)
@@ -108,6 +116,7 @@ new leases, running jobs checkpoint and are released for another instance, then 
 	f.DurationVar(&c.WebhookCheckInterval, "webhook-check-interval", time.Hour, "how often every webhook is re-checked with the CRC challenge (a failing one is marked invalid until a check passes); negative: never")
 	f.DurationVar(&c.LeaseTimeout, "lease-timeout", 30*time.Second, "how long a job stays with an instance that stopped heartbeating before another takes it over")
 	f.IntVar(&c.DedupCapacity, "dedup-capacity", 1<<20, "events remembered per job to drop duplicates (about 24 bytes each)")
+	f.StringVar(&c.OperatorToken, "operator-token", "", "the console's operator token, which shows every app's jobs and webhooks and the instance page (default: $REPLAYD_OPERATOR_TOKEN; none: each app sees only its own)")
 	f.DurationVar(&c.Retention, "retention", 120*time.Hour, "how far back replays may reach and the index keeps entries (the delivery_log's retention)")
 	f.StringVar(&reserve, "disk-reserve", diskreserve.Format(diskreserve.DefaultReserve), "free space the index and the embedded stores leave on the data directory's disk: below it the index builder pauses (replays still exact, scanning what is not indexed), store writes answer 503, /healthz says degraded, and all resume when space returns; 0 for none")
 	return cmd

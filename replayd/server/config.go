@@ -105,6 +105,10 @@ type Config struct {
 	// failing one is marked invalid: its replays are refused and it gets no deliveries). Default
 	// 1h; negative turns the re-check off.
 	WebhookCheckInterval time.Duration
+	// OperatorToken, when set, is the console's operator token: it shows every app's jobs and
+	// webhooks and the instance page (index lag, delivery throughput). Without it the console
+	// shows each app its own.
+	OperatorToken string
 	// Logger. Default slog.Default().
 	Logger *slog.Logger
 }

@@ -48,6 +48,11 @@ type run struct {
 	halt     chan struct{}
 	haltOnce sync.Once
 	haltErr  error
+
+	// target is where the deliveries go and what signs them, as Targets last answered: taken
+	// when delivery starts and again at every heartbeat, so a secret rotated meanwhile (or a
+	// signing option changed) applies to the rest of the job.
+	target atomic.Pointer[Target]
 }
 
 // stop ends delivery because the webhook can no longer be delivered to.
@@ -134,9 +139,12 @@ func (r *run) heartbeat(ctx context.Context) (stop func()) {
 				r.lease.renewed(sent)
 				t.Reset(o.HeartbeatInterval)
 				// A webhook marked invalid (or deleted) since the job started gets nothing more.
-				if _, terr := o.Targets(ctx, j.WebhookID); errors.Is(terr, ErrUndeliverable) {
+				switch t, terr := o.Targets(ctx, j.WebhookID); {
+				case errors.Is(terr, ErrUndeliverable):
 					r.log.Warn("the webhook can no longer be delivered to: stopping the job", "err", terr)
 					r.stop(terr)
+				case terr == nil && r.target.Load() != nil:
+					r.target.Store(&t)
 				}
 			case errors.Is(err, job.ErrLeaseLost) || errors.Is(err, job.ErrInvalidTransition):
 				r.log.Warn("lease lost: stopping the job", "err", err)
@@ -189,7 +197,8 @@ func (r *run) deliver(ctx context.Context, drain <-chan struct{}) (job.State, st
 	if err != nil {
 		return 0, "", fmt.Errorf("locating events: %w", err)
 	}
-	s := r.startSenders(ctx, drain, target)
+	r.target.Store(&target)
+	s := r.startSenders(ctx, drain)
 	err = r.read(ctx, drain, key, offsets, s)
 	s.wait() // a drain or a failure still lets the deliveries in flight finish
 	return r.outcome(ctx, err, s)
@@ -358,7 +367,6 @@ func (r *run) outcome(ctx context.Context, err error, s *senders) (job.State, st
 // that no event is sent after a failure with a window of one.
 type senders struct {
 	r       *run
-	target  Target
 	settled *delivery.InOrder
 	win     *window
 	work    chan send
@@ -377,13 +385,13 @@ type senders struct {
 	failOffset int64
 }
 
-func (r *run) startSenders(ctx context.Context, drain <-chan struct{}, target Target) *senders {
+func (r *run) startSenders(ctx context.Context, drain <-chan struct{}) *senders {
 	o := &r.pool.opts
 	n := o.MaxInFlight
 	if o.StrictOrder {
 		n = 1
 	}
-	return &senders{r: r, target: target, settled: delivery.NewInOrder(max(r.job.Checkpoint, 0)),
+	return &senders{r: r, settled: delivery.NewInOrder(max(r.job.Checkpoint, 0)),
 		win: newWindow(n), work: make(chan send), ctx: ctx, outage: newOutage(), gaveUpCh: make(chan struct{}), drain: drain}
 }
 
@@ -453,7 +461,7 @@ func (s *senders) skip(offset int64) {
 func (s *senders) deliver(ctx context.Context, e send) {
 	r, m := s.r, s.r.pool.opts.Metrics
 	start := time.Now()
-	res, err := r.pool.opts.Deliverer.Deliver(ctx, s.target, e.body)
+	res, err := r.pool.opts.Deliverer.Deliver(ctx, s.targetOf(e), e.body)
 	m.DeliveryLatency.Observe(time.Since(start).Seconds())
 	if err != nil && ctx.Err() == nil && delivery.IsRetryable(err) && s.failed() == nil {
 		res, err = s.ride(ctx, e, res, err) // the webhook is down: pause until it is back
@@ -488,6 +496,14 @@ func (s *senders) deliver(ctx context.Context, e send) {
 		}
 	})
 	m.EventsFailed.Inc()
+}
+
+// targetOf is where e goes and how it is signed: the run's target as last taken, with e's
+// webhook-id.
+func (s *senders) targetOf(e send) Target {
+	t := *s.r.target.Load()
+	t.MessageID = MessageID(s.r.job.ID, e.offset)
+	return t
 }
 
 func (s *senders) moveCheckpoint() {
@@ -577,6 +593,7 @@ func (r *run) sendStatus(body []byte) {
 	for attempt := 1; ; attempt++ {
 		target, err := o.Targets(ctx, j.WebhookID)
 		if err == nil {
+			target.MessageID = StatusMessageID(j.ID) // the same on every attempt
 			_, err = o.Deliverer.Deliver(ctx, target, body)
 		}
 		if err == nil {
@@ -605,4 +622,16 @@ func (r *run) sendStatus(body []byte) {
 		}
 		wait = min(2*wait, o.OutageRetryMax)
 	}
+}
+
+// MessageID is the Standard Webhooks webhook-id of the event at offset in job jobID's replay:
+// the same for every attempt and for a taken-over job's redelivery of it, and new for another
+// replay of the same event (a replay is asked for again on purpose).
+func MessageID(jobID, offset int64) string {
+	return "msg_" + strconv.FormatInt(jobID, 10) + "_" + strconv.FormatInt(offset, 10)
+}
+
+// StatusMessageID is the webhook-id of job jobID's replay_job_status event.
+func StatusMessageID(jobID int64) string {
+	return "msg_" + strconv.FormatInt(jobID, 10) + "_status"
 }

@@ -47,10 +47,18 @@ type appRecord struct {
 	Secret      string    `json:"secret"`
 	TokenSHA256 []byte    `json:"token_sha256"`
 	CreatedAt   time.Time `json:"created_at"`
+	// Absent in records written before signing options existed: none, off.
+	PreviousSecret      string    `json:"previous_secret,omitempty"`
+	PreviousSecretUntil time.Time `json:"previous_secret_until,omitzero"`
+	StandardWebhooks    bool      `json:"standard_webhooks,omitempty"`
 }
 
 func (r *appRecord) app() *app.App {
-	return &app.App{ID: r.ID, Name: r.Name, Secret: []byte(r.Secret), CreatedAt: r.CreatedAt}
+	a := &app.App{ID: r.ID, Name: r.Name, Secret: []byte(r.Secret), CreatedAt: r.CreatedAt, StandardWebhooks: r.StandardWebhooks}
+	if r.PreviousSecret != "" {
+		a.PreviousSecret, a.PreviousSecretUntil = []byte(r.PreviousSecret), r.PreviousSecretUntil
+	}
+	return a
 }
 
 type webhookRecord struct {
@@ -168,7 +176,7 @@ func (d *Driver) CreateApp(ctx context.Context, p app.CreateAppParams) (*app.Cre
 			return err
 		}
 		token := app.NewToken()
-		r := &appRecord{ID: id, Name: p.Name, Secret: string(app.NewSecret()), TokenSHA256: app.HashToken(token), CreatedAt: d.now()}
+		r := &appRecord{ID: id, Name: p.Name, Secret: string(app.NewSecret()), TokenSHA256: app.HashToken(token), CreatedAt: d.now(), StandardWebhooks: p.StandardWebhooks}
 		b := d.local.Pebble.NewBatch()
 		defer b.Close()
 		if err := setJSON(b, key(prefixApp, id), r); err != nil {
@@ -262,6 +270,48 @@ func (d *Driver) ListApps(ctx context.Context, _ app.ListAppsParams) ([]*app.App
 		return nil, err
 	}
 	return out, nil
+}
+
+// updateApp changes app id's record with fn and stores it.
+func (d *Driver) updateApp(ctx context.Context, op string, id int64, fn func(r *appRecord)) (*app.App, error) {
+	var out *app.App
+	err := d.run(ctx, op, func() error {
+		r, err := d.loadApp(id)
+		if err != nil {
+			return err
+		}
+		fn(r)
+		b := d.local.Pebble.NewBatch()
+		defer b.Close()
+		if err := setJSON(b, key(prefixApp, id), r); err != nil {
+			return err
+		}
+		if err := b.Commit(d.wo); err != nil {
+			return err
+		}
+		out = r.app()
+		return nil
+	})
+	return out, err
+}
+
+// RotateSecret implements app.Driver.
+func (d *Driver) RotateSecret(ctx context.Context, p app.RotateSecretParams) (*app.App, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	return d.updateApp(ctx, "rotate secret", p.ID, func(r *appRecord) {
+		r.PreviousSecret, r.PreviousSecretUntil = "", time.Time{}
+		if p.Overlap > 0 {
+			r.PreviousSecret, r.PreviousSecretUntil = r.Secret, d.now().Add(p.Overlap)
+		}
+		r.Secret = string(app.NewSecret())
+	})
+}
+
+// SetStandardWebhooks implements app.Driver.
+func (d *Driver) SetStandardWebhooks(ctx context.Context, p app.SetStandardWebhooksParams) (*app.App, error) {
+	return d.updateApp(ctx, "set standard webhooks", p.ID, func(r *appRecord) { r.StandardWebhooks = p.Enabled })
 }
 
 // CreateWebhook implements app.Driver.
