@@ -19,7 +19,7 @@ import (
 // newAppsCommand is `replayd apps create|list|rotate-secret|set`: manage the apps that may call the replay API, in
 // the embedded app store (<data>/apps) or, with --mysql-dsn, in MySQL.
 func newAppsCommand() *cobra.Command {
-	var dataDir, dsn string
+	var dataDir, dsn, keyFile string
 	cmd := &cobra.Command{
 		Use:   "apps",
 		Short: "Create, list and change the apps that may call the replay API",
@@ -29,13 +29,18 @@ server holds it); with --mysql-dsn the MySQL/MariaDB app store in that database.
 	}
 	cmd.PersistentFlags().StringVar(&dataDir, "data", "./data", "data directory of the embedded stores (the app store is <data>/apps)")
 	cmd.PersistentFlags().StringVar(&dsn, "mysql-dsn", "", "MySQL/MariaDB DSN naming the app store's database (instead of the embedded store)")
+	cmd.PersistentFlags().StringVar(&keyFile, "secret-key-file", "", secretKeyFlagHelp)
 
 	open := func(ctx context.Context) (app.Driver, error) {
+		secrets, err := app.LoadSecretKey(keyFile)
+		if err != nil {
+			return nil, err
+		}
 		if dsn != "" {
-			return mysqlapp.Open(ctx, mysqlapp.Options{DSN: dsn, MaxOpenConns: 2})
+			return mysqlapp.Open(ctx, mysqlapp.Options{DSN: dsn, MaxOpenConns: 2, Secrets: secrets})
 		}
 		dir := filepath.Join(dataDir, "apps")
-		d, err := embeddedapp.Open(embeddedapp.Options{Dir: dir})
+		d, err := embeddedapp.Open(embeddedapp.Options{Dir: dir, Secrets: secrets})
 		if err != nil {
 			return nil, fmt.Errorf("%w (is a replayd server using --data %s?)", err, dataDir)
 		}
@@ -195,3 +200,6 @@ func parseAppID(s string) (int64, error) {
 	}
 	return id, nil
 }
+
+// secretKeyFlagHelp is --secret-key-file's help, the same in serve and apps.
+const secretKeyFlagHelp = "file holding the key app secrets are sealed with at rest (base64 of 32 bytes: head -c 32 /dev/urandom | base64); default: $" + app.SecretKeyEnv + " if set, else secrets are stored unsealed (the embedded demo's default)"

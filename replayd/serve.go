@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/replay/replay/index/diskreserve"
+	"github.com/replay/replay/replayd/app"
 	"github.com/replay/replay/replayd/delivery"
 	"github.com/replay/replay/replayd/server"
 	"github.com/replay/replay/replayd/worker"
@@ -21,6 +22,7 @@ func newServeCommand() *cobra.Command {
 		src     sourceFlags
 		c       server.Config
 		reserve string
+		keyFile string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -51,6 +53,9 @@ new leases, running jobs checkpoint and are released for another instance, then 
 				c.WebhookRate = math.Inf(1) // the flag's documented "no limit"
 			case c.WebhookRate < 0 || math.IsNaN(c.WebhookRate):
 				return fmt.Errorf("--webhook-rate %v: want events per second, or 0 for no limit", c.WebhookRate)
+			}
+			if c.Secrets, err = app.LoadSecretKey(keyFile); err != nil {
+				return err
 			}
 			if c.DiskReserve, err = diskreserve.Parse(reserve); err != nil {
 				return fmt.Errorf("--disk-reserve: %w", err)
@@ -118,6 +123,7 @@ new leases, running jobs checkpoint and are released for another instance, then 
 	f.IntVar(&c.DedupCapacity, "dedup-capacity", 1<<20, "events remembered per job to drop duplicates (about 24 bytes each)")
 	f.StringVar(&c.OperatorToken, "operator-token", "", "the console's operator token, which shows every app's jobs and webhooks and the instance page (default: $REPLAYD_OPERATOR_TOKEN; none: each app sees only its own)")
 	f.DurationVar(&c.Retention, "retention", 120*time.Hour, "how far back replays may reach and the index keeps entries (the delivery_log's retention)")
+	f.StringVar(&keyFile, "secret-key-file", "", secretKeyFlagHelp)
 	f.StringVar(&reserve, "disk-reserve", diskreserve.Format(diskreserve.DefaultReserve), "free space the index and the embedded stores leave on the data directory's disk: below it the index builder pauses (replays still exact, scanning what is not indexed), store writes answer 503, /healthz says degraded, and all resume when space returns; 0 for none")
 	return cmd
 }

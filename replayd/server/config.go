@@ -12,6 +12,7 @@ import (
 
 	"github.com/replay/replay/engine"
 	"github.com/replay/replay/index/diskreserve"
+	"github.com/replay/replay/replayd/app"
 	"github.com/replay/replay/replayd/dedup"
 	"github.com/replay/replay/replayd/delivery"
 	"github.com/replay/replay/replayd/worker"
@@ -72,6 +73,9 @@ type Config struct {
 	Delivery delivery.Options
 	// IndexPoll is how often the server looks for a rebuilt index. Default 5s.
 	IndexPoll time.Duration
+	// Secrets seals app secrets at rest in the app store (app.LoadSecretKey); nil stores them
+	// unsealed.
+	Secrets *app.Sealer
 	// MetricsListen, when set, is the address /metrics is served on instead of Listen (an
 	// operators' network, a scraper's port): the API's address then answers /metrics with 404.
 	MetricsListen string

@@ -267,7 +267,7 @@ func openStores(ctx context.Context, c Config) (job.Driver, app.Driver, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		apps, err := mysqlapp.Open(ctx, mysqlapp.Options{DSN: c.MySQLDSN})
+		apps, err := mysqlapp.Open(ctx, mysqlapp.Options{DSN: c.MySQLDSN, Secrets: c.Secrets})
 		if err != nil {
 			jobs.Close()
 			return nil, nil, err
@@ -278,7 +278,7 @@ func openStores(ctx context.Context, c Config) (job.Driver, app.Driver, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	apps, err := embeddedapp.Open(embeddedapp.Options{Dir: filepath.Join(c.DataDir, "apps"), FS: c.FS, DiskReserve: c.DiskReserve, Logger: c.Logger})
+	apps, err := embeddedapp.Open(embeddedapp.Options{Dir: filepath.Join(c.DataDir, "apps"), FS: c.FS, DiskReserve: c.DiskReserve, Secrets: c.Secrets, Logger: c.Logger})
 	if err != nil {
 		jobs.Close()
 		return nil, nil, err

@@ -3,9 +3,13 @@
 package apptest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -426,4 +430,28 @@ func testStandardWebhooks(t *testing.T, d app.Driver) {
 	}
 	_, err = d.SetStandardWebhooks(ctx, app.SetStandardWebhooksParams{ID: plain.ID + r.App.ID})
 	wantErr(t, "SetStandardWebhooks of an unknown app", err, app.ErrNotFound)
+}
+
+// NoPlaintext fails t when a file under dir holds one of secrets as it is: what a store with a
+// secrets key writes must keep them sealed (WAL and tables alike).
+func NoPlaintext(t *testing.T, dir string, secrets ...[]byte) {
+	t.Helper()
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, s := range secrets {
+			if bytes.Contains(b, s) {
+				t.Errorf("%s holds the secret %.6s… in plaintext", path, s)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }

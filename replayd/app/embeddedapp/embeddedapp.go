@@ -53,12 +53,20 @@ type appRecord struct {
 	StandardWebhooks    bool      `json:"standard_webhooks,omitempty"`
 }
 
-func (r *appRecord) app() *app.App {
-	a := &app.App{ID: r.ID, Name: r.Name, Secret: []byte(r.Secret), CreatedAt: r.CreatedAt, StandardWebhooks: r.StandardWebhooks}
-	if r.PreviousSecret != "" {
-		a.PreviousSecret, a.PreviousSecretUntil = []byte(r.PreviousSecret), r.PreviousSecretUntil
+// app is the record as an App, its secrets opened (Options.Secrets).
+func (d *Driver) app(r *appRecord) (*app.App, error) {
+	secret, err := d.opts.Secrets.Open(r.ID, []byte(r.Secret))
+	if err != nil {
+		return nil, err
 	}
-	return a
+	a := &app.App{ID: r.ID, Name: r.Name, Secret: secret, CreatedAt: r.CreatedAt, StandardWebhooks: r.StandardWebhooks}
+	if r.PreviousSecret != "" {
+		if a.PreviousSecret, err = d.opts.Secrets.Open(r.ID, []byte(r.PreviousSecret)); err != nil {
+			return nil, err
+		}
+		a.PreviousSecretUntil = r.PreviousSecretUntil
+	}
+	return a, nil
 }
 
 type webhookRecord struct {
@@ -176,7 +184,7 @@ func (d *Driver) CreateApp(ctx context.Context, p app.CreateAppParams) (*app.Cre
 			return err
 		}
 		token := app.NewToken()
-		r := &appRecord{ID: id, Name: p.Name, Secret: string(app.NewSecret()), TokenSHA256: app.HashToken(token), CreatedAt: d.now(), StandardWebhooks: p.StandardWebhooks}
+		r := &appRecord{ID: id, Name: p.Name, Secret: string(d.opts.Secrets.Seal(id, app.NewSecret())), TokenSHA256: app.HashToken(token), CreatedAt: d.now(), StandardWebhooks: p.StandardWebhooks}
 		b := d.local.Pebble.NewBatch()
 		defer b.Close()
 		if err := setJSON(b, key(prefixApp, id), r); err != nil {
@@ -188,7 +196,11 @@ func (d *Driver) CreateApp(ctx context.Context, p app.CreateAppParams) (*app.Cre
 		if err := b.Commit(d.wo); err != nil {
 			return err
 		}
-		out = &app.CreateAppResult{App: r.app(), Token: token}
+		a, aerr := d.app(r)
+		if aerr != nil {
+			return aerr
+		}
+		out = &app.CreateAppResult{App: a, Token: token}
 		return nil
 	})
 	return out, err
@@ -225,7 +237,11 @@ func (d *Driver) AppByToken(ctx context.Context, p app.AppByTokenParams) (*app.A
 		if err != nil {
 			return err
 		}
-		out = r.app()
+		a, aerr := d.app(r)
+		if aerr != nil {
+			return aerr
+		}
+		out = a
 		return nil
 	})
 	return out, err
@@ -239,7 +255,11 @@ func (d *Driver) GetApp(ctx context.Context, p app.GetAppParams) (*app.App, erro
 		if err != nil {
 			return err
 		}
-		out = r.app()
+		a, aerr := d.app(r)
+		if aerr != nil {
+			return aerr
+		}
+		out = a
 		return nil
 	})
 	return out, err
@@ -262,7 +282,11 @@ func (d *Driver) ListApps(ctx context.Context, _ app.ListAppsParams) ([]*app.App
 			if err := json.Unmarshal(it.Value(), &r); err != nil {
 				return fmt.Errorf("key %q: decoding: %w", it.Key(), err)
 			}
-			out = append(out, r.app())
+			a, aerr := d.app(&r)
+			if aerr != nil {
+				return aerr
+			}
+			out = append(out, a)
 		}
 		return it.Error()
 	})
@@ -289,7 +313,11 @@ func (d *Driver) updateApp(ctx context.Context, op string, id int64, fn func(r *
 		if err := b.Commit(d.wo); err != nil {
 			return err
 		}
-		out = r.app()
+		a, aerr := d.app(r)
+		if aerr != nil {
+			return aerr
+		}
+		out = a
 		return nil
 	})
 	return out, err
@@ -305,7 +333,7 @@ func (d *Driver) RotateSecret(ctx context.Context, p app.RotateSecretParams) (*a
 		if p.Overlap > 0 {
 			r.PreviousSecret, r.PreviousSecretUntil = r.Secret, d.now().Add(p.Overlap)
 		}
-		r.Secret = string(app.NewSecret())
+		r.Secret = string(d.opts.Secrets.Seal(r.ID, app.NewSecret()))
 	})
 }
 

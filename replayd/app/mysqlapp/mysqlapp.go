@@ -48,10 +48,17 @@ const appColumns = "id, name, secret, previous_secret, previous_secret_until, st
 
 type scanner interface{ Scan(dest ...any) error }
 
-func scanApp(s scanner) (*app.App, error) {
+func (d *Driver) scanApp(s scanner) (*app.App, error) {
 	var a app.App
 	var until sql.NullTime
 	if err := s.Scan(&a.ID, &a.Name, &a.Secret, &a.PreviousSecret, &until, &a.StandardWebhooks, &a.CreatedAt); err != nil {
+		return nil, err
+	}
+	var err error
+	if a.Secret, err = d.opts.Secrets.Open(a.ID, a.Secret); err != nil {
+		return nil, err
+	}
+	if a.PreviousSecret, err = d.opts.Secrets.Open(a.ID, a.PreviousSecret); err != nil {
 		return nil, err
 	}
 	if until.Valid {
@@ -73,14 +80,14 @@ func (d *Driver) CreateApp(ctx context.Context, p app.CreateAppParams) (*app.Cre
 		for attempt := 1; ; attempt++ {
 			id := app.NewID(time.Now())
 			_, err := d.db.ExecContext(ctx, `INSERT INTO replay_apps (id, name, secret, token_sha256, standard_webhooks, created_at)
-  VALUES (?, ?, ?, ?, ?, NOW(6))`, id, p.Name, secret, app.HashToken(token), p.StandardWebhooks)
+  VALUES (?, ?, ?, ?, ?, NOW(6))`, id, p.Name, d.opts.Secrets.Seal(id, secret), app.HashToken(token), p.StandardWebhooks)
 			if duplicateKey(err, "PRIMARY") && attempt < idAttempts {
 				continue
 			}
 			if err != nil {
 				return err
 			}
-			a, err := scanApp(d.db.QueryRowContext(ctx, "SELECT "+appColumns+" FROM replay_apps WHERE id = ?", id))
+			a, err := d.scanApp(d.db.QueryRowContext(ctx, "SELECT "+appColumns+" FROM replay_apps WHERE id = ?", id))
 			if err != nil {
 				return err
 			}
@@ -94,7 +101,7 @@ func (d *Driver) CreateApp(ctx context.Context, p app.CreateAppParams) (*app.Cre
 func (d *Driver) oneApp(ctx context.Context, op, where string, arg any) (*app.App, error) {
 	var out *app.App
 	err := d.Do(ctx, op, func(ctx context.Context) error {
-		a, err := scanApp(d.db.QueryRowContext(ctx, "SELECT "+appColumns+" FROM replay_apps WHERE "+where, arg))
+		a, err := d.scanApp(d.db.QueryRowContext(ctx, "SELECT "+appColumns+" FROM replay_apps WHERE "+where, arg))
 		if errors.Is(err, sql.ErrNoRows) {
 			return app.ErrNotFound
 		}
@@ -128,7 +135,7 @@ func (d *Driver) ListApps(ctx context.Context, _ app.ListAppsParams) ([]*app.App
 		}
 		defer rows.Close()
 		for rows.Next() {
-			a, err := scanApp(rows)
+			a, err := d.scanApp(rows)
 			if err != nil {
 				return err
 			}
@@ -149,7 +156,7 @@ func (d *Driver) updateApp(ctx context.Context, op, set string, id int64, args .
 		if _, err := d.db.ExecContext(ctx, "UPDATE replay_apps SET "+set+" WHERE id = ?", append(args, id)...); err != nil {
 			return err
 		}
-		a, err := scanApp(d.db.QueryRowContext(ctx, "SELECT "+appColumns+" FROM replay_apps WHERE id = ?", id))
+		a, err := d.scanApp(d.db.QueryRowContext(ctx, "SELECT "+appColumns+" FROM replay_apps WHERE id = ?", id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return app.ErrNotFound
 		}
@@ -167,7 +174,7 @@ func (d *Driver) RotateSecret(ctx context.Context, p app.RotateSecretParams) (*a
 	// MySQL assigns left to right: previous_secret takes the old secret before secret changes.
 	return d.updateApp(ctx, fmt.Sprintf("rotate the secret of app %d", p.ID), `previous_secret = IF(? > 0, secret, NULL),
   previous_secret_until = IF(? > 0, NOW(6) + INTERVAL ? MICROSECOND, NULL), secret = ?`, p.ID,
-		p.Overlap, p.Overlap, p.Overlap.Microseconds(), app.NewSecret())
+		p.Overlap, p.Overlap, p.Overlap.Microseconds(), d.opts.Secrets.Seal(p.ID, app.NewSecret()))
 }
 
 // SetStandardWebhooks implements app.Driver.
