@@ -31,10 +31,11 @@ type KafkaOptions struct {
 	// FetchMaxBytes is how many bytes one Fetch asks for when scanning. A broker always returns
 	// at least the first whole batch, however large. Default 4 MiB.
 	FetchMaxBytes int32
-	// TargetedFetchBytes is how many bytes a ReadBatches fetch asks for. The broker returns the
-	// whole batch holding the offset however small this is; batches after it that fit serve the
-	// next offsets without another round trip, but cost bytes when the offsets are sparse.
-	// Default 1: exactly one batch per targeted read.
+	// TargetedFetchBytes is how many bytes a ReadBatches fetch asks for first, and at least. The
+	// broker returns the whole batch holding the offset however small this is; batches after it
+	// that fit serve the next offsets without another round trip, but cost bytes when the offsets
+	// are sparse. Default 1: one batch; from there the size follows how many of the batches
+	// fetched were wanted (nextFetchBytes), up to FetchMaxBytes.
 	TargetedFetchBytes int32
 	// RequestTimeout is how long a request may take beyond any wait it asks the broker for
 	// (kgo.RequestTimeoutOverhead). Default 10s.
@@ -636,6 +637,24 @@ func (s *KafkaSource) eachBatch(raw []byte, p int32, offset int64, fn func(*segm
 	return false, nil
 }
 
+// nextFetchBytes sizes the next targeted fetch after one of n bytes whose answer held used bytes
+// of wanted batches and wasted bytes of batches between them; neighbour says the answer ran out
+// right before the next wanted batch. Wanted batches that are neighbours are read in one round
+// trip: after such an answer, with at most as much passed over as used, the next fetch asks for
+// twice what was used (at most FetchMaxBytes); after one that passed over more than it used it
+// asks for half, and when the next wanted batch is not a neighbour, for TargetedFetchBytes (one
+// batch) again. A 50% share of the partition read one batch per round trip before: 13 times
+// slower than a consumer's scan.
+func (s *KafkaSource) nextFetchBytes(n int32, used, wasted int, neighbour bool) int32 {
+	switch {
+	case wasted > used:
+		return max(s.o.TargetedFetchBytes, n/2)
+	case neighbour:
+		return int32(min(max(int64(n), 2*int64(used)), int64(s.o.FetchMaxBytes)))
+	}
+	return s.o.TargetedFetchBytes
+}
+
 // grow is the next fetch size when a fetch of n bytes returned no whole batch.
 func grow(n int32, offset int64, p int32, topic string) (int32, error) {
 	if n >= maxKafkaFetchBytes {
@@ -808,11 +827,14 @@ func (s *KafkaSource) readBatches(ctx context.Context, p int32, offsets []int64,
 				continue // at or past the end: skip drops it and the rest
 			}
 		}
-		progressed := false
+		progressed, exhausted := false, true
+		var used, wasted int // bytes of the answer's batches handed out and passed over
 		truncated, err := s.eachBatch(f.raw, p, target, func(batch *segment.Batch) (bool, error) {
 			if batch.LastOffset() < target {
+				wasted += len(batch.Raw)
 				return true, nil
 			}
+			used += len(batch.Raw)
 			progressed = true
 			next = batch.NextOffset()
 			if err := fn(batch); err != nil {
@@ -821,6 +843,7 @@ func (s *KafkaSource) readBatches(ctx context.Context, p int32, offsets []int64,
 			// Batches after it in the same answer serve the next offsets.
 			skip()
 			if i == len(offsets) {
+				exhausted = false
 				return false, nil
 			}
 			target = offsets[i]
@@ -831,7 +854,10 @@ func (s *KafkaSource) readBatches(ctx context.Context, p int32, offsets []int64,
 		}
 		switch {
 		case progressed:
-			empty, maxBytes = 0, s.o.TargetedFetchBytes
+			empty = 0
+			// The answer ran out while the next wanted batch was the very next one: a
+			// neighbour that a larger fetch would have brought along.
+			maxBytes = s.nextFetchBytes(maxBytes, used, wasted, exhausted && i < len(offsets) && offsets[i] == next)
 		case truncated:
 			if maxBytes, err = grow(maxBytes, target, p, s.o.Topic); err != nil {
 				return err

@@ -711,3 +711,52 @@ func TestKafkaSourceReadsAreNotQueuedBehindTailing(t *testing.T) {
 	}
 	cancel()
 }
+
+// TestKafkaSourceReadsNeighboursTogether: wanted batches that are neighbours come in few round
+// trips (the fetch size grows while the next wanted batch follows the last), and sparse ones
+// one batch per fetch (it does not stay grown and fetch what nobody wants).
+func TestKafkaSourceReadsNeighboursTogether(t *testing.T) {
+	const n = 300
+	data := testData(1, n)
+	kc := enginetest.NewKafkaCluster(t, 1, "delivery_log", 1)
+	var bases []int64
+	for _, b := range data[0] {
+		bases = append(bases, kc.ProduceRaw(t, 0, enginetest.Encode(t, b, 0)))
+	}
+	var fetches, grown atomic.Int32
+	kc.Cluster.ControlKey(int16(kmsg.Fetch), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		kc.Cluster.KeepControl()
+		req := kreq.(*kmsg.FetchRequest)
+		fetches.Add(1)
+		if req.Topics[0].Partitions[0].PartitionMaxBytes > 1 {
+			grown.Add(1)
+		}
+		return nil, nil, false
+	})
+	s := kafkaSource(t, kc, engine.KafkaOptions{})
+	read := func(offsets []int64) int {
+		t.Helper()
+		fetches.Store(0)
+		grown.Store(0)
+		got := 0
+		if err := s.ReadBatches(t.Context(), 0, offsets, func(*segment.Batch) error { got++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if got != len(offsets) {
+			t.Fatalf("read %d batches, want %d", got, len(offsets))
+		}
+		return int(fetches.Load())
+	}
+	if f := read(bases); f > n/6 {
+		t.Errorf("%d neighbouring batches took %d fetches", n, f)
+	}
+	var sparse []int64
+	for i := 0; i < n; i += 3 {
+		sparse = append(sparse, bases[i])
+	}
+	f := read(sparse)
+	if f < len(sparse) || grown.Load() > 2 {
+		t.Errorf("%d batches two apart took %d fetches, %d of them asking for more than one batch", len(sparse), f, grown.Load())
+	}
+	t.Logf("%d neighbours: %d fetches; %d two apart: %d fetches", n, read(bases), len(sparse), f)
+}

@@ -26,11 +26,16 @@ type downSink struct {
 	callsDown   int // Deliver calls while down
 	okCalls     chan struct{}
 	only        string // when set, only this webhook is down (while down is false)
+	downAfter   int    // when positive, the webhook goes down by itself after that many events
 }
 
 func (s *downSink) Deliver(ctx context.Context, t worker.Target, body []byte) (delivery.Result, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.downAfter > 0 && len(s.bodies) >= s.downAfter {
+		s.downAfter = 0
+		s.down.Store(true) // deterministic: whatever the pace of the replay
+	}
 	if s.down.Load() || (s.only != "" && t.WebhookID == s.only) {
 		s.callsDown++
 		return delivery.Result{Attempts: 6, Status: 503}, &delivery.StatusError{Code: 503}
@@ -67,15 +72,13 @@ func TestReplayPausesWhileTheWebhookIsDown(t *testing.T) {
 	w.produce(t, 3000, 11)
 	from, to := t0, t0+3600_000
 	want := w.want(webhookA, from, to)
-	s := &downSink{okCalls: make(chan struct{}, 1)}
+	s := &downSink{okCalls: make(chan struct{}, 1), downAfter: 100}
 	s.statusFails.Store(2)
 	j := w.create(t, webhookA, from, to)
 	w.pool(t, "a", func(o *worker.Options) {
 		o.Deliverer, o.MaxInFlight = s, 8
 		o.OutageRetryMin, o.OutageRetryMax = 5*time.Millisecond, 20*time.Millisecond
 	})
-	testwait.For(t, 30*time.Second, "the first deliveries", func() bool { return len(s.delivered()) >= 100 })
-	s.down.Store(true)
 	testwait.For(t, 30*time.Second, "the paused job to probe its webhook a few times", func() bool { return s.downCalls() >= 8+5 })
 	paused, err := w.jobs.Get(t.Context(), job.GetParams{ID: j.ID})
 	if err != nil {
@@ -128,14 +131,12 @@ func TestOutageLongerThanMaxOutageEndsIncomplete(t *testing.T) {
 	w.produce(t, 1500, 12)
 	from, to := t0, t0+3600_000
 	want := w.want(webhookB, from, to)
-	s := &downSink{okCalls: make(chan struct{}, 1)}
+	s := &downSink{okCalls: make(chan struct{}, 1), downAfter: 20}
 	j := w.create(t, webhookB, from, to)
 	w.pool(t, "a", func(o *worker.Options) {
 		o.Deliverer, o.MaxInFlight = s, 4
 		o.OutageRetryMin, o.OutageRetryMax, o.MaxOutage = 5*time.Millisecond, 20*time.Millisecond, 300*time.Millisecond
 	})
-	testwait.For(t, 30*time.Second, "the first deliveries", func() bool { return len(s.delivered()) >= 20 })
-	s.down.Store(true)
 	done := w.waitFor(t, j.ID, func(j *job.Job) bool { return j.State.Terminal() })
 	c := done.Counters
 	if done.State != job.StateIncomplete || !strings.Contains(done.Reason, "the webhook was down from") || !strings.Contains(done.Reason, "for longer than 300ms") ||
