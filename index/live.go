@@ -99,7 +99,8 @@ type Live struct {
 	startOnce sync.Once
 	closeOnce sync.Once
 	closeErr  error
-	stopBuild func() // stops the builder of ix and waits for it
+	stopBuild func() // stops the builder of ix and waits for it; nil while none runs
+	building  bool   // Start was called: a builder runs on the index in use
 	cancel    context.CancelFunc
 	watched   chan struct{}
 
@@ -107,6 +108,8 @@ type Live struct {
 	health   Health
 	degraded atomic.Bool // health.Degraded, read without the lock by every Progress
 	reopen   chan struct{}
+	// reopenWanted: the index in use had a Pebble fatal error and must be opened again.
+	reopenWanted atomic.Bool
 }
 
 // Health is the state of a Live index's builder.
@@ -145,7 +148,8 @@ func (l *Live) Start(ctx context.Context) error {
 	l.startOnce.Do(func() {
 		ctx, l.cancel = context.WithCancel(context.WithoutCancel(ctx))
 		l.followMu.Lock()
-		l.stopBuild = l.build(ctx, l.ix)
+		l.building = true
+		l.startBuilder(ctx)
 		l.followMu.Unlock()
 		l.watched = make(chan struct{})
 		go l.watch(ctx)
@@ -195,6 +199,7 @@ func (l *Live) build(ctx context.Context, ix *Index) func() {
 			if ix.usable() != nil {
 				// A Pebble fatal error: this index refuses work until reopened. The watcher
 				// reopens it, and starts a builder on the new one.
+				l.reopenWanted.Store(true)
 				l.signalReopen()
 				return
 			}
@@ -276,10 +281,21 @@ func (l *Live) signalReopen() {
 	}
 }
 
-func (l *Live) needsReopen() bool {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.ix != nil && l.ix.usable() != nil && !errors.Is(l.ix.usable(), ErrClosed)
+func (l *Live) needsReopen() bool { return l.reopenWanted.Load() }
+
+// startBuilder starts a builder on the index in use, if Start was called; stopBuilder stops it
+// and waits for it. Both are called holding followMu.
+func (l *Live) startBuilder(ctx context.Context) {
+	if l.building && l.stopBuild == nil {
+		l.stopBuild = l.build(ctx, l.ix)
+	}
+}
+
+func (l *Live) stopBuilder() {
+	if l.stopBuild != nil {
+		l.stopBuild()
+		l.stopBuild = nil
+	}
 }
 
 // reopenIndex replaces an index that had a Pebble fatal error by the same directory opened
@@ -294,26 +310,23 @@ func (l *Live) reopenIndex(ctx context.Context) error {
 	if err := diskreserve.Check(l.o.fs(), dir, l.o.DiskReserve); err != nil {
 		return err
 	}
-	building := l.stopBuild != nil
-	if building {
-		l.stopBuild()
-	}
+	l.stopBuilder()
 	l.mu.Lock()
-	old := l.ix
-	oldErr := old.usable()
+	oldErr := l.ix.usable()
 	// Close reports the fatal error again; what matters is that it lets go of the directory.
-	old.Close()
+	l.ix.Close()
 	next, err := Open(l.o.indexOptions(dir))
+	if err == nil {
+		l.ix = next
+	}
+	l.mu.Unlock()
 	if err != nil {
-		l.mu.Unlock()
+		// Still wanted: the watcher tries again; lookups answer ErrClosed meanwhile.
 		return fmt.Errorf("reopening %s: %w", dir, err)
 	}
-	l.ix = next
-	l.mu.Unlock()
+	l.reopenWanted.Store(false)
 	l.o.Logger.Warn("index: reopened after a fatal error", "dir", dir, "err", oldErr)
-	if building {
-		l.stopBuild = l.build(ctx, next)
-	}
+	l.startBuilder(ctx)
 	return nil
 }
 
@@ -348,17 +361,13 @@ func (l *Live) Follow(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	building := l.stopBuild != nil
-	if building {
-		l.stopBuild()
-	}
+	l.stopBuilder()
 	l.mu.Lock()
 	old := l.ix
 	l.ix, l.dir = next, dir
 	l.mu.Unlock()
-	if building {
-		l.stopBuild = l.build(ctx, next)
-	}
+	l.reopenWanted.Store(false) // a fatal error of the old index is the old index's
+	l.startBuilder(ctx)
 	l.o.Logger.Info("switched to the rebuilt index", "dir", dir)
 	if err := old.Close(); err != nil {
 		return err
@@ -409,9 +418,8 @@ func (l *Live) Close() error {
 		}
 		l.followMu.Lock()
 		defer l.followMu.Unlock()
-		if l.stopBuild != nil {
-			l.stopBuild()
-		}
+		l.building = false
+		l.stopBuilder()
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		l.closeErr = l.ix.Close()

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/replay/replay/replayd/job"
+	"github.com/replay/replay/replayd/worker"
 )
 
 // JobRow is one job as the jobs page shows it (and GET /console/api/jobs answers).
@@ -130,24 +132,13 @@ func (c *Console) detail(ctx context.Context, j *job.Job) JobDetail {
 
 // completionEvent is the replay_job_status event a finished job POSTed (the worker's own).
 func completionEvent(j *job.Job) string {
-	var ev struct {
-		Status struct {
-			WebhookID   string `json:"webhook_id"`
-			State       string `json:"job_state"`
-			Description string `json:"job_state_description"`
-			JobID       string `json:"job_id"`
-		} `json:"replay_job_status"`
+	desc := j.Reason
+	if j.State == job.StateCompleted && desc == "" {
+		desc = "Job completed successfully"
 	}
-	ev.Status.WebhookID, ev.Status.JobID = strconv.FormatInt(j.WebhookID, 10), strconv.FormatInt(j.ID, 10)
-	ev.Status.State, ev.Status.Description = "Complete", j.Reason
-	if j.State != job.StateCompleted {
-		ev.Status.State = "Incomplete"
-	}
-	if j.State == job.StateCompleted && j.Reason == "" {
-		ev.Status.Description = "Job completed successfully"
-	}
-	b, _ := json.MarshalIndent(ev, "", "  ")
-	return string(b)
+	var b bytes.Buffer
+	json.Indent(&b, worker.StatusEvent(j.WebhookID, j.ID, j.State, desc), "", "  ")
+	return b.String()
 }
 
 func formatDuration(d time.Duration) string {

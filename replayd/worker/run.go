@@ -569,16 +569,22 @@ func (r *run) finish(ctx context.Context, state job.State, reason string) {
 	r.log.Info("job finished", "state", state, "read", p.Counters.Read, "delivered", p.Counters.Delivered,
 		"duplicates", p.Counters.DuplicatesDropped, "failed", p.Counters.Failed, "reason", reason)
 
+	r.sendStatus(StatusEvent(j.WebhookID, j.ID, state, reason))
+}
+
+// StatusEvent is the replay_job_status event POSTed when job jobID of webhookID ends in state:
+// "Complete" for COMPLETED, else "Incomplete", with reason as its description.
+func StatusEvent(webhookID, jobID int64, state job.State, reason string) []byte {
 	var ev statusEvent
-	ev.Status.WebhookID = strconv.FormatInt(j.WebhookID, 10)
-	ev.Status.JobID = strconv.FormatInt(j.ID, 10)
+	ev.Status.WebhookID = strconv.FormatInt(webhookID, 10)
+	ev.Status.JobID = strconv.FormatInt(jobID, 10)
 	ev.Status.State = "Complete"
 	if state != job.StateCompleted {
 		ev.Status.State = "Incomplete"
 	}
 	ev.Status.Description = reason
 	body, _ := json.Marshal(ev)
-	r.sendStatus(body)
+	return body
 }
 
 // sendStatus delivers the replay_job_status event, retried while the webhook is down as a
