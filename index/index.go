@@ -29,6 +29,11 @@ type meta struct {
 	// Partitions is the topic's partition count the index was built with; 0 (absent, an index
 	// from before it was recorded) until the next build adopts the source's (partitions.go).
 	Partitions int32 `json:"partitions,omitempty"`
+	// Topics are the topics an index of several (engine.Topics) was built from, in order: the
+	// position of a topic is its ordinal, its partitions being ordinal*P+p (engine.Partition).
+	// Absent for an index of one topic, whatever its name (every index before several topics
+	// were read): topic 0 of a list keeps its partition numbers.
+	Topics []string `json:"topics,omitempty"`
 }
 
 // Index is the time-and-webhook index in one Pebble database. Its methods are safe for concurrent
@@ -48,6 +53,8 @@ type Index struct {
 	// recording.
 	partitions atomic.Int32
 	metaMu     sync.Mutex
+	// topics is the meta's topic list (nil: one topic), recorded with the partition count.
+	topics []string
 }
 
 // Open opens the index in opts.Dir, creating it unless ReadOnly.
@@ -124,6 +131,7 @@ func (ix *Index) loadMeta(explicitWidth bool) error {
 	ix.widthMs = m.BucketWidthMs
 	ix.opts.BucketWidth = time.Duration(m.BucketWidthMs) * time.Millisecond
 	ix.partitions.Store(m.Partitions)
+	ix.topics = m.Topics
 	return nil
 }
 
@@ -212,7 +220,8 @@ type Result struct {
 // Lookup returns the partition of webhook (the record key) in src and the base offsets of the
 // batches holding its events with from ≤ timestamp < to (ms). It never misses an event that is in
 // the log: batches the builder has not indexed yet are scanned from src.
-// A source whose partition count is not the index's is refused (*PartitionCountError).
+// A source whose partition count is not the index's is refused (*PartitionCountError). Of an
+// engine.Topics it looks in the first topic; LookupPartition with engine.Partition reads another.
 func (ix *Index) Lookup(ctx context.Context, src engine.Source, webhook []byte, from, to int64) (_ Result, err error) {
 	defer pebblelog.Recover(&err)
 	if err := ix.usable(); err != nil {
@@ -222,6 +231,7 @@ func (ix *Index) Lookup(ctx context.Context, src engine.Source, webhook []byte, 
 	if err != nil {
 		return Result{}, err
 	}
+	n /= int32(engine.TopicsOf(src).Len())
 	return ix.lookupPartition(ctx, src, engine.PartitionFor(webhook, n), webhook, from, to)
 }
 
@@ -694,6 +704,9 @@ func (ix *Index) ImportPartitions(src *Index, keep func(p int32) bool) (_ int, e
 	}
 	if a, b := ix.partitions.Load(), src.partitions.Load(); a != 0 && b != 0 && a != b {
 		return 0, fmt.Errorf("%w: cannot import partitions of %s (built with %d partitions) into %s (built with %d)", ErrPartitionCount, src.opts.Dir, b, ix.opts.Dir, a)
+	}
+	if a, b := ix.Topics(), src.Topics(); ix.partitions.Load() != 0 && src.partitions.Load() != 0 && !slices.Equal(a, b) {
+		return 0, fmt.Errorf("%w: cannot import partitions of %s (built from topics %v) into %s (built from %v)", ErrTopics, src.opts.Dir, b, ix.opts.Dir, a)
 	}
 	it, err := src.db.NewIter(nil)
 	if err != nil {
