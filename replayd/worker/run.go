@@ -663,9 +663,9 @@ type senders struct {
 	r      *run
 	target Target
 	win    *window
-	work    chan send
-	wg      sync.WaitGroup
-	ctx     context.Context
+	work   chan send
+	wg     sync.WaitGroup
+	ctx    context.Context
 
 	mu         sync.Mutex
 	spawned    int
