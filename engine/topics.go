@@ -222,3 +222,19 @@ func (t *Topics) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// NewestTimestamp is the greatest timestamp of the last batch of src's partition p (what a
+// mirrored topic has caught up to), with ok false when the partition holds nothing.
+func NewestTimestamp(ctx context.Context, src Source, p int32) (ts int64, ok bool, err error) {
+	b, err := src.Bounds(ctx, p)
+	if err != nil || b.End <= b.Start {
+		return 0, false, err
+	}
+	err = src.Scan(ctx, p, b.End-1, func(bt *segment.Batch) error {
+		if !ok || bt.MaxTimestamp > ts {
+			ts, ok = bt.MaxTimestamp, true
+		}
+		return nil
+	})
+	return ts, ok, err
+}

@@ -333,7 +333,11 @@ func (ix *Index) lookupPartition(ctx context.Context, src engine.Source, p int32
 
 // PartitionLag is how far the index is behind one partition of the log.
 type PartitionLag struct {
-	Partition  int32
+	Partition int32
+	// Topic and TopicPartition are the topic and its partition that Partition is (of an
+	// engine.Topics source; else the source's topic and Partition).
+	Topic          string
+	TopicPartition int32
 	Checkpoint int64 // next offset to index (0 when never indexed)
 	Start, End int64 // the log's bounds
 	// Lag is the offsets of the log not indexed yet: End - max(Checkpoint, Start). Lookups scan
@@ -349,7 +353,10 @@ func (ix *Index) Lag(ctx context.Context, src engine.Source) (_ []PartitionLag, 
 		return nil, err
 	}
 	out := make([]PartitionLag, 0, n)
+	ts := engine.TopicsOf(src)
+	per := n / int32(ts.Len())
 	for p := int32(0); p < n; p++ {
+		ti, tp := engine.Split(p, per)
 		cp, _, err := ix.Checkpoint(p)
 		if err != nil {
 			return nil, err
@@ -358,7 +365,7 @@ func (ix *Index) Lag(ctx context.Context, src engine.Source) (_ []PartitionLag, 
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, PartitionLag{Partition: p, Checkpoint: cp, Start: b.Start, End: b.End, Lag: max(0, b.End-max(cp, b.Start))})
+		out = append(out, PartitionLag{Partition: p, Topic: ts.Name(ti), TopicPartition: tp, Checkpoint: cp, Start: b.Start, End: b.End, Lag: max(0, b.End-max(cp, b.Start))})
 	}
 	return out, nil
 }

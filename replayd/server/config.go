@@ -41,6 +41,10 @@ type Config struct {
 	MaxInFlight int
 	// StrictOrder delivers each job's events one at a time, in log order.
 	StrictOrder bool
+	// MirrorWait is how long a job waits for a mirrored topic (Source.Topics after the first) to
+	// reach its window's end before replaying what it holds and ending Incomplete
+	// (worker.Options.MirrorWait). Default 30s; negative: not checked.
+	MirrorWait time.Duration
 	// AllowPrivateWebhooks lets webhooks resolve to private and loopback addresses.
 	AllowPrivateWebhooks bool
 	// RateLimit is the replay requests per app per 15 minutes. Default 5.

@@ -303,17 +303,11 @@ func (r *run) awaitMirror(ctx context.Context, drain <-chan struct{}, tr *topicR
 // newestTimestamp is the greatest timestamp of the partition's last batch, or the window's
 // start less one when the partition is empty.
 func (r *run) newestTimestamp(ctx context.Context, v int32) (int64, error) {
-	src := r.pool.opts.Source
-	b, err := src.Bounds(ctx, v)
-	if err != nil || b.End <= b.Start {
-		return r.job.FromMs - 1, err
+	ts, ok, err := engine.NewestTimestamp(ctx, r.pool.opts.Source, v)
+	if !ok {
+		ts = r.job.FromMs - 1
 	}
-	newest := r.job.FromMs - 1
-	err = src.Scan(ctx, v, b.End-1, func(bt *segment.Batch) error {
-		newest = max(newest, bt.MaxTimestamp)
-		return nil
-	})
-	return newest, err
+	return max(ts, r.job.FromMs-1), err
 }
 
 // unreadable is a batch of the window that could not be read: corrupt on disk. Its events are
