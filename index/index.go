@@ -338,8 +338,8 @@ type PartitionLag struct {
 	// engine.Topics source; else the source's topic and Partition).
 	Topic          string
 	TopicPartition int32
-	Checkpoint int64 // next offset to index (0 when never indexed)
-	Start, End int64 // the log's bounds
+	Checkpoint     int64 // next offset to index (0 when never indexed)
+	Start, End     int64 // the log's bounds
 	// Lag is the offsets of the log not indexed yet: End - max(Checkpoint, Start). Lookups scan
 	// them; they cost time, never correctness.
 	Lag int64
