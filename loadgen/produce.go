@@ -97,12 +97,12 @@ func newProduceCommand() *cobra.Command {
 		data, brokers, topic, topics, webhookIDs, mix, manifestPath, end, forUser, codec string
 		dcBrokers                                                                        []string
 		crossDC                                                                          float64
-		events, webhooks, batch, batchBytes                                      int
-		partitions                                                               int32
-		rate, skew, dupRate                                                      float64
-		jitter, span, linger                                                     time.Duration
-		seed                                                                     uint64
-		fsync, quiet                                                             bool
+		events, webhooks, batch, batchBytes                                              int
+		partitions                                                                       int32
+		rate, skew, dupRate                                                              float64
+		jitter, span, linger                                                             time.Duration
+		seed                                                                             uint64
+		fsync, quiet                                                                     bool
 	)
 	span = 24 * time.Hour
 	jitter = 2 * time.Minute
