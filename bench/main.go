@@ -106,6 +106,7 @@ var benchmarks = []benchmark{
 	{"lease", runLease},
 	{"delivery", runDelivery},
 	{"kafka", runKafka},
+	{"twodc", runTwoDC},
 }
 
 // runSuite runs the selected benchmarks and writes the report. A benchmark that fails is reported
@@ -229,7 +230,7 @@ saying so, without them): the index and targeted fetches vs the seed's consumer.
 	f := cmd.Flags()
 	f.BoolVar(&quick, "quick", false, "run a small version of every benchmark (under a minute)")
 	f.StringVar(&out, "out", "", "write BENCH.md and plots/ into this directory (default: BENCH.md at the repository root and bench/plots/)")
-	f.StringVar(&only, "only", "", "comma-separated benchmarks to run: replay,scan,build,dedup,lease,delivery,kafka (default all)")
+	f.StringVar(&only, "only", "", "comma-separated benchmarks to run: replay,scan,build,dedup,lease,delivery,kafka,twodc (default all)")
 	f.IntVar(&runs, "runs", 5, "samples per variant")
 	f.StringVar(&mysqlDSN, "mysql-dsn", "", "MariaDB/MySQL DSN without a database (default $REPLAY_TEST_MYSQL_DSN or root@tcp(127.0.0.1:3306)/)")
 	f.StringVar(&mysqlDSN, "mysql", "", "")
