@@ -188,11 +188,18 @@ func (r *run) deliver(ctx context.Context, drain <-chan struct{}) (job.State, st
 	r.setupTopics()
 	for _, tr := range r.topics {
 		if tr.i > 0 {
-			if err := r.awaitMirror(ctx, drain, tr); err != nil {
-				return 0, "", err
-			}
+			err = r.awaitMirror(ctx, drain, tr)
 		}
-		if tr.offsets, err = o.Locator.Locate(ctx, tr.v, key, j.FromMs, j.ToMs); err != nil {
+		if err == nil {
+			tr.offsets, err = o.Locator.Locate(ctx, tr.v, key, j.FromMs, j.ToMs)
+		}
+		if err != nil {
+			// A mirrored topic that cannot be read for good stops alone, as when reading it.
+			if tr.i > 0 && !engine.IsRetryable(err) && !errors.Is(err, errDrain) && !errors.Is(err, errLeaseLost) {
+				r.topicFailed(tr, fmt.Errorf("locating its events: %w", err))
+				tr.offsets, err = nil, nil
+				continue
+			}
 			return 0, "", fmt.Errorf("locating events%s: %w", r.inTopic(tr), err)
 		}
 	}
@@ -341,6 +348,9 @@ type chunk struct {
 // item, and reading goes on with the next one.
 func (r *run) readTopic(ctx context.Context, tr *topicRead, key []byte, out chan<- chunk) {
 	defer close(out)
+	if tr.failed != nil {
+		return // it could not even be located
+	}
 	j := r.job
 	var rr segment.RecordReader
 	next := int64(-1) // the offset after the last batch handed over

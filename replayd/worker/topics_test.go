@@ -339,3 +339,39 @@ func failingTopicSource(t *testing.T, ts *engine.Topics) engine.Source {
 type localOnly struct{ engine.Source }
 
 func (localOnly) Close() error { return nil }
+
+// failingLocator cannot locate anything in topic 1 (a non-retryable error).
+type failingLocator struct {
+	worker.Locator
+	per int32
+}
+
+func (f failingLocator) Locate(ctx context.Context, v int32, key []byte, from, to int64) ([]int64, error) {
+	if i, _ := engine.Split(v, f.per); i == 1 {
+		return nil, errTopicGone
+	}
+	return f.Locator.Locate(ctx, v, key, from, to)
+}
+
+// TestTwoTopicsOneUnlocatable: a mirrored topic whose events cannot be located for good: the
+// local topic's events are delivered, and the job ends Incomplete naming the topic.
+func TestTwoTopicsOneUnlocatable(t *testing.T) {
+	w := newTwoDC(t)
+	w.produce(t, 2000, 6, 0.2, 0, 0)
+	from, to := t0, t0+55*60_000
+	j := w.create(t, webhookB, from, to)
+	w.pool(t, "a", nil, func(o *worker.Options) {
+		o.Locator = failingLocator{Locator: o.Locator, per: w.topics.PerTopicKnown()}
+	})
+	done := w.finished(t, j.ID)
+	if done.State != job.StateIncomplete || !strings.Contains(done.Reason, "topic dc2.delivery_log partition") || !strings.Contains(done.Reason, "locating its events") {
+		t.Fatalf("job ended %s: %q, want INCOMPLETE naming dc2.delivery_log", done.State, done.Reason)
+	}
+	var local []string
+	for _, e := range w.events {
+		if e.webhook == webhookB && e.ts >= from && e.ts < to && w.copies[e.id][0] > 0 {
+			local = append(local, e.body)
+		}
+	}
+	sameSet(t, w.sink.delivered(), local)
+}
