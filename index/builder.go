@@ -13,6 +13,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/replay/replay/engine"
+	"github.com/replay/replay/index/diskreserve"
 	"github.com/replay/replay/index/pebblelog"
 	"github.com/replay/replay/segment"
 )
@@ -389,6 +390,12 @@ func (pb *partBuilder) commit() error {
 		if err := batch.Set(appendPartKey(nil, prefixLastBatch, pb.p), lastBatchValue(pb.lastBase, pb.lastCRC), nil); err != nil {
 			return err
 		}
+	}
+	if err := ix.usable(); err != nil {
+		return err
+	}
+	if err := diskreserve.Check(ix.opts.FS, ix.opts.Dir, ix.opts.DiskReserve); err != nil {
+		return err
 	}
 	if err := batch.Commit(pebble.Sync); err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/replay/replay/engine"
+	"github.com/replay/replay/index/diskreserve"
 	"github.com/replay/replay/index/pebblelog"
 	"github.com/replay/replay/segment"
 )
@@ -740,6 +741,9 @@ func (ix *Index) ImportPartitions(src *Index, keep func(p int32) bool) (_ int, e
 		}
 		n++
 		if batch.Len() > 4<<20 {
+			if err := diskreserve.Check(ix.opts.FS, ix.opts.Dir, ix.opts.DiskReserve); err != nil {
+				return n, err
+			}
 			if err := batch.Commit(pebble.NoSync); err != nil {
 				return n, err
 			}
@@ -748,6 +752,9 @@ func (ix *Index) ImportPartitions(src *Index, keep func(p int32) bool) (_ int, e
 		}
 	}
 	if err := it.Error(); err != nil {
+		return n, err
+	}
+	if err := diskreserve.Check(ix.opts.FS, ix.opts.Dir, ix.opts.DiskReserve); err != nil {
 		return n, err
 	}
 	return n, batch.Commit(pebble.Sync)

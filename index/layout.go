@@ -42,11 +42,12 @@ func LiveDir(dataDir string) (string, bool, error) {
 
 // Switch makes the closed index in dataDir/RebuildDir the live one: it is renamed to
 // dataDir/index-<time>, the pointer file is replaced atomically to name it, and then the
-// previous live index and any index-* directory left by an interrupted switch are removed. It
-// returns the new live directory.
+// previous live index and any index-* directory left by an interrupted switch are removed,
+// unless a process has one open (a running server, which removes it itself once it has followed
+// the switch: removing files under an open Pebble would fail its next flush or WAL rotation, and
+// Pebble 2.1 panics on the latter). It returns the new live directory.
 func Switch(dataDir string) (string, error) {
-	old, _, err := LiveDir(dataDir)
-	if err != nil {
+	if _, _, err := LiveDir(dataDir); err != nil {
 		return "", err
 	}
 	name := switchPrefix + time.Now().UTC().Format("20060102T150405.000000000")
@@ -61,19 +62,41 @@ func Switch(dataDir string) (string, error) {
 		return "", err
 	}
 	// The switch is done; what follows only frees space.
-	var errs []error
-	if old != live {
-		errs = append(errs, os.RemoveAll(old))
-	}
-	ents, err := os.ReadDir(dataDir)
-	errs = append(errs, err)
-	for _, e := range ents {
-		if e.IsDir() && strings.HasPrefix(e.Name(), switchPrefix) && e.Name() != name {
-			errs = append(errs, os.RemoveAll(filepath.Join(dataDir, e.Name())))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := removeUnused(dataDir); err != nil {
 		return live, fmt.Errorf("index: switched to %s, but removing the old index failed: %w", live, err)
 	}
 	return live, nil
+}
+
+// removeUnused removes the index directories of dataDir that are not the live one (the default
+// directory and index-* ones) and that no process has open.
+func removeUnused(dataDir string) error {
+	live, _, err := LiveDir(dataDir)
+	if err != nil {
+		return err
+	}
+	ents, err := os.ReadDir(dataDir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range ents {
+		dir := filepath.Join(dataDir, e.Name())
+		if !e.IsDir() || dir == live || (e.Name() != DefaultDir && !strings.HasPrefix(e.Name(), switchPrefix)) {
+			continue
+		}
+		errs = append(errs, removeIfUnused(dir))
+	}
+	return errors.Join(errs...)
+}
+
+// removeIfUnused removes an index directory unless a process holds its Pebble lock (has it
+// open); it holds the lock itself while removing, so that nobody opens it meanwhile.
+func removeIfUnused(dir string) error {
+	lock, err := vfs.Default.Lock(filepath.Join(dir, "LOCK"))
+	if err != nil {
+		return nil // open in some process (or already gone): its holder removes it
+	}
+	defer lock.Close()
+	return os.RemoveAll(dir)
 }

@@ -6,9 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+
 	"github.com/replay/replay/engine"
+	"github.com/replay/replay/index/diskreserve"
 )
 
 // LiveOptions configure a Live index. DataDir and Source are required.
@@ -21,6 +25,13 @@ type LiveOptions struct {
 	Retention time.Duration
 	// Poll is how often the data directory is checked for a switched index. Default 5s.
 	Poll time.Duration
+	// FS and DiskReserve are the index's Options.FS and Options.DiskReserve.
+	FS          vfs.FS
+	DiskReserve int64
+	// RetryMin and RetryMax bound the builder's backoff: after it stops with an error it is
+	// started again after RetryMin, doubled for each failure in a row, at most RetryMax.
+	// Defaults 1s and 1m.
+	RetryMin, RetryMax time.Duration
 	// Logger. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -32,6 +43,12 @@ func (o *LiveOptions) EnsureDefaults() *LiveOptions {
 	}
 	if o.Poll == 0 {
 		o.Poll = 5 * time.Second
+	}
+	if o.RetryMin == 0 {
+		o.RetryMin = time.Second
+	}
+	if o.RetryMax == 0 {
+		o.RetryMax = time.Minute
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -51,6 +68,9 @@ func (o *LiveOptions) Validate() error {
 	if o.Poll < 0 {
 		errs = append(errs, fmt.Errorf("Poll is %v, want positive", o.Poll))
 	}
+	if o.RetryMin < 0 || o.RetryMax < o.RetryMin {
+		errs = append(errs, fmt.Errorf("RetryMin %v and RetryMax %v: want 0 < RetryMin <= RetryMax", o.RetryMin, o.RetryMax))
+	}
 	return errors.Join(errs...)
 }
 
@@ -58,6 +78,13 @@ func (o *LiveOptions) Validate() error {
 // `replayd index rebuild`) points the data directory at a new index, Live notices within Poll,
 // opens it, moves the builder and the lookups over, and closes the old one: a rebuild takes
 // effect without a restart, and a lookup never sees half an index. It is a worker.Locator.
+//
+// The builder never takes the server down: when it stops with an error (the disk below its
+// reserve, the source unreachable) Live is Degraded (Health says why and since when), lookups go
+// on answering exactly (what is not indexed is scanned), and the builder is started again with
+// backoff; its first commit or catch-up after that ends the degradation. A Pebble fatal error,
+// after which the index refuses work, is recovered from by reopening the index once the disk
+// has room again.
 //
 // Lifecycle: OpenLive opens the index; Start runs the builder and the watcher; Close stops them
 // and closes the index. Close is idempotent and may be called without Start.
@@ -75,6 +102,24 @@ type Live struct {
 	stopBuild func() // stops the builder of ix and waits for it
 	cancel    context.CancelFunc
 	watched   chan struct{}
+
+	healthMu sync.Mutex
+	health   Health
+	degraded atomic.Bool // health.Degraded, read without the lock by every Progress
+	reopen   chan struct{}
+}
+
+// Health is the state of a Live index's builder.
+type Health struct {
+	// Degraded says the builder is not indexing: it stopped with Err at Since, Failures times
+	// in a row, and is retried. Lookups still answer exactly (they scan what is not indexed),
+	// more slowly the longer it lasts.
+	Degraded bool
+	Err      string
+	Since    time.Time
+	Failures int
+	// Recovered counts the degradations that ended.
+	Recovered int
 }
 
 // OpenLive opens the live index of o.DataDir, creating it if there is none.
@@ -87,11 +132,11 @@ func OpenLive(o LiveOptions) (*Live, error) {
 	if err != nil {
 		return nil, err
 	}
-	ix, err := Open(Options{Dir: dir, Retention: o.Retention, Logger: o.Logger})
+	ix, err := Open(o.indexOptions(dir))
 	if err != nil {
 		return nil, err
 	}
-	return &Live{o: o, ix: ix, dir: dir}, nil
+	return &Live{o: o, ix: ix, dir: dir, reopen: make(chan struct{}, 1)}, nil
 }
 
 // Start runs the builder and watches the data directory for a switched index, until Close.
@@ -120,6 +165,18 @@ func (l *Live) watch(ctx context.Context) {
 			if err := l.Follow(ctx); err != nil {
 				l.o.Logger.Error("switching to the rebuilt index failed; keeping the current one", "err", err)
 			}
+		case <-l.reopen:
+		}
+		if l.needsReopen() {
+			if err := l.reopenIndex(ctx); err != nil {
+				l.o.Logger.Error("index: reopening after a fatal error failed; retrying", "err", err)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(l.o.RetryMin):
+				}
+				l.signalReopen()
+			}
 		}
 	}
 }
@@ -129,12 +186,146 @@ func (l *Live) build(ctx context.Context, ix *Index) func() {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		err := ix.Build(ctx, l.o.Source, BuildOptions{Follow: true})
-		if err != nil && ctx.Err() == nil {
-			l.o.Logger.Error("index builder stopped", "err", err)
+		for {
+			err := ix.Build(ctx, l.o.Source, BuildOptions{Follow: true, Progress: l.progressFunc(ctx)})
+			if ctx.Err() != nil {
+				return
+			}
+			failures := l.failed(err)
+			if ix.usable() != nil {
+				// A Pebble fatal error: this index refuses work until reopened. The watcher
+				// reopens it, and starts a builder on the new one.
+				l.signalReopen()
+				return
+			}
+			wait := l.o.RetryMin << min(failures-1, 20)
+			if wait > l.o.RetryMax || wait <= 0 {
+				wait = l.o.RetryMax
+			}
+			l.o.Logger.Error("index builder stopped; lookups scan what is not indexed until it runs again", "err", err, "failures", failures, "retry_in", wait)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
 		}
 	}()
 	return func() { cancel(); <-done }
+}
+
+// failed records a builder error and returns the failures in a row.
+func (l *Live) failed(err error) int {
+	l.healthMu.Lock()
+	defer l.healthMu.Unlock()
+	if !l.health.Degraded {
+		l.health.Degraded, l.health.Since, l.health.Failures = true, time.Now(), 0
+	}
+	l.health.Err = err.Error()
+	l.health.Failures++
+	l.degraded.Store(true)
+	return l.health.Failures
+}
+
+// progressFunc is a build's Progress: once every partition has committed or caught up in it, a
+// degradation ends (one partition catching up with nothing to write says nothing about another
+// whose commits are refused).
+func (l *Live) progressFunc(ctx context.Context) func(Progress) {
+	n, err := l.o.Source.Partitions(ctx)
+	if err != nil {
+		n = 1 << 30 // Build fails the same way: nothing ends the degradation
+	}
+	var mu sync.Mutex
+	seen := map[int32]bool{}
+	return func(p Progress) {
+		if !l.degraded.Load() {
+			return
+		}
+		mu.Lock()
+		seen[p.Partition] = true
+		all := int32(len(seen)) >= n
+		mu.Unlock()
+		if all {
+			l.progressed()
+		}
+	}
+}
+
+// progressed ends a degradation: the builder committed or caught up again.
+func (l *Live) progressed() {
+	l.healthMu.Lock()
+	defer l.healthMu.Unlock()
+	if !l.health.Degraded {
+		return
+	}
+	l.o.Logger.Info("index builder running again", "after", time.Since(l.health.Since).Round(time.Millisecond), "failures", l.health.Failures, "last_err", l.health.Err)
+	l.health = Health{Recovered: l.health.Recovered + 1}
+	l.degraded.Store(false)
+}
+
+// Health is the builder's state now.
+func (l *Live) Health() Health {
+	l.healthMu.Lock()
+	defer l.healthMu.Unlock()
+	return l.health
+}
+
+func (l *Live) signalReopen() {
+	select {
+	case l.reopen <- struct{}{}:
+	default:
+	}
+}
+
+func (l *Live) needsReopen() bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.ix != nil && l.ix.usable() != nil && !errors.Is(l.ix.usable(), ErrClosed)
+}
+
+// reopenIndex replaces an index that had a Pebble fatal error by the same directory opened
+// again, once the disk has room for what opening writes (a WAL, a MANIFEST).
+func (l *Live) reopenIndex(ctx context.Context) error {
+	l.followMu.Lock()
+	defer l.followMu.Unlock()
+	if !l.needsReopen() {
+		return nil
+	}
+	dir := l.Dir()
+	if err := diskreserve.Check(l.o.fs(), dir, l.o.DiskReserve); err != nil {
+		return err
+	}
+	building := l.stopBuild != nil
+	if building {
+		l.stopBuild()
+	}
+	l.mu.Lock()
+	old := l.ix
+	oldErr := old.usable()
+	// Close reports the fatal error again; what matters is that it lets go of the directory.
+	old.Close()
+	next, err := Open(l.o.indexOptions(dir))
+	if err != nil {
+		l.mu.Unlock()
+		return fmt.Errorf("reopening %s: %w", dir, err)
+	}
+	l.ix = next
+	l.mu.Unlock()
+	l.o.Logger.Warn("index: reopened after a fatal error", "dir", dir, "err", oldErr)
+	if building {
+		l.stopBuild = l.build(ctx, next)
+	}
+	return nil
+}
+
+func (o *LiveOptions) indexOptions(dir string) Options {
+	return Options{Dir: dir, Retention: o.Retention, FS: o.FS, DiskReserve: o.DiskReserve, Logger: o.Logger}
+}
+
+func (o *LiveOptions) fs() vfs.FS {
+	if o.FS == nil {
+		return vfs.Default
+	}
+	return o.FS
 }
 
 // Follow switches to the live index the data directory names now, if it is not the one in use;
@@ -153,7 +344,7 @@ func (l *Live) Follow(ctx context.Context) error {
 	if err != nil || dir == l.Dir() {
 		return err
 	}
-	next, err := Open(Options{Dir: dir, Retention: l.o.Retention, Logger: l.o.Logger})
+	next, err := Open(l.o.indexOptions(dir))
 	if err != nil {
 		return err
 	}
@@ -169,7 +360,14 @@ func (l *Live) Follow(ctx context.Context) error {
 		l.stopBuild = l.build(ctx, next)
 	}
 	l.o.Logger.Info("switched to the rebuilt index", "dir", dir)
-	return old.Close()
+	if err := old.Close(); err != nil {
+		return err
+	}
+	// The rebuild left the old directory to this process, which had it open.
+	if err := removeUnused(l.o.DataDir); err != nil {
+		l.o.Logger.Warn("removing the index switched from failed", "err", err)
+	}
+	return nil
 }
 
 // Dir is the directory of the index in use.

@@ -2,6 +2,7 @@ package index
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -32,6 +33,10 @@ func TestLiveFollowsARebuild(t *testing.T) {
 	if before != filepath.Join(data, DefaultDir) {
 		t.Fatalf("serving %s before any rebuild", before)
 	}
+	// The builder runs through the rebuild: the rebuild must leave the directory it has open.
+	if err := live.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
 	rep, err := RebuildIndex(ctx, RebuildOptions{DataDir: data, Source: l, Retention: -1})
 	if err != nil {
 		t.Fatal(err)
@@ -39,13 +44,14 @@ func TestLiveFollowsARebuild(t *testing.T) {
 	if rep.Live == before || rep.Stats.Entries == 0 {
 		t.Fatalf("rebuild report %+v", rep)
 	}
+	if _, err := os.Stat(filepath.Join(before, "LOCK")); err != nil {
+		t.Fatalf("the rebuild removed the index a running Live has open: %v", err)
+	}
 	if err := live.Follow(ctx); err != nil || live.Dir() != rep.Live {
 		t.Fatalf("serving %s after the switch to %s: %v", live.Dir(), rep.Live, err)
 	}
-	// Started only now: the rebuild removed the directory of the index Live had open, and a
-	// builder committing into it would have failed.
-	if err := live.Start(ctx); err != nil {
-		t.Fatal(err)
+	if _, err := os.Stat(before); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the index switched from is still there after Follow: %v", err)
 	}
 	wh := indextest.Webhook(3)
 	from, to := spec.Start.Add(10*time.Minute).UnixMilli(), spec.Start.Add(70*time.Minute).UnixMilli()

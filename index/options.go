@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/replay/replay/index/diskreserve"
 )
 
 // Options configure an Index. The zero value of every field but Dir means its default;
@@ -34,6 +36,11 @@ type Options struct {
 	ReadOnly bool
 	// FS is where the index's files live. Default vfs.Default.
 	FS vfs.FS
+	// DiskReserve is the free space the builder leaves on the index's filesystem: a commit (of
+	// Build, ImportPartitions) is refused with a *diskreserve.Error while less is free, so that
+	// Pebble never meets a full disk (see package diskreserve). Default
+	// diskreserve.DefaultReserve (256 MiB); negative checks nothing.
+	DiskReserve int64
 	// Now is the clock retention uses. Default time.Now.
 	Now func() time.Time
 	// Logger receives the builder's and retention's events. Default slog.Default().
@@ -64,6 +71,9 @@ func (o *Options) EnsureDefaults() *Options {
 	}
 	if o.FS == nil {
 		o.FS = vfs.Default
+	}
+	if o.DiskReserve == 0 {
+		o.DiskReserve = diskreserve.DefaultReserve
 	}
 	if o.Now == nil {
 		o.Now = time.Now

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/replay/replay/index/diskreserve"
 	"github.com/replay/replay/replayd/delivery"
 	"github.com/replay/replay/replayd/server"
 	"github.com/replay/replay/replayd/worker"
@@ -16,8 +17,9 @@ import (
 
 func newServeCommand() *cobra.Command {
 	var (
-		src sourceFlags
-		c   server.Config
+		src     sourceFlags
+		c       server.Config
+		reserve string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -35,7 +37,7 @@ new leases, running jobs checkpoint and are released for another instance, then 
 
 ` + sourceFlagsHelp,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			if !cmd.Flags().Changed("allow-private-webhooks") {
 				c.AllowPrivateWebhooks = server.IsLoopback(c.Listen)
 			}
@@ -44,6 +46,12 @@ new leases, running jobs checkpoint and are released for another instance, then 
 				c.WebhookRate = math.Inf(1) // the flag's documented "no limit"
 			case c.WebhookRate < 0 || math.IsNaN(c.WebhookRate):
 				return fmt.Errorf("--webhook-rate %v: want events per second, or 0 for no limit", c.WebhookRate)
+			}
+			if c.DiskReserve, err = diskreserve.Parse(reserve); err != nil {
+				return fmt.Errorf("--disk-reserve: %w", err)
+			}
+			if c.DiskReserve == 0 {
+				c.DiskReserve = -1 // the flag's documented "no reserve"
 			}
 			if !cmd.Flags().Changed("source") {
 				switch {
@@ -99,5 +107,6 @@ new leases, running jobs checkpoint and are released for another instance, then 
 	f.DurationVar(&c.LeaseTimeout, "lease-timeout", 30*time.Second, "how long a job stays with an instance that stopped heartbeating before another takes it over")
 	f.IntVar(&c.DedupCapacity, "dedup-capacity", 1<<20, "events remembered per job to drop duplicates (about 24 bytes each)")
 	f.DurationVar(&c.Retention, "retention", 120*time.Hour, "how far back replays may reach and the index keeps entries (the delivery_log's retention)")
+	f.StringVar(&reserve, "disk-reserve", diskreserve.Format(diskreserve.DefaultReserve), "free space the index and the embedded stores leave on the data directory's disk: below it the index builder pauses (replays still exact, scanning what is not indexed), store writes answer 503, /healthz says degraded, and all resume when space returns; 0 for none")
 	return cmd
 }

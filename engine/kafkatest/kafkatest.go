@@ -246,7 +246,11 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	defer cancel()
 	// A port found free can be taken before the JVM binds it: then start again on others.
 	for attempt := 1; ; attempt++ {
-		c, err := start(ctx, o)
+		ports, err := freePorts(2 * o.Nodes)
+		if err != nil {
+			return nil, err
+		}
+		c, err := start(ctx, o, ports)
 		if err == nil || !errors.Is(err, errBind) || attempt == 3 {
 			return c, err
 		}
@@ -256,17 +260,14 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 // errBind marks a start that failed because a node could not bind its ports.
 var errBind = errors.New("kafkatest: a node could not bind its port")
 
-func start(ctx context.Context, o Options) (*Cluster, error) {
+// start starts a cluster whose nodes listen on ports: node i's broker on ports[2i], its
+// controller on ports[2i+1].
+func start(ctx context.Context, o Options, ports []int) (*Cluster, error) {
 	dir, err := os.MkdirTemp("", "kafkatest-")
 	if err != nil {
 		return nil, err
 	}
 	c := &Cluster{ID: newClusterID(), Dir: dir, o: o}
-	ports, err := freePorts(2 * o.Nodes)
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
 	var voters []string
 	for i := 0; i < o.Nodes; i++ {
 		n := &Node{
@@ -542,6 +543,17 @@ func (n *Node) waitReady(ctx context.Context, want map[int32]bool) error {
 	var last error
 	for {
 		m, err := n.metadata(ctx)
+		if err == nil && (m.ClusterID == nil || *m.ClusterID != n.cluster.ID) {
+			// Another cluster's broker holds the port (one of another test package, started
+			// after freePorts released it): this node cannot bind it and will exit, and its
+			// "Address already in use" makes Start try other ports. Never take the foreign
+			// broker's answer for this cluster's.
+			id := "<none>"
+			if m.ClusterID != nil {
+				id = *m.ClusterID
+			}
+			m, err = nil, fmt.Errorf("%s is answered by cluster %s, not this cluster %s", n.Addr, id, n.cluster.ID)
+		}
 		if err == nil {
 			got := map[int32]bool{}
 			for _, b := range m.Brokers {

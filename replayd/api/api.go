@@ -13,7 +13,7 @@
 //	GET    /replay/jobs?webhook_id=&state=&cursor=&limit=        the app's jobs, newest first
 //	GET    /replay/jobs/{job_id}                                 one job's state and progress
 //	DELETE /replay/jobs/{job_id}                                 cancel it
-//	GET    /healthz                                              200 when both stores answer
+//	GET    /healthz                                              200 when both stores answer (ok or degraded)
 //	GET    /metrics                                              Prometheus, when Options.Registry is set
 //	GET    /openapi.json                                         the OpenAPI 3.1 description (OpenAPI)
 //
@@ -810,5 +810,18 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 		writeError(w, apiError{http.StatusServiceUnavailable, CodeUnavailable, strings.Join(problems, "; ")})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	if s.opts.Degraded != nil {
+		if d := s.opts.Degraded(); len(d) > 0 {
+			writeJSON(w, http.StatusOK, Health{Status: "degraded", Degraded: d})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, Health{Status: "ok"})
+}
+
+// Health is GET /healthz's answer while both stores answer: "ok", or "degraded" with what is
+// wrong (replays are still served, exactly, perhaps more slowly).
+type Health struct {
+	Status   string   `json:"status"`
+	Degraded []string `json:"degraded,omitempty"`
 }

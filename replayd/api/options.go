@@ -55,6 +55,10 @@ type Options struct {
 	// Logger receives one structured line per request and the details of server-side errors.
 	// Default slog.Default().
 	Logger *slog.Logger
+	// Degraded, when set, lists what is wrong while the server still serves (the index builder
+	// stopped, the disk below its reserve): GET /healthz answers 200 with status "degraded" and
+	// these. Default none.
+	Degraded func() []string
 	// Registry, when set, receives the API's metrics and is served on GET /metrics.
 	Registry *prometheus.Registry
 }

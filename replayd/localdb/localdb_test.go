@@ -5,8 +5,13 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/replay/replay/index/diskreserve"
 	"github.com/replay/replay/index/pebblelog"
+	"github.com/replay/replay/replayd/testwait"
 )
 
 func TestRunSerializesWrapsAndCloses(t *testing.T) {
@@ -61,5 +66,68 @@ func TestRunReportsAPebbleFatalError(t *testing.T) {
 	}
 	if err := db.Run(t.Context(), "read", func() error { return nil }); !errors.As(err, &fe) {
 		t.Fatalf("Run after the fatal error: %v, want it", err)
+	}
+}
+
+// After a fatal error the database is opened again by itself (at most once a second), keeping
+// what was committed before.
+func TestReopensAfterAPebbleFatalError(t *testing.T) {
+	errUnavailable := errors.New("unavailable")
+	db, err := Open(Options{Dir: t.TempDir(), Store: "teststore", ErrClosed: errors.New("closed"), ErrUnavailable: errUnavailable})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Write(t.Context(), "set", func() error { return db.Pebble.Set([]byte("k"), []byte("v"), db.WriteOptions) }); err != nil {
+		t.Fatal(err)
+	}
+	db.Write(t.Context(), "write", func() error {
+		db.plog.Fatalf("pebble: fatal commit error: %s", "no space left on device")
+		return nil
+	})
+	if err := db.Run(t.Context(), "read", func() error { return nil }); !errors.Is(err, errUnavailable) {
+		t.Fatalf("Run right after the fatal error: %v, want ErrUnavailable", err)
+	}
+	testwait.For(t, 10*time.Second, "the store to be usable again", func() bool {
+		return db.Run(t.Context(), "read", func() error { return nil }) == nil
+	})
+	var got string
+	if err := db.Run(t.Context(), "get", func() error {
+		v, closer, err := db.Pebble.Get([]byte("k"))
+		if err != nil {
+			return err
+		}
+		got = string(v)
+		return closer.Close()
+	}); err != nil || got != "v" {
+		t.Fatalf("after reopening: %q, %v; want what was committed before", got, err)
+	}
+}
+
+// Below the disk reserve a write is refused as unavailable before it runs, naming the reserve;
+// reads go on; once space returns, writes do too.
+func TestWriteRefusedBelowTheDiskReserve(t *testing.T) {
+	errUnavailable := errors.New("unavailable")
+	fs := diskreserve.NewFreeFS(vfs.Default, 1<<30)
+	db, err := Open(Options{Dir: t.TempDir(), Store: "teststore", ErrClosed: errors.New("closed"), ErrUnavailable: errUnavailable, FS: fs, DiskReserve: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Write(t.Context(), "set", func() error { return nil }); err != nil {
+		t.Fatalf("write with 1 GiB free: %v", err)
+	}
+	fs.Free.Store(10 << 20)
+	ran := false
+	err = db.Write(t.Context(), "set", func() error { ran = true; return nil })
+	if ran || !errors.Is(err, errUnavailable) || !errors.Is(err, diskreserve.ErrLowDisk) || !strings.Contains(err.Error(), "teststore: set: ") {
+		t.Fatalf("write with 10 MiB free below a 64 MiB reserve: ran %v, %v", ran, err)
+	}
+	if err := db.Run(t.Context(), "get", func() error { return nil }); err != nil {
+		t.Fatalf("read with a low disk: %v", err)
+	}
+	fs.Free.Store(1 << 30)
+	if err := db.Write(t.Context(), "set", func() error { return nil }); err != nil {
+		t.Fatalf("write once space returned: %v", err)
 	}
 }

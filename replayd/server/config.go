@@ -8,7 +8,10 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+
 	"github.com/replay/replay/engine"
+	"github.com/replay/replay/index/diskreserve"
 	"github.com/replay/replay/replayd/dedup"
 	"github.com/replay/replay/replayd/delivery"
 	"github.com/replay/replay/replayd/worker"
@@ -65,6 +68,15 @@ type Config struct {
 	Delivery delivery.Options
 	// IndexPoll is how often the server looks for a rebuilt index. Default 5s.
 	IndexPoll time.Duration
+	// DiskReserve is the free space the index builder and the embedded stores leave on the data
+	// directory's filesystem: below it the builder pauses (lookups scan what is not indexed),
+	// store writes answer 503/67, /healthz says "degraded", and all resume by themselves once
+	// space returns (package diskreserve says why). Default diskreserve.DefaultReserve
+	// (256 MiB); negative checks nothing.
+	DiskReserve int64
+	// FS is the filesystem of the data directory's Pebble databases (the index, the embedded
+	// stores). Default vfs.Default; tests report a filling disk with a diskreserve.FreeFS.
+	FS vfs.FS
 	// LogRetentionEvery is how often retention is applied to the embedded log. Default 10 minutes.
 	LogRetentionEvery time.Duration
 	// ShutdownTimeout bounds Stop when its context has no deadline. Default 60s.
@@ -92,6 +104,12 @@ type Config struct {
 
 // EnsureDefaults fills in the defaults of unset fields and returns c.
 func (c *Config) EnsureDefaults() *Config {
+	if c.DiskReserve == 0 {
+		c.DiskReserve = diskreserve.DefaultReserve
+	}
+	if c.FS == nil {
+		c.FS = vfs.Default
+	}
 	if c.HTTPReadTimeout == 0 {
 		c.HTTPReadTimeout = 30 * time.Second
 	}

@@ -16,7 +16,7 @@ import (
 // newRegistry is the server's Prometheus registry: the Go and process collectors, the index's
 // lag per partition and the job store's jobs by state, read at each scrape. The API and the
 // workers add theirs.
-func newRegistry(ix *index.Live, src engine.Source, jobs job.Driver) *prometheus.Registry {
+func newRegistry(ix *index.Live, src engine.Source, jobs job.Driver, c Config) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if ts := engine.TopicsOf(src); ts.Len() > 1 {
@@ -33,7 +33,41 @@ func newRegistry(ix *index.Live, src engine.Source, jobs job.Driver) *prometheus
 	}
 	reg.MustRegister(jobsCollector{jobs: jobs,
 		desc: prometheus.NewDesc("replay_jobs", "Replay jobs in the job store, by state (all instances').", []string{"state"}, nil)})
+	reg.MustRegister(healthCollector{ix: ix, c: c,
+		degraded: prometheus.NewDesc("replay_index_builder_degraded", "1 while the index builder is stopped by an error and retried (lookups scan what is not indexed), else 0.", nil, nil),
+		failures: prometheus.NewDesc("replay_index_builder_failures", "The index builder's failures in a row (0 while it runs).", nil, nil),
+		free:     prometheus.NewDesc("replay_data_disk_free_bytes", "Free bytes on the data directory's filesystem.", nil, nil),
+		reserve:  prometheus.NewDesc("replay_data_disk_reserve_bytes", "The free space below which the index builder pauses and store writes are refused (--disk-reserve).", nil, nil),
+	})
 	return reg
+}
+
+// healthCollector exposes the index builder's health and the data directory's free space.
+type healthCollector struct {
+	ix                                *index.Live
+	c                                 Config
+	degraded, failures, free, reserve *prometheus.Desc
+}
+
+func (h healthCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- h.degraded
+	ch <- h.failures
+	ch <- h.free
+	ch <- h.reserve
+}
+
+func (h healthCollector) Collect(ch chan<- prometheus.Metric) {
+	st := h.ix.Health()
+	d := 0.0
+	if st.Degraded {
+		d = 1
+	}
+	ch <- prometheus.MustNewConstMetric(h.degraded, prometheus.GaugeValue, d)
+	ch <- prometheus.MustNewConstMetric(h.failures, prometheus.GaugeValue, float64(st.Failures))
+	if du, err := h.c.FS.GetDiskUsage(h.c.DataDir); err == nil {
+		ch <- prometheus.MustNewConstMetric(h.free, prometheus.GaugeValue, float64(du.AvailBytes))
+	}
+	ch <- prometheus.MustNewConstMetric(h.reserve, prometheus.GaugeValue, float64(max(h.c.DiskReserve, 0)))
 }
 
 // indexLagCollector exposes, per partition, how many offsets the index is behind the log.

@@ -21,6 +21,7 @@ import (
 
 	"github.com/replay/replay/engine"
 	"github.com/replay/replay/index"
+	"github.com/replay/replay/index/diskreserve"
 	"github.com/replay/replay/replayd/api"
 	"github.com/replay/replay/replayd/app"
 	"github.com/replay/replay/replayd/app/embeddedapp"
@@ -125,7 +126,7 @@ func New(ctx context.Context, c Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.ix, err = index.OpenLive(index.LiveOptions{DataDir: c.DataDir, Source: s.src, Retention: c.Retention, Poll: c.IndexPoll, Logger: c.Logger}); err != nil {
+	if s.ix, err = index.OpenLive(index.LiveOptions{DataDir: c.DataDir, Source: s.src, Retention: c.Retention, Poll: c.IndexPoll, FS: c.FS, DiskReserve: c.DiskReserve, Logger: c.Logger}); err != nil {
 		return nil, fmt.Errorf("opening the index in %s: %w", c.DataDir, err)
 	}
 	if s.jobs, s.apps, err = openStores(ctx, c); err != nil {
@@ -134,7 +135,7 @@ func New(ctx context.Context, c Config) (_ *Server, err error) {
 	if s.client, err = delivery.New(c.deliveryOptions()); err != nil {
 		return nil, err
 	}
-	s.reg = newRegistry(s.ix, s.src, s.jobs)
+	s.reg = newRegistry(s.ix, s.src, s.jobs, c)
 	host, _ := os.Hostname()
 	s.pool, err = worker.New(worker.Options{
 		Jobs: s.jobs, Source: s.src, Locator: s.ix,
@@ -155,6 +156,7 @@ func New(ctx context.Context, c Config) (_ *Server, err error) {
 	handler, err := api.New(api.Options{
 		Apps: s.apps, Jobs: s.jobs, Partitions: partitions, Challenge: challenge, MaxWebhooks: c.MaxWebhooks,
 		Retention: c.Retention, RateLimit: c.RateLimit, Logger: c.Logger, Registry: s.reg,
+		Degraded: s.degraded,
 	})
 	if err != nil {
 		return nil, err
@@ -166,6 +168,20 @@ func New(ctx context.Context, c Config) (_ *Server, err error) {
 	}
 	s.api = notifyOnAccepted(handler, s.pool)
 	return s, nil
+}
+
+// degraded is what /healthz lists while the server serves but not fully: the index builder
+// stopped (and is retried), the data directory's disk below its reserve.
+func (s *Server) degraded() []string {
+	var out []string
+	if h := s.ix.Health(); h.Degraded {
+		out = append(out, fmt.Sprintf("index builder stopped %s ago after %d failures in a row, retrying (lookups scan what is not indexed): %s",
+			time.Since(h.Since).Round(time.Second), h.Failures, h.Err))
+	}
+	if err := diskreserve.Check(s.c.FS, s.c.DataDir, s.c.DiskReserve); err != nil {
+		out = append(out, "data directory: "+err.Error()+" (the index builder pauses, store writes answer 503)")
+	}
+	return out
 }
 
 // Start runs the index builder (following a rebuilt index when `replayd index rebuild`
@@ -232,11 +248,11 @@ func openStores(ctx context.Context, c Config) (job.Driver, app.Driver, error) {
 		}
 		return jobs, apps, nil
 	}
-	jobs, err := embeddedjob.Open(embeddedjob.Options{Dir: filepath.Join(c.DataDir, "jobs"), LeaseTimeout: c.LeaseTimeout, Logger: c.Logger})
+	jobs, err := embeddedjob.Open(embeddedjob.Options{Dir: filepath.Join(c.DataDir, "jobs"), LeaseTimeout: c.LeaseTimeout, FS: c.FS, DiskReserve: c.DiskReserve, Logger: c.Logger})
 	if err != nil {
 		return nil, nil, err
 	}
-	apps, err := embeddedapp.Open(embeddedapp.Options{Dir: filepath.Join(c.DataDir, "apps"), Logger: c.Logger})
+	apps, err := embeddedapp.Open(embeddedapp.Options{Dir: filepath.Join(c.DataDir, "apps"), FS: c.FS, DiskReserve: c.DiskReserve, Logger: c.Logger})
 	if err != nil {
 		jobs.Close()
 		return nil, nil, err

@@ -81,6 +81,11 @@ func (p *Pool) Stop(ctx context.Context) error {
 func (p *Pool) loop(ctx context.Context, owner string) {
 	defer p.done.Done()
 	log := p.opts.Logger.With("worker", owner)
+	// A failure that repeats (a store that is down, a full disk) is logged when it starts, then
+	// once a minute with how often it happened, not at every poll.
+	var failing string
+	var failingSince, loggedAt time.Time
+	failures := 0
 	for ctx.Err() == nil {
 		// The lease is ours from no earlier than the moment it was asked for: the store records it
 		// later, so LeaseTimeout from here ends before the store's lease does.
@@ -88,14 +93,24 @@ func (p *Pool) loop(ctx context.Context, owner string) {
 		j, err := p.opts.Jobs.Lease(ctx, job.LeaseParams{Owner: owner, Timeout: p.opts.LeaseTimeout})
 		switch {
 		case err == nil:
+			failing, failures = "", 0
 			r := &run{pool: p, job: j, owner: owner, leasedAt: sent, halt: make(chan struct{}), log: log.With("job_id", j.ID, "webhook_id", j.WebhookID)}
 			r.execute(ctx)
 			continue
 		case errors.Is(err, job.ErrNoJob):
+			failing, failures = "", 0
 		case ctx.Err() != nil:
 			return
 		default:
-			log.Warn("lease failed", "err", err)
+			failures++
+			switch now := time.Now(); {
+			case err.Error() != failing:
+				failing, failingSince, loggedAt, failures = err.Error(), now, now, 1
+				log.Warn("lease failed", "err", err)
+			case now.Sub(loggedAt) >= time.Minute:
+				loggedAt = now
+				log.Warn("lease still failing", "err", err, "since", failingSince.UTC().Format(time.RFC3339), "failures", failures)
+			}
 		}
 		t := time.NewTimer(p.opts.PollInterval)
 		select {

@@ -74,7 +74,6 @@ func (r *webhookRecord) webhook() *app.Webhook {
 // Driver is the embedded app store. Operations are serialized (one at a time, each write committed
 // with fsync before it returns); create it with Open.
 type Driver struct {
-	db    *pebble.DB
 	opts  Options
 	local *localdb.DB // serializes operations
 	wo    *pebble.WriteOptions
@@ -88,11 +87,11 @@ func Open(opts Options) (*Driver, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	local, err := localdb.Open(localdb.Options{Dir: opts.Dir, Store: "embeddedapp", ErrClosed: app.ErrClosed, ErrUnavailable: app.ErrUnavailable, Bare: nil, NoSync: opts.NoSync, Logger: opts.Logger})
+	local, err := localdb.Open(localdb.Options{Dir: opts.Dir, Store: "embeddedapp", ErrClosed: app.ErrClosed, ErrUnavailable: app.ErrUnavailable, Bare: nil, NoSync: opts.NoSync, FS: opts.FS, DiskReserve: opts.DiskReserve, Logger: opts.Logger})
 	if err != nil {
 		return nil, err
 	}
-	return &Driver{db: local.Pebble, local: local, opts: opts, wo: local.WriteOptions}, nil
+	return &Driver{local: local, opts: opts, wo: local.WriteOptions}, nil
 }
 
 // Close closes the database once the operation in progress ends. It is idempotent.
@@ -103,11 +102,16 @@ func (d *Driver) run(ctx context.Context, op string, fn func() error) error {
 	return d.local.Run(ctx, op, fn)
 }
 
+// write serializes fn, which writes, refusing it below the disk reserve (localdb.DB.Write).
+func (d *Driver) write(ctx context.Context, op string, fn func() error) error {
+	return d.local.Write(ctx, op, fn)
+}
+
 func (d *Driver) now() time.Time { return d.opts.Now().UTC().Truncate(time.Microsecond) }
 
 // get decodes the value at k into v; found is false when k is absent.
 func (d *Driver) get(k []byte, v any) (found bool, err error) {
-	b, closer, err := d.db.Get(k)
+	b, closer, err := d.local.Pebble.Get(k)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return false, nil
 	}
@@ -158,14 +162,14 @@ func (d *Driver) CreateApp(ctx context.Context, p app.CreateAppParams) (*app.Cre
 		return nil, err
 	}
 	var out *app.CreateAppResult
-	err := d.run(ctx, "create app", func() error {
+	err := d.write(ctx, "create app", func() error {
 		id, err := d.freshID(prefixApp)
 		if err != nil {
 			return err
 		}
 		token := app.NewToken()
 		r := &appRecord{ID: id, Name: p.Name, Secret: string(app.NewSecret()), TokenSHA256: app.HashToken(token), CreatedAt: d.now()}
-		b := d.db.NewBatch()
+		b := d.local.Pebble.NewBatch()
 		defer b.Close()
 		if err := setJSON(b, key(prefixApp, id), r); err != nil {
 			return err
@@ -237,7 +241,7 @@ func (d *Driver) GetApp(ctx context.Context, p app.GetAppParams) (*app.App, erro
 func (d *Driver) ListApps(ctx context.Context, _ app.ListAppsParams) ([]*app.App, error) {
 	var out []*app.App
 	err := d.run(ctx, "list apps", func() error {
-		it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: prefixApp, UpperBound: []byte("a0")})
+		it, err := d.local.Pebble.NewIter(&pebble.IterOptions{LowerBound: prefixApp, UpperBound: []byte("a0")})
 		if err != nil {
 			return err
 		}
@@ -266,7 +270,7 @@ func (d *Driver) CreateWebhook(ctx context.Context, p app.CreateWebhookParams) (
 		return nil, err
 	}
 	var out *app.Webhook
-	err := d.run(ctx, "create webhook", func() error {
+	err := d.write(ctx, "create webhook", func() error {
 		if _, err := d.loadApp(p.AppID); err != nil {
 			return err
 		}
@@ -285,7 +289,7 @@ func (d *Driver) CreateWebhook(ctx context.Context, p app.CreateWebhookParams) (
 		}
 		now := d.now()
 		r := &webhookRecord{ID: id, AppID: p.AppID, URL: p.URL, Valid: p.Valid, CreatedAt: now, CheckedAt: now}
-		b := d.db.NewBatch()
+		b := d.local.Pebble.NewBatch()
 		defer b.Close()
 		if err := setJSON(b, key(prefixWebhook, id), r); err != nil {
 			return err
@@ -336,7 +340,7 @@ func (d *Driver) ListWebhooks(ctx context.Context, p app.ListWebhooksParams) ([]
 	var out []*app.Webhook
 	err := d.run(ctx, "list webhooks", func() error {
 		prefix := key(prefixAppHooks, p.AppID)
-		it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: key(prefixAppHooks, p.AppID+1)})
+		it, err := d.local.Pebble.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: key(prefixAppHooks, p.AppID+1)})
 		if err != nil {
 			return err
 		}
@@ -361,13 +365,13 @@ func (d *Driver) ListWebhooks(ctx context.Context, p app.ListWebhooksParams) ([]
 // SetWebhookValid implements app.Driver.
 func (d *Driver) SetWebhookValid(ctx context.Context, p app.SetWebhookValidParams) (*app.Webhook, error) {
 	var out *app.Webhook
-	err := d.run(ctx, "set webhook validity", func() error {
+	err := d.write(ctx, "set webhook validity", func() error {
 		r, err := d.loadWebhook(p.ID, p.AppID)
 		if err != nil {
 			return err
 		}
 		r.Valid, r.CheckedAt = p.Valid, d.now()
-		b := d.db.NewBatch()
+		b := d.local.Pebble.NewBatch()
 		defer b.Close()
 		if err := setJSON(b, key(prefixWebhook, r.ID), r); err != nil {
 			return err
@@ -383,7 +387,7 @@ func (d *Driver) SetWebhookValid(ctx context.Context, p app.SetWebhookValidParam
 
 // DeleteWebhook implements app.Driver.
 func (d *Driver) DeleteWebhook(ctx context.Context, p app.DeleteWebhookParams) error {
-	return d.run(ctx, "delete webhook", func() error {
+	return d.write(ctx, "delete webhook", func() error {
 		if p.AppID <= 0 {
 			return fmt.Errorf("%w: AppID must be positive", app.ErrInvalidParams)
 		}
@@ -391,7 +395,7 @@ func (d *Driver) DeleteWebhook(ctx context.Context, p app.DeleteWebhookParams) e
 		if err != nil {
 			return err
 		}
-		b := d.db.NewBatch()
+		b := d.local.Pebble.NewBatch()
 		defer b.Close()
 		for _, k := range [][]byte{
 			key(prefixWebhook, r.ID),

@@ -1,6 +1,8 @@
 package embeddedapp
 
 import (
+	"github.com/cockroachdb/pebble/v2/vfs"
+
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +20,10 @@ type Options struct {
 	// NoSync, if true, commits writes without fsync. Default false (every write is durable when
 	// the call returns). Only for tests and benchmarks.
 	NoSync bool
+	// FS is where the database's files live, DiskReserve the free space writes leave on it
+	// (localdb.Options). Defaults vfs.Default and diskreserve.DefaultReserve.
+	FS          vfs.FS
+	DiskReserve int64
 	// Logger receives Pebble's messages (pebblelog). Default slog.Default().
 	Logger *slog.Logger
 }

@@ -55,7 +55,6 @@ type record struct {
 // Driver is the embedded job store. Operations are serialized (one at a time, each committed with
 // fsync before it returns); create it with Open.
 type Driver struct {
-	db    *pebble.DB
 	opts  Options
 	local *localdb.DB // serializes operations
 	wo    *pebble.WriteOptions
@@ -69,11 +68,11 @@ func Open(opts Options) (*Driver, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	local, err := localdb.Open(localdb.Options{Dir: opts.Dir, Store: "embeddedjob", ErrClosed: job.ErrClosed, ErrUnavailable: job.ErrUnavailable, Bare: []error{job.ErrNoJob}, NoSync: opts.NoSync, Logger: opts.Logger})
+	local, err := localdb.Open(localdb.Options{Dir: opts.Dir, Store: "embeddedjob", ErrClosed: job.ErrClosed, ErrUnavailable: job.ErrUnavailable, Bare: []error{job.ErrNoJob}, NoSync: opts.NoSync, FS: opts.FS, DiskReserve: opts.DiskReserve, Logger: opts.Logger})
 	if err != nil {
 		return nil, err
 	}
-	return &Driver{db: local.Pebble, local: local, opts: opts, wo: local.WriteOptions}, nil
+	return &Driver{local: local, opts: opts, wo: local.WriteOptions}, nil
 }
 
 // Close closes the database once the operation in progress ends. It is idempotent.
@@ -84,10 +83,15 @@ func (d *Driver) run(ctx context.Context, op string, fn func() error) error {
 	return d.local.Run(ctx, op, fn)
 }
 
+// write serializes fn, which writes, refusing it below the disk reserve (localdb.DB.Write).
+func (d *Driver) write(ctx context.Context, op string, fn func() error) error {
+	return d.local.Write(ctx, op, fn)
+}
+
 func (d *Driver) now() time.Time { return d.opts.Now().UTC().Truncate(time.Microsecond) }
 
 func (d *Driver) load(id int64) (*record, error) {
-	v, closer, err := d.db.Get(key(prefixJob, id))
+	v, closer, err := d.local.Pebble.Get(key(prefixJob, id))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, fmt.Errorf("job %d: %w", id, job.ErrNotFound)
 	}
@@ -129,7 +133,7 @@ func leaseKey(j *job.Job) []byte {
 // save writes r, moving its lease-queue and active-webhook entries from what they were for old
 // (the job as loaded), and commits with fsync (unless Options.NoSync).
 func (d *Driver) save(old job.Job, r *record) error {
-	b := d.db.NewBatch()
+	b := d.local.Pebble.NewBatch()
 	defer b.Close()
 	if k := leaseKey(&old); k != nil {
 		if err := b.Delete(k, nil); err != nil {
@@ -167,9 +171,9 @@ func (d *Driver) Create(ctx context.Context, p job.CreateParams) (*job.Job, erro
 		return nil, err
 	}
 	var out *job.Job
-	err := d.run(ctx, "create", func() error {
+	err := d.write(ctx, "create", func() error {
 		activeKey := key(prefixActive, p.WebhookID)
-		if v, closer, err := d.db.Get(activeKey); err == nil {
+		if v, closer, err := d.local.Pebble.Get(activeKey); err == nil {
 			other := int64(binary.BigEndian.Uint64(v))
 			closer.Close()
 			return fmt.Errorf("webhook %d: %w (job %d)", p.WebhookID, job.ErrActiveJobExists, other)
@@ -177,7 +181,7 @@ func (d *Driver) Create(ctx context.Context, p job.CreateParams) (*job.Job, erro
 			return err
 		}
 		id := int64(1)
-		if v, closer, err := d.db.Get(keyNextID); err == nil {
+		if v, closer, err := d.local.Pebble.Get(keyNextID); err == nil {
 			id = int64(binary.BigEndian.Uint64(v))
 			closer.Close()
 		} else if !errors.Is(err, pebble.ErrNotFound) {
@@ -189,7 +193,7 @@ func (d *Driver) Create(ctx context.Context, p job.CreateParams) (*job.Job, erro
 			FromMs: p.FromMs, ToMs: p.ToMs, State: job.StateOpen,
 			CreatedAt: now, UpdatedAt: now, Checkpoint: job.NoCheckpoint,
 		}}
-		b := d.db.NewBatch()
+		b := d.local.Pebble.NewBatch()
 		defer b.Close()
 		for _, kv := range [][2][]byte{
 			{keyNextID, key(nil, id+1)},
@@ -224,9 +228,10 @@ func (d *Driver) Lease(ctx context.Context, p job.LeaseParams) (*job.Job, error)
 		timeout = d.opts.LeaseTimeout
 	}
 	var out *job.Job
+	// A read until a job is due: polling workers find nothing to lease without the disk.
 	err := d.run(ctx, "lease", func() error {
 		now := d.now()
-		it, err := d.db.NewIter(&pebble.IterOptions{
+		it, err := d.local.Pebble.NewIter(&pebble.IterOptions{
 			LowerBound: prefixLease,
 			UpperBound: key(prefixLease, now.UnixMicro()+1),
 		})
@@ -242,6 +247,9 @@ func (d *Driver) Lease(ctx context.Context, p job.LeaseParams) (*job.Job, error)
 		}
 		id := int64(binary.BigEndian.Uint64(it.Key()[len(prefixLease)+8:]))
 		if err := it.Close(); err != nil {
+			return err
+		}
+		if err := d.local.CheckReserve(); err != nil {
 			return err
 		}
 		r, err := d.load(id)
@@ -308,7 +316,7 @@ func (d *Driver) Heartbeat(ctx context.Context, p job.HeartbeatParams) error {
 	if err := p.Validate(); err != nil {
 		return err
 	}
-	return d.run(ctx, "heartbeat", func() error {
+	return d.write(ctx, "heartbeat", func() error {
 		r, err := d.fenced(p.ID, p.FencingToken, []job.State{job.StateStarted, job.StateOngoing}, "heartbeat")
 		if err != nil {
 			return err
@@ -327,7 +335,7 @@ func (d *Driver) Release(ctx context.Context, p job.ReleaseParams) error {
 	if err := p.Validate(); err != nil {
 		return err
 	}
-	return d.run(ctx, "release", func() error {
+	return d.write(ctx, "release", func() error {
 		r, err := d.fenced(p.ID, p.FencingToken, []job.State{job.StateStarted, job.StateOngoing}, "release")
 		if err != nil {
 			return err
@@ -346,7 +354,7 @@ func (d *Driver) Transition(ctx context.Context, p job.TransitionParams) error {
 	if err := p.Validate(); err != nil {
 		return err
 	}
-	return d.run(ctx, "transition to "+p.To.String(), func() error {
+	return d.write(ctx, "transition to "+p.To.String(), func() error {
 		r, err := d.fenced(p.ID, p.FencingToken, job.TransitionSources(p.To), "to "+p.To.String())
 		if err != nil {
 			return err
@@ -403,7 +411,7 @@ func (d *Driver) List(ctx context.Context, p job.ListParams) (*job.ListResult, e
 		if p.BeforeID > 0 {
 			upper = key(prefix, p.BeforeID)
 		}
-		it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: upper})
+		it, err := d.local.Pebble.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: upper})
 		if err != nil {
 			return err
 		}
@@ -441,7 +449,7 @@ func (d *Driver) List(ctx context.Context, p job.ListParams) (*job.ListResult, e
 func (d *Driver) Count(ctx context.Context, p job.CountParams) (map[job.State]int64, error) {
 	out := map[job.State]int64{}
 	err := d.run(ctx, "count", func() error {
-		it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: prefixJob, UpperBound: append(bytes.Clone(prefixJob), 0xff)})
+		it, err := d.local.Pebble.NewIter(&pebble.IterOptions{LowerBound: prefixJob, UpperBound: append(bytes.Clone(prefixJob), 0xff)})
 		if err != nil {
 			return err
 		}
@@ -485,7 +493,7 @@ func matches(j *job.Job, p job.ListParams) bool {
 // Cancel implements job.Driver.
 func (d *Driver) Cancel(ctx context.Context, p job.CancelParams) (*job.Job, error) {
 	var out *job.Job
-	err := d.run(ctx, "cancel", func() error {
+	err := d.write(ctx, "cancel", func() error {
 		r, err := d.load(p.ID)
 		if err != nil {
 			return err
