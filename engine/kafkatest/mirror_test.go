@@ -9,7 +9,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/replay/replay/engine"
 	"github.com/replay/replay/engine/kafkatest"
+	"github.com/replay/replay/segment"
 )
 
 // TestMirrorMaker: MirrorMaker 2 between two clusters, both ways, with DefaultReplicationPolicy:
@@ -30,7 +32,7 @@ func TestMirrorMaker(t *testing.T) {
 		if err := c.CreateTopic(ctx, "delivery_log", parts, 0, nil); err != nil {
 			t.Fatal(err)
 		}
-		cl, err := c.Client(kgo.DefaultProduceTopic("delivery_log"), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
+		cl, err := c.Client(kgo.DefaultProduceTopic("delivery_log"), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), kgo.ProducerBatchCompression(kgo.SnappyCompression()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -88,6 +90,29 @@ func TestMirrorMaker(t *testing.T) {
 			if g, ok := byValue[want.value]; !ok || g != want {
 				t.Errorf("%s: %+v mirrored as %+v (%v)", c.topic, want, g, ok)
 			}
+		}
+		// In MirrorMaker's own batches: its producer's codec (lz4), not the source's (snappy),
+		// read from the broker's files.
+		src, err := engine.OpenDir(engine.DirOptions{Dir: c.into.Nodes[0].LogDir, Topic: c.topic})
+		if err != nil {
+			t.Fatal(err)
+		}
+		batches := 0
+		for p := int32(0); p < parts; p++ {
+			err := src.Scan(ctx, p, 0, func(b *segment.Batch) error {
+				batches++
+				if b.Codec() != segment.CodecLZ4 {
+					t.Errorf("%s-%d: a batch at %d in %v, want MirrorMaker's lz4", c.topic, p, b.BaseOffset, b.Codec())
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		src.Close()
+		if batches == 0 {
+			t.Errorf("%s: no batch in the broker's files", c.topic)
 		}
 	}
 }
