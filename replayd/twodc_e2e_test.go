@@ -36,7 +36,9 @@ import (
 // from both datacenters, signed, then Complete, with counts per topic. (2) The instance running a
 // replay is SIGKILLed mid-job: the other takes it over and resumes each topic from its own
 // checkpoint; every event arrives, and the only repeats are the deliveries the killed instance
-// made after its last checkpoint.
+// made after its last checkpoint. (3) With MirrorMaker stopped, a replay of a window dc2 got
+// since ends Incomplete naming dc2.delivery_log and the range; once MirrorMaker caught up, the
+// same replay is Complete.
 func TestServeTwoDatacenters(t *testing.T) {
 	ctx := t.Context()
 	t0 := time.Now()
@@ -80,7 +82,7 @@ func TestServeTwoDatacenters(t *testing.T) {
 		t.Fatal(err)
 	}
 	var hooks []*realWebhook
-	for _, name := range []string{"exact", "takeover"} {
+	for _, name := range []string{"exact", "takeover", "lagging"} {
 		w := &realWebhook{name: name, sink: receiver.New(created.App.Secret, nil)}
 		hs := httptest.NewServer(w.sink)
 		t.Cleanup(hs.Close)
@@ -89,7 +91,7 @@ func TestServeTwoDatacenters(t *testing.T) {
 		}
 		hooks = append(hooks, w)
 	}
-	exact, takeover := hooks[0], hooks[1]
+	exact, takeover, lagging := hooks[0], hooks[1], hooks[2]
 
 	// An hour of traffic: each event into dc1 or dc2, a quarter into both, a tenth of the copies
 	// twice (a producer's retry); other webhooks' events beside.
@@ -149,7 +151,8 @@ func TestServeTwoDatacenters(t *testing.T) {
 	phase(fmt.Sprintf("%d records into dc1, %d into dc2", len(recs[0]), len(recs[1])))
 
 	mmStart := time.Now()
-	mm, err := kafkatest.StartMirror(ctx, kafkatest.MirrorOptions{Clusters: map[string]*kafkatest.Cluster{"dc1": dc1, "dc2": dc2}})
+	mirrors := kafkatest.MirrorOptions{Clusters: map[string]*kafkatest.Cluster{"dc1": dc1, "dc2": dc2}}
+	mm, err := kafkatest.StartMirror(ctx, mirrors)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +189,7 @@ func TestServeTwoDatacenters(t *testing.T) {
 	}
 	defer jobs.Close()
 	common := []string{"--kafka-brokers", strings.Join(dc1.Bootstrap(), ","), "--topics", "delivery_log,dc2.delivery_log",
-		"--mysql-dsn", dsn, "--lease-timeout", "2s", "--allow-private-webhooks", "--workers", "1", "--strict-order"}
+		"--mysql-dsn", dsn, "--lease-timeout", "2s", "--allow-private-webhooks", "--workers", "1", "--strict-order", "--mirror-wait", "3s"}
 	type instance struct {
 		cmd  *exec.Cmd
 		addr string
@@ -332,4 +335,94 @@ func TestServeTwoDatacenters(t *testing.T) {
 	}
 	phase(fmt.Sprintf("takeover replay: %d events, %d delivered again (of %d after the last checkpoint), topics %+v",
 		len(wantT), dups, atKill-int(killed.Counters.Delivered), done.Topics))
+
+	// 3. The mirror lags: MirrorMaker is stopped and dc2 gets a later quarter hour of the
+	// webhook's events (and others', in every partition). A replay of it from dc1 delivers what
+	// dc1 has (nothing of it) and ends Incomplete naming dc2.delivery_log and the time range;
+	// once MirrorMaker runs again and has caught up, the same replay is Complete.
+	mm.Close()
+	survivor := insts[1-victim]
+	late0, late1 := now.Add(-25*time.Minute), now.Add(-10*time.Minute)
+	var lateRecs []*kgo.Record
+	for i := 0; i < 900; i++ {
+		ts := late0.Add(time.Duration(i) * 20 * time.Minute / 900).UnixMilli() // up to 5 minutes past the window
+		key := strconv.Itoa(5000 + i%97)
+		body := fmt.Sprintf(`{"for_user_id":"1","favorite_events":[{"id_str":"%d","timestamp_ms":"%d"}]}`, n+i, ts)
+		if i%3 == 0 {
+			key = lagging.key()
+			if ts < late1.UnixMilli() {
+				lagging.events = append(lagging.events, &realEvent{body: body, ts: ts, offset: int64(n + i)})
+			}
+		}
+		lateRecs = append(lateRecs, &kgo.Record{Key: []byte(key), Value: []byte(body), Timestamp: time.UnixMilli(ts),
+			Headers: []kgo.RecordHeader{{Key: "event-id", Value: []byte(strconv.Itoa(n + i))}}})
+	}
+	cl2, err := dc2.Client(kgo.DefaultProduceTopic("delivery_log"), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl2.ProduceSync(ctx, lateRecs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	cl2.Close()
+	lateReq := func() int64 {
+		t.Helper()
+		req, _ := http.NewRequest("POST", fmt.Sprintf("http://%s/1.1/account_activity/replay/webhooks/%d/subscriptions/all.json?from_date=%s&to_date=%s",
+			survivor.addr, lagging.wh.ID, late0.Format("200601021504"), late1.Format("200601021504")), nil)
+		req.Header.Set("Authorization", "Bearer "+created.Token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("replay request for %s: %v %v", lagging.name, resp, err)
+		}
+		resp.Body.Close()
+		list, err := jobs.List(ctx, job.ListParams{WebhookID: lagging.wh.ID})
+		if err != nil || len(list.Jobs) == 0 {
+			t.Fatalf("jobs of %s: %+v, %v", lagging.name, list, err)
+		}
+		return list.Jobs[0].ID
+	}
+	id = lateReq()
+	st = waitStatus(lagging, id)
+	j = getJob(id)
+	if st.State != "Incomplete" || j.State != job.StateIncomplete || !strings.Contains(j.Reason, "topic dc2.delivery_log partition") ||
+		!strings.Contains(j.Reason, "had not been mirrored up to the window's end") || !strings.Contains(j.Reason, late1.Format(time.RFC3339)) {
+		t.Fatalf("lagging mirror: status %+v, job %s: %q", st, j.State, j.Reason)
+	}
+	phase(fmt.Sprintf("mirror stopped: the replay of a later window ended %s: %s", j.State, j.Reason))
+	mmStart = time.Now()
+	if mm, err = kafkatest.StartMirror(ctx, mirrors); err != nil {
+		t.Fatal(err)
+	}
+	wantLate := int64(len(recs[1]) + len(lateRecs))
+	testwait.For(t, 2*time.Minute, "MirrorMaker to catch up with dc2", func() bool {
+		ends, err := kadm.NewClient(adm).ListEndOffsets(ctx, "dc2.delivery_log")
+		if err != nil {
+			return false
+		}
+		var sum int64
+		ends.Each(func(o kadm.ListedOffset) { sum += o.Offset })
+		return sum >= wantLate
+	})
+	phase(fmt.Sprintf("MirrorMaker restarted, caught up %v after its start", time.Since(mmStart).Round(time.Millisecond)))
+	before := len(lagging.sink.Deliveries())
+	id = lateReq()
+	st = waitStatus(lagging, id)
+	if st.State != "Complete" {
+		t.Fatalf("after the mirror caught up: status %+v (%s)", st, getJob(id).Reason)
+	}
+	var second []string
+	for _, d := range lagging.sink.Deliveries()[before:] {
+		if d.Status == nil {
+			second = append(second, string(d.Body))
+		}
+	}
+	wantL := lagging.want(late0, late1)
+	bodies = bodies[:0]
+	for _, e := range wantL {
+		bodies = append(bodies, e.body)
+	}
+	if len(wantL) < 50 || strings.Join(second, "\n") != strings.Join(bodies, "\n") {
+		t.Fatalf("after the mirror caught up: %d deliveries, want the window's %d events in order", len(second), len(wantL))
+	}
+	phase(fmt.Sprintf("the same replay after the mirror caught up: Complete, %d events", len(wantL)))
 }

@@ -307,14 +307,14 @@ func (r *run) awaitMirror(ctx context.Context, drain <-chan struct{}, tr *topicR
 	}
 }
 
-// newestTimestamp is the greatest timestamp of the partition's last batch, or the window's
-// start less one when the partition is empty.
+// newestTimestamp is the greatest timestamp of the partition's last batch, or -1 when the
+// partition is empty.
 func (r *run) newestTimestamp(ctx context.Context, v int32) (int64, error) {
 	ts, ok, err := engine.NewestTimestamp(ctx, r.pool.opts.Source, v)
 	if !ok {
-		ts = r.job.FromMs - 1
+		ts = -1
 	}
-	return max(ts, r.job.FromMs-1), err
+	return ts, err
 }
 
 // unreadable is a batch of the window that could not be read: corrupt on disk. Its events are
@@ -572,7 +572,11 @@ func (r *run) topicGaps() string {
 			parts = append(parts, fmt.Sprintf("topic %s partition %d could not be read from %s to %s: %v", tr.name, j.Partition, ms(max(tr.lastMs, j.FromMs)), ms(j.ToMs), tr.failed))
 		}
 		if tr.behind {
-			parts = append(parts, fmt.Sprintf("topic %s partition %d had not been mirrored up to the window's end (its newest event is at %s): its events from %s to %s may be missing", tr.name, j.Partition, ms(tr.behindMs), ms(max(tr.behindMs, j.FromMs)), ms(j.ToMs)))
+			newest := "it holds no event"
+			if tr.behindMs >= 0 {
+				newest = "its newest event is at " + ms(tr.behindMs)
+			}
+			parts = append(parts, fmt.Sprintf("topic %s partition %d had not been mirrored up to the window's end (%s): its events from %s to %s may be missing", tr.name, j.Partition, newest, ms(max(tr.behindMs, j.FromMs)), ms(j.ToMs)))
 		}
 	}
 	return strings.Join(parts, "; ")
