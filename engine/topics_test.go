@@ -108,3 +108,54 @@ func TestTopicsPartitions(t *testing.T) {
 		t.Errorf("TopicsOf")
 	}
 }
+
+// TestSourceSpecTopics: a list of topics opens a Topics of them (the embedded log's mirrored
+// topics beside it), the first being Topic; a list of one is that topic alone; bad lists are
+// refused naming the topic.
+func TestSourceSpecTopics(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"delivery_log", "dc2.delivery_log"} {
+		d := filepath.Join(dir, "log")
+		if name != "delivery_log" {
+			d = EmbeddedTopicDir(d, name)
+		}
+		l, err := Open(Options{Dir: d, Topic: name, Partitions: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Close()
+	}
+	spec := SourceSpec{Kind: SourceEmbedded, Dir: filepath.Join(dir, "log"), Topics: []string{"delivery_log", "dc2.delivery_log"}}
+	if got := spec.ForTopic(1); got.Dir != filepath.Join(dir, "log.dc2.delivery_log") || got.Topic != "dc2.delivery_log" || got.Topics != nil {
+		t.Fatalf("ForTopic(1) = %+v", got)
+	}
+	src, err := spec.Open(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, ok := src.(*Topics)
+	if !ok || ts.Topic() != "delivery_log,dc2.delivery_log" {
+		t.Fatalf("Open = %T %v", src, src.Topic())
+	}
+	if n, err := ts.Partitions(t.Context()); err != nil || n != 4 {
+		t.Fatalf("Partitions = %d, %v", n, err)
+	}
+	src.Close()
+	one := SourceSpec{Kind: SourceEmbedded, Dir: filepath.Join(dir, "log"), Topics: []string{"delivery_log"}}
+	if src, err := one.Open(t.Context()); err != nil || src.Topic() != "delivery_log" {
+		t.Fatalf("a list of one: %v, %v", src, err)
+	} else if _, ok := src.(*Topics); ok {
+		t.Fatal("a list of one opened as Topics")
+	} else {
+		src.Close()
+	}
+	for _, bad := range [][]string{{"delivery_log", "delivery_log"}, {"delivery_log", ""}, {"delivery_log", "a/b"}, {"delivery_log", "dc3.delivery_log"}} {
+		spec.Topics = bad
+		if src, err := spec.Open(t.Context()); err == nil {
+			src.Close()
+			t.Errorf("topics %q opened", bad)
+		} else if !strings.Contains(err.Error(), bad[1]) && bad[1] != "" {
+			t.Errorf("topics %q: %v does not name %q", bad, err, bad[1])
+		}
+	}
+}
