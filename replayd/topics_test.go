@@ -57,4 +57,14 @@ func TestIndexCommandsTwoTopics(t *testing.T) {
 	if code == 0 || !strings.Contains(errOut, "delivery_log has 3") || !strings.Contains(errOut, "dc3.delivery_log has 2") {
 		t.Fatalf("rebuild over 3 and 2 partitions: exit %d, %s", code, errOut)
 	}
+	// --topic and --topics must agree on the local topic; a bad list is refused before anything
+	// is opened.
+	_, errOut, code = run(t, "index", "verify", "--data", data, "--topic", "other", "--topics", "delivery_log,dc2.delivery_log")
+	if code == 0 || !strings.Contains(errOut, "different local topics") {
+		t.Fatalf("--topic other --topics delivery_log,...: exit %d, %s", code, errOut)
+	}
+	_, errOut, code = run(t, "index", "verify", "--data", data, "--topics", "delivery_log,delivery_log")
+	if code == 0 || !strings.Contains(errOut, "listed twice") {
+		t.Fatalf("a topic listed twice: exit %d, %s", code, errOut)
+	}
 }
