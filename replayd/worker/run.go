@@ -195,7 +195,7 @@ func (r *run) deliver(ctx context.Context, drain <-chan struct{}) (job.State, st
 		}
 		if err != nil {
 			// A mirrored topic that cannot be read for good stops alone, as when reading it.
-			if tr.i > 0 && !engine.IsRetryable(err) && !errors.Is(err, errDrain) && !errors.Is(err, errLeaseLost) {
+			if tr.i > 0 && ctx.Err() == nil && !engine.IsRetryable(err) && !errors.Is(err, errDrain) && !errors.Is(err, errLeaseLost) {
 				r.topicFailed(tr, fmt.Errorf("locating its events: %w", err))
 				tr.offsets, err = nil, nil
 				continue
