@@ -41,6 +41,8 @@ func newRootCommand() *cobra.Command {
 		Short:         "Replay service for webhook events stored in Kafka's delivery_log",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// Data directories, stores and logs are the user's alone (0700/0600).
+		PersistentPreRun: func(*cobra.Command, []string) { privateFiles() },
 	}
 	root.AddCommand(newSegmentCommand())
 	root.AddCommand(newMigrateCommand())

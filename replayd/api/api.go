@@ -14,7 +14,7 @@
 //	GET    /replay/jobs/{job_id}                                 one job's state and progress
 //	DELETE /replay/jobs/{job_id}                                 cancel it
 //	GET    /healthz                                              200 when both stores answer (ok or degraded)
-//	GET    /metrics                                              Prometheus, when Options.Registry is set
+//	GET    /metrics                                              Prometheus, when Options.Registry is set and not served elsewhere
 //	GET    /openapi.json                                         the OpenAPI 3.1 description (OpenAPI)
 //
 // Every route but /healthz and /metrics takes the app's bearer token (Authorization: Bearer …).
@@ -131,7 +131,7 @@ func (s *server) routes() []Route {
 	const webhook = "/1.1/account_activity/webhooks/{webhook_id}.json"
 	const webhookPattern = "/1.1/account_activity/webhooks/{file}" // {id}.json: a wildcard is a whole segment
 	var metrics http.HandlerFunc
-	if s.opts.Registry != nil {
+	if s.opts.Registry != nil && !s.opts.MetricsElsewhere {
 		metrics = promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{}).ServeHTTP
 	}
 	return []Route{

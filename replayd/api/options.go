@@ -61,6 +61,9 @@ type Options struct {
 	Degraded func() []string
 	// Registry, when set, receives the API's metrics and is served on GET /metrics.
 	Registry *prometheus.Registry
+	// MetricsElsewhere says Registry is served on another address (server.Config.MetricsListen):
+	// GET /metrics is not served here.
+	MetricsElsewhere bool
 }
 
 // EnsureDefaults fills in the zero fields with their defaults and returns o.

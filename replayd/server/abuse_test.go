@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -166,5 +167,33 @@ func TestServeInvalidWebhookGetsNoDeliveries(t *testing.T) {
 	})
 	if posts.Load() == 0 {
 		t.Fatal("no deliveries after the webhook was valid again")
+	}
+}
+
+// --metrics-listen puts /metrics on its own address: there it answers, on the API's it does not,
+// and the metrics address serves nothing of the API.
+func TestServeMetricsOnItsOwnAddress(t *testing.T) {
+	e := startE2E(t, func(c *server.Config) { c.MetricsListen = "127.0.0.1:0" })
+	get := func(addr, path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if e.srv.MetricsAddr() == e.srv.Addr() {
+		t.Fatalf("metrics on %s, the API's address", e.srv.MetricsAddr())
+	}
+	if code, body := get(e.srv.MetricsAddr(), "/metrics"); code != 200 || !strings.Contains(body, "replay_jobs{state=") || !strings.Contains(body, "replay_api_requests_total") {
+		t.Fatalf("metrics address /metrics: %d %.200s", code, body)
+	}
+	if code, _ := get(e.srv.Addr(), "/metrics"); code != 404 {
+		t.Fatalf("API address /metrics: %d, want 404", code)
+	}
+	if code, _ := get(e.srv.MetricsAddr(), "/healthz"); code != 404 {
+		t.Fatalf("metrics address /healthz: %d, want 404", code)
 	}
 }

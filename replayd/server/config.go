@@ -48,6 +48,10 @@ type Config struct {
 	// reach its window's end before replaying what it holds and ending Incomplete
 	// (worker.Options.MirrorWait). Default 30s; negative: not checked.
 	MirrorWait time.Duration
+	// MaxOutage is how long a job stays paused while its webhook is down (5xx, 429, timeouts,
+	// refused connections after the delivery client's attempts) before it ends INCOMPLETE; the
+	// replay_job_status event is retried as long (worker.Options.MaxOutage). Default 1 hour.
+	MaxOutage time.Duration
 	// AllowPrivateWebhooks lets webhooks resolve to private and loopback addresses.
 	AllowPrivateWebhooks bool
 	// RateLimit is the replay requests per app per 15 minutes. Default 5.
@@ -68,6 +72,9 @@ type Config struct {
 	Delivery delivery.Options
 	// IndexPoll is how often the server looks for a rebuilt index. Default 5s.
 	IndexPoll time.Duration
+	// MetricsListen, when set, is the address /metrics is served on instead of Listen (an
+	// operators' network, a scraper's port): the API's address then answers /metrics with 404.
+	MetricsListen string
 	// DiskReserve is the free space the index builder and the embedded stores leave on the data
 	// directory's filesystem: below it the builder pauses (lookups scan what is not indexed),
 	// store writes answer 503/67, /healthz says "degraded", and all resume by themselves once

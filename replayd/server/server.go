@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/net/netutil"
 
 	"github.com/replay/replay/engine"
@@ -52,7 +53,10 @@ type Server struct {
 	api    http.Handler
 	http   *http.Server
 	ln     net.Listener
-	checks *webhookcheck.Checker // nil when the re-check is off
+	// metricsHTTP serves /metrics on Config.MetricsListen, when set.
+	metricsHTTP *http.Server
+	metricsLn   net.Listener
+	checks      *webhookcheck.Checker // nil when the re-check is off
 	// retention applies retention to the embedded logs (one per topic); none for other sources.
 	retention []*logRetention
 
@@ -143,7 +147,7 @@ func New(ctx context.Context, c Config) (_ *Server, err error) {
 		Deliverer:  s.client,
 		NewDeduper: s.newDeduper,
 		Name:       fmt.Sprintf("%s:%d", host, os.Getpid()),
-		Workers:    c.Workers, MaxInFlight: c.MaxInFlight, StrictOrder: c.StrictOrder, LeaseTimeout: c.LeaseTimeout,
+		Workers:    c.Workers, MaxInFlight: c.MaxInFlight, StrictOrder: c.StrictOrder, LeaseTimeout: c.LeaseTimeout, MaxOutage: c.MaxOutage,
 		MirrorWait: c.MirrorWait,
 		Metrics:    worker.NewMetrics(s.reg), Logger: c.Logger,
 	})
@@ -156,7 +160,7 @@ func New(ctx context.Context, c Config) (_ *Server, err error) {
 	handler, err := api.New(api.Options{
 		Apps: s.apps, Jobs: s.jobs, Partitions: partitions, Challenge: challenge, MaxWebhooks: c.MaxWebhooks,
 		Retention: c.Retention, RateLimit: c.RateLimit, Logger: c.Logger, Registry: s.reg,
-		Degraded: s.degraded,
+		Degraded: s.degraded, MetricsElsewhere: c.MetricsListen != "",
 	})
 	if err != nil {
 		return nil, err
@@ -216,7 +220,32 @@ func (s *Server) Start(ctx context.Context) error {
 			s.c.Logger.Error("http server stopped", "err", err)
 		}
 	}()
+	if s.c.MetricsListen != "" {
+		mln, err := net.Listen("tcp", s.c.MetricsListen)
+		if err != nil {
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+		s.metricsLn = mln
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+		s.metricsHTTP = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout: s.c.HTTPReadTimeout, WriteTimeout: s.c.HTTPWriteTimeout, IdleTimeout: s.c.HTTPIdleTimeout}
+		go func() {
+			if err := s.metricsHTTP.Serve(netutil.LimitListener(mln, 64)); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.c.Logger.Error("metrics http server stopped", "err", err)
+			}
+		}()
+	}
 	return nil
+}
+
+// MetricsAddr is the address /metrics is served on once started: Config.MetricsListen's, or
+// Addr when that is empty.
+func (s *Server) MetricsAddr() string {
+	if s.metricsLn != nil {
+		return s.metricsLn.Addr().String()
+	}
+	return s.Addr()
 }
 
 // Addr is the address the API listens on, once started.
@@ -326,6 +355,9 @@ func (s *Server) Stop(ctx context.Context) error {
 		var errs []error
 		if s.http != nil {
 			errs = append(errs, s.http.Shutdown(ctx))
+		}
+		if s.metricsHTTP != nil {
+			errs = append(errs, s.metricsHTTP.Shutdown(ctx))
 		}
 		if s.checks != nil {
 			s.checks.Stop()

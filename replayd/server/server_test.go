@@ -269,7 +269,7 @@ func TestServeReplaysAWindowEndToEnd(t *testing.T) {
 // A webhook that fails (5xx, 429 with Retry-After) and then recovers gets everything; one that
 // never recovers ends Incomplete, saying what was not delivered.
 func TestServeWebhookFailures(t *testing.T) {
-	e := startE2E(t, nil)
+	e := startE2E(t, func(c *server.Config) { c.MaxOutage = 2 * time.Second })
 	now := time.Now().UTC().Truncate(time.Minute)
 	e.produce(600, now.Add(-2*time.Hour), time.Hour)
 	from, to := now.Add(-2*time.Hour-5*time.Minute), now.Add(-50*time.Minute)
@@ -308,7 +308,8 @@ func TestServeWebhookFailures(t *testing.T) {
 	if j.State != "INCOMPLETE" || j.Counts["failed"] != int64(len(want)) || j.FirstUndeliveredAt == "" {
 		t.Fatalf("dead webhook: job %+v, want INCOMPLETE with %d failed", j, len(want))
 	}
-	if want := fmt.Sprintf("%d of %d events were not delivered", len(want), len(want)); !contains(j.Reason, want) || !contains(j.Reason, "500") {
+	if want := fmt.Sprintf("%d of %d events were not delivered", len(want), len(want)); !contains(j.Reason, want) || !contains(j.Reason, "500") ||
+		!contains(j.Reason, "the webhook was down from") || !contains(j.Reason, "for longer than 2s") {
 		t.Fatalf("reason %q does not say what was not delivered and why", j.Reason)
 	}
 }

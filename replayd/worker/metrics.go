@@ -19,6 +19,12 @@ type Metrics struct {
 	// DeliveryWindow is the delivery window of the job that last settled a delivery: how many
 	// of its deliveries may be in flight (see window).
 	DeliveryWindow prometheus.Gauge
+	// WebhookOutages counts the times a job found its webhook down and paused; JobsPaused is the
+	// jobs paused now (outage.go).
+	WebhookOutages prometheus.Counter
+	JobsPaused     prometheus.Gauge
+	// StatusEvents counts the replay_job_status events by outcome: delivered, or given up.
+	StatusEvents *prometheus.CounterVec
 	// Per source topic (the local delivery_log and the mirrored ones): events read, delivered
 	// and dropped as duplicates, and the share of duplicates among those read, in percent, since
 	// the process started (what an operator graphs and alerts on; over a time range it is
@@ -90,12 +96,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Events dropped as duplicates of one read before (from any topic), by source topic."}, []string{"topic"}),
 		TopicDuplicatePercent: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "replay_topic_duplicate_percent",
 			Help: "Duplicates among the events read from the topic since the process started, in percent."}, []string{"topic"}),
-		topics: map[string]*topicMetrics{},
+		topics:         map[string]*topicMetrics{},
+		WebhookOutages: prometheus.NewCounter(prometheus.CounterOpts{Name: "replay_webhook_outages_total", Help: "Times a job found its webhook down (a retryable failure after the delivery client's attempts) and paused."}),
+		JobsPaused:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "replay_jobs_paused", Help: "Jobs of this process paused while their webhook is down."}),
+		StatusEvents:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "replay_status_events_total", Help: "replay_job_status events, by outcome (delivered, given_up)."}, []string{"outcome"}),
 	}
 	if reg == nil {
 		return m
 	}
 	reg.MustRegister(m.EventsRead, m.EventsDelivered, m.EventsDeduplicated, m.EventsFailed, m.DeliveryLatency, m.JobsFinished, m.Takeovers, m.JobsRunning, m.DeliveryWindow,
-		m.TopicRead, m.TopicDelivered, m.TopicDeduplicated, m.TopicDuplicatePercent)
+		m.TopicRead, m.TopicDelivered, m.TopicDeduplicated, m.TopicDuplicatePercent,
+		m.WebhookOutages, m.JobsPaused, m.StatusEvents)
 	return m
 }

@@ -43,6 +43,9 @@ var ErrUndeliverable = errors.New("worker: the webhook can no longer be delivere
 // a webhook 100 ms away needs 250 deliveries in flight.
 const DefaultMaxInFlight = 512
 
+// DefaultMaxOutage is Options.MaxOutage's default.
+const DefaultMaxOutage = time.Hour
+
 // Options configure a Pool. Jobs, Source, Locator, Targets, Deliverer and NewDeduper are required.
 type Options struct {
 	Jobs    job.Driver
@@ -88,6 +91,13 @@ type Options struct {
 	// it reads what is there and ends Incomplete naming the topic and the time range that may be
 	// missing. Default 30s; negative: not checked.
 	MirrorWait time.Duration
+	// MaxOutage is how long a job waits, paused, for its webhook to answer again (outage.go)
+	// before it ends INCOMPLETE saying since when the webhook was down; the replay_job_status
+	// event is retried as long. Default 1 hour.
+	MaxOutage time.Duration
+	// OutageRetryMin and OutageRetryMax bound the backoff of the delivery that probes a webhook
+	// that is down. Defaults 1s and 30s.
+	OutageRetryMin, OutageRetryMax time.Duration
 	// Metrics receives counters. Default: NewMetrics(nil), registered nowhere.
 	Metrics *Metrics
 	// Logger. Default slog.Default().
@@ -117,6 +127,15 @@ func (o *Options) EnsureDefaults() *Options {
 	}
 	if o.LeaseMargin == 0 {
 		o.LeaseMargin = o.LeaseTimeout / 10
+	}
+	if o.MaxOutage == 0 {
+		o.MaxOutage = DefaultMaxOutage
+	}
+	if o.OutageRetryMin == 0 {
+		o.OutageRetryMin = time.Second
+	}
+	if o.OutageRetryMax == 0 {
+		o.OutageRetryMax = 30 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -159,6 +178,9 @@ func (o *Options) Validate() error {
 	}
 	if o.HeartbeatInterval >= o.LeaseTimeout {
 		errs = append(errs, fmt.Errorf("HeartbeatInterval %v must be shorter than LeaseTimeout %v", o.HeartbeatInterval, o.LeaseTimeout))
+	}
+	if o.MaxOutage < 0 || o.OutageRetryMin < 0 || o.OutageRetryMax < o.OutageRetryMin {
+		errs = append(errs, fmt.Errorf("MaxOutage %v, OutageRetryMin %v, OutageRetryMax %v: want positive, with OutageRetryMin <= OutageRetryMax", o.MaxOutage, o.OutageRetryMin, o.OutageRetryMax))
 	}
 	if o.LeaseMargin < 0 || o.HeartbeatInterval+o.LeaseMargin >= o.LeaseTimeout {
 		errs = append(errs, fmt.Errorf("HeartbeatInterval %v plus LeaseMargin %v must be shorter than LeaseTimeout %v (and LeaseMargin not negative): a renewal must come before the lease runs out here", o.HeartbeatInterval, o.LeaseMargin, o.LeaseTimeout))

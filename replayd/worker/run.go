@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/replay/replay/engine"
@@ -36,6 +37,8 @@ type run struct {
 	// leasedAt is when the lease request was sent: the start of the lease on this worker's clock.
 	leasedAt time.Time
 	lease    *lease
+	// drain is closed when the pool drains.
+	drain <-chan struct{}
 
 	mu         sync.Mutex
 	progress   job.Progress
@@ -80,6 +83,7 @@ func (r *run) execute(ctx context.Context) {
 	if j.FencingToken > 1 {
 		m.Takeovers.Inc()
 	}
+	r.drain = ctx.Done()
 	r.progress = job.Progress{Checkpoint: j.Checkpoint, Counters: j.Counters, FirstUndeliveredMs: j.FirstUndeliveredMs}
 	// jobCtx is the lease: it ends when the lease is lost (a heartbeat says so, or the job was
 	// canceled) or when it runs out on this worker's own clock (no heartbeat succeeded in time:
@@ -203,7 +207,7 @@ func (r *run) deliver(ctx context.Context, drain <-chan struct{}) (job.State, st
 			return 0, "", fmt.Errorf("locating events%s: %w", r.inTopic(tr), err)
 		}
 	}
-	s := r.startSenders(ctx, target)
+	s := r.startSenders(ctx, drain, target)
 	err = r.read(ctx, drain, key, s)
 	s.wait() // a drain or a failure still lets the deliveries in flight finish
 	return r.outcome(ctx, err, s)
@@ -675,6 +679,12 @@ type senders struct {
 	wg     sync.WaitGroup
 	ctx    context.Context
 
+	// outage pauses the job while its webhook is down (outage.go); drain is the pool's.
+	outage   *outage
+	gaveUp   atomic.Pointer[OutageError] // set once an outage outlasted MaxOutage
+	gaveUpCh chan struct{}               // closed then
+	drain    <-chan struct{}
+
 	mu         sync.Mutex
 	spawned    int
 	failErr    error
@@ -683,13 +693,14 @@ type senders struct {
 	failTopic  *topicRead
 }
 
-func (r *run) startSenders(ctx context.Context, target Target) *senders {
+func (r *run) startSenders(ctx context.Context, drain <-chan struct{}, target Target) *senders {
 	o := &r.pool.opts
 	n := o.MaxInFlight
 	if o.StrictOrder {
 		n = 1
 	}
-	return &senders{r: r, target: target, win: newWindow(n), work: make(chan send), ctx: ctx}
+	return &senders{r: r, target: target, win: newWindow(n), work: make(chan send), ctx: ctx,
+		outage: newOutage(), gaveUpCh: make(chan struct{}), drain: drain}
 }
 
 // spawn makes sure a goroutine is free for the inFlight-th delivery in flight.
@@ -710,6 +721,21 @@ func (s *senders) spawn(inFlight int) {
 // send hands an event of tr to a free sender, or counts it failed once an earlier one failed.
 // body is the sender's to keep.
 func (s *senders) send(ctx context.Context, tr *topicRead, offset, ts int64, body []byte) error {
+	// While the webhook is down nothing new is handed out.
+	select {
+	case <-s.outage.upCh():
+	default:
+		select {
+		case <-s.outage.upCh():
+		case <-s.gaveUpCh: // counted failed below
+		case <-ctx.Done():
+			return errLeaseLost
+		case <-s.drain:
+			return errDrain
+		case <-s.r.halt:
+			return errHalted
+		}
+	}
 	seq, inFlight, err := s.win.acquire(ctx) // a free delivery slot
 	if err != nil {
 		return errLeaseLost
@@ -746,6 +772,9 @@ func (s *senders) deliver(ctx context.Context, e send) {
 	start := time.Now()
 	res, err := r.pool.opts.Deliverer.Deliver(ctx, s.target, e.body)
 	m.DeliveryLatency.Observe(time.Since(start).Seconds())
+	if err != nil && ctx.Err() == nil && delivery.IsRetryable(err) && s.failed() == nil {
+		res, err = s.ride(ctx, e, res, err) // the webhook is down: pause until it is back
+	}
 	defer func() {
 		s.win.release(e.seq, err == nil && res.Attempts <= 1, res.Latency)
 		m.DeliveryWindow.Set(float64(s.win.size()))
@@ -765,8 +794,10 @@ func (s *senders) deliver(ctx context.Context, e send) {
 		e.tr.m.delivered.Inc()
 		return
 	}
-	if ctx.Err() != nil {
-		return // the lease is lost: nothing more is recorded
+	if ctx.Err() != nil || errors.Is(err, errDrain) || errors.Is(err, errHalted) {
+		// The lease is lost, or the job stops here: nothing is recorded, the event stays
+		// unsettled (below the checkpoint's reach) for whoever runs the job next.
+		return
 	}
 	s.mu.Lock()
 	if s.failErr == nil || e.seq < s.failSeq { // the first handed out
@@ -795,10 +826,17 @@ func (s *senders) moveCheckpoint(tr *topicRead) {
 	})
 }
 
+// failed is the first delivery failure, or the outage given up on.
 func (s *senders) failed() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.failErr
+	if s.failErr != nil {
+		return s.failErr
+	}
+	if g := s.gaveUp.Load(); g != nil {
+		return g
+	}
+	return nil
 }
 
 // firstFailure is the error of the earliest event that could not be delivered, if any, its
@@ -817,6 +855,7 @@ func (s *senders) firstFailure() (error, int64, string) {
 func (s *senders) wait() {
 	close(s.work)
 	s.wg.Wait()
+	s.endOutage()
 }
 
 // send is one event handed to a sender.
@@ -860,11 +899,47 @@ func (r *run) finish(ctx context.Context, state job.State, reason string) {
 	}
 	ev.Status.Description = reason
 	body, _ := json.Marshal(ev)
-	target, err := o.Targets(ctx, j.WebhookID)
-	if err == nil {
-		_, err = o.Deliverer.Deliver(ctx, target, body)
-	}
-	if err != nil {
-		r.log.Warn("replay_job_status event not delivered", "err", err)
+	r.sendStatus(body)
+}
+
+// sendStatus delivers the replay_job_status event, retried while the webhook is down as a
+// paused job's deliveries are (OutageRetryMin doubling to OutageRetryMax, for at most
+// MaxOutage). The job is already finished, so no lease bounds it; a drain gives it up. Given up,
+// it is logged and counted (replay_status_events_total{outcome="given_up"}).
+func (r *run) sendStatus(body []byte) {
+	o, j, m := &r.pool.opts, r.job, r.pool.opts.Metrics
+	ctx := context.Background()
+	giveUp := time.Now().Add(o.MaxOutage)
+	wait := o.OutageRetryMin
+	for attempt := 1; ; attempt++ {
+		target, err := o.Targets(ctx, j.WebhookID)
+		if err == nil {
+			_, err = o.Deliverer.Deliver(ctx, target, body)
+		}
+		if err == nil {
+			m.StatusEvents.WithLabelValues("delivered").Inc()
+			if attempt > 1 {
+				r.log.Info("replay_job_status event delivered", "attempts", attempt)
+			}
+			return
+		}
+		if !delivery.IsRetryable(err) || time.Now().Add(wait).After(giveUp) {
+			m.StatusEvents.WithLabelValues("given_up").Inc()
+			r.log.Warn("replay_job_status event not delivered: given up", "err", err, "attempts", attempt)
+			return
+		}
+		if attempt == 1 {
+			r.log.Warn("replay_job_status event not delivered: retrying while the webhook is down", "err", err, "max_outage", o.MaxOutage)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-r.drain:
+			t.Stop()
+			m.StatusEvents.WithLabelValues("given_up").Inc()
+			r.log.Warn("replay_job_status event not delivered: given up on shutdown", "err", err, "attempts", attempt)
+			return
+		case <-t.C:
+		}
+		wait = min(2*wait, o.OutageRetryMax)
 	}
 }

@@ -22,14 +22,13 @@ import (
 
 // Key layout (all integers 8-byte big-endian, so byte order is numeric order):
 //
-//	m/next_id                  -> next job id
+//	(m/next_id, the id counter of stores made before ids were random, is no longer read)
 //	j/<id>                     -> the job record (JSON)
 //	a/<webhook>                -> id of the webhook's active job (one-active-per-webhook)
 //	l/<due unix µs><id>        -> "" for each leasable job: due = created for OPEN, lease expiry
 //	                              for STARTED/ONGOING; absent once finished (the lease queue)
 //	w/<webhook><id>, p/<app><id> -> "" (list by webhook, by app)
 var (
-	keyNextID     = []byte("m/next_id")
 	prefixJob     = []byte("j/")
 	prefixActive  = []byte("a/")
 	prefixLease   = []byte("l/")
@@ -180,14 +179,19 @@ func (d *Driver) Create(ctx context.Context, p job.CreateParams) (*job.Job, erro
 		} else if !errors.Is(err, pebble.ErrNotFound) {
 			return err
 		}
-		id := int64(1)
-		if v, closer, err := d.local.Pebble.Get(keyNextID); err == nil {
-			id = int64(binary.BigEndian.Uint64(v))
-			closer.Close()
-		} else if !errors.Is(err, pebble.ErrNotFound) {
-			return err
-		}
 		now := d.now()
+		var id int64
+		for {
+			id = job.NewID(now)
+			_, closer, err := d.local.Pebble.Get(key(prefixJob, id))
+			if errors.Is(err, pebble.ErrNotFound) {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			closer.Close() // taken (once in four million in a millisecond): another
+		}
 		r := &record{Job: job.Job{
 			ID: id, AppID: p.AppID, WebhookID: p.WebhookID, Partition: p.Partition,
 			FromMs: p.FromMs, ToMs: p.ToMs, State: job.StateOpen,
@@ -196,7 +200,6 @@ func (d *Driver) Create(ctx context.Context, p job.CreateParams) (*job.Job, erro
 		b := d.local.Pebble.NewBatch()
 		defer b.Close()
 		for _, kv := range [][2][]byte{
-			{keyNextID, key(nil, id+1)},
 			{activeKey, key(nil, id)},
 			{leaseKey(&r.Job), nil},
 			{key(prefixWebhook, p.WebhookID, id), nil},

@@ -32,6 +32,7 @@ func Exercise(t *testing.T, newDriver NewDriver) {
 		fn   func(t *testing.T, d job.Driver)
 	}{
 		{"CreateGet", testCreateGet},
+		{"IDs", testIDs},
 		{"InvalidParams", testInvalidParams},
 		{"OneActivePerWebhook", testOneActivePerWebhook},
 		{"ConcurrentCreateSameWebhook", testConcurrentCreateSameWebhook},
@@ -903,4 +904,30 @@ func testTopicProgress(t *testing.T, d job.Driver) {
 		t.Fatal(err)
 	}
 	sameTopics("finished", get(t, d, b.ID).Topics, topics)
+}
+
+// testIDs: job ids grow with time but do not count jobs: a replay requester must not learn how
+// many jobs others made between two of its own.
+func testIDs(t *testing.T, d job.Driver) {
+	before := time.Now().Add(-time.Second)
+	var prev *job.Job
+	steps := 0
+	for i := 0; i < 20; i++ {
+		j := create(t, d, 5)
+		if got := job.IDTime(j.ID); got.Before(before) || got.After(time.Now().Add(time.Second)) {
+			t.Fatalf("job id %d carries the time %v, not its creation's", j.ID, got)
+		}
+		if prev != nil {
+			if j.ID == prev.ID {
+				t.Fatalf("two jobs got the id %d", j.ID)
+			}
+			if j.ID-prev.ID == 1 {
+				steps++
+			}
+		}
+		prev = j
+	}
+	if steps > 2 {
+		t.Fatalf("%d of 19 consecutive jobs got consecutive ids: the ids count jobs", steps)
+	}
 }
