@@ -44,6 +44,8 @@ type Sizes struct {
 	LeaseTimeout time.Duration
 	// delivery: events of the replayed webhook.
 	DeliveryEvents int
+	// twodc: unique events of the replayed webhook (three times as many of others beside).
+	TwoDCEvents int
 	// kafka: events of the data set copied into the real broker (replay's, smaller); records of
 	// partition 0 the throughput case scans (and kfake holds in memory).
 	KafkaEvents, KafkaScanRecords int
@@ -59,6 +61,7 @@ func FullSizes() Sizes {
 		LeaseJobs: 5000, LeaseTimeout: time.Second,
 		DeliveryEvents: 10_000,
 		KafkaEvents:    400_000, KafkaScanRecords: 100_000,
+		TwoDCEvents: 50_000,
 	}
 }
 
@@ -72,6 +75,7 @@ func QuickSizes() Sizes {
 		LeaseJobs: 200, LeaseTimeout: 200 * time.Millisecond,
 		DeliveryEvents: 1000,
 		KafkaEvents:    20_000, KafkaScanRecords: 10_000,
+		TwoDCEvents: 2000,
 	}
 }
 

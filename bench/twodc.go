@@ -193,7 +193,7 @@ func (e *twoDCEnv) replay(ctx context.Context) (time.Duration, int64, error) {
 // runTwoDC is benchmark 7: a replay over the local and the mirrored topic (merged by timestamp,
 // deduplicated across both) vs the same events in the local topic alone.
 func runTwoDC(ctx context.Context, c *Config) (*Report, error) {
-	n := c.DeliveryEvents
+	n := c.TwoDCEvents
 	rep := &Report{Name: "twodc", Title: "7. Two datacenters: replay over local + mirrored topics vs local only"}
 	rep.Setup = fmt.Sprintf("One webhook's %d unique events (~800 B, distinct event ids) among %d of 400 other webhooks, "+
 		"over an hour, in embedded logs of 2 partitions, indexed. **local-only** = every event once in one topic. "+
