@@ -118,3 +118,13 @@ func (e *TopicsError) Error() string {
 
 // Is makes errors.Is(err, ErrTopics) true.
 func (e *TopicsError) Is(target error) bool { return target == ErrTopics }
+
+// CheckSource says whether src fits the index: nil, a *TopicsError (src reads other topics than
+// the index was built from) or a *PartitionCountError. It writes nothing.
+func (ix *Index) CheckSource(ctx context.Context, src engine.Source) error {
+	if err := ix.usable(); err != nil {
+		return err
+	}
+	_, err := ix.checkPartitions(ctx, src, false)
+	return err
+}

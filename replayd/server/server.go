@@ -133,6 +133,11 @@ func New(ctx context.Context, c Config) (_ *Server, err error) {
 	if s.ix, err = index.OpenLive(index.LiveOptions{DataDir: c.DataDir, Source: s.src, Retention: c.Retention, Poll: c.IndexPoll, FS: c.FS, DiskReserve: c.DiskReserve, Logger: c.Logger}); err != nil {
 		return nil, fmt.Errorf("opening the index in %s: %w", c.DataDir, err)
 	}
+	// An index of other topics (one, or another list) would answer for the wrong partitions:
+	// refuse to start, saying to rebuild it, rather than fail every replay.
+	if err := s.ix.CheckSource(ctx); errors.Is(err, index.ErrTopics) {
+		return nil, err
+	}
 	if s.jobs, s.apps, err = openStores(ctx, c); err != nil {
 		return nil, err
 	}

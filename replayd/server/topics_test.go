@@ -16,6 +16,7 @@ import (
 	"github.com/replay/replay/replayd/api"
 	"github.com/replay/replay/replayd/receiver"
 	"github.com/replay/replay/replayd/server"
+	"github.com/replay/replay/replayd/testwait"
 	"github.com/replay/replay/segment"
 )
 
@@ -155,4 +156,42 @@ func TestServeRefusesTopicsOfDifferentPartitionCounts(t *testing.T) {
 			t.Errorf("error %q does not say %q", err, want)
 		}
 	}
+}
+
+// TestServeRefusesAnIndexOfOneTopicForTwo: a data directory whose index was built from the
+// local topic alone is refused for two topics with the rebuild error (it would answer for the
+// wrong partitions), and still serves one.
+func TestServeRefusesAnIndexOfOneTopicForTwo(t *testing.T) {
+	e := startE2E(t, nil)
+	now := time.Now().UTC().Truncate(time.Minute)
+	e.produce(400, now.Add(-2*time.Hour), time.Hour)
+	// The builder has indexed the one topic (and recorded its partition count) once it caught up.
+	testwait.For(t, 30*time.Second, "the index to catch up with the log", func() bool {
+		lags, err := e.srv.Index().Lag(t.Context())
+		if err != nil || len(lags) != 4 {
+			return false
+		}
+		for _, l := range lags {
+			if l.Lag != 0 || l.Checkpoint == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	e.srv.Stop(context.Background())
+	c := testServeConfig(e.data)
+	c.Logger = quietLogger()
+	c.Source.Topics = dcTopics
+	if s, err := server.New(context.Background(), c); err == nil {
+		s.Stop(context.Background())
+		t.Fatal("a server started with two topics on an index of one")
+	} else if !strings.Contains(err.Error(), "rebuild") || !strings.Contains(err.Error(), "dc2.delivery_log") {
+		t.Fatalf("error %q does not say to rebuild for dc2.delivery_log", err)
+	}
+	c.Source.Topics = nil
+	s, err := server.New(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Stop(context.Background())
 }
