@@ -3,9 +3,10 @@
 # a Debian machine, then runs all of them. Nothing is skipped for a missing dependency.
 #   1. Java 17 and Maven (apt), to run and fetch Apache Kafka;
 #   2. MariaDB on 127.0.0.1:3306, root without a password, database `test` (apt, started here);
-#   3. the Kafka jars, copied from Maven Central into ${XDG_CACHE_HOME:-$HOME/.cache}/replay by
+#   3. Debian's chromium (apt), the headless browser the console's end-to-end test drives;
+#   4. the Kafka jars, copied from Maven Central into ${XDG_CACHE_HOME:-$HOME/.cache}/replay by
 #      engine/kafkatest/fetch-kafka.sh (skipped when the cache is complete: works offline then);
-#   4. go test -race -count=1 ./...   (extra arguments replace ./..., e.g. ./test.sh ./engine/)
+#   5. go test -race -count=1 ./...   (extra arguments replace ./..., e.g. ./test.sh ./engine/)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -51,6 +52,12 @@ if ! tcp_login; then
   tcp_login || { echo "test.sh: cannot log in to MariaDB on 127.0.0.1:3306 as root" >&2; exit 1; }
 fi
 mysql --protocol=tcp -h127.0.0.1 -uroot -e 'CREATE DATABASE IF NOT EXISTS test'
+
+# Chromium: the console's end-to-end test (replayd/server) drives it headless.
+if ! command -v chromium >/dev/null; then
+  echo "test.sh: installing chromium"
+  apt_install chromium
+fi
 
 # The Kafka jars (engine/kafkatest).
 bash engine/kafkatest/fetch-kafka.sh

@@ -16,6 +16,7 @@ import (
 
 	"github.com/replay/replay/loadgen/replay"
 	"github.com/replay/replay/loadgen/verify"
+	"github.com/replay/replay/replayd/delivery"
 	"github.com/replay/replay/replayd/receiver"
 )
 
@@ -23,6 +24,8 @@ import (
 type sinkFlags struct {
 	secret, record string
 	bodies         bool
+	standard       bool
+	tolerance      time.Duration
 	faults         receiver.Faults
 }
 
@@ -31,6 +34,8 @@ func (s *sinkFlags) add(cmd *cobra.Command, prefix string) {
 	f.StringVar(&s.secret, "secret", os.Getenv("LOADGEN_SECRET"), "the app secret (as 'replayd apps create' printed it) that signs deliveries and CRC answers (default $LOADGEN_SECRET)")
 	f.StringVar(&s.record, "record", "", "append every delivery to this file as JSON lines (what 'loadgen verify' reads)")
 	f.BoolVar(&s.bodies, "record-bodies", false, "put the delivered bodies into the record too (large)")
+	f.BoolVar(&s.standard, "standard-webhooks", false, "also require and verify the Standard Webhooks headers (webhook-id, webhook-timestamp within --tolerance, webhook-signature) with --secret, for an app created with --standard-webhooks")
+	f.DurationVar(&s.tolerance, "tolerance", delivery.DefaultTolerance, "with --standard-webhooks: how far webhook-timestamp may be from this clock before a request is refused as stale or replayed")
 	f.Float64Var(&s.faults.ErrorRate, prefix+"error-rate", 0, "fraction of deliveries answered 500")
 	f.Float64Var(&s.faults.ThrottleRate, prefix+"throttle-rate", 0, "fraction of deliveries answered 429 with Retry-After")
 	f.DurationVar(&s.faults.RetryAfter, prefix+"retry-after", time.Second, "the Retry-After of throttled answers (whole seconds)")
@@ -48,7 +53,10 @@ func (s *sinkFlags) start(addr string) (sk *receiver.Sink, addrOut net.Addr, sto
 	if err := s.faults.Validate(); err != nil {
 		return nil, nil, nil, err
 	}
-	o := receiver.Options{Secret: []byte(s.secret), RecordBodies: s.bodies}
+	if s.tolerance <= 0 {
+		return nil, nil, nil, fmt.Errorf("--tolerance %v: want a positive duration", s.tolerance)
+	}
+	o := receiver.Options{Secret: []byte(s.secret), RecordBodies: s.bodies, StandardWebhooks: s.standard, Tolerance: s.tolerance}
 	var f *os.File
 	var bw *bufio.Writer
 	if s.record != "" {
@@ -87,10 +95,11 @@ func newSinkCommand() *cobra.Command {
 		Short: "Run a webhook receiver that checks signatures, records deliveries and injects faults",
 		Long: `Run a webhook receiver for replays on --listen. It answers the CRC challenge
 (GET ?crc_token=) and verifies x-twitter-webhooks-signature on every POST with --secret (a bad
-one is answered 401, counted and recorded as such). Deliveries are routed by URL path, so one
-sink serves many webhooks: register http://HOST:PORT/webhooks/<name> for each. Every delivery is
-appended to --record as a JSON line: time, path, event id, size, signature validity, whether it
-is a duplicate (same event id on the same path before), and replay_job_status events.
+one is answered 401, counted and recorded as such); --standard-webhooks verifies the Standard
+Webhooks headers too. Deliveries are routed by URL path, so one sink serves many webhooks:
+register http://HOST:PORT/webhooks/<name> for each. Every delivery is appended to --record as a
+JSON line: time, path, event id, size, signature validity, whether it is a duplicate (same event
+id on the same path before), and replay_job_status events.
 
 Faults are injected with the flags below or at runtime:
   curl -XPOST http://HOST:PORT/_sink/faults -d '{"error_rate":0.1,"throttle_rate":0.05,"retry_after":"1s","latency":"20ms","timeout_rate":0.01,"timeout_hold":"30s","reset_rate":0.01}'

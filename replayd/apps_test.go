@@ -16,10 +16,12 @@ import (
 )
 
 type createdApp struct {
-	ID     string `json:"id"`
-	Name   string `json:"name"`
-	Token  string `json:"token"`
-	Secret string `json:"secret"`
+	ID               string `json:"id"`
+	Name             string `json:"name"`
+	Token            string `json:"token"`
+	Secret           string `json:"secret"`
+	SigningSecret    string `json:"signing_secret"`
+	StandardWebhooks bool   `json:"standard_webhooks"`
 }
 
 func parseCreated(t *testing.T, stdout string) createdApp {
@@ -35,6 +37,9 @@ func parseCreated(t *testing.T, stdout string) createdApp {
 	}
 	if len(c.Token) < 43 || c.ID == "" {
 		t.Fatalf("created %+v", c)
+	}
+	if key, err := app.ParseSigningSecret(c.SigningSecret); err != nil || string(key) != c.Secret {
+		t.Fatalf("signing_secret %q is not whsec_ + base64 of the secret's bytes (%v)", c.SigningSecret, err)
 	}
 	return c
 }
@@ -126,5 +131,61 @@ func TestAppsCreateMySQL(t *testing.T) {
 	stdout, _, code = run(t, "apps", "list", "--mysql-dsn", dsn)
 	if code != 0 || !strings.Contains(stdout, `"id":"`+c.ID+`"`) {
 		t.Fatalf("list: exit %d, %q", code, stdout)
+	}
+}
+
+// `apps create --standard-webhooks`, `apps set`, `apps rotate-secret --overlap`: the store
+// holds what was printed; bad arguments are errors naming them.
+func TestAppsSigningOptions(t *testing.T) {
+	data := t.TempDir()
+	stdout, stderr, code := run(t, "apps", "create", "--data", data, "--standard-webhooks", "sw")
+	if code != 0 {
+		t.Fatalf("create: exit %d, stderr %q", code, stderr)
+	}
+	c := parseCreated(t, stdout)
+	if !c.StandardWebhooks {
+		t.Fatalf("created %+v without standard webhooks", c)
+	}
+	stdout, stderr, code = run(t, "apps", "rotate-secret", "--data", data, "--overlap", "2h", c.ID)
+	if code != 0 {
+		t.Fatalf("rotate-secret: exit %d, stderr %q", code, stderr)
+	}
+	var rot struct {
+		ID                  string `json:"id"`
+		Secret              string `json:"secret"`
+		SigningSecret       string `json:"signing_secret"`
+		PreviousSecretUntil string `json:"previous_secret_until"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &rot); err != nil || rot.ID != c.ID || rot.Secret == c.Secret || rot.Secret == "" {
+		t.Fatalf("rotate-secret printed %q (%v)", stdout, err)
+	}
+	until, err := time.Parse(time.RFC3339, rot.PreviousSecretUntil)
+	if err != nil || time.Until(until) < 119*time.Minute || time.Until(until) > 121*time.Minute {
+		t.Fatalf("previous_secret_until %q, want two hours from now", rot.PreviousSecretUntil)
+	}
+	if _, stderr, code = run(t, "apps", "set", "--data", data, "--standard-webhooks=false", c.ID); code != 0 {
+		t.Fatalf("set: exit %d, stderr %q", code, stderr)
+	}
+	d, err := embeddedapp.Open(embeddedapp.Options{Dir: filepath.Join(data, "apps")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := d.AppByToken(t.Context(), app.AppByTokenParams{Token: c.Token})
+	d.Close()
+	if err != nil || string(a.Secret) != rot.Secret || string(a.PreviousSecret) != c.Secret || a.StandardWebhooks {
+		t.Fatalf("stored app %+v, %v", a, err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"apps", "rotate-secret", "--data", data, "abc"}, `app id "abc"`},
+		{[]string{"apps", "rotate-secret", "--data", data, "12345"}, "no app 12345"},
+		{[]string{"apps", "rotate-secret", "--data", data, "--overlap", "-1h", c.ID}, "Overlap is -1h0m0s"},
+		{[]string{"apps", "set", "--data", data, c.ID}, "nothing to change"},
+	} {
+		if _, stderr, code := run(t, tc.args...); code == 0 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q, want it to say %q", tc.args, code, stderr, tc.want)
+		}
 	}
 }

@@ -179,9 +179,10 @@ By hand, against this running service (token and secret of the demo app):
     '%s%s'
   curl -s -H "Authorization: Bearer $TOKEN" %s/replay/jobs/JOB_ID
 
+The console is at %s/console (log in with the token).
 The receiver verifies signatures with the app secret %s.
 Create your own app with 'replayd apps create NAME' before starting 'replayd serve'.
-`, token, base, base, fmt.Sprintf("/1.1/account_activity/replay/webhooks/%s/subscriptions/all.json?from_date=%s&to_date=%s", hook.ID, from.Format("200601021504"), to.Format("200601021504")), base, secret)
+`, token, base, base, fmt.Sprintf("/1.1/account_activity/replay/webhooks/%s/subscriptions/all.json?from_date=%s&to_date=%s", hook.ID, from.Format("200601021504"), to.Format("200601021504")), base, base, secret)
 	if exit {
 		return nil
 	}

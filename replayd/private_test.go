@@ -3,6 +3,9 @@
 package main
 
 import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -10,6 +13,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/replay/replay/replayd/app"
+	"github.com/replay/replay/replayd/app/apptest"
 )
 
 // Whatever the umask replayd starts with, what it creates under its data directory is its
@@ -45,5 +51,30 @@ func TestDataDirectoryIsPrivate(t *testing.T) {
 	}
 	if n < 4 {
 		t.Fatalf("only %d entries under %s: the app store was not created", n, data)
+	}
+}
+
+// With REPLAYD_SECRET_KEY set, `apps create` stores the secret sealed: no file of the app store
+// holds it; without the key the store refuses to read it, saying what is missing.
+func TestAppSecretsSealedAtRest(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	key := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{3}, 32))
+	run := func(env []string, args ...string) ([]byte, error) {
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(append(os.Environ(), env...), childArgsEnv+"="+strings.Join(args, "\x1f"))
+		return cmd.CombinedOutput()
+	}
+	out, err := run([]string{app.SecretKeyEnv + "=" + key}, "apps", "create", "sealed", "--data", data)
+	if err != nil {
+		t.Fatalf("apps create: %v\n%s", err, out)
+	}
+	var created struct{ Secret string }
+	if err := json.Unmarshal(out, &created); err != nil || created.Secret == "" {
+		t.Fatalf("apps create printed %s: %v", out, err)
+	}
+	apptest.NoPlaintext(t, filepath.Join(data, "apps"), []byte(created.Secret))
+	out, err = run([]string{app.SecretKeyEnv + "="}, "apps", "list", "--data", data)
+	if err == nil || !strings.Contains(string(out), app.SecretKeyEnv) {
+		t.Fatalf("apps list without the key: %v\n%s; want a failure naming %s", err, out, app.SecretKeyEnv)
 	}
 }

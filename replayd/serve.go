@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/replay/replay/index/diskreserve"
+	"github.com/replay/replay/replayd/app"
 	"github.com/replay/replay/replayd/delivery"
 	"github.com/replay/replay/replayd/server"
 	"github.com/replay/replay/replayd/worker"
@@ -20,6 +22,7 @@ func newServeCommand() *cobra.Command {
 		src     sourceFlags
 		c       server.Config
 		reserve string
+		keyFile string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -30,6 +33,10 @@ delivery_log, and --workers replay workers delivering jobs to webhooks.
 With no flags everything is embedded under --data (default ./data): the log in DATA/log (read
 in place, so 'loadgen produce' can keep writing it; an empty one is created if missing), the index
 in DATA/index, jobs in DATA/jobs and apps in DATA/apps. Nothing else to install.
+
+The console is at http://LISTEN/console: an app's bearer token shows that app's replay jobs
+and webhooks; --operator-token (or the environment variable REPLAYD_OPERATOR_TOKEN) shows every
+app's and the instance's index lag and delivery throughput.
 
 Production: --kafka-brokers host:9092,... (or --segments-dir for a broker's log directory) and
 --mysql-dsn for the job and app stores, shared by every instance. SIGTERM or SIGINT drains: no
@@ -46,6 +53,9 @@ new leases, running jobs checkpoint and are released for another instance, then 
 				c.WebhookRate = math.Inf(1) // the flag's documented "no limit"
 			case c.WebhookRate < 0 || math.IsNaN(c.WebhookRate):
 				return fmt.Errorf("--webhook-rate %v: want events per second, or 0 for no limit", c.WebhookRate)
+			}
+			if c.Secrets, err = app.LoadSecretKey(keyFile); err != nil {
+				return err
 			}
 			if c.DiskReserve, err = diskreserve.Parse(reserve); err != nil {
 				return fmt.Errorf("--disk-reserve: %w", err)
@@ -66,6 +76,9 @@ new leases, running jobs checkpoint and are released for another instance, then 
 				return err
 			}
 			c.DataDir, c.Source = src.data, spec
+			if !cmd.Flags().Changed("operator-token") {
+				c.OperatorToken = os.Getenv("REPLAYD_OPERATOR_TOKEN")
+			}
 			c.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 			ctx := cmd.Context() // canceled by SIGINT or SIGTERM (main)
 			s, err := server.New(ctx, c)
@@ -89,6 +102,7 @@ new leases, running jobs checkpoint and are released for another instance, then 
 	f.StringVar(&c.MySQLDSN, "mysql-dsn", "", "MySQL/MariaDB data source name for the job and app stores (default: embedded stores under --data)")
 	f.IntVar(&c.Workers, "workers", 4, "replay jobs run at once by this instance")
 	f.IntVar(&c.MaxInFlight, "max-in-flight", worker.DefaultMaxInFlight, "most deliveries of one job in flight at once: the window adapts to the webhook below it (grows while deliveries succeed at once, halves on 429, 5xx, timeouts), and no delivery runs more than this many events ahead of the oldest one not yet settled")
+	f.IntVar(&c.MaxJobsPerApp, "max-jobs-per-app", 3, "most jobs of one app running at once across all instances sharing the job store, so one app cannot take every worker while another waits (a fleet raises it: instances × workers − 1, say); 0 for no cap")
 	f.DurationVar(&c.MaxOutage, "max-outage", worker.DefaultMaxOutage, "how long a job stays paused while its webhook is down (5xx, 429, timeouts, refused connections) before it ends INCOMPLETE saying since when; the replay_job_status event is retried as long")
 	f.BoolVar(&c.StrictOrder, "strict-order", false, "deliver each job's events one at a time, in log order (as --max-in-flight 1)")
 	f.IntVar(&c.MaxInFlight, "delivery-concurrency", worker.DefaultMaxInFlight, "")
@@ -108,7 +122,9 @@ new leases, running jobs checkpoint and are released for another instance, then 
 	f.DurationVar(&c.WebhookCheckInterval, "webhook-check-interval", time.Hour, "how often every webhook is re-checked with the CRC challenge (a failing one is marked invalid until a check passes); negative: never")
 	f.DurationVar(&c.LeaseTimeout, "lease-timeout", 30*time.Second, "how long a job stays with an instance that stopped heartbeating before another takes it over")
 	f.IntVar(&c.DedupCapacity, "dedup-capacity", 1<<20, "events remembered per job to drop duplicates (about 24 bytes each)")
+	f.StringVar(&c.OperatorToken, "operator-token", "", "the console's operator token, which shows every app's jobs and webhooks and the instance page (default: $REPLAYD_OPERATOR_TOKEN; none: each app sees only its own)")
 	f.DurationVar(&c.Retention, "retention", 120*time.Hour, "how far back replays may reach and the index keeps entries (the delivery_log's retention)")
+	f.StringVar(&keyFile, "secret-key-file", "", secretKeyFlagHelp)
 	f.StringVar(&reserve, "disk-reserve", diskreserve.Format(diskreserve.DefaultReserve), "free space the index and the embedded stores leave on the data directory's disk: below it the index builder pauses (replays still exact, scanning what is not indexed), store writes answer 503, /healthz says degraded, and all resume when space returns; 0 for none")
 	return cmd
 }

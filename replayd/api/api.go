@@ -337,7 +337,7 @@ type publicReasoner interface{ PublicReason() string }
 // answered or where it resolved (the URL may name a service of the server's own network).
 func (s *server) challenge(r *http.Request, a *app.App, u string) *apiError {
 	cctx, cancel := context.WithTimeout(r.Context(), s.opts.ChallengeTimeout)
-	err := s.opts.Challenge(cctx, u, a.Secret)
+	err := s.opts.Challenge(cctx, u, a.Secrets(s.opts.Now())...)
 	cancel()
 	if err == nil {
 		return nil

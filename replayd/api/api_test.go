@@ -102,10 +102,10 @@ func newEnv(t *testing.T, mod func(o *api.Options)) *env {
 	t.Cleanup(func() { e.jobs.Close() })
 	opts := api.Options{
 		Apps: e.apps, Jobs: e.jobs, Partitions: partitions, Now: e.clock.Now,
-		Challenge: func(ctx context.Context, url string, secret []byte) error {
+		Challenge: func(ctx context.Context, url string, secrets ...[]byte) error {
 			e.mu.Lock()
 			defer e.mu.Unlock()
-			e.challenges = append(e.challenges, challengeCall{url, string(secret)})
+			e.challenges = append(e.challenges, challengeCall{url, string(secrets[0])})
 			return e.challengeErr
 		},
 		Logger:   slog.New(slog.NewJSONHandler(e.logs, nil)),
@@ -752,7 +752,7 @@ func TestMetricsLogsAndUnknownRoutes(t *testing.T) {
 		t.Fatalf("no request log line for the replay:\n%s", e.logs.String())
 	}
 	// A second API on the same registry is refused, not a panic.
-	if _, err := api.New(api.Options{Apps: e.apps, Jobs: e.jobs, Partitions: 1, Challenge: func(context.Context, string, []byte) error { return nil }, Registry: e.reg}); err == nil {
+	if _, err := api.New(api.Options{Apps: e.apps, Jobs: e.jobs, Partitions: 1, Challenge: func(context.Context, string, ...[]byte) error { return nil }, Registry: e.reg}); err == nil {
 		t.Fatal("registering the metrics twice succeeded")
 	}
 	// Without a registry there is no /metrics.

@@ -27,7 +27,7 @@ type Options struct {
 	// Challenge runs the CRC challenge against a webhook URL being registered, with the app's
 	// secret (the HMAC key, app.App.Secret); nil error means the URL answered correctly. Required
 	// (replayd passes delivery.Challenge bound to its HTTP client).
-	Challenge func(ctx context.Context, url string, secret []byte) error
+	Challenge func(ctx context.Context, url string, secrets ...[]byte) error
 	// ChallengeTimeout bounds one challenge. Default 10s.
 	ChallengeTimeout time.Duration
 	// Now is the clock replay windows and the rate limit are judged by. Default time.Now.

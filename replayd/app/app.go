@@ -24,8 +24,49 @@ type App struct {
 	// printable string, the base64url (unpadded) encoding of 32 random bytes, exactly as shown
 	// to the operator by `replayd apps create`: the key is that string's bytes, not the decoded
 	// 32 bytes, so a developer verifies signatures with the string as printed.
-	Secret    []byte
-	CreatedAt time.Time
+	Secret []byte
+	// PreviousSecret, until PreviousSecretUntil (the store's clock), is the secret a rotation
+	// replaced (RotateSecret): deliveries are signed with both, and the CRC challenge accepts
+	// either, so webhooks can move to the new one within the overlap. Empty when none.
+	PreviousSecret      []byte
+	PreviousSecretUntil time.Time
+	// StandardWebhooks: deliveries also carry the Standard Webhooks headers (webhook-id,
+	// webhook-timestamp, webhook-signature), keyed by the same secret (SigningSecret).
+	StandardWebhooks bool
+	CreatedAt        time.Time
+}
+
+// Secrets are the secrets deliveries to a's webhooks are signed with at now: the current one,
+// then the previous one while the rotation's overlap lasts.
+func (a *App) Secrets(now time.Time) [][]byte {
+	out := [][]byte{a.Secret}
+	if len(a.PreviousSecret) > 0 && now.Before(a.PreviousSecretUntil) {
+		out = append(out, a.PreviousSecret)
+	}
+	return out
+}
+
+// SigningSecretPrefix starts a Standard Webhooks secret.
+const SigningSecretPrefix = "whsec_"
+
+// SigningSecret is secret in the Standard Webhooks form: "whsec_" and the standard base64
+// (padded) of the key's bytes. The key is the same as the Twitter signature's: the bytes of the
+// app's secret string, so one secret serves both.
+func SigningSecret(secret []byte) string {
+	return SigningSecretPrefix + base64.StdEncoding.EncodeToString(secret)
+}
+
+// ParseSigningSecret reads a "whsec_…" secret back into its key's bytes.
+func ParseSigningSecret(s string) ([]byte, error) {
+	b64, ok := strings.CutPrefix(s, SigningSecretPrefix)
+	if !ok {
+		return nil, fmt.Errorf("a Standard Webhooks secret starts with %q", SigningSecretPrefix)
+	}
+	key, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil || len(key) == 0 {
+		return nil, fmt.Errorf("a Standard Webhooks secret is %q and standard base64 of the key: %v", SigningSecretPrefix, err)
+	}
+	return key, nil
 }
 
 // Webhook is a URL an app registered; replays deliver to it.
@@ -66,6 +107,8 @@ const (
 // CreateAppParams are the arguments of Driver.CreateApp.
 type CreateAppParams struct {
 	Name string
+	// StandardWebhooks turns the Standard Webhooks headers on for the app's deliveries.
+	StandardWebhooks bool
 }
 
 // Validate checks the params.
@@ -99,6 +142,38 @@ type GetAppParams struct {
 
 // ListAppsParams are the arguments of Driver.ListApps (all apps, by ascending id).
 type ListAppsParams struct{}
+
+// RotateSecretParams are the arguments of Driver.RotateSecret.
+type RotateSecretParams struct {
+	ID int64
+	// Overlap is how long the replaced secret still signs deliveries (beside the new one) and
+	// answers the CRC challenge; 0 drops it at once.
+	Overlap time.Duration
+}
+
+// Validate checks the params.
+func (p RotateSecretParams) Validate() error {
+	var errs []string
+	if p.ID <= 0 {
+		errs = append(errs, "ID must be positive")
+	}
+	if p.Overlap < 0 {
+		errs = append(errs, fmt.Sprintf("Overlap is %v, want 0 or more", p.Overlap))
+	}
+	if p.Overlap > MaxOverlap {
+		errs = append(errs, fmt.Sprintf("Overlap is %v, want at most %v", p.Overlap, MaxOverlap))
+	}
+	return paramsError(errs)
+}
+
+// MaxOverlap bounds RotateSecretParams.Overlap.
+const MaxOverlap = 30 * 24 * time.Hour
+
+// SetStandardWebhooksParams are the arguments of Driver.SetStandardWebhooks.
+type SetStandardWebhooksParams struct {
+	ID      int64
+	Enabled bool
+}
 
 // CreateWebhookParams are the arguments of Driver.CreateWebhook.
 type CreateWebhookParams struct {
@@ -252,6 +327,13 @@ type Driver interface {
 	GetApp(ctx context.Context, p GetAppParams) (*App, error)
 	// ListApps returns every app, ascending id.
 	ListApps(ctx context.Context, p ListAppsParams) ([]*App, error)
+	// RotateSecret gives the app a fresh secret; the old one becomes PreviousSecret until now +
+	// p.Overlap (the store's clock; with no overlap it is dropped). It returns the app with its new
+	// secret; ErrNotFound if there is no such app.
+	RotateSecret(ctx context.Context, p RotateSecretParams) (*App, error)
+	// SetStandardWebhooks turns the Standard Webhooks headers on or off for the app's
+	// deliveries and returns the app; ErrNotFound if there is no such app.
+	SetStandardWebhooks(ctx context.Context, p SetStandardWebhooksParams) (*App, error)
 	// CreateWebhook stores a webhook with a fresh id; ErrDuplicate if the app already has the URL,
 	// ErrNotFound if the app does not exist.
 	CreateWebhook(ctx context.Context, p CreateWebhookParams) (*Webhook, error)

@@ -20,6 +20,15 @@ type Target struct {
 	WebhookID string // rate limits are per WebhookID
 	URL       string // http or https
 	Secret    []byte // the app's consumer secret, the HMAC key of the signature
+	// PreviousSecret, when set (a rotation's overlap), signs every POST too: the Twitter
+	// signature in PreviousSignatureHeader, and a second Standard Webhooks signature.
+	PreviousSecret []byte
+	// StandardWebhooks adds the Standard Webhooks headers (webhook-id, webhook-timestamp,
+	// webhook-signature) to every POST.
+	StandardWebhooks bool
+	// MessageID is the webhook-id of the message: the same for every attempt and every
+	// redelivery of it (a receiver's idempotency key). Empty: derived from the body's SHA-256.
+	MessageID string
 }
 
 // Result describes a delivery, successful or not.
@@ -185,7 +194,16 @@ func (c *Client) Deliver(ctx context.Context, t Target, body []byte) (Result, er
 		res.Elapsed = c.opts.Now().Sub(start)
 		return res, &Error{WebhookID: t.WebhookID, Host: u.Host, Attempts: res.Attempts, Err: err, Last: last}
 	}
-	sig := Sign(t.Secret, body)
+	sig := signer{twitter: Sign(t.Secret, body)}
+	if len(t.PreviousSecret) > 0 {
+		sig.previous = Sign(t.PreviousSecret, body)
+	}
+	if t.StandardWebhooks {
+		sig.standard = &t
+		if sig.id = t.MessageID; sig.id == "" {
+			sig.id = DerivedMessageID(body)
+		}
+	}
 	var last error
 	for attempt := 1; ; attempt++ {
 		lim := c.limiter(t.WebhookID, c.opts.Now())
@@ -228,7 +246,7 @@ func (c *Client) backoff(n int) time.Duration {
 }
 
 // attempt makes one request. It records status and latency in res and returns nil for a 2xx.
-func (c *Client) attempt(ctx context.Context, u *url.URL, sig string, body []byte, res *Result) error {
+func (c *Client) attempt(ctx context.Context, u *url.URL, sig signer, body []byte, res *Result) error {
 	actx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(boundWrites(actx), http.MethodPost, u.String(), bytes.NewReader(body))
@@ -236,7 +254,7 @@ func (c *Client) attempt(ctx context.Context, u *url.URL, sig string, body []byt
 		return &TargetError{URL: u.Redacted(), Reason: err.Error()}
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(SignatureHeader, sig)
+	sig.set(req.Header, c.opts.Now(), body)
 	req.Header.Set("User-Agent", c.opts.UserAgent)
 	// Present but nil: not sent, but it lets the transport resend on a keep-alive connection the
 	// server closed under us, as it does for idempotent requests. Webhooks get events at least

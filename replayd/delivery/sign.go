@@ -13,7 +13,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // SignatureHeader is the request header that carries Sign(secret, body) on every POST.
@@ -25,6 +27,106 @@ func Sign(secret, body []byte) string {
 	m := hmac.New(sha256.New, secret)
 	m.Write(body)
 	return "sha256=" + base64.StdEncoding.EncodeToString(m.Sum(nil))
+}
+
+// PreviousSignatureHeader carries Sign(previous secret, body) during a secret rotation's
+// overlap, beside SignatureHeader (signed with the new secret): a receiver that still holds the
+// previous secret verifies this one, so it may move to the new secret at any time within the
+// overlap. A receiver that reads only SignatureHeader must take the new secret when it is
+// rotated, as with Twitter's own secret regeneration.
+const PreviousSignatureHeader = "x-twitter-webhooks-signature-previous"
+
+// The Standard Webhooks headers (https://www.standardwebhooks.com, v1 symmetric signatures).
+const (
+	StandardIDHeader        = "webhook-id"
+	StandardTimestampHeader = "webhook-timestamp"
+	StandardSignatureHeader = "webhook-signature"
+)
+
+// DefaultTolerance is how far a webhook-timestamp may be from the receiver's clock, either
+// way, before the request is refused as stale (the spec's recommended 5 minutes).
+const DefaultTolerance = 5 * time.Minute
+
+// SignStandard is one Standard Webhooks signature: "v1," + base64(HMAC-SHA256(key,
+// id + "." + timestamp + "." + body)), timestamp in decimal Unix seconds, key the app's secret
+// bytes (app.SigningSecret writes it as whsec_…).
+func SignStandard(key []byte, id string, timestamp int64, body []byte) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(id))
+	m.Write([]byte{'.'})
+	m.Write(strconv.AppendInt(nil, timestamp, 10))
+	m.Write([]byte{'.'})
+	m.Write(body)
+	return "v1," + base64.StdEncoding.EncodeToString(m.Sum(nil))
+}
+
+// DerivedMessageID is the webhook-id of a body sent without one: "msg_" and the first 16 bytes
+// of its SHA-256 in hex, the same for every attempt.
+func DerivedMessageID(body []byte) string {
+	h := sha256.Sum256(body)
+	return "msg_" + hex.EncodeToString(h[:16])
+}
+
+// signer sets the signature headers of one message's attempts.
+type signer struct {
+	twitter, previous string
+	standard          *Target // nil: no Standard Webhooks headers
+	id                string
+}
+
+// set writes the headers of an attempt at now: the Standard Webhooks timestamp is the
+// attempt's, so its signature is made anew each time.
+func (s signer) set(h http.Header, now time.Time, body []byte) {
+	h.Set(SignatureHeader, s.twitter)
+	if s.previous != "" {
+		h.Set(PreviousSignatureHeader, s.previous)
+	}
+	if s.standard == nil {
+		return
+	}
+	ts := now.Unix()
+	sigs := SignStandard(s.standard.Secret, s.id, ts, body)
+	if len(s.standard.PreviousSecret) > 0 {
+		sigs += " " + SignStandard(s.standard.PreviousSecret, s.id, ts, body)
+	}
+	h.Set(StandardIDHeader, s.id)
+	h.Set(StandardTimestampHeader, strconv.FormatInt(ts, 10))
+	h.Set(StandardSignatureHeader, sigs)
+}
+
+// StandardError is why VerifyStandard refused a request.
+type StandardError struct{ Reason string }
+
+func (e *StandardError) Error() string { return "standard webhooks: " + e.Reason }
+
+// VerifyStandard checks a request's Standard Webhooks headers against key, as a receiver does:
+// a webhook-id, a webhook-timestamp within tolerance of now (either way: a replayed or stale
+// request is refused), and among the space-separated webhook-signature values a v1 signature
+// of id.timestamp.body with key. The error says which check failed.
+func VerifyStandard(key []byte, h http.Header, body []byte, now time.Time, tolerance time.Duration) error {
+	id, tsText, sigs := h.Get(StandardIDHeader), h.Get(StandardTimestampHeader), h.Get(StandardSignatureHeader)
+	switch {
+	case id == "":
+		return &StandardError{"no " + StandardIDHeader + " header"}
+	case tsText == "":
+		return &StandardError{"no " + StandardTimestampHeader + " header"}
+	case sigs == "":
+		return &StandardError{"no " + StandardSignatureHeader + " header"}
+	}
+	ts, err := strconv.ParseInt(tsText, 10, 64)
+	if err != nil {
+		return &StandardError{fmt.Sprintf("%s %q is not Unix seconds", StandardTimestampHeader, tsText)}
+	}
+	if d := now.Sub(time.Unix(ts, 0)); d > tolerance || d < -tolerance {
+		return &StandardError{fmt.Sprintf("%s %d is %v from now, more than the tolerance of %v: a stale or replayed request", StandardTimestampHeader, ts, d.Round(time.Second), tolerance)}
+	}
+	want := SignStandard(key, id, ts, body)
+	for _, sig := range strings.Fields(sigs) {
+		if hmac.Equal([]byte(sig), []byte(want)) {
+			return nil
+		}
+	}
+	return &StandardError{"no " + StandardSignatureHeader + " value is the v1 signature of id.timestamp.body with this secret"}
 }
 
 // CRCResponse returns the response_token a webhook must answer a CRC challenge for token with:
@@ -69,11 +171,13 @@ func (e *ChallengeError) PublicReason() string { return string(e.Failure) }
 // c, so the destination guard, the User-Agent and the per-attempt Timeout apply, and requires a
 // 200 whose JSON body has "response_token" equal to CRCResponse(secret, token). There is exactly
 // one attempt. The error says what was wrong: the destination, the status, the body or the token.
+// With several secrets (a rotation's overlap: the new one, then the previous), an answer made
+// with any of them passes.
 //
 // A failure is a *ChallengeError; its PublicReason is coarse (timeout, unreachable, not allowed,
 // bad answer, wrong token), its Error the detail.
-func Challenge(ctx context.Context, c *Client, rawURL string, secret []byte) error {
-	failure, err := challenge(ctx, c, rawURL, secret)
+func Challenge(ctx context.Context, c *Client, rawURL string, secrets ...[]byte) error {
+	failure, err := challenge(ctx, c, rawURL, secrets)
 	if err == nil {
 		return nil
 	}
@@ -97,7 +201,10 @@ func Challenge(ctx context.Context, c *Client, rawURL string, secret []byte) err
 
 // challenge runs Challenge and says what kind of failure an answer was; a transport failure is
 // left to Challenge to classify ("").
-func challenge(ctx context.Context, c *Client, rawURL string, secret []byte) (ChallengeFailure, error) {
+func challenge(ctx context.Context, c *Client, rawURL string, secrets [][]byte) (ChallengeFailure, error) {
+	if len(secrets) == 0 {
+		return ChallengeBadURL, errors.New("crc challenge: no secret")
+	}
 	if c == nil {
 		return ChallengeBadURL, errors.New("crc challenge: nil client")
 	}
@@ -149,8 +256,11 @@ func challenge(ctx context.Context, c *Client, rawURL string, secret []byte) (Ch
 	if answer.ResponseToken == nil {
 		return ChallengeBadAnswer, fmt.Errorf("crc challenge of %s: answer has no response_token: %q", u.Host, snippet(data))
 	}
-	want := CRCResponse(secret, token)
-	if !hmac.Equal([]byte(*answer.ResponseToken), []byte(want)) {
+	matched := false
+	for _, secret := range secrets {
+		matched = matched || hmac.Equal([]byte(*answer.ResponseToken), []byte(CRCResponse(secret, token)))
+	}
+	if !matched {
 		got := *answer.ResponseToken
 		if !strings.HasPrefix(got, "sha256=") {
 			return ChallengeWrongToken, fmt.Errorf("crc challenge of %s: response_token %q does not start with sha256=", u.Host, snippet([]byte(got)))

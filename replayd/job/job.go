@@ -341,6 +341,11 @@ type LeaseParams struct {
 	// job over; each heartbeat extends it by the same amount. Zero means the driver's
 	// Options.LeaseTimeout.
 	Timeout time.Duration
+	// MaxPerApp, when positive, skips the jobs of an app that already has that many jobs held
+	// (STARTED or ONGOING with an unexpired lease, by any worker of any instance): one app's
+	// queue cannot take every worker while another app's jobs wait. Leases taken at the same
+	// moment may each see room, so the cap can be passed by the leases in progress at once.
+	MaxPerApp int
 }
 
 // Validate checks the params.
@@ -351,6 +356,9 @@ func (p LeaseParams) Validate() error {
 	}
 	if p.Timeout < 0 {
 		errs = append(errs, "Timeout must not be negative")
+	}
+	if p.MaxPerApp < 0 {
+		errs = append(errs, "MaxPerApp must not be negative")
 	}
 	return paramsError(errs)
 }

@@ -91,6 +91,10 @@ func config(dsn string, clientFoundRows bool) (*mysql.Config, error) {
 	cfg.ParseTime = true
 	cfg.Loc = time.UTC
 	cfg.ClientFoundRows = clientFoundRows
+	// Arguments are escaped into the statement by the driver instead of a server-side prepare,
+	// execute and close per statement: one round trip per statement instead of two (the lease
+	// transaction had seven). Safe with the utf8mb4 connection charset the driver uses.
+	cfg.InterpolateParams = true
 	if cfg.Params == nil {
 		cfg.Params = map[string]string{}
 	}

@@ -126,6 +126,7 @@ type Delivery struct {
 	EventID        string          `json:"event_id,omitempty"` // the first event object's "id_str"
 	Bytes          int             `json:"bytes"`
 	SignatureValid bool            `json:"signature_valid"`
+	Refused        string          `json:"refused,omitempty"`   // why a POST was refused (401): which signature check failed
 	Duplicate      bool            `json:"duplicate,omitempty"` // the same event (id, else body) arrived on this path before
 	Status         *Status         `json:"replay_job_status,omitempty"`
 	Body           json.RawMessage `json:"body,omitempty"` // in the record file only with Options.RecordBodies
@@ -181,7 +182,20 @@ type Stats struct {
 
 // Options configure a sink.
 type Options struct {
-	Secret []byte // the app secret deliveries are signed with (its bytes as printed)
+	// Secret is the app secret deliveries are signed with (its bytes as printed). A delivery is
+	// accepted when its x-twitter-webhooks-signature, or during a rotation's overlap its
+	// x-twitter-webhooks-signature-previous, is the signature with it.
+	Secret []byte
+	// StandardWebhooks requires the Standard Webhooks headers on every POST and verifies them
+	// with Secret (delivery.VerifyStandard): a webhook-timestamp more than Tolerance from Now
+	// is refused as stale or replayed, and so is a webhook-signature list without a valid v1
+	// signature.
+	StandardWebhooks bool
+	// Tolerance is how far a webhook-timestamp may be from Now. Default
+	// delivery.DefaultTolerance (5 minutes).
+	Tolerance time.Duration
+	// Now is the receiver's clock for the timestamp check. Default time.Now.
+	Now func() time.Time
 	// Record receives every delivery as a JSON line. If it has a Flush() error method (a
 	// bufio.Writer), it is flushed after every status event and by Flush.
 	Record         io.Writer
@@ -212,6 +226,12 @@ func New(secret []byte, record io.Writer) *Sink {
 
 // NewWithOptions makes a sink.
 func NewWithOptions(o Options) *Sink {
+	if o.Tolerance == 0 {
+		o.Tolerance = delivery.DefaultTolerance
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	s := &Sink{o: o, seen: map[uint64]struct{}{}, statuses: map[string]Status{}, jobs: map[string]JobStats{}, changed: make(chan struct{})}
 	s.stats = Stats{Started: time.Now().UTC(), Responses: map[string]int64{}, Paths: map[string]*PathStats{}}
 	s.faults.defaults()
@@ -353,11 +373,10 @@ func (s *Sink) receive(w http.ResponseWriter, r *http.Request) {
 		reset(w)
 		return
 	}
-	valid := hmac.Equal([]byte(r.Header.Get(delivery.SignatureHeader)), []byte(delivery.Sign(s.o.Secret, body)))
-	if !valid {
+	if reason := s.verify(r.Header, body); reason != "" {
 		s.count("401")
-		s.record(Delivery{At: time.Now().UTC(), Path: r.URL.Path, Bytes: len(body), Body: body})
-		http.Error(w, "bad signature", http.StatusUnauthorized)
+		s.record(Delivery{At: time.Now().UTC(), Path: r.URL.Path, Bytes: len(body), Body: body, Refused: reason})
+		http.Error(w, reason, http.StatusUnauthorized)
 		return
 	}
 	d := Delivery{At: time.Now().UTC(), Path: r.URL.Path, Bytes: len(body), SignatureValid: true, Body: body}
@@ -370,6 +389,20 @@ func (s *Sink) receive(w http.ResponseWriter, r *http.Request) {
 	}
 	s.record(d)
 	w.WriteHeader(http.StatusOK)
+}
+
+// verify checks a POST's signatures; it returns why it is refused, or "".
+func (s *Sink) verify(h http.Header, body []byte) string {
+	want := []byte(delivery.Sign(s.o.Secret, body))
+	if !hmac.Equal([]byte(h.Get(delivery.SignatureHeader)), want) && !hmac.Equal([]byte(h.Get(delivery.PreviousSignatureHeader)), want) {
+		return "bad signature: " + delivery.SignatureHeader + " is not the signature of the body with this secret"
+	}
+	if s.o.StandardWebhooks {
+		if err := delivery.VerifyStandard(s.o.Secret, h, body, s.o.Now(), s.o.Tolerance); err != nil {
+			return err.Error()
+		}
+	}
+	return ""
 }
 
 // reset closes the connection with a TCP RST instead of answering.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/replay/replay/engine"
 	"github.com/replay/replay/index/diskreserve"
+	"github.com/replay/replay/replayd/app"
 	"github.com/replay/replay/replayd/dedup"
 	"github.com/replay/replay/replayd/delivery"
 	"github.com/replay/replay/replayd/worker"
@@ -48,6 +49,10 @@ type Config struct {
 	// reach its window's end before replaying what it holds and ending Incomplete
 	// (worker.Options.MirrorWait). Default 30s; negative: not checked.
 	MirrorWait time.Duration
+	// MaxJobsPerApp is the most jobs of one app running at once across every instance sharing
+	// the job store (worker.Options.MaxJobsPerApp); 0 for no cap. Default 0 here; serve's flag
+	// defaults to 3, one below its 4 workers, so one app never holds all of them.
+	MaxJobsPerApp int
 	// MaxOutage is how long a job stays paused while its webhook is down (5xx, 429, timeouts,
 	// refused connections after the delivery client's attempts) before it ends INCOMPLETE; the
 	// replay_job_status event is retried as long (worker.Options.MaxOutage). Default 1 hour.
@@ -72,6 +77,9 @@ type Config struct {
 	Delivery delivery.Options
 	// IndexPoll is how often the server looks for a rebuilt index. Default 5s.
 	IndexPoll time.Duration
+	// Secrets seals app secrets at rest in the app store (app.LoadSecretKey); nil stores them
+	// unsealed.
+	Secrets *app.Sealer
 	// MetricsListen, when set, is the address /metrics is served on instead of Listen (an
 	// operators' network, a scraper's port): the API's address then answers /metrics with 404.
 	MetricsListen string
@@ -105,6 +113,10 @@ type Config struct {
 	// failing one is marked invalid: its replays are refused and it gets no deliveries). Default
 	// 1h; negative turns the re-check off.
 	WebhookCheckInterval time.Duration
+	// OperatorToken, when set, is the console's operator token: it shows every app's jobs and
+	// webhooks and the instance page (index lag, delivery throughput). Without it the console
+	// shows each app its own.
+	OperatorToken string
 	// Logger. Default slog.Default().
 	Logger *slog.Logger
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/net/netutil"
 
 	"github.com/replay/replay/engine"
@@ -27,6 +28,7 @@ import (
 	"github.com/replay/replay/replayd/app"
 	"github.com/replay/replay/replayd/app/embeddedapp"
 	"github.com/replay/replay/replayd/app/mysqlapp"
+	"github.com/replay/replay/replayd/console"
 	"github.com/replay/replay/replayd/dedup"
 	"github.com/replay/replay/replayd/delivery"
 	"github.com/replay/replay/replayd/job"
@@ -57,6 +59,7 @@ type Server struct {
 	metricsHTTP *http.Server
 	metricsLn   net.Listener
 	checks      *webhookcheck.Checker // nil when the re-check is off
+	cons        *console.Console
 	// retention applies retention to the embedded logs (one per topic); none for other sources.
 	retention []*logRetention
 
@@ -146,21 +149,22 @@ func New(ctx context.Context, c Config) (_ *Server, err error) {
 	}
 	s.reg = newRegistry(s.ix, s.src, s.jobs, c)
 	host, _ := os.Hostname()
+	metrics := worker.NewMetrics(s.reg)
 	s.pool, err = worker.New(worker.Options{
 		Jobs: s.jobs, Source: s.src, Locator: s.ix,
 		Targets:    s.target,
 		Deliverer:  s.client,
 		NewDeduper: s.newDeduper,
 		Name:       fmt.Sprintf("%s:%d", host, os.Getpid()),
-		Workers:    c.Workers, MaxInFlight: c.MaxInFlight, StrictOrder: c.StrictOrder, LeaseTimeout: c.LeaseTimeout, MaxOutage: c.MaxOutage,
+		Workers:    c.Workers, MaxInFlight: c.MaxInFlight, StrictOrder: c.StrictOrder, LeaseTimeout: c.LeaseTimeout, MaxOutage: c.MaxOutage, MaxJobsPerApp: c.MaxJobsPerApp,
 		MirrorWait: c.MirrorWait,
-		Metrics:    worker.NewMetrics(s.reg), Logger: c.Logger,
+		Metrics:    metrics, Logger: c.Logger,
 	})
 	if err != nil {
 		return nil, err
 	}
-	challenge := func(ctx context.Context, url string, secret []byte) error {
-		return delivery.Challenge(ctx, s.client, url, secret)
+	challenge := func(ctx context.Context, url string, secrets ...[]byte) error {
+		return delivery.Challenge(ctx, s.client, url, secrets...)
 	}
 	handler, err := api.New(api.Options{
 		Apps: s.apps, Jobs: s.jobs, Partitions: partitions, Challenge: challenge, MaxWebhooks: c.MaxWebhooks,
@@ -175,7 +179,23 @@ func New(ctx context.Context, c Config) (_ *Server, err error) {
 			return nil, err
 		}
 	}
-	s.api = notifyOnAccepted(handler, s.pool)
+	if s.cons, err = console.New(console.Options{
+		Apps: s.apps, Jobs: s.jobs, Locator: s.ix, Lag: s.ix.Lag, OperatorToken: c.OperatorToken, Logger: c.Logger,
+		Delivered: func() int64 {
+			var m dto.Metric
+			if metrics.EventsDelivered.Write(&m) != nil {
+				return 0
+			}
+			return int64(m.GetCounter().GetValue())
+		},
+	}); err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/console", s.cons)
+	mux.Handle("/console/", s.cons)
+	mux.Handle("/", notifyOnAccepted(handler, s.pool))
+	s.api = mux
 	return s, nil
 }
 
@@ -209,6 +229,9 @@ func (s *Server) Start(ctx context.Context) error {
 		if err := s.checks.Start(ctx); err != nil {
 			return err
 		}
+	}
+	if err := s.cons.Start(ctx); err != nil {
+		return err
 	}
 	ln, err := net.Listen("tcp", s.c.Listen)
 	if err != nil {
@@ -275,7 +298,7 @@ func openStores(ctx context.Context, c Config) (job.Driver, app.Driver, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		apps, err := mysqlapp.Open(ctx, mysqlapp.Options{DSN: c.MySQLDSN})
+		apps, err := mysqlapp.Open(ctx, mysqlapp.Options{DSN: c.MySQLDSN, Secrets: c.Secrets})
 		if err != nil {
 			jobs.Close()
 			return nil, nil, err
@@ -286,7 +309,7 @@ func openStores(ctx context.Context, c Config) (job.Driver, app.Driver, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	apps, err := embeddedapp.Open(embeddedapp.Options{Dir: filepath.Join(c.DataDir, "apps"), FS: c.FS, DiskReserve: c.DiskReserve, Logger: c.Logger})
+	apps, err := embeddedapp.Open(embeddedapp.Options{Dir: filepath.Join(c.DataDir, "apps"), FS: c.FS, DiskReserve: c.DiskReserve, Secrets: c.Secrets, Logger: c.Logger})
 	if err != nil {
 		jobs.Close()
 		return nil, nil, err
@@ -321,7 +344,11 @@ func (s *Server) target(ctx context.Context, webhookID int64) (worker.Target, er
 	if err != nil {
 		return worker.Target{}, err
 	}
-	return worker.Target{WebhookID: strconv.FormatInt(webhookID, 10), URL: w.URL, Secret: a.Secret}, nil
+	t := worker.Target{WebhookID: strconv.FormatInt(webhookID, 10), URL: w.URL, Secret: a.Secret, StandardWebhooks: a.StandardWebhooks}
+	if secrets := a.Secrets(time.Now()); len(secrets) > 1 {
+		t.PreviousSecret = secrets[1] // a rotation's overlap: signed with both
+	}
+	return t, nil
 }
 
 // notifyOnAccepted wakes an idle worker when a replay request was accepted, so that a job
@@ -366,6 +393,9 @@ func (s *Server) Stop(ctx context.Context) error {
 		}
 		if s.checks != nil {
 			s.checks.Stop()
+		}
+		if s.cons != nil {
+			s.cons.Stop()
 		}
 		if s.pool != nil {
 			errs = append(errs, s.pool.Stop(ctx))

@@ -17,11 +17,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/replay/replay/engine"
 	"github.com/replay/replay/index"
 	"github.com/replay/replay/replayd/app"
 	"github.com/replay/replay/replayd/app/embeddedapp"
+	"github.com/replay/replay/replayd/app/mysqlapp"
 	"github.com/replay/replay/replayd/delivery"
+	"github.com/replay/replay/replayd/mysqldb/mysqldbtest"
 	"github.com/replay/replay/replayd/receiver"
 	"github.com/replay/replay/replayd/server"
 	"github.com/replay/replay/replayd/testwait"
@@ -85,6 +90,14 @@ func freePort(t *testing.T) string {
 
 func startE2E(t *testing.T, cfg func(*server.Config)) *e2e {
 	t.Helper()
+	return startE2EWith(t, cfg, nil)
+}
+
+// startE2EWith is startE2E with the app prepared by prepare before the server starts (an
+// option set, a secret rotated), which also says what the sink is (nil: a sink holding the
+// app's secret).
+func startE2EWith(t *testing.T, cfg func(*server.Config), prepare func(d app.Driver, a *app.App) *receiver.Sink) *e2e {
+	t.Helper()
 	e := &e2e{t: t, data: t.TempDir()}
 	// The app exists before the server opens the embedded app store.
 	apps, err := embeddedapp.Open(embeddedapp.Options{Dir: filepath.Join(e.data, "apps")})
@@ -95,8 +108,11 @@ func startE2E(t *testing.T, cfg func(*server.Config)) *e2e {
 	if err != nil {
 		t.Fatal(err)
 	}
-	apps.Close()
 	e.token, e.secret = created.Token, created.App.Secret
+	if prepare != nil {
+		e.sink = prepare(apps, created.App)
+	}
+	apps.Close()
 	c := testServeConfig(e.data)
 	if cfg != nil {
 		cfg(&c)
@@ -105,7 +121,9 @@ func startE2E(t *testing.T, cfg func(*server.Config)) *e2e {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.srv.Stop(context.Background()) })
-	e.sink = receiver.New(e.secret, nil)
+	if e.sink == nil {
+		e.sink = receiver.New(e.secret, nil)
+	}
 	hs := httptest.NewServer(e.sink)
 	t.Cleanup(hs.Close)
 	e.sinkURL = hs.URL + "/webhook"
@@ -413,5 +431,145 @@ func TestServeStrictOrder(t *testing.T) {
 	// A bound of one: each event at its place in log order.
 	if err := receiver.CheckReplay(e.sink.Deliveries(), e.want(from, to), 1); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Events are replayable as soon as their minute has passed: an event of the last minute,
+// appended while the server runs, is replayed right after through the API (the public API wants
+// to_date ten minutes old; this one takes a to_date of now).
+func TestServeReplaysTheLastMinute(t *testing.T) {
+	e := startE2E(t, nil)
+	// The minute that passed last: an event at its last millisecond, appended now (as a late
+	// event lands), and to_date = the current minute, at most a minute old.
+	minute := time.Now().UTC().Truncate(time.Minute)
+	from, to := minute.Add(-time.Minute), minute
+	l, err := engine.Open(engine.Options{Dir: filepath.Join(e.data, "log"), Retention: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := `{"for_user_id":"2244994945","tweet_create_events":[{"id_str":"1461999999999999999"}]}`
+	// The producer keeps the log open, as `loadgen produce` or a real-time path would.
+	defer l.Close()
+	if _, err = l.Append(t.Context(), []engine.Record{{Key: []byte(strconv.FormatInt(e.webhook, 10)), Value: []byte(body), Timestamp: to.UnixMilli() - 1}}); err != nil {
+		t.Fatal(err)
+	}
+	jobID, code := e.replay(from, to)
+	if code != http.StatusAccepted {
+		t.Fatalf("replay of the minute that just passed: %d", code)
+	}
+	if st := e.waitStatus(jobID); st.State != "Complete" {
+		t.Fatalf("status %+v", st)
+	}
+	got := e.sink.Deliveries()
+	if len(got) != 2 || got[0].EventID != "1461999999999999999" {
+		t.Fatalf("deliveries %+v, want the event just appended, then the status event", got)
+	}
+}
+
+// An app with Standard Webhooks whose secret was rotated with an overlap: a webhook that still
+// holds the previous secret passes the CRC challenge and gets every event of a replay signed so
+// that it verifies both the Twitter signature (its previous-secret header) and the Standard
+// Webhooks headers, timestamp included; one that holds the new secret verifies them too.
+func TestServeStandardWebhooksThroughARotation(t *testing.T) {
+	for _, holds := range []string{"previous", "new"} {
+		t.Run("the webhook holds the "+holds+" secret", func(t *testing.T) {
+			e := startE2EWith(t, nil, func(d app.Driver, a *app.App) *receiver.Sink {
+				if _, err := d.SetStandardWebhooks(t.Context(), app.SetStandardWebhooksParams{ID: a.ID, Enabled: true}); err != nil {
+					t.Fatal(err)
+				}
+				rotated, err := d.RotateSecret(t.Context(), app.RotateSecretParams{ID: a.ID, Overlap: time.Hour})
+				if err != nil {
+					t.Fatal(err)
+				}
+				secret := rotated.Secret
+				if holds == "previous" {
+					secret = a.Secret
+				}
+				return receiver.NewWithOptions(receiver.Options{Secret: secret, StandardWebhooks: true, KeepDeliveries: true, RecordBodies: true})
+			})
+			now := time.Now().UTC().Truncate(time.Minute)
+			e.produce(400, now.Add(-2*time.Hour), time.Hour)
+			from, to := now.Add(-2*time.Hour-5*time.Minute), now.Add(-50*time.Minute)
+			jobID, code := e.replay(from, to)
+			if code != http.StatusAccepted {
+				t.Fatalf("replay: %d", code)
+			}
+			if st := e.waitStatus(jobID); st.State != "Complete" {
+				t.Fatalf("status %+v", st)
+			}
+			if err := receiver.CheckReplay(e.sink.Deliveries(), e.want(from, to), worker.DefaultMaxInFlight); err != nil {
+				t.Fatal(err)
+			}
+			if n := e.sink.BadSignatures(); n != 0 {
+				t.Fatalf("%d deliveries refused by a receiver holding the %s secret", n, holds)
+			}
+		})
+	}
+}
+
+// The same on Kafka and MySQL, the production pair: an event of the minute that just passed,
+// produced to the topic while the server runs, is replayed right after.
+func TestServeReplaysTheLastMinuteOnKafka(t *testing.T) {
+	ctx := t.Context()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "delivery_log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	dsn := mysqldbtest.Database(t)
+	apps, err := mysqlapp.Open(ctx, mysqlapp.Options{DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	created, err := apps.CreateApp(ctx, app.CreateAppParams{Name: "fresh"})
+	apps.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := testServeConfig(t.TempDir())
+	c.Source = engine.SourceSpec{Kind: engine.SourceKafka, Brokers: cluster.ListenAddrs(), Topic: "delivery_log"}
+	c.MySQLDSN = dsn
+	srv, err := startServer(ctx, c, quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop(context.Background())
+	e := &e2e{t: t, srv: srv, token: created.Token, secret: created.App.Secret, sink: receiver.New(created.App.Secret, nil)}
+	hs := httptest.NewServer(e.sink)
+	defer hs.Close()
+	var reg struct {
+		ID string `json:"id"`
+	}
+	if code := e.call("POST", "/1.1/account_activity/webhooks.json?url="+url.QueryEscape(hs.URL+"/webhook"), &reg); code != 200 {
+		t.Fatalf("webhook registration: %d", code)
+	}
+	e.webhook, _ = strconv.ParseInt(reg.ID, 10, 64)
+	// Some older traffic first, indexed by the time the fresh event comes.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.DefaultProduceTopic("delivery_log"),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	minute := time.Now().UTC().Truncate(time.Minute)
+	key := []byte(reg.ID)
+	old := &kgo.Record{Key: key, Value: []byte(`{"for_user_id":"1","tweet_create_events":[{"id_str":"1"}]}`), Timestamp: minute.Add(-time.Hour)}
+	if err := cl.ProduceSync(ctx, old).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	body := `{"for_user_id":"1","tweet_create_events":[{"id_str":"1461999999999999998"}]}`
+	fresh := &kgo.Record{Key: key, Value: []byte(body), Timestamp: minute.Add(-time.Millisecond)}
+	if err := cl.ProduceSync(ctx, fresh).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	jobID, code := e.replay(minute.Add(-time.Minute), minute)
+	if code != http.StatusAccepted {
+		t.Fatalf("replay of the minute that just passed: %d", code)
+	}
+	if st := e.waitStatus(jobID); st.State != "Complete" {
+		t.Fatalf("status %+v", st)
+	}
+	if got := e.sink.Deliveries(); len(got) != 2 || got[0].EventID != "1461999999999999998" {
+		t.Fatalf("deliveries %+v, want the event just produced, then the status event", got)
 	}
 }

@@ -22,7 +22,7 @@ type Options struct {
 	Apps app.Driver
 	// Challenge runs one CRC challenge (replayd passes delivery.Challenge bound to its client, so
 	// the dial-time guard applies).
-	Challenge func(ctx context.Context, url string, secret []byte) error
+	Challenge func(ctx context.Context, url string, secrets ...[]byte) error
 	// Interval is the time between two rounds. Default 1 hour.
 	Interval time.Duration
 	// Timeout bounds one challenge. Default 10s.
@@ -157,7 +157,7 @@ func (c *Checker) CheckAll(ctx context.Context) (Result, error) {
 				return res, err
 			}
 			cctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
-			cerr := c.opts.Challenge(cctx, wh.URL, a.Secret)
+			cerr := c.opts.Challenge(cctx, wh.URL, a.Secrets(time.Now())...)
 			cancel()
 			if ctx.Err() != nil {
 				return res, ctx.Err() // stopping: an interrupted challenge says nothing

@@ -19,7 +19,7 @@ type challenger struct {
 	calls []string
 }
 
-func (c *challenger) challenge(_ context.Context, url string, _ []byte) error {
+func (c *challenger) challenge(_ context.Context, url string, _ ...[]byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.calls = append(c.calls, url)

@@ -140,7 +140,7 @@ func (s *senders) ride(ctx context.Context, e send, res delivery.Result, err err
 		if ferr := s.failed(); ferr != nil {
 			return res, ferr // another delivery gave up: so does this one
 		}
-		res, err = o.Deliverer.Deliver(ctx, s.target, e.body)
+		res, err = o.Deliverer.Deliver(ctx, s.targetOf(e), e.body)
 		if err == nil {
 			if down, ended := s.outage.end(time.Now()); ended {
 				m.JobsPaused.Dec()

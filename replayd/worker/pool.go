@@ -90,7 +90,7 @@ func (p *Pool) loop(ctx context.Context, owner string) {
 		// The lease is ours from no earlier than the moment it was asked for: the store records it
 		// later, so LeaseTimeout from here ends before the store's lease does.
 		sent := time.Now()
-		j, err := p.opts.Jobs.Lease(ctx, job.LeaseParams{Owner: owner, Timeout: p.opts.LeaseTimeout})
+		j, err := p.opts.Jobs.Lease(ctx, job.LeaseParams{Owner: owner, Timeout: p.opts.LeaseTimeout, MaxPerApp: p.opts.MaxJobsPerApp})
 		switch {
 		case err == nil:
 			failing, failures = "", 0

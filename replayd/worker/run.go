@@ -51,6 +51,11 @@ type run struct {
 	halt     chan struct{}
 	haltOnce sync.Once
 	haltErr  error
+
+	// target is where the deliveries go and what signs them, as Targets last answered: taken
+	// when delivery starts and again at every heartbeat, so a secret rotated meanwhile (or a
+	// signing option changed) applies to the rest of the job.
+	target atomic.Pointer[Target]
 }
 
 // stop ends delivery because the webhook can no longer be delivered to.
@@ -138,9 +143,12 @@ func (r *run) heartbeat(ctx context.Context) (stop func()) {
 				r.lease.renewed(sent)
 				t.Reset(o.HeartbeatInterval)
 				// A webhook marked invalid (or deleted) since the job started gets nothing more.
-				if _, terr := o.Targets(ctx, j.WebhookID); errors.Is(terr, ErrUndeliverable) {
+				switch t, terr := o.Targets(ctx, j.WebhookID); {
+				case errors.Is(terr, ErrUndeliverable):
 					r.log.Warn("the webhook can no longer be delivered to: stopping the job", "err", terr)
 					r.stop(terr)
+				case terr == nil && r.target.Load() != nil:
+					r.target.Store(&t)
 				}
 			case errors.Is(err, job.ErrLeaseLost) || errors.Is(err, job.ErrInvalidTransition):
 				r.log.Warn("lease lost: stopping the job", "err", err)
@@ -207,7 +215,8 @@ func (r *run) deliver(ctx context.Context, drain <-chan struct{}) (job.State, st
 			return 0, "", fmt.Errorf("locating events%s: %w", r.inTopic(tr), err)
 		}
 	}
-	s := r.startSenders(ctx, drain, target)
+	r.target.Store(&target)
+	s := r.startSenders(ctx, drain)
 	err = r.read(ctx, drain, key, s)
 	s.wait() // a drain or a failure still lets the deliveries in flight finish
 	return r.outcome(ctx, err, s)
@@ -672,12 +681,11 @@ func (r *run) outcome(ctx context.Context, err error, s *senders) (job.State, st
 // slot is taken before an event is handed out and given back once its outcome is recorded, so
 // that no event is sent after a failure with a window of one.
 type senders struct {
-	r      *run
-	target Target
-	win    *window
-	work   chan send
-	wg     sync.WaitGroup
-	ctx    context.Context
+	r    *run
+	win  *window
+	work chan send
+	wg   sync.WaitGroup
+	ctx  context.Context
 
 	// outage pauses the job while its webhook is down (outage.go); drain is the pool's.
 	outage   *outage
@@ -693,13 +701,13 @@ type senders struct {
 	failTopic  *topicRead
 }
 
-func (r *run) startSenders(ctx context.Context, drain <-chan struct{}, target Target) *senders {
+func (r *run) startSenders(ctx context.Context, drain <-chan struct{}) *senders {
 	o := &r.pool.opts
 	n := o.MaxInFlight
 	if o.StrictOrder {
 		n = 1
 	}
-	return &senders{r: r, target: target, win: newWindow(n), work: make(chan send), ctx: ctx,
+	return &senders{r: r, win: newWindow(n), work: make(chan send), ctx: ctx,
 		outage: newOutage(), gaveUpCh: make(chan struct{}), drain: drain}
 }
 
@@ -770,7 +778,7 @@ func (s *senders) skip(tr *topicRead, offset int64) {
 func (s *senders) deliver(ctx context.Context, e send) {
 	r, m := s.r, s.r.pool.opts.Metrics
 	start := time.Now()
-	res, err := r.pool.opts.Deliverer.Deliver(ctx, s.target, e.body)
+	res, err := r.pool.opts.Deliverer.Deliver(ctx, s.targetOf(e), e.body)
 	m.DeliveryLatency.Observe(time.Since(start).Seconds())
 	if err != nil && ctx.Err() == nil && delivery.IsRetryable(err) && s.failed() == nil {
 		res, err = s.ride(ctx, e, res, err) // the webhook is down: pause until it is back
@@ -824,6 +832,14 @@ func (s *senders) moveCheckpoint(tr *topicRead) {
 			p.Topics[tr.i].Checkpoint = max(p.Topics[tr.i].Checkpoint, cp)
 		}
 	})
+}
+
+// targetOf is where e goes and how it is signed: the run's target as last taken, with e's
+// webhook-id.
+func (s *senders) targetOf(e send) Target {
+	t := *s.r.target.Load()
+	t.MessageID = TopicMessageID(s.r.job.ID, e.tr.i, e.offset)
+	return t
 }
 
 // failed is the first delivery failure, or the outage given up on.
@@ -914,6 +930,7 @@ func (r *run) sendStatus(body []byte) {
 	for attempt := 1; ; attempt++ {
 		target, err := o.Targets(ctx, j.WebhookID)
 		if err == nil {
+			target.MessageID = StatusMessageID(j.ID) // the same on every attempt
 			_, err = o.Deliverer.Deliver(ctx, target, body)
 		}
 		if err == nil {
@@ -942,4 +959,26 @@ func (r *run) sendStatus(body []byte) {
 		}
 		wait = min(2*wait, o.OutageRetryMax)
 	}
+}
+
+// MessageID is the Standard Webhooks webhook-id of the event at offset in job jobID's replay:
+// the same for every attempt and for a taken-over job's redelivery of it, and new for another
+// replay of the same event (a replay is asked for again on purpose).
+func MessageID(jobID, offset int64) string {
+	return "msg_" + strconv.FormatInt(jobID, 10) + "_" + strconv.FormatInt(offset, 10)
+}
+
+// TopicMessageID is the webhook-id of the event at offset of topic i (engine.Topics' order) in
+// job jobID's replay: MessageID for the first topic; the others' offsets are their own, so their
+// ids name the topic too ("msg_<job>_t<i>_<offset>").
+func TopicMessageID(jobID int64, i int, offset int64) string {
+	if i == 0 {
+		return MessageID(jobID, offset)
+	}
+	return "msg_" + strconv.FormatInt(jobID, 10) + "_t" + strconv.Itoa(i) + "_" + strconv.FormatInt(offset, 10)
+}
+
+// StatusMessageID is the webhook-id of job jobID's replay_job_status event.
+func StatusMessageID(jobID int64) string {
+	return "msg_" + strconv.FormatInt(jobID, 10) + "_status"
 }

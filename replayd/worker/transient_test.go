@@ -232,11 +232,9 @@ func TestWebhookMarkedInvalidStopsARunningJob(t *testing.T) {
 	var invalid atomic.Bool
 	j := w.create(t, webhookA, from, to)
 	w.pool(t, "a", func(o *worker.Options) {
-		o.Deliverer = slowDeliverer{"a", got}
-		// At most 16 in flight at 5 ms: ~3,200 events/s, so the job outlasts the next heartbeats
-		// (every 50 ms); with the default window it took ~60 ms, and a late heartbeat let it
-		// complete (1 run in 6 under -race).
-		o.MaxInFlight = 16
+		// At most 8 in flight, 5 ms each: the window lasts over a second, many heartbeats (at
+		// the full window of 512 it could end before the first heartbeat after the mark).
+		o.Deliverer, o.MaxInFlight = slowDeliverer{"a", got}, 8
 		o.Targets = func(_ context.Context, id int64) (worker.Target, error) {
 			if invalid.Load() {
 				return worker.Target{}, fmt.Errorf("webhook %d is marked invalid: %w", id, worker.ErrUndeliverable)

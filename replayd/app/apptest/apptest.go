@@ -3,9 +3,13 @@
 package apptest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -31,6 +35,8 @@ func Exercise(t *testing.T, newDriver NewDriver) {
 		{"Webhooks", testWebhooks},
 		{"WebhookOwnership", testWebhookOwnership},
 		{"WebhookValidity", testWebhookValidity},
+		{"RotateSecret", testRotateSecret},
+		{"StandardWebhooks", testStandardWebhooks},
 		{"DuplicateURL", testDuplicateURL},
 		{"WebhookForUnknownApp", testWebhookUnknownApp},
 		{"ConcurrentCreates", testConcurrentCreates},
@@ -335,4 +341,117 @@ func testClose(t *testing.T, d app.Driver) {
 	_, err := d.AppByToken(ctx, app.AppByTokenParams{Token: a.Token})
 	wantErr(t, "AppByToken after Close", err, app.ErrClosed)
 	wantErr(t, "Ping after Close", d.Ping(ctx), app.ErrClosed)
+}
+
+// testRotateSecret: a rotation gives a fresh secret, keeps the old one as PreviousSecret for the
+// overlap (by the store's clock), replaces a previous rotation's, and with no overlap drops it;
+// the token and other apps are untouched.
+func testRotateSecret(t *testing.T, d app.Driver) {
+	r := createApp(t, d, "a")
+	a, other := r.App, createApp(t, d, "b").App
+	if len(a.PreviousSecret) != 0 || len(a.Secrets(time.Now())) != 1 {
+		t.Fatalf("a new app has a previous secret: %+v", a)
+	}
+	got, err := d.RotateSecret(ctx, app.RotateSecretParams{ID: a.ID, Overlap: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got.Secret) == string(a.Secret) || len(got.Secret) < 43 || string(got.PreviousSecret) != string(a.Secret) {
+		t.Fatalf("RotateSecret(1h) = %+v; want a new secret and %q as the previous one", got, a.Secret)
+	}
+	if until := time.Until(got.PreviousSecretUntil); until < 59*time.Minute || until > 61*time.Minute {
+		t.Fatalf("the previous secret lasts until %v, want an hour from now", got.PreviousSecretUntil)
+	}
+	if s := got.Secrets(time.Now()); len(s) != 2 || string(s[0]) != string(got.Secret) || string(s[1]) != string(a.Secret) {
+		t.Fatalf("Secrets during the overlap: %q", s)
+	}
+	if s := got.Secrets(got.PreviousSecretUntil); len(s) != 1 {
+		t.Fatalf("Secrets after the overlap: %q", s)
+	}
+	for what, load := range map[string]func() (*app.App, error){
+		"AppByToken": func() (*app.App, error) { return d.AppByToken(ctx, app.AppByTokenParams{Token: r.Token}) },
+		"GetApp":     func() (*app.App, error) { return d.GetApp(ctx, app.GetAppParams{ID: a.ID}) },
+	} {
+		g, err := load()
+		if err != nil || string(g.Secret) != string(got.Secret) || string(g.PreviousSecret) != string(a.Secret) || !g.PreviousSecretUntil.Equal(got.PreviousSecretUntil) {
+			t.Fatalf("%s after the rotation = %+v, %v; want %+v", what, g, err, got)
+		}
+	}
+	if g, err := d.GetApp(ctx, app.GetAppParams{ID: other.ID}); err != nil || string(g.Secret) != string(other.Secret) || len(g.PreviousSecret) != 0 {
+		t.Fatalf("another app changed: %+v, %v", g, err)
+	}
+	// A second rotation: the previous secret is the one just replaced.
+	again, err := d.RotateSecret(ctx, app.RotateSecretParams{ID: a.ID, Overlap: time.Minute})
+	if err != nil || string(again.PreviousSecret) != string(got.Secret) || string(again.Secret) == string(got.Secret) {
+		t.Fatalf("second RotateSecret = %+v, %v", again, err)
+	}
+	// No overlap: no previous secret.
+	now, err := d.RotateSecret(ctx, app.RotateSecretParams{ID: a.ID})
+	if err != nil || len(now.PreviousSecret) != 0 || len(now.Secrets(time.Now())) != 1 {
+		t.Fatalf("RotateSecret(0) = %+v, %v", now, err)
+	}
+	if g, err := d.GetApp(ctx, app.GetAppParams{ID: a.ID}); err != nil || len(g.PreviousSecret) != 0 || string(g.Secret) != string(now.Secret) {
+		t.Fatalf("GetApp after RotateSecret(0) = %+v, %v", g, err)
+	}
+	_, err = d.RotateSecret(ctx, app.RotateSecretParams{ID: a.ID + 1, Overlap: time.Hour})
+	wantErr(t, "RotateSecret of an unknown app", err, app.ErrNotFound)
+	for _, bad := range []app.RotateSecretParams{{ID: a.ID, Overlap: -time.Second}, {ID: a.ID, Overlap: app.MaxOverlap + time.Second}, {Overlap: time.Hour}} {
+		_, err := d.RotateSecret(ctx, bad)
+		wantErr(t, fmt.Sprintf("RotateSecret(%+v)", bad), err, app.ErrInvalidParams)
+	}
+}
+
+// testStandardWebhooks: the per-app option is set at creation or later, and read back.
+func testStandardWebhooks(t *testing.T, d app.Driver) {
+	plain := createApp(t, d, "plain").App
+	r, err := d.CreateApp(ctx, app.CreateAppParams{Name: "sw", StandardWebhooks: true})
+	if err != nil || !r.App.StandardWebhooks || plain.StandardWebhooks {
+		t.Fatalf("CreateApp with and without StandardWebhooks: %+v, %+v, %v", r, plain, err)
+	}
+	if g, err := d.AppByToken(ctx, app.AppByTokenParams{Token: r.Token}); err != nil || !g.StandardWebhooks {
+		t.Fatalf("AppByToken = %+v, %v", g, err)
+	}
+	on, err := d.SetStandardWebhooks(ctx, app.SetStandardWebhooksParams{ID: plain.ID, Enabled: true})
+	if err != nil || !on.StandardWebhooks || string(on.Secret) != string(plain.Secret) {
+		t.Fatalf("SetStandardWebhooks(true) = %+v, %v", on, err)
+	}
+	off, err := d.SetStandardWebhooks(ctx, app.SetStandardWebhooksParams{ID: r.App.ID})
+	if err != nil || off.StandardWebhooks {
+		t.Fatalf("SetStandardWebhooks(false) = %+v, %v", off, err)
+	}
+	apps, err := d.ListApps(ctx, app.ListAppsParams{})
+	if err != nil || len(apps) != 2 {
+		t.Fatalf("ListApps: %v, %v", apps, err)
+	}
+	for _, a := range apps {
+		if a.StandardWebhooks != (a.ID == plain.ID) {
+			t.Fatalf("ListApps: app %d StandardWebhooks %v", a.ID, a.StandardWebhooks)
+		}
+	}
+	_, err = d.SetStandardWebhooks(ctx, app.SetStandardWebhooksParams{ID: plain.ID + r.App.ID})
+	wantErr(t, "SetStandardWebhooks of an unknown app", err, app.ErrNotFound)
+}
+
+// NoPlaintext fails t when a file under dir holds one of secrets as it is: what a store with a
+// secrets key writes must keep them sealed (WAL and tables alike).
+func NoPlaintext(t *testing.T, dir string, secrets ...[]byte) {
+	t.Helper()
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, s := range secrets {
+			if bytes.Contains(b, s) {
+				t.Errorf("%s holds the secret %.6s… in plaintext", path, s)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }

@@ -47,10 +47,26 @@ type appRecord struct {
 	Secret      string    `json:"secret"`
 	TokenSHA256 []byte    `json:"token_sha256"`
 	CreatedAt   time.Time `json:"created_at"`
+	// Absent in records written before signing options existed: none, off.
+	PreviousSecret      string    `json:"previous_secret,omitempty"`
+	PreviousSecretUntil time.Time `json:"previous_secret_until,omitzero"`
+	StandardWebhooks    bool      `json:"standard_webhooks,omitempty"`
 }
 
-func (r *appRecord) app() *app.App {
-	return &app.App{ID: r.ID, Name: r.Name, Secret: []byte(r.Secret), CreatedAt: r.CreatedAt}
+// app is the record as an App, its secrets opened (Options.Secrets).
+func (d *Driver) app(r *appRecord) (*app.App, error) {
+	secret, err := d.opts.Secrets.Open(r.ID, []byte(r.Secret))
+	if err != nil {
+		return nil, err
+	}
+	a := &app.App{ID: r.ID, Name: r.Name, Secret: secret, CreatedAt: r.CreatedAt, StandardWebhooks: r.StandardWebhooks}
+	if r.PreviousSecret != "" {
+		if a.PreviousSecret, err = d.opts.Secrets.Open(r.ID, []byte(r.PreviousSecret)); err != nil {
+			return nil, err
+		}
+		a.PreviousSecretUntil = r.PreviousSecretUntil
+	}
+	return a, nil
 }
 
 type webhookRecord struct {
@@ -168,7 +184,7 @@ func (d *Driver) CreateApp(ctx context.Context, p app.CreateAppParams) (*app.Cre
 			return err
 		}
 		token := app.NewToken()
-		r := &appRecord{ID: id, Name: p.Name, Secret: string(app.NewSecret()), TokenSHA256: app.HashToken(token), CreatedAt: d.now()}
+		r := &appRecord{ID: id, Name: p.Name, Secret: string(d.opts.Secrets.Seal(id, app.NewSecret())), TokenSHA256: app.HashToken(token), CreatedAt: d.now(), StandardWebhooks: p.StandardWebhooks}
 		b := d.local.Pebble.NewBatch()
 		defer b.Close()
 		if err := setJSON(b, key(prefixApp, id), r); err != nil {
@@ -180,7 +196,11 @@ func (d *Driver) CreateApp(ctx context.Context, p app.CreateAppParams) (*app.Cre
 		if err := b.Commit(d.wo); err != nil {
 			return err
 		}
-		out = &app.CreateAppResult{App: r.app(), Token: token}
+		a, aerr := d.app(r)
+		if aerr != nil {
+			return aerr
+		}
+		out = &app.CreateAppResult{App: a, Token: token}
 		return nil
 	})
 	return out, err
@@ -217,7 +237,11 @@ func (d *Driver) AppByToken(ctx context.Context, p app.AppByTokenParams) (*app.A
 		if err != nil {
 			return err
 		}
-		out = r.app()
+		a, aerr := d.app(r)
+		if aerr != nil {
+			return aerr
+		}
+		out = a
 		return nil
 	})
 	return out, err
@@ -231,7 +255,11 @@ func (d *Driver) GetApp(ctx context.Context, p app.GetAppParams) (*app.App, erro
 		if err != nil {
 			return err
 		}
-		out = r.app()
+		a, aerr := d.app(r)
+		if aerr != nil {
+			return aerr
+		}
+		out = a
 		return nil
 	})
 	return out, err
@@ -254,7 +282,11 @@ func (d *Driver) ListApps(ctx context.Context, _ app.ListAppsParams) ([]*app.App
 			if err := json.Unmarshal(it.Value(), &r); err != nil {
 				return fmt.Errorf("key %q: decoding: %w", it.Key(), err)
 			}
-			out = append(out, r.app())
+			a, aerr := d.app(&r)
+			if aerr != nil {
+				return aerr
+			}
+			out = append(out, a)
 		}
 		return it.Error()
 	})
@@ -262,6 +294,52 @@ func (d *Driver) ListApps(ctx context.Context, _ app.ListAppsParams) ([]*app.App
 		return nil, err
 	}
 	return out, nil
+}
+
+// updateApp changes app id's record with fn and stores it.
+func (d *Driver) updateApp(ctx context.Context, op string, id int64, fn func(r *appRecord)) (*app.App, error) {
+	var out *app.App
+	err := d.run(ctx, op, func() error {
+		r, err := d.loadApp(id)
+		if err != nil {
+			return err
+		}
+		fn(r)
+		b := d.local.Pebble.NewBatch()
+		defer b.Close()
+		if err := setJSON(b, key(prefixApp, id), r); err != nil {
+			return err
+		}
+		if err := b.Commit(d.wo); err != nil {
+			return err
+		}
+		a, aerr := d.app(r)
+		if aerr != nil {
+			return aerr
+		}
+		out = a
+		return nil
+	})
+	return out, err
+}
+
+// RotateSecret implements app.Driver.
+func (d *Driver) RotateSecret(ctx context.Context, p app.RotateSecretParams) (*app.App, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	return d.updateApp(ctx, "rotate secret", p.ID, func(r *appRecord) {
+		r.PreviousSecret, r.PreviousSecretUntil = "", time.Time{}
+		if p.Overlap > 0 {
+			r.PreviousSecret, r.PreviousSecretUntil = r.Secret, d.now().Add(p.Overlap)
+		}
+		r.Secret = string(d.opts.Secrets.Seal(r.ID, app.NewSecret()))
+	})
+}
+
+// SetStandardWebhooks implements app.Driver.
+func (d *Driver) SetStandardWebhooks(ctx context.Context, p app.SetStandardWebhooksParams) (*app.App, error) {
+	return d.updateApp(ctx, "set standard webhooks", p.ID, func(r *appRecord) { r.StandardWebhooks = p.Enabled })
 }
 
 // CreateWebhook implements app.Driver.

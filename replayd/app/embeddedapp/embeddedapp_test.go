@@ -2,6 +2,7 @@ package embeddedapp_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -74,5 +75,31 @@ func TestReopenAndClock(t *testing.T) {
 	gw, err := d2.GetWebhook(ctx, app.GetWebhookParams{ID: w.ID, AppID: a.App.ID})
 	if err != nil || *gw != *w {
 		t.Fatalf("webhook after reopen: %+v, %v; want %+v", gw, err, w)
+	}
+}
+
+// With a key, the conformance suite holds, and nothing stored holds a secret in plaintext.
+func TestSealedSecrets(t *testing.T) {
+	sealer, err := app.NewSealer(make([]byte, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	apptest.Exercise(t, func(t *testing.T) app.Driver { return open(t, embeddedapp.Options{Secrets: sealer}) })
+	dir := t.TempDir()
+	d := open(t, embeddedapp.Options{Dir: dir, Secrets: sealer})
+	created, err := d.CreateApp(t.Context(), app.CreateAppParams{Name: "sealed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotated, err := d.RotateSecret(t.Context(), app.RotateSecretParams{ID: created.App.ID, Overlap: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	apptest.NoPlaintext(t, dir, created.App.Secret, rotated.Secret)
+	// Without the key the store says what is missing.
+	plain := open(t, embeddedapp.Options{Dir: dir})
+	if _, err := plain.GetApp(t.Context(), app.GetAppParams{ID: created.App.ID}); !errors.Is(err, app.ErrSealed) {
+		t.Fatalf("reading a sealed secret without the key: %v", err)
 	}
 }

@@ -1,6 +1,8 @@
 package embeddedapp
 
 import (
+	"github.com/replay/replay/replayd/app"
+
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"errors"
@@ -24,6 +26,8 @@ type Options struct {
 	// (localdb.Options). Defaults vfs.Default and diskreserve.DefaultReserve.
 	FS          vfs.FS
 	DiskReserve int64
+	// Secrets seals app secrets at rest (app.LoadSecretKey); nil stores them as they are.
+	Secrets *app.Sealer
 	// Logger receives Pebble's messages (pebblelog). Default slog.Default().
 	Logger *slog.Logger
 }

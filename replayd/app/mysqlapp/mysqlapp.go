@@ -44,14 +44,27 @@ func duplicateKey(err error, index string) bool { return mysqldb.IsDuplicateKey(
 // idAttempts bounds the draws of a fresh id on primary-key collisions.
 const idAttempts = 8
 
-const appColumns = "id, name, secret, created_at"
+const appColumns = "id, name, secret, previous_secret, previous_secret_until, standard_webhooks, created_at"
 
 type scanner interface{ Scan(dest ...any) error }
 
-func scanApp(s scanner) (*app.App, error) {
+func (d *Driver) scanApp(s scanner) (*app.App, error) {
 	var a app.App
-	if err := s.Scan(&a.ID, &a.Name, &a.Secret, &a.CreatedAt); err != nil {
+	var until sql.NullTime
+	if err := s.Scan(&a.ID, &a.Name, &a.Secret, &a.PreviousSecret, &until, &a.StandardWebhooks, &a.CreatedAt); err != nil {
 		return nil, err
+	}
+	var err error
+	if a.Secret, err = d.opts.Secrets.Open(a.ID, a.Secret); err != nil {
+		return nil, err
+	}
+	if a.PreviousSecret, err = d.opts.Secrets.Open(a.ID, a.PreviousSecret); err != nil {
+		return nil, err
+	}
+	if until.Valid {
+		a.PreviousSecretUntil = until.Time
+	} else {
+		a.PreviousSecret = nil
 	}
 	return &a, nil
 }
@@ -66,15 +79,15 @@ func (d *Driver) CreateApp(ctx context.Context, p app.CreateAppParams) (*app.Cre
 		token, secret := app.NewToken(), app.NewSecret()
 		for attempt := 1; ; attempt++ {
 			id := app.NewID(time.Now())
-			_, err := d.db.ExecContext(ctx, `INSERT INTO replay_apps (id, name, secret, token_sha256, created_at)
-  VALUES (?, ?, ?, ?, NOW(6))`, id, p.Name, secret, app.HashToken(token))
+			_, err := d.db.ExecContext(ctx, `INSERT INTO replay_apps (id, name, secret, token_sha256, standard_webhooks, created_at)
+  VALUES (?, ?, ?, ?, ?, NOW(6))`, id, p.Name, d.opts.Secrets.Seal(id, secret), app.HashToken(token), p.StandardWebhooks)
 			if duplicateKey(err, "PRIMARY") && attempt < idAttempts {
 				continue
 			}
 			if err != nil {
 				return err
 			}
-			a, err := scanApp(d.db.QueryRowContext(ctx, "SELECT "+appColumns+" FROM replay_apps WHERE id = ?", id))
+			a, err := d.scanApp(d.db.QueryRowContext(ctx, "SELECT "+appColumns+" FROM replay_apps WHERE id = ?", id))
 			if err != nil {
 				return err
 			}
@@ -88,7 +101,7 @@ func (d *Driver) CreateApp(ctx context.Context, p app.CreateAppParams) (*app.Cre
 func (d *Driver) oneApp(ctx context.Context, op, where string, arg any) (*app.App, error) {
 	var out *app.App
 	err := d.Do(ctx, op, func(ctx context.Context) error {
-		a, err := scanApp(d.db.QueryRowContext(ctx, "SELECT "+appColumns+" FROM replay_apps WHERE "+where, arg))
+		a, err := d.scanApp(d.db.QueryRowContext(ctx, "SELECT "+appColumns+" FROM replay_apps WHERE "+where, arg))
 		if errors.Is(err, sql.ErrNoRows) {
 			return app.ErrNotFound
 		}
@@ -122,7 +135,7 @@ func (d *Driver) ListApps(ctx context.Context, _ app.ListAppsParams) ([]*app.App
 		}
 		defer rows.Close()
 		for rows.Next() {
-			a, err := scanApp(rows)
+			a, err := d.scanApp(rows)
 			if err != nil {
 				return err
 			}
@@ -134,6 +147,39 @@ func (d *Driver) ListApps(ctx context.Context, _ app.ListAppsParams) ([]*app.App
 		return nil, err
 	}
 	return out, nil
+}
+
+// updateApp runs one UPDATE of app id and reads the app back; app.ErrNotFound when there is none.
+func (d *Driver) updateApp(ctx context.Context, op, set string, id int64, args ...any) (*app.App, error) {
+	var out *app.App
+	err := d.Do(ctx, op, func(ctx context.Context) error {
+		if _, err := d.db.ExecContext(ctx, "UPDATE replay_apps SET "+set+" WHERE id = ?", append(args, id)...); err != nil {
+			return err
+		}
+		a, err := d.scanApp(d.db.QueryRowContext(ctx, "SELECT "+appColumns+" FROM replay_apps WHERE id = ?", id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return app.ErrNotFound
+		}
+		out = a
+		return err
+	})
+	return out, err
+}
+
+// RotateSecret implements app.Driver.
+func (d *Driver) RotateSecret(ctx context.Context, p app.RotateSecretParams) (*app.App, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	// MySQL assigns left to right: previous_secret takes the old secret before secret changes.
+	return d.updateApp(ctx, fmt.Sprintf("rotate the secret of app %d", p.ID), `previous_secret = IF(? > 0, secret, NULL),
+  previous_secret_until = IF(? > 0, NOW(6) + INTERVAL ? MICROSECOND, NULL), secret = ?`, p.ID,
+		p.Overlap, p.Overlap, p.Overlap.Microseconds(), d.opts.Secrets.Seal(p.ID, app.NewSecret()))
+}
+
+// SetStandardWebhooks implements app.Driver.
+func (d *Driver) SetStandardWebhooks(ctx context.Context, p app.SetStandardWebhooksParams) (*app.App, error) {
+	return d.updateApp(ctx, fmt.Sprintf("set standard webhooks of app %d", p.ID), "standard_webhooks = ?", p.ID, p.Enabled)
 }
 
 const webhookColumns = "id, app_id, url, valid, created_at, checked_at"

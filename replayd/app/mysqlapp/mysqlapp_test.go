@@ -1,8 +1,12 @@
 package mysqlapp_test
 
 import (
+	"bytes"
+	"database/sql"
+	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/replay/replay/replayd/app"
 	"github.com/replay/replay/replayd/app/apptest"
@@ -91,5 +95,46 @@ func TestOptionsValidateReportsEverything(t *testing.T) {
 	o = mysqlapp.Options{DSN: "root@tcp(127.0.0.1:3306)/replay"}
 	if err := o.EnsureDefaults().Validate(); err != nil || o.MaxOpenConns != 8 {
 		t.Fatalf("defaults: %+v %v", o, err)
+	}
+}
+
+// With a key, the conformance suite holds, the rows hold sealed secrets only, and without the
+// key the store says what is missing.
+func TestSealedSecrets(t *testing.T) {
+	sealer, err := app.NewSealer(make([]byte, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	apptest.Exercise(t, func(t *testing.T) app.Driver { return open(t, mysqlapp.Options{MaxOpenConns: 4, Secrets: sealer}) })
+	dsn := freshDatabase(t)
+	d := open(t, mysqlapp.Options{DSN: dsn, Secrets: sealer})
+	created, err := d.CreateApp(t.Context(), app.CreateAppParams{Name: "sealed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotated, err := d.RotateSecret(t.Context(), app.RotateSecretParams{ID: created.App.ID, Overlap: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(rotated.PreviousSecret, created.App.Secret) {
+		t.Fatalf("previous secret after the rotation %q, want the created one", rotated.PreviousSecret)
+	}
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var secret, previous []byte
+	if err := db.QueryRowContext(t.Context(), "SELECT secret, previous_secret FROM replay_apps WHERE id = ?", created.App.ID).Scan(&secret, &previous); err != nil {
+		t.Fatal(err)
+	}
+	for _, stored := range [][]byte{secret, previous} {
+		if !bytes.HasPrefix(stored, []byte("enc1:")) || bytes.Contains(stored, created.App.Secret) || bytes.Contains(stored, rotated.Secret) {
+			t.Fatalf("stored secret %q is not sealed", stored)
+		}
+	}
+	plain := open(t, mysqlapp.Options{DSN: dsn})
+	if _, err := plain.GetApp(t.Context(), app.GetAppParams{ID: created.App.ID}); !errors.Is(err, app.ErrSealed) {
+		t.Fatalf("reading a sealed secret without the key: %v", err)
 	}
 }

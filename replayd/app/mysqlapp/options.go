@@ -3,6 +3,7 @@ package mysqlapp
 import (
 	"time"
 
+	"github.com/replay/replay/replayd/app"
 	"github.com/replay/replay/replayd/mysqldb"
 )
 
@@ -29,6 +30,8 @@ type Options struct {
 	// MigrationLockTimeout is how long Open (or Migrate) waits for another instance's migration
 	// to finish (GET_LOCK). Default 60s.
 	MigrationLockTimeout time.Duration
+	// Secrets seals app secrets at rest (app.LoadSecretKey); nil stores them as they are.
+	Secrets *app.Sealer
 }
 
 // EnsureDefaults fills in the zero fields with their defaults and returns o.

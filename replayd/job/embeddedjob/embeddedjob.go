@@ -234,6 +234,13 @@ func (d *Driver) Lease(ctx context.Context, p job.LeaseParams) (*job.Job, error)
 	// A read until a job is due: polling workers find nothing to lease without the disk.
 	err := d.run(ctx, "lease", func() error {
 		now := d.now()
+		var busy map[int64]int // held jobs per app, when capped
+		if p.MaxPerApp > 0 {
+			var err error
+			if busy, err = d.heldPerApp(now); err != nil {
+				return err
+			}
+		}
 		it, err := d.local.Pebble.NewIter(&pebble.IterOptions{
 			LowerBound: prefixLease,
 			UpperBound: key(prefixLease, now.UnixMicro()+1),
@@ -241,16 +248,26 @@ func (d *Driver) Lease(ctx context.Context, p job.LeaseParams) (*job.Job, error)
 		if err != nil {
 			return err
 		}
-		if !it.First() {
-			err := it.Close()
-			if err != nil {
-				return err
+		id := int64(-1)
+		for ok := it.First(); ok && id < 0; ok = it.Next() {
+			cand := int64(binary.BigEndian.Uint64(it.Key()[len(prefixLease)+8:]))
+			if busy != nil {
+				r, err := d.load(cand)
+				if err != nil {
+					it.Close()
+					return err
+				}
+				if busy[r.AppID] >= p.MaxPerApp {
+					continue // that app has its share running
+				}
 			}
-			return job.ErrNoJob
+			id = cand
 		}
-		id := int64(binary.BigEndian.Uint64(it.Key()[len(prefixLease)+8:]))
 		if err := it.Close(); err != nil {
 			return err
+		}
+		if id < 0 {
+			return job.ErrNoJob
 		}
 		if err := d.local.CheckReserve(); err != nil {
 			return err
@@ -280,6 +297,27 @@ func (d *Driver) Lease(ctx context.Context, p job.LeaseParams) (*job.Job, error)
 		return nil, err
 	}
 	return out, nil
+}
+
+// heldPerApp counts, per app, the jobs held at now: the lease queue's entries due after now.
+func (d *Driver) heldPerApp(now time.Time) (map[int64]int, error) {
+	it, err := d.local.Pebble.NewIter(&pebble.IterOptions{
+		LowerBound: key(prefixLease, now.UnixMicro()+1),
+		UpperBound: []byte("l0"), // the end of prefixLease ("l/")
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	held := map[int64]int{}
+	for ok := it.First(); ok; ok = it.Next() {
+		r, err := d.load(int64(binary.BigEndian.Uint64(it.Key()[len(prefixLease)+8:])))
+		if err != nil {
+			return nil, err
+		}
+		held[r.AppID]++
+	}
+	return held, it.Error()
 }
 
 func applyProgress(j *job.Job, pr *job.Progress) {

@@ -44,6 +44,7 @@ func Exercise(t *testing.T, newDriver NewDriver) {
 		{"Count", testCount},
 		{"ContextCanceled", testContextCanceled},
 		{"LeaseOrderOldestFirst", testLeaseOrder},
+		{"LeasePerAppCap", testLeasePerAppCap},
 		{"ExpiredHeartbeatTakeover", testTakeover},
 		{"Release", testRelease},
 		{"ReleaseRefused", testReleaseRefused},
@@ -929,5 +930,35 @@ func testIDs(t *testing.T, d job.Driver) {
 	}
 	if steps > 2 {
 		t.Fatalf("%d of 19 consecutive jobs got consecutive ids: the ids count jobs", steps)
+	}
+}
+
+// testLeasePerAppCap: with MaxPerApp, an app that has its share held is skipped, so another
+// app's later job is leased before it; a job that ends frees a place.
+func testLeasePerAppCap(t *testing.T, d job.Driver) {
+	ctx := context.Background()
+	a1, a2, a3 := create(t, d, 71), create(t, d, 71), create(t, d, 71)
+	b1 := create(t, d, 72)
+	lease := func(owner string) (*job.Job, error) {
+		return d.Lease(ctx, job.LeaseParams{Owner: owner, Timeout: time.Minute, MaxPerApp: 2})
+	}
+	for i, want := range []int64{a1.ID, a2.ID, b1.ID} {
+		l, err := lease(fmt.Sprintf("w%d", i))
+		if err != nil || l.ID != want {
+			t.Fatalf("lease %d: %+v, %v; want job %d (app 71 may hold two)", i, l, err, want)
+		}
+	}
+	if l, err := lease("w3"); !errors.Is(err, job.ErrNoJob) {
+		t.Fatalf("lease with app 71 at its cap: %+v, %v; want ErrNoJob", l, err)
+	}
+	// A job of app 71 ends (canceled): its third job is leasable.
+	if _, err := d.Cancel(ctx, job.CancelParams{ID: a1.ID, Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := lease("w4"); err != nil || l.ID != a3.ID {
+		t.Fatalf("lease once a job of app 71 ended: %+v, %v; want job %d", l, err, a3.ID)
+	}
+	if _, err := d.Lease(ctx, job.LeaseParams{Owner: "w", MaxPerApp: -1}); !errors.Is(err, job.ErrInvalidParams) {
+		t.Fatalf("negative MaxPerApp: %v", err)
 	}
 }

@@ -157,6 +157,14 @@ func (d *Driver) Create(ctx context.Context, p job.CreateParams) (*job.Job, erro
 const leaseQuery = `SELECT id FROM replay_jobs WHERE lease_due_at <= NOW(6)
   ORDER BY lease_due_at, id LIMIT 1 FOR UPDATE SKIP LOCKED`
 
+// leaseQueryPerApp is leaseQuery skipping the apps with at least ? jobs held: held jobs are
+// exactly those whose lease_due_at (their lease expiry) is still ahead, a range of the same
+// index.
+const leaseQueryPerApp = `SELECT id FROM replay_jobs WHERE lease_due_at <= NOW(6)
+  AND app_id NOT IN (SELECT app_id FROM (SELECT app_id FROM replay_jobs WHERE lease_due_at > NOW(6)
+    GROUP BY app_id HAVING COUNT(*) >= ?) AS busy)
+  ORDER BY lease_due_at, id LIMIT 1 FOR UPDATE SKIP LOCKED`
+
 // Lease implements job.Driver.
 func (d *Driver) Lease(ctx context.Context, p job.LeaseParams) (*job.Job, error) {
 	if err := p.Validate(); err != nil {
@@ -176,7 +184,11 @@ func (d *Driver) Lease(ctx context.Context, p job.LeaseParams) (*job.Job, error)
 		}
 		defer tx.Rollback() //nolint:errcheck
 		var id int64
-		if err := tx.QueryRowContext(ctx, leaseQuery).Scan(&id); err != nil {
+		query, args := leaseQuery, []any(nil)
+		if p.MaxPerApp > 0 {
+			query, args = leaseQueryPerApp, []any{p.MaxPerApp}
+		}
+		if err := tx.QueryRowContext(ctx, query, args...).Scan(&id); err != nil {
 			if errors.Is(err, sql.ErrNoRows) {
 				return job.ErrNoJob
 			}
