@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 
 	"github.com/replay/replay/engine"
 	"github.com/replay/replay/index"
+	"github.com/replay/replay/replayd/delivery"
 	"github.com/replay/replay/replayd/job"
 	"github.com/replay/replay/replayd/job/embeddedjob"
 	"github.com/replay/replay/replayd/worker"
@@ -175,7 +177,8 @@ func TestTwoTopicsReplayMergesAndDedups(t *testing.T) {
 	}
 	j := w.create(t, webhookA, from, to)
 	m := worker.NewMetrics(prometheus.NewRegistry())
-	w.pool(t, "a", m, func(o *worker.Options) { o.StrictOrder = true })
+	ids := &messageIDs{next: w.sink, seen: map[string]int{}}
+	w.pool(t, "a", m, func(o *worker.Options) { o.StrictOrder = true; o.Deliverer = ids })
 	done := w.finished(t, j.ID)
 	if done.State != job.StateCompleted {
 		t.Fatalf("job ended %s: %s", done.State, done.Reason)
@@ -191,6 +194,18 @@ func TestTwoTopicsReplayMergesAndDedups(t *testing.T) {
 			t.Fatalf("delivery %d (ts %d) after one at %d: not merged by timestamp", i, tsOf[got[i]], tsOf[got[i-1]])
 		}
 	}
+	// Every event has a webhook-id of its own, whichever topic it came from (their offsets
+	// overlap).
+	ids.mu.Lock()
+	for id, n := range ids.seen {
+		if n != 1 {
+			t.Errorf("webhook-id %s sent %d times", id, n)
+		}
+	}
+	if len(ids.seen) != len(want)+1 {
+		t.Errorf("%d webhook-ids for %d events and the status event", len(ids.seen), len(want))
+	}
+	ids.mu.Unlock()
 	if len(done.Topics) != 2 || done.Topics[0].Topic != dcTopics[0] || done.Topics[1].Topic != dcTopics[1] {
 		t.Fatalf("topic progress %+v", done.Topics)
 	}
@@ -374,4 +389,18 @@ func TestTwoTopicsOneUnlocatable(t *testing.T) {
 		}
 	}
 	sameSet(t, w.sink.delivered(), local)
+}
+
+// messageIDs counts the webhook-ids of the deliveries it passes on.
+type messageIDs struct {
+	next worker.Deliverer
+	mu   sync.Mutex
+	seen map[string]int
+}
+
+func (d *messageIDs) Deliver(ctx context.Context, t worker.Target, body []byte) (delivery.Result, error) {
+	d.mu.Lock()
+	d.seen[t.MessageID]++
+	d.mu.Unlock()
+	return d.next.Deliver(ctx, t, body)
 }
