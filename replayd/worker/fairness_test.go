@@ -5,10 +5,12 @@ import (
 	"errors"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/replay/replay/engine"
 	"github.com/replay/replay/replayd/delivery"
 	"github.com/replay/replay/replayd/job"
+	"github.com/replay/replay/replayd/testwait"
 	"github.com/replay/replay/replayd/worker"
 )
 
@@ -66,5 +68,40 @@ func TestOneAppCannotTakeEveryWorker(t *testing.T) {
 	}
 	if held != 2 {
 		t.Fatalf("app 1 holds %d jobs, want its cap of 2", held)
+	}
+}
+
+// A job paused while its webhook is down does not hold a worker: with one worker, another job
+// runs and completes meanwhile; the paused one completes once its webhook is back.
+func TestPausedJobDoesNotHoldAWorker(t *testing.T) {
+	w := newWorld(t)
+	w.produce(t, 2000, 22)
+	from, to := t0, t0+3600_000
+	s := &downSink{okCalls: make(chan struct{}, 1)}
+	s.down.Store(true)
+	a := w.create(t, webhookA, from, to)
+	w.pool(t, "a", func(o *worker.Options) {
+		o.Deliverer, o.Workers, o.MaxInFlight = s, 1, 4
+		o.OutageRetryMin, o.OutageRetryMax = 5*time.Millisecond, 20*time.Millisecond
+	})
+	testwait.For(t, 30*time.Second, "job A to pause", func() bool { return s.downCalls() >= 6 })
+	b := w.create(t, webhookB, from, to)
+	// B's webhook is the same sink: let B through while A's events stay refused.
+	s.mu.Lock()
+	s.only = strconv.FormatInt(webhookA, 10)
+	s.mu.Unlock()
+	s.down.Store(false)
+	done := w.waitFor(t, b.ID, func(j *job.Job) bool { return j.State.Terminal() })
+	if done.State != job.StateCompleted {
+		t.Fatalf("job B while A is paused: %s %q", done.State, done.Reason)
+	}
+	if j, _ := w.jobs.Get(t.Context(), job.GetParams{ID: a.ID}); j.State != job.StateOngoing || j.Counters.Failed != 0 {
+		t.Fatalf("job A after B: %s %+v; want still paused, nothing failed", j.State, j.Counters)
+	}
+	s.mu.Lock()
+	s.only = ""
+	s.mu.Unlock()
+	if done := w.waitFor(t, a.ID, func(j *job.Job) bool { return j.State.Terminal() }); done.State != job.StateCompleted {
+		t.Fatalf("job A once its webhook is back: %s %q", done.State, done.Reason)
 	}
 }

@@ -14,7 +14,8 @@ import (
 // The job pauses instead of failing: no new event is handed out, one delivery (the prober) is
 // retried with backoff from Options.OutageRetryMin to OutageRetryMax, the others in flight wait,
 // the heartbeat goes on (the lease is held and the checkpoint stays the settled prefix); when a
-// delivery succeeds again everything resumes where it stopped. An outage longer than
+// delivery succeeds again everything resumes where it stopped. A paused job does not hold a
+// worker: the pool starts a stand-in that leases other jobs meanwhile (Pool.jobPaused). An outage longer than
 // Options.MaxOutage (default 1 hour) ends the job INCOMPLETE, saying since when the webhook was
 // down. A drain during an outage releases the job with the waiting events undelivered and
 // unsettled: the next holder starts with them.
@@ -91,7 +92,7 @@ func (s *senders) ride(ctx context.Context, e send, res delivery.Result, err err
 		if started {
 			prober = true
 			m.WebhookOutages.Inc()
-			m.JobsPaused.Inc()
+			r.pool.jobPaused()
 			r.log.Warn("webhook down: the job pauses until it answers again", "err", err, "max_outage", o.MaxOutage)
 		}
 		if g := s.gaveUp.Load(); g != nil {
@@ -143,7 +144,7 @@ func (s *senders) ride(ctx context.Context, e send, res delivery.Result, err err
 		res, err = o.Deliverer.Deliver(ctx, s.targetOf(e), e.body)
 		if err == nil {
 			if down, ended := s.outage.end(time.Now()); ended {
-				m.JobsPaused.Dec()
+				r.pool.jobResumed()
 				r.log.Info("webhook back: the job resumes", "down", down.Round(time.Millisecond))
 			}
 			return res, nil
@@ -158,6 +159,6 @@ func (s *senders) ride(ctx context.Context, e send, res delivery.Result, err err
 // lease), for the paused-jobs gauge.
 func (s *senders) endOutage() {
 	if _, ended := s.outage.end(time.Now()); ended {
-		s.r.pool.opts.Metrics.JobsPaused.Dec()
+		s.r.pool.jobResumed()
 	}
 }

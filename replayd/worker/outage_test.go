@@ -25,12 +25,13 @@ type downSink struct {
 	bodies      []string
 	callsDown   int // Deliver calls while down
 	okCalls     chan struct{}
+	only        string // when set, only this webhook is down (while down is false)
 }
 
-func (s *downSink) Deliver(ctx context.Context, _ worker.Target, body []byte) (delivery.Result, error) {
+func (s *downSink) Deliver(ctx context.Context, t worker.Target, body []byte) (delivery.Result, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.down.Load() {
+	if s.down.Load() || (s.only != "" && t.WebhookID == s.only) {
 		s.callsDown++
 		return delivery.Result{Attempts: 6, Status: 503}, &delivery.StatusError{Code: 503}
 	}

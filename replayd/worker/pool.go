@@ -21,6 +21,14 @@ type Pool struct {
 	cancel context.CancelFunc
 	done   sync.WaitGroup
 	state  int // 0 new, 1 running, 2 stopped
+	ctx    context.Context
+
+	// A job paused while its webhook is down (outage.go) does not hold a worker: a stand-in
+	// worker leases meanwhile, and leaves after its job once the paused one resumes.
+	standMu  sync.Mutex
+	paused   int // jobs paused now
+	standIns int // stand-in workers running
+	standSeq int
 }
 
 // New makes a pool.
@@ -41,11 +49,51 @@ func (p *Pool) Start(ctx context.Context) error {
 	}
 	p.state = 1
 	ctx, p.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	p.ctx = ctx
 	for i := 0; i < p.opts.Workers; i++ {
 		p.done.Add(1)
-		go p.loop(ctx, fmt.Sprintf("%s/w%d", p.opts.Name, i))
+		go p.loop(ctx, fmt.Sprintf("%s/w%d", p.opts.Name, i), false)
 	}
 	return nil
+}
+
+// jobPaused hands a paused job's worker over: a stand-in starts leasing.
+func (p *Pool) jobPaused() {
+	p.standMu.Lock()
+	defer p.standMu.Unlock()
+	p.paused++
+	p.opts.Metrics.JobsPaused.Inc()
+	if p.standIns >= p.paused {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.state != 1 {
+		return // draining: nothing new is leased
+	}
+	p.standIns++
+	p.standSeq++
+	p.done.Add(1) // under mu: Stop's Wait starts only after state changed under it
+	go p.loop(p.ctx, fmt.Sprintf("%s/s%d", p.opts.Name, p.standSeq), true)
+}
+
+// jobResumed takes the worker back: a stand-in leaves once its job is done.
+func (p *Pool) jobResumed() {
+	p.standMu.Lock()
+	defer p.standMu.Unlock()
+	p.paused--
+	p.opts.Metrics.JobsPaused.Dec()
+}
+
+// standInDone says whether a stand-in worker is no longer needed, and if so counts it gone.
+func (p *Pool) standInDone() bool {
+	p.standMu.Lock()
+	defer p.standMu.Unlock()
+	if p.standIns > p.paused {
+		p.standIns--
+		return true
+	}
+	return false
 }
 
 // Notify wakes an idle worker: a job was just created.
@@ -78,7 +126,7 @@ func (p *Pool) Stop(ctx context.Context) error {
 	}
 }
 
-func (p *Pool) loop(ctx context.Context, owner string) {
+func (p *Pool) loop(ctx context.Context, owner string, standIn bool) {
 	defer p.done.Done()
 	log := p.opts.Logger.With("worker", owner)
 	// A failure that repeats (a store that is down, a full disk) is logged when it starts, then
@@ -87,6 +135,9 @@ func (p *Pool) loop(ctx context.Context, owner string) {
 	var failingSince, loggedAt time.Time
 	failures := 0
 	for ctx.Err() == nil {
+		if standIn && p.standInDone() {
+			return
+		}
 		// The lease is ours from no earlier than the moment it was asked for: the store records it
 		// later, so LeaseTimeout from here ends before the store's lease does.
 		sent := time.Now()
