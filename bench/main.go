@@ -44,6 +44,8 @@ type Sizes struct {
 	LeaseTimeout time.Duration
 	// delivery: events of the replayed webhook.
 	DeliveryEvents int
+	// twodc: unique events of the replayed webhook (three times as many of others beside).
+	TwoDCEvents int
 	// kafka: events of the data set copied into the real broker (replay's, smaller); records of
 	// partition 0 the throughput case scans (and kfake holds in memory).
 	KafkaEvents, KafkaScanRecords int
@@ -59,6 +61,7 @@ func FullSizes() Sizes {
 		LeaseJobs: 5000, LeaseTimeout: time.Second,
 		DeliveryEvents: 10_000,
 		KafkaEvents:    400_000, KafkaScanRecords: 100_000,
+		TwoDCEvents: 50_000,
 	}
 }
 
@@ -72,6 +75,7 @@ func QuickSizes() Sizes {
 		LeaseJobs: 200, LeaseTimeout: 200 * time.Millisecond,
 		DeliveryEvents: 1000,
 		KafkaEvents:    20_000, KafkaScanRecords: 10_000,
+		TwoDCEvents: 2000,
 	}
 }
 
@@ -106,6 +110,7 @@ var benchmarks = []benchmark{
 	{"lease", runLease},
 	{"delivery", runDelivery},
 	{"kafka", runKafka},
+	{"twodc", runTwoDC},
 }
 
 // runSuite runs the selected benchmarks and writes the report. A benchmark that fails is reported
@@ -229,7 +234,7 @@ saying so, without them): the index and targeted fetches vs the seed's consumer.
 	f := cmd.Flags()
 	f.BoolVar(&quick, "quick", false, "run a small version of every benchmark (under a minute)")
 	f.StringVar(&out, "out", "", "write BENCH.md and plots/ into this directory (default: BENCH.md at the repository root and bench/plots/)")
-	f.StringVar(&only, "only", "", "comma-separated benchmarks to run: replay,scan,build,dedup,lease,delivery,kafka (default all)")
+	f.StringVar(&only, "only", "", "comma-separated benchmarks to run: replay,scan,build,dedup,lease,delivery,kafka,twodc (default all)")
 	f.IntVar(&runs, "runs", 5, "samples per variant")
 	f.StringVar(&mysqlDSN, "mysql-dsn", "", "MariaDB/MySQL DSN without a database (default $REPLAY_TEST_MYSQL_DSN or root@tcp(127.0.0.1:3306)/)")
 	f.StringVar(&mysqlDSN, "mysql", "", "")

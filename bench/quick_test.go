@@ -67,6 +67,7 @@ func testSizes() Sizes {
 	s.DedupDistinct, s.DedupTrace, s.DedupCapacity = 20_000, 40_000, 1<<15
 	s.LeaseJobs, s.LeaseTimeout = 40, 100*time.Millisecond
 	s.DeliveryEvents = 200
+	s.TwoDCEvents = 500
 	s.KafkaEvents, s.KafkaScanRecords = 8000, 4000
 	return s
 }

@@ -47,14 +47,26 @@ type SourceSpec struct {
 	Brokers []string
 	// Topic is the topic's name. Default "delivery_log".
 	Topic string
+	// Topics, when it names more than one, are the topics read together as one Topics: the local
+	// one first (Topic is set to it), then the ones mirrored from the other datacenters
+	// (dc2.delivery_log, …), all of the same partition count. Of a Kafka cluster or a broker's log
+	// directory they are topics of it; of the embedded log, topic i > 0 is the embedded log in
+	// EmbeddedTopicDir(Dir, name).
+	Topics []string
 	// Logger is the source's logger, where it takes one. Default slog.Default().
 	Logger *slog.Logger
 }
 
 // EnsureDefaults fills in the defaults of unset fields.
 func (s *SourceSpec) EnsureDefaults() *SourceSpec {
+	if len(s.Topics) > 0 && s.Topics[0] != "" {
+		s.Topic = s.Topics[0]
+	}
 	if s.Topic == "" {
 		s.Topic = "delivery_log"
+	}
+	if len(s.Topics) <= 1 {
+		s.Topics = nil
 	}
 	if s.Logger == nil {
 		s.Logger = slog.Default()
@@ -64,6 +76,16 @@ func (s *SourceSpec) EnsureDefaults() *SourceSpec {
 
 // Validate reports a spec that names no source it could open.
 func (s *SourceSpec) Validate() error {
+	seen := map[string]bool{}
+	for i, t := range s.Topics {
+		if t == "" || len(t) > 249 || strings.ContainsAny(t, "/\\ ,") {
+			return fmt.Errorf("topic %d of the list is %q: want a Kafka topic name (1 to 249 characters, no '/', ',' or spaces)", i+1, t)
+		}
+		if seen[t] {
+			return fmt.Errorf("topic %q is listed twice", t)
+		}
+		seen[t] = true
+	}
 	switch s.Kind {
 	case SourceEmbedded, SourceSegments:
 		if s.Dir == "" {
@@ -90,13 +112,63 @@ func (s SourceSpec) String() string {
 	return s.Kind.String()
 }
 
-// Open opens the source the spec names. The caller closes it. A failure returns a nil
-// interface, never a typed nil.
+// EmbeddedTopicDir is the directory of the embedded log of a mirrored topic beside the local
+// one's, dir: "<dir>.<topic>" (DATA/log.dc2.delivery_log).
+func EmbeddedTopicDir(dir, topic string) string { return dir + "." + topic }
+
+// TopicNames are the topics the spec reads: Topics, else Topic alone.
+func (s SourceSpec) TopicNames() []string {
+	s.EnsureDefaults()
+	if len(s.Topics) == 0 {
+		return []string{s.Topic}
+	}
+	return s.Topics
+}
+
+// ForTopic is the spec of topic i of TopicNames alone.
+func (s SourceSpec) ForTopic(i int) SourceSpec {
+	names := s.TopicNames()
+	t := s
+	t.Topic, t.Topics = names[i], nil
+	if s.Kind == SourceEmbedded && i > 0 {
+		t.Dir = EmbeddedTopicDir(s.Dir, names[i])
+	}
+	return t
+}
+
+// Open opens the source the spec names: with several topics, a *Topics of them (a
+// *TopicPartitionsError when their partition counts differ). The caller closes it. A failure
+// returns a nil interface, never a typed nil.
 func (s SourceSpec) Open(ctx context.Context) (Source, error) {
 	s.EnsureDefaults()
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
+	if len(s.Topics) > 1 {
+		var srcs []Source
+		for i := range s.Topics {
+			src, err := s.ForTopic(i).open(ctx)
+			if err != nil {
+				for _, o := range srcs {
+					o.Close()
+				}
+				return nil, fmt.Errorf("topic %s: %w", s.Topics[i], err)
+			}
+			srcs = append(srcs, src)
+		}
+		t, err := NewTopics(ctx, srcs...)
+		if err != nil {
+			for _, o := range srcs {
+				o.Close()
+			}
+			return nil, err
+		}
+		return t, nil
+	}
+	return s.open(ctx)
+}
+
+func (s SourceSpec) open(ctx context.Context) (Source, error) {
 	switch s.Kind {
 	case SourceEmbedded:
 		// Open would create an empty log: reading a log that is not there is a mistake.

@@ -30,6 +30,11 @@ type meta struct {
 	// Partitions is the topic's partition count the index was built with; 0 (absent, an index
 	// from before it was recorded) until the next build adopts the source's (partitions.go).
 	Partitions int32 `json:"partitions,omitempty"`
+	// Topics are the topics an index of several (engine.Topics) was built from, in order: the
+	// position of a topic is its ordinal, its partitions being ordinal*P+p (engine.Partition).
+	// Absent for an index of one topic, whatever its name (every index before several topics
+	// were read): topic 0 of a list keeps its partition numbers.
+	Topics []string `json:"topics,omitempty"`
 }
 
 // Index is the time-and-webhook index in one Pebble database. Its methods are safe for concurrent
@@ -49,6 +54,8 @@ type Index struct {
 	// recording.
 	partitions atomic.Int32
 	metaMu     sync.Mutex
+	// topics is the meta's topic list (nil: one topic), recorded with the partition count.
+	topics []string
 }
 
 // Open opens the index in opts.Dir, creating it unless ReadOnly.
@@ -125,6 +132,7 @@ func (ix *Index) loadMeta(explicitWidth bool) error {
 	ix.widthMs = m.BucketWidthMs
 	ix.opts.BucketWidth = time.Duration(m.BucketWidthMs) * time.Millisecond
 	ix.partitions.Store(m.Partitions)
+	ix.topics = m.Topics
 	return nil
 }
 
@@ -213,7 +221,8 @@ type Result struct {
 // Lookup returns the partition of webhook (the record key) in src and the base offsets of the
 // batches holding its events with from ≤ timestamp < to (ms). It never misses an event that is in
 // the log: batches the builder has not indexed yet are scanned from src.
-// A source whose partition count is not the index's is refused (*PartitionCountError).
+// A source whose partition count is not the index's is refused (*PartitionCountError). Of an
+// engine.Topics it looks in the first topic; LookupPartition with engine.Partition reads another.
 func (ix *Index) Lookup(ctx context.Context, src engine.Source, webhook []byte, from, to int64) (_ Result, err error) {
 	defer pebblelog.Recover(&err)
 	if err := ix.usable(); err != nil {
@@ -223,6 +232,7 @@ func (ix *Index) Lookup(ctx context.Context, src engine.Source, webhook []byte, 
 	if err != nil {
 		return Result{}, err
 	}
+	n /= int32(engine.TopicsOf(src).Len())
 	return ix.lookupPartition(ctx, src, engine.PartitionFor(webhook, n), webhook, from, to)
 }
 
@@ -324,9 +334,13 @@ func (ix *Index) lookupPartition(ctx context.Context, src engine.Source, p int32
 
 // PartitionLag is how far the index is behind one partition of the log.
 type PartitionLag struct {
-	Partition  int32
-	Checkpoint int64 // next offset to index (0 when never indexed)
-	Start, End int64 // the log's bounds
+	Partition int32
+	// Topic and TopicPartition are the topic and its partition that Partition is (of an
+	// engine.Topics source; else the source's topic and Partition).
+	Topic          string
+	TopicPartition int32
+	Checkpoint     int64 // next offset to index (0 when never indexed)
+	Start, End     int64 // the log's bounds
 	// Lag is the offsets of the log not indexed yet: End - max(Checkpoint, Start). Lookups scan
 	// them; they cost time, never correctness.
 	Lag int64
@@ -340,7 +354,10 @@ func (ix *Index) Lag(ctx context.Context, src engine.Source) (_ []PartitionLag, 
 		return nil, err
 	}
 	out := make([]PartitionLag, 0, n)
+	ts := engine.TopicsOf(src)
+	per := n / int32(ts.Len())
 	for p := int32(0); p < n; p++ {
+		ti, tp := engine.Split(p, per)
 		cp, _, err := ix.Checkpoint(p)
 		if err != nil {
 			return nil, err
@@ -349,7 +366,7 @@ func (ix *Index) Lag(ctx context.Context, src engine.Source) (_ []PartitionLag, 
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, PartitionLag{Partition: p, Checkpoint: cp, Start: b.Start, End: b.End, Lag: max(0, b.End-max(cp, b.Start))})
+		out = append(out, PartitionLag{Partition: p, Topic: ts.Name(ti), TopicPartition: tp, Checkpoint: cp, Start: b.Start, End: b.End, Lag: max(0, b.End-max(cp, b.Start))})
 	}
 	return out, nil
 }
@@ -695,6 +712,9 @@ func (ix *Index) ImportPartitions(src *Index, keep func(p int32) bool) (_ int, e
 	}
 	if a, b := ix.partitions.Load(), src.partitions.Load(); a != 0 && b != 0 && a != b {
 		return 0, fmt.Errorf("%w: cannot import partitions of %s (built with %d partitions) into %s (built with %d)", ErrPartitionCount, src.opts.Dir, b, ix.opts.Dir, a)
+	}
+	if a, b := ix.Topics(), src.Topics(); ix.partitions.Load() != 0 && src.partitions.Load() != 0 && !slices.Equal(a, b) {
+		return 0, fmt.Errorf("%w: cannot import partitions of %s (built from topics %v) into %s (built from %v)", ErrTopics, src.opts.Dir, b, ix.opts.Dir, a)
 	}
 	it, err := src.db.NewIter(nil)
 	if err != nil {

@@ -142,6 +142,16 @@ func OpenLive(o LiveOptions) (*Live, error) {
 	return &Live{o: o, ix: ix, dir: dir, reopen: make(chan struct{}, 1)}, nil
 }
 
+// CheckSource is Index.CheckSource of the live index and its source.
+func (l *Live) CheckSource(ctx context.Context) error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.ix == nil {
+		return ErrClosed
+	}
+	return l.ix.CheckSource(ctx, l.o.Source)
+}
+
 // Start runs the builder and watches the data directory for a switched index, until Close.
 // Calls after the first do nothing.
 func (l *Live) Start(ctx context.Context) error {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/replay/replay/engine"
@@ -43,11 +45,18 @@ func (ix *Index) checkPartitions(ctx context.Context, src engine.Source, adopt b
 	if err != nil {
 		return 0, err
 	}
+	var names []string // nil: one topic
+	if ts := engine.TopicsOf(src); ts.Len() > 1 {
+		names = ts.Names()
+	}
 	have := ix.partitions.Load()
 	if have == 0 && adopt && !ix.opts.ReadOnly {
-		if have, err = ix.adoptPartitions(n); err != nil {
+		if have, err = ix.adoptPartitions(n, names); err != nil {
 			return 0, err
 		}
+	}
+	if have != 0 && !slices.Equal(ix.Topics(), names) {
+		return 0, &TopicsError{Dir: ix.opts.Dir, Index: ix.Topics(), Source: names, SourceTopic: src.Topic()}
 	}
 	if have != 0 && have != n {
 		return 0, &PartitionCountError{Dir: ix.opts.Dir, Topic: src.Topic(), Index: have, Source: n}
@@ -57,19 +66,65 @@ func (ix *Index) checkPartitions(ctx context.Context, src engine.Source, adopt b
 
 // adoptPartitions records n as the index's partition count unless one is recorded already, and
 // returns the recorded count.
-func (ix *Index) adoptPartitions(n int32) (int32, error) {
+func (ix *Index) adoptPartitions(n int32, topics []string) (int32, error) {
 	ix.metaMu.Lock()
 	defer ix.metaMu.Unlock()
 	if have := ix.partitions.Load(); have != 0 {
 		return have, nil
 	}
-	b, err := json.Marshal(meta{Version: 1, BucketWidthMs: ix.widthMs, Partitions: n})
+	b, err := json.Marshal(meta{Version: 1, BucketWidthMs: ix.widthMs, Partitions: n, Topics: topics})
 	if err != nil {
 		return 0, err
 	}
 	if err := ix.db.Set([]byte(keyMeta), b, pebble.Sync); err != nil {
 		return 0, fmt.Errorf("index: %s: recording the partition count %d: %w", ix.opts.Dir, n, err)
 	}
+	ix.topics = topics
 	ix.partitions.Store(n)
 	return n, nil
+}
+
+// Topics is the topic list recorded in the index's meta: nil for an index of one topic (or not
+// built yet), else the topics of the engine.Topics it was built from, in order.
+func (ix *Index) Topics() []string {
+	ix.metaMu.Lock()
+	defer ix.metaMu.Unlock()
+	return ix.topics
+}
+
+// ErrTopics is matched (errors.Is) by every *TopicsError.
+var ErrTopics = errors.New("index: topics differ")
+
+// TopicsError says that a source reads other topics (or the same in another order) than the
+// index was built from: an index partition is a topic's ordinal times the partition count plus
+// its partition, so its entries would belong to another topic's records. Rebuild the index.
+type TopicsError struct {
+	Dir         string
+	Index       []string // nil: one topic
+	Source      []string // nil: one topic
+	SourceTopic string
+}
+
+func (e *TopicsError) Error() string {
+	list := func(t []string, one string) string {
+		if len(t) == 0 {
+			return "one topic (" + one + ")"
+		}
+		return fmt.Sprintf("the topics %s", strings.Join(t, ","))
+	}
+	return fmt.Sprintf("index: the index in %s was built from %s, but the source reads %s: rebuild the index from these topics (replayd index rebuild --topics %s)",
+		e.Dir, list(e.Index, "any name"), list(e.Source, e.SourceTopic), e.SourceTopic)
+}
+
+// Is makes errors.Is(err, ErrTopics) true.
+func (e *TopicsError) Is(target error) bool { return target == ErrTopics }
+
+// CheckSource says whether src fits the index: nil, a *TopicsError (src reads other topics than
+// the index was built from) or a *PartitionCountError. It writes nothing.
+func (ix *Index) CheckSource(ctx context.Context, src engine.Source) error {
+	if err := ix.usable(); err != nil {
+		return err
+	}
+	_, err := ix.checkPartitions(ctx, src, false)
+	return err
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -217,7 +218,7 @@ Exits 1 when a request failed or a job did not complete.`,
 }
 
 func newVerifyCommand() *cobra.Command {
-	var manifestPath, record, webhook, from, to, path, job string
+	var manifestPath, record, webhook, from, to, path, job, dcs string
 	var limit int
 	cmd := &cobra.Command{
 		Use:   "verify",
@@ -254,8 +255,16 @@ it is checked.`,
 			if err != nil {
 				return err
 			}
+			var dcList []int
+			for _, d := range splitList(dcs) {
+				n, err := strconv.Atoi(d)
+				if err != nil || n < 1 {
+					return fmt.Errorf("--dcs %q: want datacenter numbers from 1, e.g. 1,2", dcs)
+				}
+				dcList = append(dcList, n-1)
+			}
 			open := func() (io.ReadCloser, error) { return os.Open(manifestPath) }
-			r, err := verify.Run(verify.Options{Webhook: webhook, From: f, To: t, Path: path, Job: job, Limit: limit}, open, rec)
+			r, err := verify.Run(verify.Options{Webhook: webhook, From: f, To: t, Path: path, Job: job, Limit: limit, DCs: dcList}, open, rec)
 			if err != nil {
 				return err
 			}
@@ -275,6 +284,7 @@ it is checked.`,
 	fl.StringVar(&path, "path", "", "the sink path of the webhook's deliveries (default: where its status events arrived)")
 	fl.StringVar(&job, "job", "", "the job whose deliveries to check (default: the last on the path)")
 	fl.IntVar(&limit, "limit", 20, "how many missing, extra and duplicated events to list")
+	fl.StringVar(&dcs, "dcs", "", "for a two-datacenter run (produce --topics or --dc-kafka-brokers): the datacenters whose topics the replay read, numbered from 1 (default all: a replay over the local and the mirrored topics expects every event of any of them once)")
 	for _, n := range []string{"manifest", "record", "webhook", "from", "to"} {
 		cmd.MarkFlagRequired(n)
 	}

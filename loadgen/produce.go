@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
 
+	"github.com/replay/replay/engine"
 	"github.com/replay/replay/loadgen/produce"
 	"github.com/replay/replay/replayd/traffic"
 	"github.com/replay/replay/segment"
@@ -92,13 +94,15 @@ func generatedWebhookIDs(seed uint64, n int) []string {
 
 func newProduceCommand() *cobra.Command {
 	var (
-		data, brokers, topic, webhookIDs, mix, manifestPath, end, forUser, codec string
-		events, webhooks, batch, batchBytes                                      int
-		partitions                                                               int32
-		rate, skew, dupRate                                                      float64
-		jitter, span, linger                                                     time.Duration
-		seed                                                                     uint64
-		fsync, quiet                                                             bool
+		data, brokers, topic, topics, webhookIDs, mix, manifestPath, end, forUser, codec string
+		dcBrokers                                                                        []string
+		crossDC                                                                          float64
+		events, webhooks, batch, batchBytes                                              int
+		partitions                                                                       int32
+		rate, skew, dupRate                                                              float64
+		jitter, span, linger                                                             time.Duration
+		seed                                                                             uint64
+		fsync, quiet                                                                     bool
 	)
 	span = 24 * time.Hour
 	jitter = 2 * time.Minute
@@ -170,22 +174,27 @@ in a zstd stream (about 2-4 bytes per record; the summary prints the measured si
 				return fmt.Errorf("--batch-bytes, --linger, --codec: %w", err)
 			}
 			ctx := cmd.Context() // canceled by SIGINT or SIGTERM (main)
-			var out produce.Output
-			if brokers != "" {
-				if out, err = produce.OpenKafka(ctx, splitList(brokers), topic, b); err != nil {
-					return err
+			outs, err := openOutputs(ctx, data, brokers, topic, topics, dcBrokers, partitions, fsync, b)
+			if err != nil {
+				return err
+			}
+			if crossDC > 0 && len(outs) < 2 {
+				for _, o := range outs {
+					o.Close()
 				}
-			} else {
-				if out, err = produce.OpenEmbedded(filepath.Join(data, "log"), partitions, fsync, b); err != nil {
-					return err
+				return errors.New("--cross-dc-rate needs two datacenters: --topics T1,T2 or --dc-kafka-brokers twice")
+			}
+			closeOuts := func() {
+				for _, o := range outs {
+					o.Close()
 				}
 			}
-			o := produce.Options{Traffic: cfg, Rate: rate, Batch: batch}
+			o := produce.Options{Traffic: cfg, Rate: rate, Batch: batch, CrossDCRate: crossDC}
 			var mf *os.File
 			var mbuf *bufio.Writer
 			if manifestPath != "" {
 				if mf, err = os.Create(manifestPath); err != nil {
-					out.Close()
+					closeOuts()
 					return err
 				}
 				mbuf = bufio.NewWriterSize(mf, 1<<20)
@@ -206,7 +215,7 @@ in a zstd stream (about 2-4 bytes per record; the summary prints the measured si
 					p.Wait()
 				}()
 			}
-			s, runErr := produce.Run(ctx, o, out)
+			s, runErr := produce.RunDCs(ctx, o, outs)
 			if mf != nil {
 				runErr = errors.Join(runErr, mbuf.Flush(), mf.Sync(), mf.Close())
 			}
@@ -223,6 +232,9 @@ in a zstd stream (about 2-4 bytes per record; the summary prints the measured si
 	f.BoolVar(&fsync, "fsync", true, "fsync every batch into the embedded log (false: the OS writes back, Close syncs)")
 	f.StringVar(&brokers, "kafka-brokers", "", "comma-separated Kafka seed brokers: produce there instead of the embedded log")
 	f.StringVar(&topic, "topic", "delivery_log", "Kafka topic (with --kafka-brokers)")
+	f.StringVar(&topics, "topics", "", "two datacenters' traffic or more, one topic each: comma-separated topics of --kafka-brokers, or of the embedded log (the first in DATA/log, the others in DATA/log.<topic>, as 'replayd serve --topics' reads them: what dc1 holds once MirrorMaker has copied dc2's)")
+	f.StringArrayVar(&dcBrokers, "dc-kafka-brokers", nil, "repeated: each datacenter's Kafka cluster (comma-separated brokers), its --topic written; MirrorMaker 2 then mirrors them into each other")
+	f.Float64Var(&crossDC, "cross-dc-rate", 0, "with two datacenters or more: the share of events also written into a second one (a retry that crossed datacenters)")
 	f.IntVar(&events, "events", 100000, "records to produce, duplicates included")
 	f.Float64Var(&rate, "rate", 0, "records per second (0: as fast as possible); timestamps follow --span, not the wall clock")
 	f.IntVar(&webhooks, "webhooks", 100, "webhooks in all: generated ids are added to --webhook-ids until there are this many")
@@ -244,6 +256,69 @@ in a zstd stream (about 2-4 bytes per record; the summary prints the measured si
 	return cmd
 }
 
+// openOutputs opens the datacenters' outputs: one per --dc-kafka-brokers, else one per --topics
+// (of --kafka-brokers or of the embedded log), else the one of --kafka-brokers or the embedded
+// log.
+func openOutputs(ctx context.Context, data, brokers, topic, topics string, dcBrokers []string, partitions int32, fsync bool, b produce.Batching) ([]produce.Output, error) {
+	var outs []produce.Output
+	fail := func(err error) ([]produce.Output, error) {
+		for _, o := range outs {
+			o.Close()
+		}
+		return nil, err
+	}
+	switch {
+	case len(dcBrokers) > 0:
+		if topics != "" || brokers != "" {
+			return nil, errors.New("--dc-kafka-brokers names each datacenter's cluster: not with --topics or --kafka-brokers")
+		}
+		for i, bs := range dcBrokers {
+			out, err := produce.OpenKafka(ctx, splitList(bs), topic, b)
+			if err != nil {
+				return fail(fmt.Errorf("datacenter %d: %w", i+1, err))
+			}
+			outs = append(outs, out)
+		}
+	case topics != "":
+		list := splitList(topics)
+		seen := map[string]bool{}
+		for i, t := range list {
+			if seen[t] {
+				return fail(fmt.Errorf("--topics lists %s twice", t))
+			}
+			seen[t] = true
+			var out produce.Output
+			var err error
+			if brokers != "" {
+				out, err = produce.OpenKafka(ctx, splitList(brokers), t, b)
+			} else {
+				dir := filepath.Join(data, "log")
+				if i > 0 {
+					dir = engine.EmbeddedTopicDir(dir, t)
+				}
+				out, err = produce.OpenEmbeddedTopic(dir, t, partitions, fsync, b)
+			}
+			if err != nil {
+				return fail(fmt.Errorf("topic %s: %w", t, err))
+			}
+			outs = append(outs, out)
+		}
+	case brokers != "":
+		out, err := produce.OpenKafka(ctx, splitList(brokers), topic, b)
+		if err != nil {
+			return nil, err
+		}
+		outs = append(outs, out)
+	default:
+		out, err := produce.OpenEmbedded(filepath.Join(data, "log"), partitions, fsync, b)
+		if err != nil {
+			return nil, err
+		}
+		outs = append(outs, out)
+	}
+	return outs, nil
+}
+
 func printSummary(w io.Writer, s *produce.Summary, ids []string, manifestPath string, rate float64) {
 	secs := s.Elapsed.Seconds()
 	fmt.Fprintf(w, "produced %d records (%d unique events, %d duplicates = %.2f%%) into %s\n",
@@ -259,6 +334,13 @@ func printSummary(w io.Writer, s *produce.Summary, ids []string, manifestPath st
 			fmt.Fprintf(w, " (rate limit %.0f/s)", rate)
 		}
 		fmt.Fprintln(w)
+	}
+	if len(s.PerDC) > 1 {
+		fmt.Fprintf(w, "  datacenters")
+		for i, n := range s.PerDC {
+			fmt.Fprintf(w, " dc%d %d records;", i+1, n)
+		}
+		fmt.Fprintf(w, " %d events also into a second (%.2f%% of the records)\n", s.CrossDC, pct(s.CrossDC, s.Records))
 	}
 	fmt.Fprintf(w, "  webhooks   %d; top 1 holds %.1f%%, top 10 %.1f%% of records\n", s.Webhooks, 100*s.TopShare(1), 100*s.TopShare(10))
 	order := make([]int, len(s.PerWebhook))

@@ -191,3 +191,66 @@ func TestProduceIntoRealKafka(t *testing.T) {
 		t.Fatalf("mean batch record bytes %v: want small-lz4 < defaults < none, as --batch-bytes says", meanBytes)
 	}
 }
+
+// `loadgen produce --topics` into a real broker: each topic (a datacenter's delivery_log) holds
+// exactly the records the manifest says that datacenter got, the cross-datacenter copies in both.
+func TestProduceTwoDCsIntoRealKafka(t *testing.T) {
+	c := kafkatest.Shared(t, 1)
+	ctx := t.Context()
+	topics := []string{"loadgen-dc1", "loadgen-dc2"}
+	for _, tp := range topics {
+		if err := c.CreateTopic(ctx, tp, 3, 1, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mpath := filepath.Join(t.TempDir(), "run.manifest")
+	runLoadgen(t, "produce", "--kafka-brokers", strings.Join(c.Bootstrap(), ","), "--topics", strings.Join(topics, ","),
+		"--cross-dc-rate", "0.3", "--events", "2000", "--webhooks", "30", "--span", "2h", "--seed", "8", "--manifest", mpath, "--quiet")
+	f, err := os.Open(mpath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, entries, err := manifest.ReadAll(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h.DCs) != 2 {
+		t.Fatalf("manifest datacenters %v", h.DCs)
+	}
+	want := [2]map[string]int{{}, {}}
+	for _, e := range entries {
+		want[e.DC][fmt.Sprintf("%s|%d|%d", h.Webhooks[e.Webhook], e.ID, e.Timestamp)]++
+	}
+	if len(want[0]) == 0 || len(want[1]) == 0 {
+		t.Fatalf("records per datacenter: %d, %d", len(want[0]), len(want[1]))
+	}
+	for dc, tp := range topics {
+		cl, err := c.Client(kgo.ConsumeTopics(tp), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		total := 0
+		for _, n := range want[dc] {
+			total += n
+		}
+		got := map[string]int{}
+		n := 0
+		deadline, cancel := context.WithTimeout(ctx, 60*time.Second)
+		for n < total {
+			fs := cl.PollFetches(deadline)
+			if err := deadline.Err(); err != nil {
+				t.Fatalf("consumed %d of %d records of %s: %v", n, total, tp, err)
+			}
+			fs.EachRecord(func(r *kgo.Record) {
+				n++
+				got[fmt.Sprintf("%s|%s|%d", r.Key, r.Headers[0].Value, r.Timestamp.UnixMilli())]++
+			})
+		}
+		cancel()
+		cl.Close()
+		if fmt.Sprint(got) != fmt.Sprint(want[dc]) {
+			t.Errorf("%s: %d records differ from the manifest's %d of datacenter %d", tp, n, total, dc+1)
+		}
+	}
+}

@@ -403,11 +403,13 @@ func newIndexStatsCommand() *cobra.Command {
 	var sf sourceFlags
 	cmd := &cobra.Command{
 		Use:   "stats",
-		Short: "Print the live index's size, entries, checkpoints and lag per partition",
+		Short: "Print the live index's size, entries, checkpoints and lag per (topic-)partition",
 		Long: `Print the live index's directory, size on disk, entry and offset counts, and per partition
 its checkpoint (the next offset to index), the log's start and end offsets, the lag (offsets of
 the log not indexed yet, which lookups scan), entries, time buckets and the oldest and newest
-bucket. The log is read only for its bounds; if it cannot be opened the lag columns say so. The
+bucket. With --topics, each row also names its topic and the topic's partition, and a mirrored
+topic's row its newest event and that event's age (the mirror's lag while the partition has
+traffic). The log is read only for its bounds; if it cannot be opened the lag columns say so. The
 index must not be open in a running 'replayd serve' (Pebble locks it).
 
 ` + sourceFlagsHelp,
@@ -425,12 +427,20 @@ index must not be open in a running 'replayd serve' (Pebble locks it).
 				return err
 			}
 			lags := map[int32]index.PartitionLag{}
+			newest := map[int32]int64{} // of mirrored topics' partitions: the newest timestamp
+			multi := false
 			var srcErr error
 			if src, err := openSource(ctx, &sf); err == nil {
 				ls, err := ix.Lag(ctx, src)
 				srcErr = err
+				multi = engine.TopicsOf(src).Len() > 1
 				for _, l := range ls {
 					lags[l.Partition] = l
+					if multi && l.Topic != engine.TopicsOf(src).Name(0) {
+						if ts, ok, err := engine.NewestTimestamp(ctx, src, l.Partition); err == nil && ok {
+							newest[l.Partition] = ts
+						}
+					}
 				}
 				src.Close()
 			} else {
@@ -443,7 +453,17 @@ index must not be open in a running 'replayd serve' (Pebble locks it).
 				fmt.Fprintf(out, "log not read, lag unknown: %v\n", srcErr)
 			}
 			tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', tabwriter.AlignRight)
-			fmt.Fprintln(tw, "partition\tcheckpoint\tlog start\tlog end\tlag\tentries\tbuckets\toldest bucket\tnewest bucket\t")
+			if multi {
+				// Several topics: index partition i*P+p is partition p of topic i; a mirrored
+				// topic's partition also shows its newest event and that event's age (the
+				// mirror's lag while the partition has traffic).
+				fmt.Fprint(tw, "topic\ttopic partition\t")
+			}
+			fmt.Fprint(tw, "partition\tcheckpoint\tlog start\tlog end\tlag\tentries\tbuckets\toldest bucket\tnewest bucket\t")
+			if multi {
+				fmt.Fprint(tw, "newest event\tmirror lag\t")
+			}
+			fmt.Fprintln(tw)
 			seen := map[int32]bool{}
 			var ps []index.PartitionStats
 			for _, p := range st.Partitions {
@@ -464,7 +484,20 @@ index must not be open in a running 'replayd serve' (Pebble locks it).
 				if l, ok := lags[p.Partition]; ok {
 					start, end, lag = strconv.FormatInt(l.Start, 10), strconv.FormatInt(l.End, 10), strconv.FormatInt(l.Lag, 10)
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t\n", p.Partition, cp, start, end, lag, p.Entries, p.Buckets, bucketTime(p.FirstBucket), bucketTime(p.LastBucket))
+				if multi {
+					l := lags[p.Partition]
+					fmt.Fprintf(tw, "%s\t%d\t", l.Topic, l.TopicPartition)
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t", p.Partition, cp, start, end, lag, p.Entries, p.Buckets, bucketTime(p.FirstBucket), bucketTime(p.LastBucket))
+				if multi {
+					ev, age := "-", "-"
+					if ts, ok := newest[p.Partition]; ok {
+						ev = time.UnixMilli(ts).UTC().Format(time.RFC3339Nano)
+						age = time.Since(time.UnixMilli(ts)).Round(time.Second).String()
+					}
+					fmt.Fprintf(tw, "%s\t%s\t", ev, age)
+				}
+				fmt.Fprintln(tw)
 			}
 			return tw.Flush()
 		},

@@ -108,6 +108,7 @@ new leases, running jobs checkpoint and are released for another instance, then 
 	f.IntVar(&c.MaxInFlight, "delivery-concurrency", worker.DefaultMaxInFlight, "")
 	f.MarkDeprecated("delivery-concurrency", "use --max-in-flight (the window now adapts below it), or --strict-order for one at a time")
 	f.Int32Var(&c.Partitions, "partitions", 8, "partition count of a new embedded log")
+	f.DurationVar(&c.MirrorWait, "mirror-wait", 30*time.Second, "with --topics, how long a job waits for each mirrored topic to hold an event at or after its window's end before it replays what is there and ends Incomplete naming the topic and the time range that may be missing; negative: not checked")
 	f.BoolVar(&c.AllowPrivateWebhooks, "allow-private-webhooks", false, "let webhooks resolve to private and loopback addresses (default: allowed when --listen is a loopback address, for local demos); link-local and metadata addresses are always refused")
 	f.IntVar(&c.RateLimit, "app-rate-limit", 5, "replay requests per app per 15 minutes")
 	f.IntVar(&c.RateLimit, "rate-limit", 5, "")

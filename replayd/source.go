@@ -22,6 +22,7 @@ type sourceFlags struct {
 	segmentsDir string
 	brokers     string
 	topic       string
+	topics      string // the local topic, then the mirrored ones; empty: --topic alone
 }
 
 const sourceFlagsHelp = `The delivery_log is read from --source:
@@ -34,17 +35,48 @@ const sourceFlagsHelp = `The delivery_log is read from --source:
   kafka=BROKERS     a Kafka cluster, BROKERS a comma-separated host:port list;
                     also --source kafka --kafka-brokers BROKERS.`
 
-// addSourceFlags registers --data, --source, --segments-dir, --kafka-brokers and --topic.
+// addSourceFlags registers --data, --source, --segments-dir, --kafka-brokers, --topic and
+// --topics.
 func addSourceFlags(fs *pflag.FlagSet, f *sourceFlags) {
 	fs.StringVar(&f.data, "data", "./data", "data directory: the embedded log is DATA/log, the index lives under DATA")
 	fs.StringVar(&f.source, "source", "embedded", "where the delivery_log is read: embedded, segments=DIR or kafka=BROKERS")
 	fs.StringVar(&f.segmentsDir, "segments-dir", "", "broker log directory for --source segments")
 	fs.StringVar(&f.brokers, "kafka-brokers", "", "comma-separated seed brokers (host:port) for --source kafka")
 	fs.StringVar(&f.topic, "topic", "delivery_log", "topic name")
+	fs.StringVar(&f.topics, "topics", "", "comma-separated topics read together, the local one first, then the ones MirrorMaker 2 copies from the other datacenters (delivery_log,dc2.delivery_log); all must have the same partition count. Of the embedded log, a mirrored topic is the log in DATA/log.<topic>. Default: --topic alone")
+}
+
+// topicList is the --topics list, or --topic alone; both given, they must agree on the first.
+func (f *sourceFlags) topicList() (topic string, topics []string, err error) {
+	if f.topics == "" {
+		return f.topic, nil, nil
+	}
+	for _, t := range strings.Split(f.topics, ",") {
+		topics = append(topics, strings.TrimSpace(t))
+	}
+	if f.topic != "delivery_log" && f.topic != topics[0] {
+		return "", nil, fmt.Errorf("--topic %s and --topics %s name different local topics (the first of --topics is the local one)", f.topic, f.topics)
+	}
+	return topics[0], topics, nil
 }
 
 // spec turns the flags into the source they name.
 func (f *sourceFlags) spec() (engine.SourceSpec, error) {
+	spec, err := f.kindSpec()
+	if err != nil {
+		return spec, err
+	}
+	if spec.Topic, spec.Topics, err = f.topicList(); err != nil {
+		return spec, err
+	}
+	if err := spec.Validate(); err != nil {
+		return spec, fmt.Errorf("--topics: %w", err)
+	}
+	return spec, nil
+}
+
+// kindSpec is the spec of --source and its directory or brokers.
+func (f *sourceFlags) kindSpec() (engine.SourceSpec, error) {
 	kind, arg, hasArg := strings.Cut(f.source, "=")
 	switch kind {
 	case "embedded":

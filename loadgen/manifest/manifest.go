@@ -13,6 +13,10 @@
 //	  uvarint 0                     end marker
 //	  uvarint count                 records written, checked by the reader
 //
+// Version 2, a run into several datacenters (Header.DCs names them, 2 to MaxDCs): the same,
+// with each record's datacenter in its tag: ((webhook index << 1 | duplicate) * len(DCs) + dc) + 1.
+// A run into one datacenter writes version 1.
+//
 // A file without the end marker (a run that was killed) is reported as truncated, with the
 // records read so far.
 package manifest
@@ -51,14 +55,22 @@ type Header struct {
 	Mix       map[string]float64 `json:"mix,omitempty"`
 	Rate      float64            `json:"rate,omitempty"`
 	Webhooks  []string           `json:"webhooks"` // index → decimal webhook id
+	// DCs are the datacenters produced into, by index (Entry.DC): each one's delivery_log (its
+	// target); absent for one. CrossDCRate is the share of events written into two.
+	DCs         []string `json:"dcs,omitempty"`
+	CrossDCRate float64  `json:"cross_dc_rate,omitempty"`
 }
+
+// MaxDCs bounds Header.DCs.
+const MaxDCs = 16
 
 // Entry is one produced record.
 type Entry struct {
 	Webhook   uint32 // index into Header.Webhooks
 	ID        uint64 // event id
 	Timestamp int64  // ms
-	Duplicate bool   // a re-production of an earlier event
+	Duplicate bool   // a re-production of an earlier event (in this or another datacenter)
+	DC        uint8  // index into Header.DCs (0 for a run into one)
 }
 
 // Writer writes a manifest. It is not safe for concurrent use.
@@ -67,6 +79,7 @@ type Writer struct {
 	z        *zstd.Encoder
 	w        *bufio.Writer
 	webhooks uint32
+	dcs      uint64 // 1 for version 1
 	maxID    uint64
 	prevTS   int64
 	n        uint64
@@ -88,6 +101,14 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 // NewWriter writes the magic and h to w.
 func NewWriter(w io.Writer, h Header) (*Writer, error) {
 	h.Version = 1
+	if len(h.DCs) > MaxDCs {
+		return nil, fmt.Errorf("manifest: %d datacenters, at most %d", len(h.DCs), MaxDCs)
+	}
+	if len(h.DCs) > 1 {
+		h.Version = 2
+	} else {
+		h.DCs = nil
+	}
 	if h.CreatedAt.IsZero() {
 		h.CreatedAt = time.Now().UTC()
 	}
@@ -106,7 +127,7 @@ func NewWriter(w io.Writer, h Header) (*Writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	mw := &Writer{f: cw, z: z, w: bufio.NewWriterSize(z, 64<<10), webhooks: uint32(len(h.Webhooks))}
+	mw := &Writer{f: cw, z: z, w: bufio.NewWriterSize(z, 64<<10), webhooks: uint32(len(h.Webhooks)), dcs: uint64(max(len(h.DCs), 1))}
 	n := binary.PutUvarint(mw.buf[:], uint64(len(hj)))
 	mw.w.Write(mw.buf[:n])
 	mw.w.Write(hj)
@@ -121,10 +142,14 @@ func (m *Writer) Add(e Entry) error {
 	if e.Webhook >= m.webhooks {
 		return fmt.Errorf("manifest: webhook index %d of %d", e.Webhook, m.webhooks)
 	}
+	if uint64(e.DC) >= m.dcs {
+		return fmt.Errorf("manifest: datacenter %d of %d", e.DC, m.dcs)
+	}
 	tag := uint64(e.Webhook) << 1
 	if e.Duplicate {
 		tag |= 1
 	}
+	tag = tag*m.dcs + uint64(e.DC)
 	b := binary.AppendUvarint(m.buf[:0], tag+1)
 	b = binary.AppendVarint(b, int64(e.ID-(m.maxID+1)))
 	b = binary.AppendVarint(b, e.Timestamp-m.prevTS)
@@ -173,6 +198,7 @@ type Reader struct {
 	prevTS int64
 	n      uint64
 	done   bool
+	dcs    uint64
 }
 
 // NewReader reads the magic and the header from r.
@@ -207,10 +233,18 @@ func NewReader(r io.Reader) (*Reader, error) {
 		z.Close()
 		return nil, fmt.Errorf("manifest: header: %w", err)
 	}
-	if mr.h.Version != 1 {
+	switch {
+	case mr.h.Version != 1 && mr.h.Version != 2:
 		z.Close()
-		return nil, fmt.Errorf("manifest: version %d, this reader knows 1", mr.h.Version)
+		return nil, fmt.Errorf("manifest: version %d, this reader knows 1 and 2", mr.h.Version)
+	case mr.h.Version == 1 && len(mr.h.DCs) != 0:
+		z.Close()
+		return nil, fmt.Errorf("manifest: a version 1 header names %d datacenters", len(mr.h.DCs))
+	case mr.h.Version == 2 && (len(mr.h.DCs) < 2 || len(mr.h.DCs) > MaxDCs):
+		z.Close()
+		return nil, fmt.Errorf("manifest: a version 2 header names %d datacenters, want 2 to %d", len(mr.h.DCs), MaxDCs)
 	}
+	mr.dcs = uint64(max(len(mr.h.DCs), 1))
 	if len(mr.h.Webhooks) == 0 {
 		z.Close()
 		return nil, errors.New("manifest: header names no webhooks")
@@ -261,7 +295,9 @@ func (m *Reader) Next() (Entry, error) {
 		return Entry{}, io.EOF
 	}
 	tag--
-	e := Entry{Duplicate: tag&1 == 1}
+	e := Entry{DC: uint8(tag % m.dcs)}
+	tag /= m.dcs
+	e.Duplicate = tag&1 == 1
 	if tag>>1 >= uint64(len(m.h.Webhooks)) {
 		return Entry{}, fmt.Errorf("manifest: record %d names webhook %d of %d", m.n, tag>>1, len(m.h.Webhooks))
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -150,6 +151,7 @@ func FuzzReader(f *testing.F) {
 	f.Add(write(f, Header{Webhooks: webhooks(1000), Seed: 1}, sample(50, 2)))
 	f.Add([]byte(Magic))
 	f.Add([]byte("LGMANIF1\x28\xb5\x2f\xfd"))
+	f.Add(write(f, Header{Webhooks: webhooks(1000), DCs: []string{"dc1", "dc2"}}, twoDC(sample(40, 3))))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := NewReader(bytes.NewReader(b))
 		if err != nil {
@@ -165,6 +167,64 @@ func FuzzReader(f *testing.F) {
 			if int(e.Webhook) >= len(h.Webhooks) {
 				t.Fatalf("entry names webhook %d of %d", e.Webhook, len(h.Webhooks))
 			}
+			if int(e.DC) >= max(len(h.DCs), 1) {
+				t.Fatalf("entry names datacenter %d of %d", e.DC, len(h.DCs))
+			}
 		}
 	})
+}
+
+// twoDC spreads es over two datacenters, every third one copied into the other (a cross-DC
+// duplicate).
+func twoDC(es []Entry) []Entry {
+	var out []Entry
+	for i, e := range es {
+		e.DC = uint8(i % 2)
+		out = append(out, e)
+		if i%3 == 0 {
+			c := e
+			c.DC, c.Duplicate = 1-e.DC, true
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// TestTwoDCs: a run into two datacenters is version 2 and keeps each record's datacenter; a
+// datacenter out of range is refused by the writer, and a header that contradicts its version
+// by the reader.
+func TestTwoDCs(t *testing.T) {
+	es := twoDC(sample(3000, 5))
+	for i := range es {
+		es[i].Webhook %= 7
+	}
+	b := write(t, Header{Webhooks: webhooks(7), DCs: []string{"delivery_log", "dc2.delivery_log"}, CrossDCRate: 0.33}, es)
+	h, got, err := ReadAll(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Version != 2 || len(h.DCs) != 2 || h.CrossDCRate != 0.33 {
+		t.Fatalf("header %+v", h)
+	}
+	if len(got) != len(es) {
+		t.Fatalf("read %d entries, wrote %d", len(got), len(es))
+	}
+	for i := range es {
+		if got[i] != es[i] {
+			t.Fatalf("entry %d: %+v, wrote %+v", i, got[i], es[i])
+		}
+	}
+	var buf bytes.Buffer
+	w, err := NewWriter(&buf, Header{Webhooks: webhooks(2), DCs: []string{"a", "b"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Add(Entry{Webhook: 1, ID: 1, DC: 2}); err == nil || !strings.Contains(err.Error(), "datacenter 2 of 2") {
+		t.Fatalf("Add of datacenter 2: %v", err)
+	}
+	// One datacenter is version 1, as before.
+	h, _, err = ReadAll(bytes.NewReader(write(t, Header{Webhooks: webhooks(2), DCs: []string{"only"}}, nil)))
+	if err != nil || h.Version != 1 || h.DCs != nil {
+		t.Fatalf("one datacenter: %+v, %v", h, err)
+	}
 }

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,10 +44,16 @@ type Embedded struct {
 // appends cut batches of at most b.MaxBytes of records in codec b.Codec (b.Linger is for Kafka:
 // an append is a batch at once).
 func OpenEmbedded(dir string, partitions int32, sync bool, b Batching) (*Embedded, error) {
+	return OpenEmbeddedTopic(dir, "", partitions, sync, b)
+}
+
+// OpenEmbeddedTopic is OpenEmbedded of a log of topic ("": delivery_log): a mirrored topic's
+// embedded log (engine.EmbeddedTopicDir).
+func OpenEmbeddedTopic(dir, topic string, partitions int32, sync bool, b Batching) (*Embedded, error) {
 	if err := b.Validate(); err != nil {
 		return nil, err
 	}
-	o := engine.Options{Dir: dir, Partitions: partitions, MaxBatchBytes: b.MaxBytes}.WithCodec(b.Codec)
+	o := engine.Options{Dir: dir, Topic: topic, Partitions: partitions, MaxBatchBytes: b.MaxBytes}.WithCodec(b.Codec)
 	if !sync {
 		o.Sync = engine.SyncNever
 	}
@@ -201,6 +209,10 @@ type Options struct {
 	Batch    int           // records per Write; default 500
 	Manifest io.Writer     // the manifest, when not nil
 	Progress func(n int64) // called with the records written so far, after each batch
+	// CrossDCRate is, for a run into several datacenters (RunDCs), the share of events that
+	// are also written into a second one (a retry that crossed datacenters): the same event id,
+	// body and timestamp, recorded in the manifest as a duplicate in that datacenter.
+	CrossDCRate float64
 }
 
 // Summary is what a run produced.
@@ -220,6 +232,10 @@ type Summary struct {
 	Elapsed       time.Duration
 	ManifestBytes int64
 	Seed          uint64
+	// PerDC are the records written into each datacenter (one entry for one), CrossDC the
+	// copies written into a second datacenter (counted in Records and Duplicates).
+	PerDC   []int64
+	CrossDC int64
 }
 
 // TopShare is the fraction of records held by the k busiest webhooks.
@@ -237,8 +253,26 @@ func (s *Summary) TopShare(k int) float64 {
 }
 
 // Run generates the traffic and writes it to out (which it closes) and to the manifest.
-func Run(ctx context.Context, o Options, out Output) (_ Summary, err error) {
-	defer func() { err = errors.Join(err, out.Close()) }()
+func Run(ctx context.Context, o Options, out Output) (Summary, error) {
+	return RunDCs(ctx, o, []Output{out})
+}
+
+// RunDCs generates the traffic of several datacenters, outs[i] being datacenter i's
+// delivery_log (all of which it closes): each event goes into one datacenter, chosen at random
+// (deterministically from the seed), and a share o.CrossDCRate also into another. The manifest
+// records each record's datacenter (version 2; names: the outputs).
+func RunDCs(ctx context.Context, o Options, outs []Output) (_ Summary, err error) {
+	defer func() {
+		for _, out := range outs {
+			err = errors.Join(err, out.Close())
+		}
+	}()
+	if len(outs) == 0 || len(outs) > manifest.MaxDCs {
+		return Summary{}, fmt.Errorf("produce: %d datacenters, want 1 to %d", len(outs), manifest.MaxDCs)
+	}
+	if o.CrossDCRate < 0 || o.CrossDCRate > 1 || (o.CrossDCRate > 0 && len(outs) < 2) {
+		return Summary{}, fmt.Errorf("produce: cross-datacenter rate %v: want 0 to 1, and two datacenters or more", o.CrossDCRate)
+	}
 	g, err := traffic.New(o.Traffic)
 	if err != nil {
 		return Summary{}, err
@@ -247,19 +281,29 @@ func Run(ctx context.Context, o Options, out Output) (_ Summary, err error) {
 	if o.Batch <= 0 {
 		o.Batch = 500
 	}
-	s := Summary{Target: out.String(), Webhooks: len(cfg.WebhookIDs), PerWebhook: make([]int64, len(cfg.WebhookIDs)),
-		PerType: map[string]int64{}, StartMS: g.Start(), EndMS: g.End(), MinBody: -1, Seed: cfg.Seed}
+	names := make([]string, len(outs))
+	for i, out := range outs {
+		names[i] = out.String()
+	}
+	s := Summary{Target: strings.Join(names, " + "), Webhooks: len(cfg.WebhookIDs), PerWebhook: make([]int64, len(cfg.WebhookIDs)),
+		PerType: map[string]int64{}, StartMS: g.Start(), EndMS: g.End(), MinBody: -1, Seed: cfg.Seed, PerDC: make([]int64, len(outs))}
 	var mw *manifest.Writer
 	if o.Manifest != nil {
-		mw, err = manifest.NewWriter(o.Manifest, manifest.Header{
-			Target: out.String(), Seed: cfg.Seed, Events: cfg.Events, StartMS: g.Start(), EndMS: g.End(),
+		h := manifest.Header{
+			Target: s.Target, Seed: cfg.Seed, Events: cfg.Events, StartMS: g.Start(), EndMS: g.End(),
 			Skew: cfg.Skew, DupRate: cfg.DupRate, JitterMS: cfg.Jitter.Milliseconds(), Mix: cfg.Mix, Rate: o.Rate,
 			Webhooks: cfg.WebhookIDs,
-		})
-		if err != nil {
+		}
+		if len(outs) > 1 {
+			h.DCs, h.CrossDCRate = names, o.CrossDCRate
+		}
+		if mw, err = manifest.NewWriter(o.Manifest, h); err != nil {
 			return s, err
 		}
 	}
+	// The datacenters' choice: its own stream of the seed, so the events are those of a run
+	// into one datacenter with the same seed.
+	dcRand := mrand.New(mrand.NewPCG(cfg.Seed, 0x2dc))
 	// With a rate, writes are smaller (about ten a second at least) and the limiter's burst is
 	// one write, so the rate holds from the start.
 	size := o.Batch
@@ -274,8 +318,9 @@ func Run(ctx context.Context, o Options, out Output) (_ Summary, err error) {
 	}
 	began := time.Now()
 	var written atomic.Int64
-	batch := make([]engine.Record, 0, o.Batch)
-	flush := func() error {
+	batches := make([][]engine.Record, len(outs))
+	flush := func(dc int) error {
+		batch := batches[dc]
 		if len(batch) == 0 {
 			return nil
 		}
@@ -284,14 +329,22 @@ func Run(ctx context.Context, o Options, out Output) (_ Summary, err error) {
 				return err
 			}
 		}
-		if err := out.Write(ctx, batch); err != nil {
+		if err := outs[dc].Write(ctx, batch); err != nil {
 			return err
 		}
 		n := written.Add(int64(len(batch)))
 		if o.Progress != nil {
 			o.Progress(n)
 		}
-		batch = batch[:0]
+		batches[dc] = batch[:0]
+		return nil
+	}
+	flushAll := func() error {
+		for dc := range outs {
+			if err := flush(dc); err != nil {
+				return err
+			}
+		}
 		return nil
 	}
 	for {
@@ -303,35 +356,53 @@ func Run(ctx context.Context, o Options, out Output) (_ Summary, err error) {
 			break
 		}
 		id := strconv.FormatUint(ev.ID, 10)
-		batch = append(batch, engine.Record{
+		rec := engine.Record{
 			Key: keys[ev.Webhook], Value: ev.Body, Timestamp: ev.Timestamp,
 			Headers: []segment.Header{{Key: []byte(traffic.EventIDHeader), Value: []byte(id)}},
-		})
-		if mw != nil {
-			if err := mw.Add(manifest.Entry{Webhook: uint32(ev.Webhook), ID: ev.ID, Timestamp: ev.Timestamp, Duplicate: ev.Duplicate}); err != nil {
-				return s, err
+		}
+		dc := 0
+		if len(outs) > 1 {
+			dc = dcRand.IntN(len(outs))
+		}
+		copies := []int{dc}
+		if o.CrossDCRate > 0 && dcRand.Float64() < o.CrossDCRate {
+			copies = append(copies, (dc+1+dcRand.IntN(len(outs)-1))%len(outs))
+		}
+		for i, c := range copies {
+			batches[c] = append(batches[c], rec)
+			dup := ev.Duplicate || i > 0
+			if mw != nil {
+				if err := mw.Add(manifest.Entry{Webhook: uint32(ev.Webhook), ID: ev.ID, Timestamp: ev.Timestamp, Duplicate: dup, DC: uint8(c)}); err != nil {
+					return s, err
+				}
 			}
+			s.Records++
+			s.PerDC[c]++
+			if i > 0 {
+				s.CrossDC++
+			}
+			if dup {
+				s.Duplicates++
+			} else {
+				s.Unique++
+			}
+			s.PerWebhook[ev.Webhook]++
+			s.PerType[ev.Type]++
+			s.Bytes += int64(len(ev.Body))
 		}
-		s.Records++
-		if ev.Duplicate {
-			s.Duplicates++
-		} else {
-			s.Unique++
-		}
-		s.PerWebhook[ev.Webhook]++
-		s.PerType[ev.Type]++
-		s.Bytes += int64(len(ev.Body))
 		if s.MinBody < 0 || len(ev.Body) < s.MinBody {
 			s.MinBody = len(ev.Body)
 		}
 		s.MaxBody = max(s.MaxBody, len(ev.Body))
-		if len(batch) >= size {
-			if err := flush(); err != nil {
-				return s, finish(mw, &s, err)
+		for _, c := range copies {
+			if len(batches[c]) >= size {
+				if err := flush(c); err != nil {
+					return s, finish(mw, &s, err)
+				}
 			}
 		}
 	}
-	if err := flush(); err != nil {
+	if err := flushAll(); err != nil {
 		return s, finish(mw, &s, err)
 	}
 	s.Elapsed = time.Since(began)

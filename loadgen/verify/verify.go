@@ -43,12 +43,17 @@ type Options struct {
 	// every delivery on the path when none did.
 	Job   string
 	Limit int // how many ids of each kind to list; default 20
+	// DCs, for a manifest of several datacenters, are the indexes of those whose topics the
+	// replay read (the local one and the mirrored ones): an event is expected when one of them
+	// holds it. Empty: all of them.
+	DCs []int
 }
 
 // Missed is an event the replay should have delivered and did not.
 type Missed struct {
 	ID        uint64
 	Timestamp int64
+	DCs       uint32 // for several datacenters: the set (bit i: datacenter i) that got it
 }
 
 // Extra is an event delivered that should not have been, with why.
@@ -82,11 +87,30 @@ type Report struct {
 	ExtraList     []Extra
 	DupList       []Dup
 	Notes         []string
+	// For a manifest of several datacenters: their names, and how many expected events each
+	// one alone got (OnlyIn) and how many more than one got (InSeveral).
+	DCs       []string
+	OnlyIn    []int
+	InSeveral int
 }
 
 // OK says the replay delivered exactly the expected events, once each, all correctly signed.
 func (r *Report) OK() bool {
 	return r.Missing == 0 && r.Extra == 0 && r.Duplicated == 0 && r.BadSignatures == 0 && r.NoEventID == 0
+}
+
+// dcNames says which datacenters got an event (set: bit i for datacenter i), for several.
+func (r *Report) dcNames(set uint32) string {
+	if len(r.DCs) < 2 {
+		return ""
+	}
+	var names []string
+	for i, d := range r.DCs {
+		if set&(1<<i) != 0 {
+			names = append(names, d)
+		}
+	}
+	return ", produced into " + strings.Join(names, " and ")
 }
 
 // Write prints the report.
@@ -99,12 +123,19 @@ func (r *Report) Write(w io.Writer) {
 		fmt.Fprintf(w, "note: %s\n", n)
 	}
 	fmt.Fprintf(w, "expected %d unique events (%d records produced in the window), delivered %d\n", r.Expected, r.Produced, r.Delivered)
+	if len(r.DCs) > 1 {
+		fmt.Fprintf(w, "datacenters:")
+		for i, d := range r.DCs {
+			fmt.Fprintf(w, " %d only in %s;", r.OnlyIn[i], d)
+		}
+		fmt.Fprintf(w, " %d in more than one\n", r.InSeveral)
+	}
 	fmt.Fprintf(w, "missing %d, extra %d, duplicated %d (%d extra copies), bad signatures %d, without event id %d\n",
 		r.Missing, r.Extra, r.Duplicated, r.DupCopies, r.BadSignatures, r.NoEventID)
 	if len(r.MissingList) > 0 {
 		fmt.Fprintf(w, "missing (first %d of %d):\n", len(r.MissingList), r.Missing)
 		for _, m := range r.MissingList {
-			fmt.Fprintf(w, "  %d  at %s\n", m.ID, time.UnixMilli(m.Timestamp).UTC().Format("2006-01-02T15:04:05.000Z"))
+			fmt.Fprintf(w, "  %d  at %s%s\n", m.ID, time.UnixMilli(m.Timestamp).UTC().Format("2006-01-02T15:04:05.000Z"), r.dcNames(m.DCs))
 		}
 	}
 	if len(r.ExtraList) > 0 {
@@ -258,7 +289,22 @@ func Run(o Options, openManifest func() (io.ReadCloser, error), rec []receiver.D
 		mf.Close()
 		return nil, fmt.Errorf("webhook %s is not in the manifest (it has %d webhooks)", o.Webhook, len(mr.Header().Webhooks))
 	}
+	h := mr.Header()
+	r.DCs = h.DCs
+	read := uint32(1<<max(len(h.DCs), 1)) - 1 // the datacenters whose topics the replay read
+	if len(o.DCs) > 0 {
+		read = 0
+		for _, d := range o.DCs {
+			if d < 0 || d >= max(len(h.DCs), 1) {
+				mr.Close()
+				mf.Close()
+				return nil, fmt.Errorf("datacenter %d: the manifest has %d", d+1, max(len(h.DCs), 1))
+			}
+			read |= 1 << d
+		}
+	}
 	expected := map[uint64]int64{}
+	where := map[uint64]uint32{} // the datacenters that got each event of the window
 	for {
 		e, err := mr.Next()
 		if err == io.EOF {
@@ -269,8 +315,9 @@ func Run(o Options, openManifest func() (io.ReadCloser, error), rec []receiver.D
 			mf.Close()
 			return nil, err
 		}
-		if int(e.Webhook) == widx && e.Timestamp >= from && e.Timestamp < to {
+		if int(e.Webhook) == widx && e.Timestamp >= from && e.Timestamp < to && read&(1<<e.DC) != 0 {
 			r.Produced++
+			where[e.ID] |= 1 << e.DC
 			if _, ok := expected[e.ID]; !ok {
 				expected[e.ID] = e.Timestamp
 			}
@@ -279,6 +326,20 @@ func Run(o Options, openManifest func() (io.ReadCloser, error), rec []receiver.D
 	mr.Close()
 	mf.Close()
 	r.Expected = len(expected)
+	if len(r.DCs) > 1 {
+		r.OnlyIn = make([]int, len(r.DCs))
+		for _, set := range where {
+			if set&(set-1) != 0 {
+				r.InSeveral++
+				continue
+			}
+			for i := range r.DCs {
+				if set == 1<<i {
+					r.OnlyIn[i]++
+				}
+			}
+		}
+	}
 
 	// The deliveries.
 	copies := map[string]int{}
@@ -324,7 +385,7 @@ func Run(o Options, openManifest func() (io.ReadCloser, error), rec []receiver.D
 	r.Missing = len(expected)
 	missing := make([]Missed, 0, len(expected))
 	for id, ts := range expected {
-		missing = append(missing, Missed{id, ts})
+		missing = append(missing, Missed{id, ts, where[id]})
 	}
 	sort.Slice(missing, func(i, j int) bool {
 		return missing[i].Timestamp < missing[j].Timestamp || missing[i].Timestamp == missing[j].Timestamp && missing[i].ID < missing[j].ID

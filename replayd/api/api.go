@@ -634,6 +634,9 @@ type JobView struct {
 		Checkpoint int64 `json:"checkpoint"`
 	} `json:"progress"`
 	Counts job.Counters `json:"counts"`
+	// Topics are the progress and counts per source topic of a job read from several (the local
+	// delivery_log and the mirrored ones); absent for one topic.
+	Topics []TopicView `json:"topics,omitempty"`
 	// FirstUndeliveredAt is the timestamp of the earliest event that could not be delivered.
 	FirstUndeliveredAt string `json:"first_undelivered_at,omitempty"`
 	Reason             string `json:"reason,omitempty"`
@@ -641,6 +644,18 @@ type JobView struct {
 	UpdatedAt          string `json:"updated_at"`
 	StartedAt          string `json:"started_at,omitempty"`
 	FinishedAt         string `json:"finished_at,omitempty"`
+}
+
+// TopicView is a job's progress and counts in one source topic.
+type TopicView struct {
+	Topic string `json:"topic"`
+	// Checkpoint is the topic's offset below which every event of the window is settled.
+	Checkpoint        int64 `json:"checkpoint"`
+	Read              int64 `json:"read"`
+	Delivered         int64 `json:"delivered"`
+	DuplicatesDropped int64 `json:"duplicates_dropped"`
+	// DuplicatePercent is DuplicatesDropped of Read, in percent (0 when nothing was read).
+	DuplicatePercent float64 `json:"duplicate_percent"`
 }
 
 const msTimeFormat = "2006-01-02T15:04:05.000Z"
@@ -666,6 +681,13 @@ func viewJob(j *job.Job) JobView {
 		StartedAt: formatTime(j.StartedAt), FinishedAt: formatTime(j.FinishedAt),
 	}
 	v.Progress.Checkpoint = j.Checkpoint
+	for _, t := range j.Topics {
+		tv := TopicView{Topic: t.Topic, Checkpoint: t.Checkpoint, Read: t.Read, Delivered: t.Delivered, DuplicatesDropped: t.DuplicatesDropped}
+		if t.Read > 0 {
+			tv.DuplicatePercent = 100 * float64(t.DuplicatesDropped) / float64(t.Read)
+		}
+		v.Topics = append(v.Topics, tv)
+	}
 	if j.FirstUndeliveredMs != nil {
 		v.FirstUndeliveredAt = time.UnixMilli(*j.FirstUndeliveredMs).UTC().Format(msTimeFormat)
 	}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/pb33f/libopenapi"
 	validator "github.com/pb33f/libopenapi-validator"
@@ -223,6 +224,21 @@ func TestOpenAPI(t *testing.T) {
 	call(jobs, "GET", "/replay/jobs?limit=0", token)
 	call(jobs, "GET", "/replay/jobs", "")
 	call(getJob, "GET", "/replay/jobs/"+accepted.JobID, token)
+	// A job read from the local and a mirrored topic answers with its progress per topic.
+	leased, err := e.jobs.Lease(t.Context(), job.LeaseParams{Owner: "w", Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.jobs.Heartbeat(t.Context(), job.HeartbeatParams{ID: leased.ID, FencingToken: leased.FencingToken, Progress: &job.Progress{
+		Checkpoint: 12, Counters: job.Counters{Read: 9, Delivered: 6, DuplicatesDropped: 3},
+		Topics: []job.TopicProgress{{Topic: "delivery_log", Checkpoint: 12, Read: 5, Delivered: 4, DuplicatesDropped: 1}, {Topic: "dc2.delivery_log", Checkpoint: 7, Read: 4, Delivered: 2, DuplicatesDropped: 2}},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if r := call(getJob, "GET", "/replay/jobs/"+accepted.JobID, token); !bytes.Contains(r.body, []byte(`"topic":"dc2.delivery_log"`)) || !bytes.Contains(r.body, []byte(`"duplicate_percent":50`)) {
+		t.Errorf("GET of a two-topic job: %s", r.body)
+	}
+	call(jobs, "GET", "/replay/jobs", token)
 	call(getJob, "GET", "/replay/jobs/"+accepted.JobID, otherToken)
 	call(getJob, "GET", "/replay/jobs/"+accepted.JobID, "")
 	call(cancel, "DELETE", "/replay/jobs/"+accepted.JobID, token)

@@ -4,6 +4,7 @@ package job
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -134,6 +135,89 @@ type Counters struct {
 // NoCheckpoint is the checkpoint of a job none of whose events are known to be delivered yet.
 const NoCheckpoint int64 = -1
 
+// TopicProgress is a job's progress in one of the topics it reads (the local delivery_log and
+// the mirrored ones): the offset below which every event of the topic's partition is settled
+// (delivered, or dropped as a duplicate), and the topic's counters. A job taken over resumes each
+// topic from its own checkpoint.
+type TopicProgress struct {
+	Topic      string `json:"topic"`
+	Checkpoint int64  `json:"checkpoint"`
+	// Read counts the topic's events of the window handed to dedup; DuplicatesDropped those of
+	// them already seen (in any topic); Delivered those delivered.
+	Read              int64 `json:"read"`
+	Delivered         int64 `json:"delivered"`
+	DuplicatesDropped int64 `json:"duplicates_dropped"`
+}
+
+// MaxTopics bounds a job's topic list.
+const MaxTopics = 16
+
+// ValidateTopics checks a job's topic progress: at most MaxTopics, each named (at most 249
+// bytes, Kafka's limit) once, checkpoints ≥ NoCheckpoint, counters not negative.
+func ValidateTopics(ts []TopicProgress) error {
+	if len(ts) > MaxTopics {
+		return fmt.Errorf("%d topics, at most %d", len(ts), MaxTopics)
+	}
+	seen := make(map[string]bool, len(ts))
+	for i, t := range ts {
+		switch {
+		case t.Topic == "" || len(t.Topic) > 249:
+			return fmt.Errorf("topic %d: a name of 1 to 249 bytes is required, not %q", i, t.Topic)
+		case seen[t.Topic]:
+			return fmt.Errorf("topic %q is listed twice", t.Topic)
+		case t.Checkpoint < NoCheckpoint:
+			return fmt.Errorf("topic %q: checkpoint %d must be >= -1", t.Topic, t.Checkpoint)
+		case t.Read < 0 || t.Delivered < 0 || t.DuplicatesDropped < 0:
+			return fmt.Errorf("topic %q: negative counters", t.Topic)
+		}
+		seen[t.Topic] = true
+	}
+	return nil
+}
+
+// EncodeTopics is the stored form of a job's topic progress (JSON; nil for none).
+func EncodeTopics(ts []TopicProgress) []byte {
+	if len(ts) == 0 {
+		return nil
+	}
+	b, _ := json.Marshal(ts)
+	return b
+}
+
+// DecodeTopics reads what EncodeTopics wrote (a store's bytes): empty is none; anything that is
+// not a valid topic list is an error saying what is wrong.
+func DecodeTopics(b []byte) ([]TopicProgress, error) {
+	if len(b) == 0 {
+		return nil, nil
+	}
+	var ts []TopicProgress
+	if err := json.Unmarshal(b, &ts); err != nil {
+		return nil, fmt.Errorf("job: topic progress: %w", err)
+	}
+	if err := ValidateTopics(ts); err != nil {
+		return nil, fmt.Errorf("job: topic progress: %w", err)
+	}
+	if len(ts) == 0 {
+		return nil, nil
+	}
+	return ts, nil
+}
+
+// TopicCheckpoint is where a job resumes topic: its own checkpoint when the job has recorded
+// one, else, for the first topic of a job that records none (one read from one topic), the job's
+// Checkpoint, else NoCheckpoint.
+func (j *Job) TopicCheckpoint(i int, topic string) int64 {
+	for _, t := range j.Topics {
+		if t.Topic == topic {
+			return t.Checkpoint
+		}
+	}
+	if i == 0 && len(j.Topics) == 0 {
+		return j.Checkpoint
+	}
+	return NoCheckpoint
+}
+
 // Job is one replay request and its progress.
 type Job struct {
 	ID        int64 `json:"job_id,string"`
@@ -171,6 +255,9 @@ type Job struct {
 	Counters   Counters `json:"counts"`
 	// FirstUndeliveredMs is the timestamp of the earliest event that could not be delivered.
 	FirstUndeliveredMs *int64 `json:"first_undelivered_ms,omitempty"`
+	// Topics is the progress per topic of a job read from several (nil: none recorded). Then
+	// Checkpoint is the first topic's and Counters the totals.
+	Topics []TopicProgress `json:"topics,omitempty"`
 }
 
 // Progress is what a worker checkpoints with a heartbeat or a transition.
@@ -178,6 +265,22 @@ type Progress struct {
 	Checkpoint         int64
 	Counters           Counters
 	FirstUndeliveredMs *int64
+	// Topics, when not empty, replaces the job's topic progress.
+	Topics []TopicProgress
+}
+
+// validate checks the progress, for the params' Validate.
+func (p *Progress) validate(errs []string) []string {
+	if p == nil {
+		return errs
+	}
+	if p.Checkpoint < NoCheckpoint {
+		errs = append(errs, "Progress.Checkpoint must be >= -1")
+	}
+	if err := ValidateTopics(p.Topics); err != nil {
+		errs = append(errs, "Progress.Topics: "+err.Error())
+	}
+	return errs
 }
 
 // Errors. Drivers wrap them with detail; test with errors.Is.
@@ -277,9 +380,7 @@ func (p HeartbeatParams) Validate() error {
 	if p.FencingToken <= 0 {
 		errs = append(errs, "FencingToken must be positive")
 	}
-	if p.Progress != nil && p.Progress.Checkpoint < NoCheckpoint {
-		errs = append(errs, "Progress.Checkpoint must be >= -1")
-	}
+	errs = p.Progress.validate(errs)
 	return paramsError(errs)
 }
 
@@ -310,9 +411,7 @@ func (p TransitionParams) Validate() error {
 	if p.To == StateIncomplete && p.Reason == "" {
 		errs = append(errs, "Reason is required for INCOMPLETE")
 	}
-	if p.Progress != nil && p.Progress.Checkpoint < NoCheckpoint {
-		errs = append(errs, "Progress.Checkpoint must be >= -1")
-	}
+	errs = p.Progress.validate(errs)
 	return paramsError(errs)
 }
 
@@ -333,9 +432,7 @@ func (p ReleaseParams) Validate() error {
 	if p.FencingToken <= 0 {
 		errs = append(errs, "FencingToken must be positive")
 	}
-	if p.Progress != nil && p.Progress.Checkpoint < NoCheckpoint {
-		errs = append(errs, "Progress.Checkpoint must be >= -1")
-	}
+	errs = p.Progress.validate(errs)
 	return paramsError(errs)
 }
 

@@ -45,6 +45,10 @@ type Config struct {
 	MaxInFlight int
 	// StrictOrder delivers each job's events one at a time, in log order.
 	StrictOrder bool
+	// MirrorWait is how long a job waits for a mirrored topic (Source.Topics after the first) to
+	// reach its window's end before replaying what it holds and ending Incomplete
+	// (worker.Options.MirrorWait). Default 30s; negative: not checked.
+	MirrorWait time.Duration
 	// MaxJobsPerApp is the most jobs of one app running at once across every instance sharing
 	// the job store (worker.Options.MaxJobsPerApp); 0 for no cap. Default 0 here; serve's flag
 	// defaults to 3, one below its 4 workers, so one app never holds all of them.

@@ -60,8 +60,8 @@ type Server struct {
 	metricsLn   net.Listener
 	checks      *webhookcheck.Checker // nil when the re-check is off
 	cons        *console.Console
-	// retention applies retention to the embedded log; nil for other sources.
-	retention *logRetention
+	// retention applies retention to the embedded logs (one per topic); none for other sources.
+	retention []*logRetention
 
 	stopOnce sync.Once
 	stopErr  error
@@ -85,31 +85,61 @@ func New(ctx context.Context, c Config) (_ *Server, err error) {
 	}
 	spec := c.Source
 	if spec.Kind == engine.SourceEmbedded {
-		// The embedded log is read in place, so that producers can keep appending to it.
-		if _, err := os.Stat(filepath.Join(spec.Dir, "replay-log.json")); errors.Is(err, os.ErrNotExist) {
-			l, err := engine.OpenContext(ctx, engine.Options{Dir: spec.Dir, Topic: spec.Topic, Partitions: c.Partitions, Logger: c.Logger})
+		// The embedded log is read in place, so that producers can keep appending to it; with
+		// several topics, each topic's log is (engine.EmbeddedTopicDir beside the first).
+		var srcs []engine.Source
+		for i := range spec.TopicNames() {
+			ts := spec.ForTopic(i)
+			if _, err := os.Stat(filepath.Join(ts.Dir, "replay-log.json")); errors.Is(err, os.ErrNotExist) {
+				l, err := engine.OpenContext(ctx, engine.Options{Dir: ts.Dir, Topic: ts.Topic, Partitions: c.Partitions, Logger: c.Logger})
+				if err != nil {
+					return nil, err
+				}
+				l.Close()
+			}
+			// Only once the log exists: retention must never be the one that creates it, with the
+			// default partition count.
+			s.retention = append(s.retention, &logRetention{
+				opts:  engine.Options{Dir: ts.Dir, Topic: ts.Topic, Retention: c.Retention, Logger: c.Logger, LockTimeout: -1},
+				every: c.LogRetentionEvery,
+			})
+			ts.Kind = engine.SourceSegments
+			src, err := ts.Open(ctx)
 			if err != nil {
+				for _, o := range srcs {
+					o.Close()
+				}
 				return nil, err
 			}
-			l.Close()
+			srcs = append(srcs, src)
 		}
-		// Only once the log exists: retention must never be the one that creates it, with the
-		// default partition count.
-		s.retention = &logRetention{
-			opts:  engine.Options{Dir: spec.Dir, Topic: spec.Topic, Retention: c.Retention, Logger: c.Logger, LockTimeout: -1},
-			every: c.LogRetentionEvery,
+		if len(srcs) == 1 {
+			s.src = srcs[0]
+		} else {
+			ts, err := engine.NewTopics(ctx, srcs...)
+			if err != nil {
+				for _, o := range srcs {
+					o.Close()
+				}
+				return nil, err
+			}
+			s.src = ts
 		}
-		spec.Kind = engine.SourceSegments
-	}
-	if s.src, err = spec.Open(ctx); err != nil {
+	} else if s.src, err = spec.Open(ctx); err != nil {
 		return nil, err
 	}
-	partitions, err := s.src.Partitions(ctx)
+	// A webhook's partition is of each topic's count (every topic has the same).
+	partitions, err := engine.TopicsOf(s.src).PerTopic(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if s.ix, err = index.OpenLive(index.LiveOptions{DataDir: c.DataDir, Source: s.src, Retention: c.Retention, Poll: c.IndexPoll, FS: c.FS, DiskReserve: c.DiskReserve, Logger: c.Logger}); err != nil {
 		return nil, fmt.Errorf("opening the index in %s: %w", c.DataDir, err)
+	}
+	// An index of other topics (one, or another list) would answer for the wrong partitions:
+	// refuse to start, saying to rebuild it, rather than fail every replay.
+	if err := s.ix.CheckSource(ctx); errors.Is(err, index.ErrTopics) {
+		return nil, err
 	}
 	if s.jobs, s.apps, err = openStores(ctx, c); err != nil {
 		return nil, err
@@ -117,7 +147,7 @@ func New(ctx context.Context, c Config) (_ *Server, err error) {
 	if s.client, err = delivery.New(c.deliveryOptions()); err != nil {
 		return nil, err
 	}
-	s.reg = newRegistry(s.ix, s.jobs, c)
+	s.reg = newRegistry(s.ix, s.src, s.jobs, c)
 	host, _ := os.Hostname()
 	metrics := worker.NewMetrics(s.reg)
 	s.pool, err = worker.New(worker.Options{
@@ -127,7 +157,8 @@ func New(ctx context.Context, c Config) (_ *Server, err error) {
 		NewDeduper: s.newDeduper,
 		Name:       fmt.Sprintf("%s:%d", host, os.Getpid()),
 		Workers:    c.Workers, MaxInFlight: c.MaxInFlight, StrictOrder: c.StrictOrder, LeaseTimeout: c.LeaseTimeout, MaxOutage: c.MaxOutage, MaxJobsPerApp: c.MaxJobsPerApp,
-		Metrics: metrics, Logger: c.Logger,
+		MirrorWait: c.MirrorWait,
+		Metrics:    metrics, Logger: c.Logger,
 	})
 	if err != nil {
 		return nil, err
@@ -188,8 +219,8 @@ func (s *Server) Start(ctx context.Context) error {
 	if err := s.ix.Start(ctx); err != nil {
 		return err
 	}
-	if s.retention != nil {
-		s.retention.Start()
+	for _, r := range s.retention {
+		r.Start()
 	}
 	if err := s.pool.Start(ctx); err != nil {
 		return err
@@ -372,8 +403,8 @@ func (s *Server) Stop(ctx context.Context) error {
 		if s.client != nil {
 			s.client.Close()
 		}
-		if s.retention != nil {
-			s.retention.Stop()
+		for _, r := range s.retention {
+			r.Stop()
 		}
 		if s.ix != nil {
 			errs = append(errs, s.ix.Close())

@@ -86,6 +86,11 @@ type Options struct {
 	// LeaseMargin, on its own monotonic clock, so it has stopped before another instance can take
 	// the job. Default a tenth of LeaseTimeout.
 	LeaseMargin time.Duration
+	// MirrorWait is how long a job waits for each mirrored topic (every topic of an
+	// engine.Topics Source but the first) to hold a record at or after the window's end before
+	// it reads what is there and ends Incomplete naming the topic and the time range that may be
+	// missing. Default 30s; negative: not checked.
+	MirrorWait time.Duration
 	// MaxJobsPerApp, when positive, is the most jobs of one app held at once across every
 	// instance on the job store (job.LeaseParams.MaxPerApp): an app's queue cannot take every
 	// worker while another app's jobs wait. Default 0, no cap.
@@ -142,6 +147,9 @@ func (o *Options) EnsureDefaults() *Options {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.MirrorWait == 0 {
+		o.MirrorWait = 30 * time.Second
 	}
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics(nil)

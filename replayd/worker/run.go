@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -42,6 +43,8 @@ type run struct {
 	mu         sync.Mutex
 	progress   job.Progress
 	unreadable []unreadable // batches of the window that could not be read
+	// topics are the job's parts in the topics of the Source, set up by deliver.
+	topics []*topicRead
 
 	// halt is closed when the webhook can no longer be delivered to (haltErr says why): the
 	// reader stops handing out events and the job ends Incomplete.
@@ -67,6 +70,7 @@ func (r *run) snapshot() *job.Progress {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	p := r.progress
+	p.Topics = slices.Clone(p.Topics)
 	return &p
 }
 
@@ -183,9 +187,9 @@ func (r *run) end(ctx context.Context, outcome job.State, reason string, err err
 	r.finish(ctx, outcome, reason)
 }
 
-// deliver streams the job's events to its webhook: it resolves the target, locates the batches,
-// reads them through the senders and says what the job should end in and why. ctx ends when
-// the lease is lost; drain is closed when the pool drains.
+// deliver streams the job's events to its webhook: it resolves the target, locates the batches
+// in every topic the Source reads, reads them through the senders and says what the job should
+// end in and why. ctx ends when the lease is lost; drain is closed when the pool drains.
 func (r *run) deliver(ctx context.Context, drain <-chan struct{}) (job.State, string, error) {
 	o, j := &r.pool.opts, r.job
 	target, err := o.Targets(ctx, j.WebhookID)
@@ -193,110 +197,408 @@ func (r *run) deliver(ctx context.Context, drain <-chan struct{}) (job.State, st
 		return job.StateIncomplete, fmt.Sprintf("the webhook cannot be delivered to: %v", err), nil
 	}
 	key := []byte(strconv.FormatInt(j.WebhookID, 10))
-	offsets, err := o.Locator.Locate(ctx, j.Partition, key, j.FromMs, j.ToMs)
-	if err != nil {
-		return 0, "", fmt.Errorf("locating events: %w", err)
+	r.setupTopics()
+	for _, tr := range r.topics {
+		if tr.i > 0 {
+			err = r.awaitMirror(ctx, drain, tr)
+		}
+		if err == nil {
+			tr.offsets, err = o.Locator.Locate(ctx, tr.v, key, j.FromMs, j.ToMs)
+		}
+		if err != nil {
+			// A mirrored topic that cannot be read for good stops alone, as when reading it.
+			if tr.i > 0 && ctx.Err() == nil && !engine.IsRetryable(err) && !errors.Is(err, errDrain) && !errors.Is(err, errLeaseLost) {
+				r.topicFailed(tr, fmt.Errorf("locating its events: %w", err))
+				tr.offsets, err = nil, nil
+				continue
+			}
+			return 0, "", fmt.Errorf("locating events%s: %w", r.inTopic(tr), err)
+		}
 	}
 	r.target.Store(&target)
 	s := r.startSenders(ctx, drain)
-	err = r.read(ctx, drain, key, offsets, s)
+	err = r.read(ctx, drain, key, s)
 	s.wait() // a drain or a failure still lets the deliveries in flight finish
 	return r.outcome(ctx, err, s)
+}
+
+// topicRead is the job's part in one topic of the Source (engine.Topics: the local delivery_log
+// and the mirrored ones; one topic for any other Source): the partition holding the webhook's
+// events there, where the job resumes it, the located batches and the topic's settled prefix.
+type topicRead struct {
+	i        int
+	name     string
+	v        int32 // the partition in Options.Source: engine.Partition(i, job partition, P)
+	resumeAt int64 // events below were delivered (or dropped) by an earlier holder
+	offsets  []int64
+	settled  *delivery.InOrder
+	m        *topicMetrics
+
+	// Written by the reader only.
+	lastMs int64 // the greatest timestamp read from the topic so far (-1: none)
+	// failed is a final read error (not retryable, not corruption) of a topic other than the
+	// only one: the rest of the topic is not delivered, the other topics are.
+	failed error
+	// behind says that the (mirrored) partition had not reached the window's end when the job
+	// gave up waiting for it; behindMs is the newest timestamp it held: its events after it may
+	// be missing.
+	behind   bool
+	behindMs int64
+}
+
+// setupTopics makes the job's topicReads and, for several topics, the per-topic progress.
+func (r *run) setupTopics() {
+	o, j := &r.pool.opts, r.job
+	ts := engine.TopicsOf(o.Source)
+	per := ts.PerTopicKnown()
+	r.topics = make([]*topicRead, ts.Len())
+	var progress []job.TopicProgress
+	for i := range ts.Len() {
+		name := ts.Name(i)
+		tr := &topicRead{i: i, name: name, v: j.Partition, resumeAt: j.TopicCheckpoint(i, name), m: o.Metrics.topic(name), lastMs: -1}
+		if ts.Len() > 1 {
+			tr.v = engine.Partition(i, j.Partition, per)
+			tp := job.TopicProgress{Topic: name, Checkpoint: tr.resumeAt}
+			for _, had := range j.Topics {
+				if had.Topic == name {
+					tp = had
+				}
+			}
+			progress = append(progress, tp)
+		}
+		tr.settled = delivery.NewInOrder(max(tr.resumeAt, 0))
+		r.topics[i] = tr
+	}
+	r.update(func(p *job.Progress) { p.Topics = progress })
+}
+
+// inTopic names tr in messages when the job reads several topics.
+func (r *run) inTopic(tr *topicRead) string {
+	if len(r.topics) == 1 {
+		return ""
+	}
+	return fmt.Sprintf(" in topic %s partition %d", tr.name, r.job.Partition)
+}
+
+// awaitMirror waits, up to MirrorWait, for a mirrored topic's partition to hold a record at or
+// after the window's end: MirrorMaker copies records in partition order, so once one at or past
+// the end has arrived, the window's have too (as far as the source's timestamps are ordered).
+// Waiting longer than that, the job reads what is there and ends Incomplete saying which
+// topic's events after which time may be missing. A read error is returned (a retryable one
+// releases the job, to be tried again).
+func (r *run) awaitMirror(ctx context.Context, drain <-chan struct{}, tr *topicRead) error {
+	o, j := &r.pool.opts, r.job
+	if o.MirrorWait < 0 {
+		return nil
+	}
+	deadline := time.Now().Add(o.MirrorWait)
+	poll := min(max(o.MirrorWait/20, time.Millisecond), time.Second)
+	for {
+		_, found, err := o.Source.OffsetForTime(ctx, tr.v, j.ToMs)
+		if err != nil || found {
+			return err
+		}
+		if !time.Now().Before(deadline) {
+			newest, err := r.newestTimestamp(ctx, tr.v)
+			if err != nil {
+				return err
+			}
+			tr.behind, tr.behindMs = true, newest
+			r.log.Warn("a mirrored topic has not reached the window's end: replaying what it holds", "topic", tr.name, "partition", j.Partition, "newest_ms", newest, "to_ms", j.ToMs)
+			return nil
+		}
+		t := time.NewTimer(poll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return errLeaseLost
+		case <-drain:
+			t.Stop()
+			return errDrain
+		case <-t.C:
+		}
+	}
+}
+
+// newestTimestamp is the greatest timestamp of the partition's last batch, or -1 when the
+// partition is empty.
+func (r *run) newestTimestamp(ctx context.Context, v int32) (int64, error) {
+	ts, ok, err := engine.NewestTimestamp(ctx, r.pool.opts.Source, v)
+	if !ok {
+		ts = -1
+	}
+	return ts, err
 }
 
 // unreadable is a batch of the window that could not be read: corrupt on disk. Its events are
 // not delivered; the rest of the window is. from/to are its offsets and times as far as its
 // header says (the times are unknown, -1, when the header itself could not be read).
 type unreadable struct {
+	topic        string // named when the job reads several topics
 	from, to     int64
 	fromMs, toMs int64
 	err          error
 }
 
-// read hands the job's events, from the located batches, to the senders: records of the
-// webhook in the window, in log order, duplicates dropped. Records below the checkpoint the job
-// was leased with only warm the dedup cache. A batch that cannot be read (corrupt: a checksum
-// that does not match, a malformed header) is skipped and recorded in r.unreadable; reading goes
-// on with the next one.
-func (r *run) read(ctx context.Context, drain <-chan struct{}, key []byte, offsets []int64, s *senders) error {
-	o, j, m := &r.pool.opts, r.job, r.pool.opts.Metrics
-	resumeAt := j.Checkpoint // events below were delivered by an earlier holder
-	seen := o.NewDeduper()
+// item is one record of the window read from a topic, or a batch that could not be read.
+type item struct {
+	offset, ts int64
+	h          uint64 // dedup identity
+	body       []byte // the reader's own copy; nil for records below the topic's resume point
+	skip       *unreadable
+}
+
+// chunk is what a topic's reader hands the merge: the items of one batch, or the error that
+// ended the topic's read.
+type chunk struct {
+	items []item
+	err   error
+}
+
+// readTopic reads tr's located batches in log order and sends their records of the webhook in
+// the window to out, one chunk per batch, until done or ctx ends; it closes out. A batch that
+// cannot be read (corrupt: a checksum that does not match, a malformed header) becomes a skip
+// item, and reading goes on with the next one.
+func (r *run) readTopic(ctx context.Context, tr *topicRead, key []byte, out chan<- chunk) {
+	defer close(out)
+	if tr.failed != nil {
+		return // it could not even be located
+	}
+	j := r.job
 	var rr segment.RecordReader
 	next := int64(-1) // the offset after the last batch handed over
+	emit := func(c chunk) error {
+		select {
+		case out <- c:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	each := func(b *segment.Batch) error {
 		next = b.NextOffset()
 		if b.IsControl() {
 			return nil
 		}
+		var items []item
 		// A corrupt batch is skipped and recorded; any other error ends the read.
 		skipCorrupt := func(err error) error {
 			if !segment.IsCorruption(err) {
 				return err
 			}
-			r.skipUnreadable(unreadable{from: b.BaseOffset, to: b.LastOffset(), fromMs: b.BaseTimestamp, toMs: b.MaxTimestamp, err: err}, s)
+			items = append(items, item{skip: &unreadable{from: b.BaseOffset, to: b.LastOffset(), fromMs: b.BaseTimestamp, toMs: b.MaxTimestamp, err: err}})
 			return nil
 		}
-		if err := rr.Reset(b); err != nil {
-			return skipCorrupt(err)
+		var err error
+		if err = rr.Reset(b); err == nil {
+			for rr.Next() {
+				rec := rr.Record()
+				if rec.Timestamp < j.FromMs || rec.Timestamp >= j.ToMs || !bytes.Equal(rec.Key, key) {
+					continue
+				}
+				it := item{offset: rec.Offset, ts: rec.Timestamp, h: dedup.RecordKey(rec.Headers, rec.Value)}
+				if rec.Offset >= tr.resumeAt {
+					it.body = bytes.Clone(rec.Value)
+				}
+				items = append(items, it)
+			}
+			err = rr.Err()
 		}
-		for rr.Next() {
-			rec := rr.Record()
-			if rec.Timestamp < j.FromMs || rec.Timestamp >= j.ToMs || !bytes.Equal(rec.Key, key) {
-				continue
-			}
-			h := dedup.RecordKey(rec.Headers, rec.Value)
-			if rec.Offset < resumeAt {
-				seen.Seen(h) // delivered before the takeover: remember it, send nothing
-				continue
-			}
-			select {
-			case <-drain:
-				return errDrain
-			case <-r.halt:
-				return errHalted
-			default:
-			}
-			if ctx.Err() != nil {
-				return errLeaseLost
-			}
-			r.update(func(p *job.Progress) { p.Counters.Read++ })
-			m.EventsRead.Inc()
-			if seen.Seen(h) {
-				r.update(func(p *job.Progress) { p.Counters.DuplicatesDropped++ })
-				m.EventsDeduplicated.Inc()
-				s.skip(rec.Offset)
-				continue
-			}
-			if err := s.send(ctx, rec.Offset, rec.Timestamp, rec.Value); err != nil {
+		if err != nil {
+			if err := skipCorrupt(err); err != nil {
 				return err
 			}
 		}
-		if err := rr.Err(); err != nil {
-			return skipCorrupt(err)
+		if len(items) == 0 {
+			return nil
 		}
-		return nil
+		return emit(chunk{items: items})
+	}
+	offsets := tr.offsets
+	for {
+		err := r.pool.opts.Source.ReadBatches(ctx, tr.v, offsets, each)
+		if err != nil && segment.IsCorruption(err) {
+			// The source could not even frame the batch holding the first offset not handed
+			// over: skip that offset and go on with the others.
+			if i := sort.Search(len(offsets), func(i int) bool { return offsets[i] >= next }); i < len(offsets) {
+				if emit(chunk{items: []item{{skip: &unreadable{from: offsets[i], to: offsets[i], fromMs: -1, toMs: -1, err: err}}}}) != nil {
+					return
+				}
+				offsets = offsets[i+1:]
+				continue
+			}
+		}
+		if err != nil && ctx.Err() == nil {
+			emit(chunk{err: err}) //nolint:errcheck // ctx ended: nobody reads it
+		}
+		return
+	}
+}
+
+// cursor is the merge's view of one topic's reader.
+type cursor struct {
+	tr    *topicRead
+	ch    <-chan chunk
+	items []item
+	done  bool
+}
+
+// head makes sure c has an item unless its topic is read to the end; a read error that ends it
+// is returned.
+func (c *cursor) head(ctx context.Context) error {
+	for !c.done && len(c.items) == 0 {
+		select {
+		case ch, ok := <-c.ch:
+			switch {
+			case !ok:
+				c.done = true
+			case ch.err != nil:
+				c.done = true
+				return ch.err
+			default:
+				c.items = ch.items
+			}
+		case <-ctx.Done():
+			return errLeaseLost
+		}
+	}
+	return nil
+}
+
+// read hands the job's events to the senders: the records of the webhook in the window from
+// every topic, merged by timestamp (each topic in its own log order; of equal timestamps the
+// earlier topic's first), duplicates dropped across topics by the job's dedup cache. The merge
+// is a function of the topics' records alone, so a worker that takes the job over hands them out
+// in the same order: records below a topic's resume point only warm the dedup cache, and a
+// record's duplicate is dropped on resume exactly when it was before. A topic whose read fails
+// for good (not retryable, not corruption) stops alone when there are several: the others are
+// delivered and the job ends Incomplete naming it.
+func (r *run) read(ctx context.Context, drain <-chan struct{}, key []byte, s *senders) error {
+	o, m := &r.pool.opts, r.pool.opts.Metrics
+	seen := o.NewDeduper()
+	rctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	cursors := make([]*cursor, len(r.topics))
+	for i, tr := range r.topics {
+		ch := make(chan chunk, 4)
+		cursors[i] = &cursor{tr: tr, ch: ch}
+		wg.Add(1)
+		go func() { defer wg.Done(); r.readTopic(rctx, tr, key, ch) }()
 	}
 	for {
-		err := o.Source.ReadBatches(ctx, j.Partition, offsets, each)
-		if err == nil || !segment.IsCorruption(err) {
+		var pick *cursor
+		for _, c := range cursors {
+			if err := c.head(ctx); err != nil {
+				if len(cursors) == 1 || engine.IsRetryable(err) || errors.Is(err, errLeaseLost) {
+					return err
+				}
+				r.topicFailed(c.tr, err)
+				continue
+			}
+			if c.done {
+				continue
+			}
+			if c.items[0].skip != nil {
+				pick = c // an unreadable batch has no time: record it at once
+				break
+			}
+			if pick == nil || c.items[0].ts < pick.items[0].ts {
+				pick = c
+			}
+		}
+		if pick == nil {
+			return nil
+		}
+		it, tr := pick.items[0], pick.tr
+		pick.items = pick.items[1:]
+		if it.skip != nil {
+			u := *it.skip
+			if len(r.topics) > 1 {
+				u.topic = tr.name
+			}
+			r.skipUnreadable(u, s, tr)
+			continue
+		}
+		if it.offset < tr.resumeAt {
+			seen.Seen(it.h) // delivered before the takeover: remember it, send nothing
+			continue
+		}
+		select {
+		case <-drain:
+			return errDrain
+		case <-r.halt:
+			return errHalted
+		default:
+		}
+		if ctx.Err() != nil {
+			return errLeaseLost
+		}
+		tr.lastMs = max(tr.lastMs, it.ts)
+		dup := seen.Seen(it.h)
+		r.update(func(p *job.Progress) {
+			p.Counters.Read++
+			if dup {
+				p.Counters.DuplicatesDropped++
+			}
+			if p.Topics != nil {
+				p.Topics[tr.i].Read++
+				if dup {
+					p.Topics[tr.i].DuplicatesDropped++
+				}
+			}
+		})
+		m.EventsRead.Inc()
+		tr.m.readOne(dup)
+		if dup {
+			m.EventsDeduplicated.Inc()
+			s.skip(tr, it.offset)
+			continue
+		}
+		if err := s.send(ctx, tr, it.offset, it.ts, it.body); err != nil {
 			return err
 		}
-		// The source could not even frame the batch holding the first offset not handed over:
-		// skip that offset and go on with the others.
-		i := sort.Search(len(offsets), func(i int) bool { return offsets[i] >= next })
-		if i == len(offsets) {
-			return err
-		}
-		r.skipUnreadable(unreadable{from: offsets[i], to: offsets[i], fromMs: -1, toMs: -1, err: err}, s)
-		offsets = offsets[i+1:]
 	}
+}
+
+// topicFailed records that tr cannot be read from its last event on: its events from there to
+// the window's end are not delivered.
+func (r *run) topicFailed(tr *topicRead, err error) {
+	r.log.Error("a topic of the window cannot be read: its remaining events are not delivered", "topic", tr.name, "partition", r.job.Partition, "err", err)
+	tr.failed = err
+	from := max(tr.lastMs, r.job.FromMs)
+	r.update(func(p *job.Progress) {
+		if p.FirstUndeliveredMs == nil || from < *p.FirstUndeliveredMs {
+			p.FirstUndeliveredMs = &from
+		}
+	})
+}
+
+// topicGaps says which topics' events may not all have been delivered: a topic that could not
+// be read to the end, a mirror that had not reached the window's end.
+func (r *run) topicGaps() string {
+	j := r.job
+	ms := func(v int64) string { return time.UnixMilli(v).UTC().Format(time.RFC3339Nano) }
+	var parts []string
+	for _, tr := range r.topics {
+		if tr.failed != nil {
+			parts = append(parts, fmt.Sprintf("topic %s partition %d could not be read from %s to %s: %v", tr.name, j.Partition, ms(max(tr.lastMs, j.FromMs)), ms(j.ToMs), tr.failed))
+		}
+		if tr.behind {
+			newest := "it holds no event"
+			if tr.behindMs >= 0 {
+				newest = "its newest event is at " + ms(tr.behindMs)
+			}
+			parts = append(parts, fmt.Sprintf("topic %s partition %d had not been mirrored up to the window's end (%s): its events from %s to %s may be missing", tr.name, j.Partition, newest, ms(max(tr.behindMs, j.FromMs)), ms(j.ToMs)))
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 // skipUnreadable records a batch that could not be read. The checkpoint may pass it: another
 // worker would not read it either.
-func (r *run) skipUnreadable(u unreadable, s *senders) {
-	r.log.Error("a batch of the window cannot be read: its events are skipped", "from_offset", u.from, "to_offset", u.to, "err", u.err)
+func (r *run) skipUnreadable(u unreadable, s *senders, tr *topicRead) {
+	r.log.Error("a batch of the window cannot be read: its events are skipped", "topic", tr.name, "from_offset", u.from, "to_offset", u.to, "err", u.err)
 	r.mu.Lock()
 	r.unreadable = append(r.unreadable, u)
 	r.progress.Counters.Unreadable++
@@ -305,7 +607,7 @@ func (r *run) skipUnreadable(u unreadable, s *senders) {
 		r.progress.FirstUndeliveredMs = &ms
 	}
 	r.mu.Unlock()
-	s.skip(u.to)
+	s.skip(tr, u.to)
 }
 
 // unreadableReason says which batches could not be read.
@@ -322,6 +624,9 @@ func (r *run) unreadableReason() string {
 			break
 		}
 		where := fmt.Sprintf("offsets %d-%d", u.from, u.to)
+		if u.topic != "" {
+			where = fmt.Sprintf("topic %s %s", u.topic, where)
+		}
 		if u.fromMs >= 0 {
 			where += fmt.Sprintf(" (%s to %s)", time.UnixMilli(u.fromMs).UTC().Format(time.RFC3339Nano), time.UnixMilli(u.toMs).UTC().Format(time.RFC3339Nano))
 		}
@@ -342,17 +647,27 @@ func (r *run) outcome(ctx context.Context, err error, s *senders) (job.State, st
 	if ctx.Err() != nil {
 		return 0, "", errLeaseLost
 	}
-	if failErr, failOffset := s.firstFailure(); failErr != nil {
+	if failErr, failOffset, failTopic := s.firstFailure(); failErr != nil {
 		p := r.snapshot()
-		reason := fmt.Sprintf("%d of %d events were not delivered, from %s (offset %d) on: %v",
-			p.Counters.Failed, p.Counters.Read-p.Counters.DuplicatesDropped, time.UnixMilli(*p.FirstUndeliveredMs).UTC().Format(time.RFC3339Nano), failOffset, failErr)
+		reason := fmt.Sprintf("%d of %d events were not delivered, from %s (offset %d%s) on: %v",
+			p.Counters.Failed, p.Counters.Read-p.Counters.DuplicatesDropped, time.UnixMilli(*p.FirstUndeliveredMs).UTC().Format(time.RFC3339Nano), failOffset, failTopic, failErr)
 		if u := r.unreadableReason(); u != "" {
 			reason += "; " + u
 		}
+		if g := r.topicGaps(); g != "" {
+			reason += "; " + g
+		}
 		return job.StateIncomplete, reason, nil
 	}
+	var gaps []string
 	if u := r.unreadableReason(); u != "" {
-		return job.StateIncomplete, u + "; every other event of the window was delivered", nil
+		gaps = append(gaps, u)
+	}
+	if g := r.topicGaps(); g != "" {
+		gaps = append(gaps, g)
+	}
+	if len(gaps) > 0 {
+		return job.StateIncomplete, strings.Join(gaps, "; ") + "; every other event of the window was delivered", nil
 	}
 	// Everything in the window is delivered: the checkpoint moves past the window's batches.
 	return job.StateCompleted, "Job completed successfully", nil
@@ -366,12 +681,11 @@ func (r *run) outcome(ctx context.Context, err error, s *senders) (job.State, st
 // slot is taken before an event is handed out and given back once its outcome is recorded, so
 // that no event is sent after a failure with a window of one.
 type senders struct {
-	r       *run
-	settled *delivery.InOrder
-	win     *window
-	work    chan send
-	wg      sync.WaitGroup
-	ctx     context.Context
+	r    *run
+	win  *window
+	work chan send
+	wg   sync.WaitGroup
+	ctx  context.Context
 
 	// outage pauses the job while its webhook is down (outage.go); drain is the pool's.
 	outage   *outage
@@ -383,6 +697,8 @@ type senders struct {
 	spawned    int
 	failErr    error
 	failOffset int64
+	failSeq    int64
+	failTopic  *topicRead
 }
 
 func (r *run) startSenders(ctx context.Context, drain <-chan struct{}) *senders {
@@ -391,8 +707,8 @@ func (r *run) startSenders(ctx context.Context, drain <-chan struct{}) *senders 
 	if o.StrictOrder {
 		n = 1
 	}
-	return &senders{r: r, settled: delivery.NewInOrder(max(r.job.Checkpoint, 0)),
-		win: newWindow(n), work: make(chan send), ctx: ctx, outage: newOutage(), gaveUpCh: make(chan struct{}), drain: drain}
+	return &senders{r: r, win: newWindow(n), work: make(chan send), ctx: ctx,
+		outage: newOutage(), gaveUpCh: make(chan struct{}), drain: drain}
 }
 
 // spawn makes sure a goroutine is free for the inFlight-th delivery in flight.
@@ -410,8 +726,9 @@ func (s *senders) spawn(inFlight int) {
 	}
 }
 
-// send hands an event to a free sender, or counts it failed once an earlier one failed.
-func (s *senders) send(ctx context.Context, offset, ts int64, body []byte) error {
+// send hands an event of tr to a free sender, or counts it failed once an earlier one failed.
+// body is the sender's to keep.
+func (s *senders) send(ctx context.Context, tr *topicRead, offset, ts int64, body []byte) error {
 	// While the webhook is down nothing new is handed out.
 	select {
 	case <-s.outage.upCh():
@@ -438,21 +755,21 @@ func (s *senders) send(ctx context.Context, offset, ts int64, body []byte) error
 		s.r.pool.opts.Metrics.EventsFailed.Inc()
 		return nil
 	}
-	if err := s.settled.Begin(offset); err != nil {
+	if err := tr.settled.Begin(offset); err != nil {
 		s.win.giveBack(seq)
 		return err
 	}
 	s.spawn(inFlight)
-	// The reader's buffers move on: the sender gets its own copy of the body.
-	s.work <- send{seq: seq, offset: offset, ts: ts, body: bytes.Clone(body)}
+	s.work <- send{seq: seq, tr: tr, offset: offset, ts: ts, body: body}
 	return nil
 }
 
-// skip settles a dropped duplicate: the checkpoint may pass it, but never an undelivered event.
-func (s *senders) skip(offset int64) {
+// skip settles a dropped duplicate of tr: the checkpoint may pass it, but never an undelivered
+// event.
+func (s *senders) skip(tr *topicRead, offset int64) {
 	if s.failed() == nil {
-		s.settled.Advance(offset + 1)
-		s.moveCheckpoint()
+		tr.settled.Advance(offset + 1)
+		s.moveCheckpoint(tr)
 	}
 }
 
@@ -471,12 +788,18 @@ func (s *senders) deliver(ctx context.Context, e send) {
 		m.DeliveryWindow.Set(float64(s.win.size()))
 	}()
 	if err == nil {
-		r.update(func(p *job.Progress) { p.Counters.Delivered++ })
-		if _, err := s.settled.Done(e.offset); err != nil {
+		r.update(func(p *job.Progress) {
+			p.Counters.Delivered++
+			if p.Topics != nil {
+				p.Topics[e.tr.i].Delivered++
+			}
+		})
+		if _, err := e.tr.settled.Done(e.offset); err != nil {
 			r.log.Error("checkpoint tracking", "err", err)
 		}
-		s.moveCheckpoint()
+		s.moveCheckpoint(e.tr)
 		m.EventsDelivered.Inc()
+		e.tr.m.delivered.Inc()
 		return
 	}
 	if ctx.Err() != nil || errors.Is(err, errDrain) || errors.Is(err, errHalted) {
@@ -485,8 +808,8 @@ func (s *senders) deliver(ctx context.Context, e send) {
 		return
 	}
 	s.mu.Lock()
-	if s.failErr == nil || e.offset < s.failOffset {
-		s.failErr, s.failOffset = err, e.offset
+	if s.failErr == nil || e.seq < s.failSeq { // the first handed out
+		s.failErr, s.failOffset, s.failSeq, s.failTopic = err, e.offset, e.seq, e.tr
 	}
 	s.mu.Unlock()
 	r.update(func(p *job.Progress) {
@@ -498,17 +821,25 @@ func (s *senders) deliver(ctx context.Context, e send) {
 	m.EventsFailed.Inc()
 }
 
+// moveCheckpoint records tr's settled prefix: the job's checkpoint is the first topic's.
+func (s *senders) moveCheckpoint(tr *topicRead) {
+	cp := tr.settled.Checkpoint()
+	s.r.update(func(p *job.Progress) {
+		if tr.i == 0 {
+			p.Checkpoint = max(p.Checkpoint, cp)
+		}
+		if p.Topics != nil {
+			p.Topics[tr.i].Checkpoint = max(p.Topics[tr.i].Checkpoint, cp)
+		}
+	})
+}
+
 // targetOf is where e goes and how it is signed: the run's target as last taken, with e's
 // webhook-id.
 func (s *senders) targetOf(e send) Target {
 	t := *s.r.target.Load()
-	t.MessageID = MessageID(s.r.job.ID, e.offset)
+	t.MessageID = TopicMessageID(s.r.job.ID, e.tr.i, e.offset)
 	return t
-}
-
-func (s *senders) moveCheckpoint() {
-	cp := s.settled.Checkpoint()
-	s.r.update(func(p *job.Progress) { p.Checkpoint = max(p.Checkpoint, cp) })
 }
 
 // failed is the first delivery failure, or the outage given up on.
@@ -524,11 +855,16 @@ func (s *senders) failed() error {
 	return nil
 }
 
-// firstFailure is the error of the lowest offset that could not be delivered, if any.
-func (s *senders) firstFailure() (error, int64) {
+// firstFailure is the error of the earliest event that could not be delivered, if any, its
+// offset and, when the job reads several topics, its topic (", topic X").
+func (s *senders) firstFailure() (error, int64, string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.failErr, s.failOffset
+	topic := ""
+	if s.failTopic != nil && len(s.r.topics) > 1 {
+		topic = " of topic " + s.failTopic.name
+	}
+	return s.failErr, s.failOffset, topic
 }
 
 // wait closes the work queue and waits for the deliveries in flight.
@@ -541,6 +877,7 @@ func (s *senders) wait() {
 // send is one event handed to a sender.
 type send struct {
 	seq, offset, ts int64
+	tr              *topicRead
 	body            []byte
 }
 
@@ -635,6 +972,16 @@ func (r *run) sendStatus(body []byte) {
 // replay of the same event (a replay is asked for again on purpose).
 func MessageID(jobID, offset int64) string {
 	return "msg_" + strconv.FormatInt(jobID, 10) + "_" + strconv.FormatInt(offset, 10)
+}
+
+// TopicMessageID is the webhook-id of the event at offset of topic i (engine.Topics' order) in
+// job jobID's replay: MessageID for the first topic; the others' offsets are their own, so their
+// ids name the topic too ("msg_<job>_t<i>_<offset>").
+func TopicMessageID(jobID int64, i int, offset int64) string {
+	if i == 0 {
+		return MessageID(jobID, offset)
+	}
+	return "msg_" + strconv.FormatInt(jobID, 10) + "_t" + strconv.Itoa(i) + "_" + strconv.FormatInt(offset, 10)
 }
 
 // StatusMessageID is the webhook-id of job jobID's replay_job_status event.

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/replay/replay/replayd/localdb"
@@ -100,6 +101,9 @@ func (d *Driver) load(id int64) (*record, error) {
 	var r record
 	if err := json.Unmarshal(v, &r); err != nil {
 		return nil, fmt.Errorf("job %d: decoding: %w", id, err)
+	}
+	if err := job.ValidateTopics(r.Topics); err != nil {
+		return nil, fmt.Errorf("job %d: decoding: topic progress: %w", id, err)
 	}
 	r.LeaseTimeout = time.Duration(r.LeaseTimeoutNs)
 	return &r, nil
@@ -322,6 +326,9 @@ func applyProgress(j *job.Job, pr *job.Progress) {
 	}
 	j.Checkpoint = pr.Checkpoint
 	j.Counters = pr.Counters
+	if len(pr.Topics) > 0 {
+		j.Topics = slices.Clone(pr.Topics)
+	}
 	j.FirstUndeliveredMs = nil
 	if pr.FirstUndeliveredMs != nil {
 		v := *pr.FirstUndeliveredMs

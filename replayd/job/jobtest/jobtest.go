@@ -49,6 +49,7 @@ func Exercise(t *testing.T, newDriver NewDriver) {
 		{"Release", testRelease},
 		{"ReleaseRefused", testReleaseRefused},
 		{"ReleasedLeaseOrder", testReleasedLeaseOrder},
+		{"TopicProgress", testTopicProgress},
 		{"Close", testClose},
 	}
 	for _, tc := range tests {
@@ -844,6 +845,66 @@ func testCount(t *testing.T, d job.Driver) {
 	if c, want := count(7), map[job.State]int64{job.StateOpen: 2, job.StateOngoing: 1, job.StateCanceled: 1}; !reflect.DeepEqual(c, want) {
 		t.Fatalf("Count of app 7 = %v, want %v", c, want)
 	}
+}
+
+// testTopicProgress: a job read from several topics checkpoints each topic's offset and counters;
+// a heartbeat, a release and a transition store them, the next holder gets them with the lease,
+// progress without topics leaves them as they are, and an invalid list is refused.
+func testTopicProgress(t *testing.T, d job.Driver) {
+	ctx := context.Background()
+	c := create(t, d, 1)
+	if c.Topics != nil {
+		t.Fatalf("a new job has topic progress %v", c.Topics)
+	}
+	a := mustLease(t, d, "worker-a", time.Minute)
+	topics := []job.TopicProgress{
+		{Topic: "delivery_log", Checkpoint: 120, Read: 10, Delivered: 9, DuplicatesDropped: 1},
+		{Topic: "dc2.delivery_log", Checkpoint: 7, Read: 5, Delivered: 2, DuplicatesDropped: 3},
+	}
+	pr := &job.Progress{Checkpoint: 120, Counters: job.Counters{Read: 15, Delivered: 11, DuplicatesDropped: 4}, Topics: topics}
+	if err := d.Heartbeat(ctx, job.HeartbeatParams{ID: a.ID, FencingToken: a.FencingToken, Progress: pr}); err != nil {
+		t.Fatal(err)
+	}
+	sameTopics := func(what string, got, want []job.TopicProgress) {
+		t.Helper()
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("%s: topic progress %v, want %v", what, got, want)
+		}
+	}
+	sameTopics("after a heartbeat", get(t, d, a.ID).Topics, topics)
+	// Progress without topics (a one-topic worker) leaves the recorded ones.
+	if err := d.Heartbeat(ctx, job.HeartbeatParams{ID: a.ID, FencingToken: a.FencingToken, Progress: &job.Progress{Checkpoint: 120, Counters: pr.Counters}}); err != nil {
+		t.Fatal(err)
+	}
+	sameTopics("after a heartbeat without topics", get(t, d, a.ID).Topics, topics)
+	// Released and leased again: the next holder resumes each topic where it was.
+	topics[1].Checkpoint, topics[1].Read = 9, 6
+	if err := d.Release(ctx, job.ReleaseParams{ID: a.ID, FencingToken: a.FencingToken, Progress: &job.Progress{Checkpoint: 120, Counters: pr.Counters, Topics: topics}}); err != nil {
+		t.Fatal(err)
+	}
+	b := mustLease(t, d, "worker-b", time.Minute)
+	if b.ID != a.ID {
+		t.Fatalf("leased %d, want the released %d", b.ID, a.ID)
+	}
+	sameTopics("leased after a release", b.Topics, topics)
+	if b.TopicCheckpoint(1, "dc2.delivery_log") != 9 || b.TopicCheckpoint(0, "delivery_log") != 120 {
+		t.Fatalf("TopicCheckpoint of the leased job: %d, %d", b.TopicCheckpoint(0, "delivery_log"), b.TopicCheckpoint(1, "dc2.delivery_log"))
+	}
+	// Invalid lists are refused and change nothing.
+	for _, bad := range [][]job.TopicProgress{
+		{{Topic: "a"}, {Topic: "a"}},
+		{{Topic: "", Checkpoint: 1}},
+		{{Topic: "a", Checkpoint: -5}},
+	} {
+		err := d.Heartbeat(ctx, job.HeartbeatParams{ID: b.ID, FencingToken: b.FencingToken, Progress: &job.Progress{Checkpoint: 1, Topics: bad}})
+		wantErr(t, fmt.Sprintf("heartbeat with topics %v", bad), err, job.ErrInvalidParams)
+	}
+	sameTopics("after refused heartbeats", get(t, d, b.ID).Topics, topics)
+	topics[0].Checkpoint, topics[1].Checkpoint = 200, 30
+	if err := d.Transition(ctx, job.TransitionParams{ID: b.ID, FencingToken: b.FencingToken, To: job.StateIncomplete, Reason: "x", Progress: &job.Progress{Checkpoint: 200, Topics: topics}}); err != nil {
+		t.Fatal(err)
+	}
+	sameTopics("finished", get(t, d, b.ID).Topics, topics)
 }
 
 // testIDs: job ids grow with time but do not count jobs: a replay requester must not learn how

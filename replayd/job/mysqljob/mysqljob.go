@@ -45,7 +45,7 @@ func Open(ctx context.Context, opts Options) (*Driver, error) {
 const jobColumns = `id, app_id, webhook_id, kafka_partition, from_ms, to_ms, state, reason,
   created_at, updated_at, started_at, finished_at, lease_owner, fencing_token, heartbeat_at,
   lease_expires_at, lease_timeout_us, checkpoint, events_read, events_delivered,
-  duplicates_dropped, events_failed, first_undelivered_ms, batches_unreadable`
+  duplicates_dropped, events_failed, first_undelivered_ms, batches_unreadable, topic_progress`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -56,13 +56,17 @@ func scanJob(s scanner) (*job.Job, error) {
 		started, finished, heartbeat, expires sql.NullTime
 		timeoutUS                             int64
 		firstUndelivered                      sql.NullInt64
+		topics                                []byte
 	)
 	err := s.Scan(&j.ID, &j.AppID, &j.WebhookID, &j.Partition, &j.FromMs, &j.ToMs, &state, &j.Reason,
 		&j.CreatedAt, &j.UpdatedAt, &started, &finished, &j.LeaseOwner, &j.FencingToken, &heartbeat,
 		&expires, &timeoutUS, &j.Checkpoint, &j.Counters.Read, &j.Counters.Delivered,
-		&j.Counters.DuplicatesDropped, &j.Counters.Failed, &firstUndelivered, &j.Counters.Unreadable)
+		&j.Counters.DuplicatesDropped, &j.Counters.Failed, &firstUndelivered, &j.Counters.Unreadable, &topics)
 	if err != nil {
 		return nil, err
+	}
+	if j.Topics, err = job.DecodeTopics(topics); err != nil {
+		return nil, fmt.Errorf("job %d: %w", j.ID, err)
 	}
 	if j.State, err = job.ParseState(state); err != nil {
 		return nil, err
@@ -222,9 +226,14 @@ func progressSet(pr *job.Progress) (string, []any) {
 	if pr.FirstUndeliveredMs != nil {
 		fu = *pr.FirstUndeliveredMs
 	}
-	return `, checkpoint = ?, events_read = ?, events_delivered = ?, duplicates_dropped = ?,
-  events_failed = ?, first_undelivered_ms = ?, batches_unreadable = ?`,
-		[]any{pr.Checkpoint, pr.Counters.Read, pr.Counters.Delivered, pr.Counters.DuplicatesDropped, pr.Counters.Failed, fu, pr.Counters.Unreadable}
+	set := `, checkpoint = ?, events_read = ?, events_delivered = ?, duplicates_dropped = ?,
+  events_failed = ?, first_undelivered_ms = ?, batches_unreadable = ?`
+	args := []any{pr.Checkpoint, pr.Counters.Read, pr.Counters.Delivered, pr.Counters.DuplicatesDropped, pr.Counters.Failed, fu, pr.Counters.Unreadable}
+	if len(pr.Topics) > 0 {
+		set += ", topic_progress = ?"
+		args = append(args, job.EncodeTopics(pr.Topics))
+	}
+	return set, args
 }
 
 // Heartbeat implements job.Driver.
