@@ -712,9 +712,10 @@ func TestKafkaSourceReadsAreNotQueuedBehindTailing(t *testing.T) {
 	cancel()
 }
 
-// TestKafkaSourceReadsNeighboursTogether: wanted batches that are neighbours come in few round
-// trips (the fetch size grows while the next wanted batch follows the last), and sparse ones
-// one batch per fetch (it does not stay grown and fetch what nobody wants).
+// TestKafkaSourceReadsNeighboursTogether: wanted batches that are neighbours, or a few apart, come
+// in few round trips (a fetch brings along what lies between while that is within fetchWaste of
+// what is wanted), and sparse ones (a tenth of the batches) one batch per fetch: it does not
+// fetch what nobody wants.
 func TestKafkaSourceReadsNeighboursTogether(t *testing.T) {
 	const n = 300
 	data := testData(1, n)
@@ -750,13 +751,20 @@ func TestKafkaSourceReadsNeighboursTogether(t *testing.T) {
 	if f := read(bases); f > n/6 {
 		t.Errorf("%d neighbouring batches took %d fetches", n, f)
 	}
-	var sparse []int64
+	var third []int64
 	for i := 0; i < n; i += 3 {
+		third = append(third, bases[i])
+	}
+	if f := read(third); f > len(third)/4 {
+		t.Errorf("%d batches three apart took %d fetches: the ones between cost less than a round trip", len(third), f)
+	}
+	var sparse []int64
+	for i := 0; i < n; i += 10 {
 		sparse = append(sparse, bases[i])
 	}
 	f := read(sparse)
 	if f < len(sparse) || grown.Load() > 2 {
-		t.Errorf("%d batches two apart took %d fetches, %d of them asking for more than one batch", len(sparse), f, grown.Load())
+		t.Errorf("%d batches ten apart took %d fetches, %d of them asking for more than one batch", len(sparse), f, grown.Load())
 	}
-	t.Logf("%d neighbours: %d fetches; %d two apart: %d fetches", n, read(bases), len(sparse), f)
+	t.Logf("%d neighbours: %d fetches; %d ten apart: %d fetches", n, read(bases), len(sparse), f)
 }
