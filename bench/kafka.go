@@ -316,7 +316,7 @@ func runKafka(ctx context.Context, c *Config) (*Report, error) {
 	from, to := replayWindowMs()
 	rep.Setup = fmt.Sprintf("Data: %s. Each sample replays one hot webhook's %v window (%s + %v) from the broker: "+
 		"**index** = `LookupPartition` (an index built from the broker through `KafkaSource`) + `KafkaSource.ReadBatches`, "+
-		"targeted Fetches of exactly those batches (one connection kept, as a daemon's), decode, key/time filter; "+
+		"targeted Fetches of those batches, each bringing along the wanted ones after it while the batches between cost at most 4× their bytes (one connection kept, as a daemon's), decode, key/time filter; "+
 		"**seed** = the seed's design as a real consumer: `kadm.ListOffsetsAfterMilli(from)` (offsetsForTimes), then a "+
 		"fresh franz-go consumer assigned the partition at that offset with the Java consumer's fetch defaults "+
 		"(fetch.max.bytes 50 MiB, max.partition.fetch.bytes 1 MiB, fetch.max.wait 500 ms), filtering by key and time until "+
