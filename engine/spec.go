@@ -53,6 +53,10 @@ type SourceSpec struct {
 	// directory they are topics of it; of the embedded log, topic i > 0 is the embedded log in
 	// EmbeddedTopicDir(Dir, name).
 	Topics []string
+	// KafkaFetchMaxBytes is the most bytes one Fetch of a Kafka source asks for
+	// (KafkaOptions.FetchMaxBytes: scans, and targeted reads that bring along wanted batches).
+	// Default 4 MiB.
+	KafkaFetchMaxBytes int32
 	// Logger is the source's logger, where it takes one. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -188,7 +192,7 @@ func (s SourceSpec) open(ctx context.Context) (Source, error) {
 		}
 		return src, nil
 	default: // SourceKafka
-		src, err := NewKafkaSource(ctx, KafkaOptions{Brokers: s.Brokers, Topic: s.Topic})
+		src, err := NewKafkaSource(ctx, KafkaOptions{Brokers: s.Brokers, Topic: s.Topic, FetchMaxBytes: s.KafkaFetchMaxBytes})
 		if err != nil {
 			return nil, err
 		}

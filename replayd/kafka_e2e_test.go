@@ -44,6 +44,33 @@ type realWebhook struct {
 
 func (w *realWebhook) key() string { return strconv.FormatInt(w.wh.ID, 10) }
 
+// realWebhooks creates an app in the MySQL app store at dsn and, for each name, a verifying
+// receiver registered as one of its webhooks (valid, at path /name). It returns the app's token.
+func realWebhooks(t *testing.T, dsn, appName string, names ...string) (string, []*realWebhook) {
+	t.Helper()
+	ctx := t.Context()
+	apps, err := mysqlapp.Open(ctx, mysqlapp.Options{DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer apps.Close()
+	created, err := apps.CreateApp(ctx, app.CreateAppParams{Name: appName})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hooks []*realWebhook
+	for _, name := range names {
+		w := &realWebhook{name: name, sink: receiver.New(created.App.Secret, nil)}
+		hs := httptest.NewServer(w.sink)
+		t.Cleanup(hs.Close)
+		if w.wh, err = apps.CreateWebhook(ctx, app.CreateWebhookParams{AppID: created.App.ID, URL: hs.URL + "/" + name, Valid: true}); err != nil {
+			t.Fatal(err)
+		}
+		hooks = append(hooks, w)
+	}
+	return created.Token, hooks
+}
+
 // want is the webhook's unique events in [from, to), in log order.
 func (w *realWebhook) want(from, to time.Time) []*realEvent {
 	var out []*realEvent
@@ -177,25 +204,7 @@ func TestServeOnRealKafka(t *testing.T) {
 	brokers := strings.Join(cluster.Bootstrap(), ",")
 	dsn := mysqldbtest.Database(t)
 
-	apps, err := mysqlapp.Open(ctx, mysqlapp.Options{DSN: dsn})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer apps.Close()
-	created, err := apps.CreateApp(ctx, app.CreateAppParams{Name: "real-kafka"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var hooks []*realWebhook
-	for _, name := range []string{"exact", "failover", "leaderless"} {
-		w := &realWebhook{name: name, sink: receiver.New(created.App.Secret, nil)}
-		hs := httptest.NewServer(w.sink)
-		t.Cleanup(hs.Close)
-		if w.wh, err = apps.CreateWebhook(ctx, app.CreateWebhookParams{AppID: created.App.ID, URL: hs.URL + "/" + name, Valid: true}); err != nil {
-			t.Fatal(err)
-		}
-		hooks = append(hooks, w)
-	}
+	token, hooks := realWebhooks(t, dsn, "real-kafka", "exact", "failover", "leaderless")
 	exact, failover, leaderless := hooks[0], hooks[1], hooks[2]
 
 	// An hour of history through franz-go (Kafka's partitioner, snappy, acks from all replicas):
@@ -254,7 +263,10 @@ func TestServeOnRealKafka(t *testing.T) {
 	}
 	defer jobs.Close()
 	common := []string{"--kafka-brokers", brokers, "--mysql-dsn", dsn, "--lease-timeout", "2s", "--allow-private-webhooks", "--workers", "2",
-		"--strict-order"} // one delivery at a time: a job lasts long enough for the kills (the default window is TestServeFailoverOnKafkaAndMySQL's)
+		"--strict-order", // one delivery at a time: a job lasts long enough for the kills (the default window is TestServeFailoverOnKafkaAndMySQL's)
+		// Fetches of 16 KiB, a batch or so: a job still needs the broker when a kill comes (with
+		// 4 MiB one fetch brings the whole window, and the leaderless job completed without it).
+		"--kafka-fetch-max-bytes", "16384"}
 	type instance struct {
 		cmd  *exec.Cmd
 		addr string
@@ -270,7 +282,7 @@ func TestServeOnRealKafka(t *testing.T) {
 		t.Helper()
 		req, _ := http.NewRequest("POST", fmt.Sprintf("http://%s/1.1/account_activity/replay/webhooks/%d/subscriptions/all.json?from_date=%s&to_date=%s",
 			addr, w.wh.ID, from.Format("200601021504"), to.Format("200601021504")), nil)
-		req.Header.Set("Authorization", "Bearer "+created.Token)
+		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatalf("replay request for %s: %v", w.name, err)

@@ -23,6 +23,7 @@ type sourceFlags struct {
 	brokers     string
 	topic       string
 	topics      string // the local topic, then the mirrored ones; empty: --topic alone
+	fetchBytes  int32  // --kafka-fetch-max-bytes
 }
 
 const sourceFlagsHelp = `The delivery_log is read from --source:
@@ -43,6 +44,7 @@ func addSourceFlags(fs *pflag.FlagSet, f *sourceFlags) {
 	fs.StringVar(&f.segmentsDir, "segments-dir", "", "broker log directory for --source segments")
 	fs.StringVar(&f.brokers, "kafka-brokers", "", "comma-separated seed brokers (host:port) for --source kafka")
 	fs.StringVar(&f.topic, "topic", "delivery_log", "topic name")
+	fs.Int32Var(&f.fetchBytes, "kafka-fetch-max-bytes", 4<<20, "most bytes one Fetch from Kafka asks for (a consumer's fetch.max.bytes): scans, and targeted reads that bring wanted batches along together")
 	fs.StringVar(&f.topics, "topics", "", "comma-separated topics read together, the local one first, then the ones MirrorMaker 2 copies from the other datacenters (delivery_log,dc2.delivery_log); all must have the same partition count. Of the embedded log, a mirrored topic is the log in DATA/log.<topic>. Default: --topic alone")
 }
 
@@ -113,7 +115,10 @@ func (f *sourceFlags) kindSpec() (engine.SourceSpec, error) {
 		if len(list) == 0 {
 			return engine.SourceSpec{}, errors.New("--source kafka needs brokers: --source kafka=host:9092,... or --kafka-brokers")
 		}
-		return engine.SourceSpec{Kind: engine.SourceKafka, Brokers: list, Topic: f.topic}, nil
+		if f.fetchBytes <= 0 {
+			return engine.SourceSpec{}, fmt.Errorf("--kafka-fetch-max-bytes %d: want a positive number of bytes", f.fetchBytes)
+		}
+		return engine.SourceSpec{Kind: engine.SourceKafka, Brokers: list, Topic: f.topic, KafkaFetchMaxBytes: f.fetchBytes}, nil
 	}
 	return engine.SourceSpec{}, fmt.Errorf("--source %q: want embedded, segments=DIR or kafka=BROKERS", f.source)
 }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -18,8 +17,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/replay/replay/engine/kafkatest"
-	"github.com/replay/replay/replayd/app"
-	"github.com/replay/replay/replayd/app/mysqlapp"
 	"github.com/replay/replay/replayd/job"
 	"github.com/replay/replay/replayd/job/mysqljob"
 	"github.com/replay/replay/replayd/mysqldb/mysqldbtest"
@@ -72,25 +69,7 @@ func TestServeTwoDatacenters(t *testing.T) {
 	}
 
 	dsn := mysqldbtest.Database(t)
-	apps, err := mysqlapp.Open(ctx, mysqlapp.Options{DSN: dsn})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer apps.Close()
-	created, err := apps.CreateApp(ctx, app.CreateAppParams{Name: "two-dc"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var hooks []*realWebhook
-	for _, name := range []string{"exact", "takeover", "lagging"} {
-		w := &realWebhook{name: name, sink: receiver.New(created.App.Secret, nil)}
-		hs := httptest.NewServer(w.sink)
-		t.Cleanup(hs.Close)
-		if w.wh, err = apps.CreateWebhook(ctx, app.CreateWebhookParams{AppID: created.App.ID, URL: hs.URL + "/" + name, Valid: true}); err != nil {
-			t.Fatal(err)
-		}
-		hooks = append(hooks, w)
-	}
+	token, hooks := realWebhooks(t, dsn, "two-dc", "exact", "takeover", "lagging")
 	exact, takeover, lagging := hooks[0], hooks[1], hooks[2]
 
 	// An hour of traffic: each event into dc1 or dc2, a quarter into both, a tenth of the copies
@@ -204,7 +183,7 @@ func TestServeTwoDatacenters(t *testing.T) {
 		t.Helper()
 		req, _ := http.NewRequest("POST", fmt.Sprintf("http://%s/1.1/account_activity/replay/webhooks/%d/subscriptions/all.json?from_date=%s&to_date=%s",
 			addr, w.wh.ID, from.Format("200601021504"), to.Format("200601021504")), nil)
-		req.Header.Set("Authorization", "Bearer "+created.Token)
+		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatalf("replay request for %s: %v", w.name, err)
@@ -369,7 +348,7 @@ func TestServeTwoDatacenters(t *testing.T) {
 		t.Helper()
 		req, _ := http.NewRequest("POST", fmt.Sprintf("http://%s/1.1/account_activity/replay/webhooks/%d/subscriptions/all.json?from_date=%s&to_date=%s",
 			survivor.addr, lagging.wh.ID, late0.Format("200601021504"), late1.Format("200601021504")), nil)
-		req.Header.Set("Authorization", "Bearer "+created.Token)
+		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil || resp.StatusCode != http.StatusAccepted {
 			t.Fatalf("replay request for %s: %v %v", lagging.name, resp, err)

@@ -81,20 +81,26 @@ const (
 // LibDir is the directory of the Kafka jars: $REPLAY_KAFKA_LIB, else the cache fetch-kafka.sh
 // fills. It fails, naming the fetch command, when the directory holds no complete copy.
 func LibDir() (string, error) {
-	if d := os.Getenv("REPLAY_KAFKA_LIB"); d != "" {
-		if _, err := os.Stat(filepath.Join(d, "kafka_2.13-"+KafkaVersion+".jar")); err != nil {
-			return "", fmt.Errorf("kafkatest: REPLAY_KAFKA_LIB=%s holds no kafka_2.13-%s.jar: %w", d, KafkaVersion, err)
+	return libDir("REPLAY_KAFKA_LIB", "Kafka", "kafka_2.13-"+KafkaVersion+".jar", "kafka-"+KafkaVersion, KafkaVersion)
+}
+
+// libDir is the directory of a cached Maven classpath: $env when set (it must hold jar), else
+// the cache directory name fetch-kafka.sh fills (complete when it holds .complete).
+func libDir(env, what, jar, name, version string) (string, error) {
+	if d := os.Getenv(env); d != "" {
+		if _, err := os.Stat(filepath.Join(d, jar)); err != nil {
+			return "", fmt.Errorf("kafkatest: %s=%s holds no %s: %w", env, d, jar, err)
 		}
 		return d, nil
 	}
 	cache, err := os.UserCacheDir()
 	if err != nil {
-		return "", fmt.Errorf("kafkatest: no cache directory for the Kafka jars (set REPLAY_KAFKA_LIB): %w", err)
+		return "", fmt.Errorf("kafkatest: no cache directory for the %s jars (set %s): %w", what, env, err)
 	}
-	dir := filepath.Join(cache, "replay", "kafka-"+KafkaVersion)
+	dir := filepath.Join(cache, "replay", name)
 	if _, err := os.Stat(filepath.Join(dir, ".complete")); err != nil {
-		return "", fmt.Errorf("kafkatest: the Kafka %s jars are not in %s: run `%s` (./test.sh does) to fetch them from Maven Central",
-			KafkaVersion, dir, FetchCommand)
+		return "", fmt.Errorf("kafkatest: the %s %s jars are not in %s: run `%s` (./test.sh does) to fetch them from Maven Central",
+			what, version, dir, FetchCommand)
 	}
 	return filepath.Join(dir, "lib"), nil
 }

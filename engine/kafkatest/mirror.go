@@ -23,22 +23,7 @@ const MainMirrorMaker = "org.apache.kafka.connect.mirror.MirrorMaker"
 // fetch-kafka.sh fills beside the broker's. It fails, naming the fetch command, when the
 // directory holds no complete copy.
 func MirrorLibDir() (string, error) {
-	if d := os.Getenv("REPLAY_MIRROR_LIB"); d != "" {
-		if _, err := os.Stat(filepath.Join(d, "connect-mirror-"+MirrorVersion+".jar")); err != nil {
-			return "", fmt.Errorf("kafkatest: REPLAY_MIRROR_LIB=%s holds no connect-mirror-%s.jar: %w", d, MirrorVersion, err)
-		}
-		return d, nil
-	}
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		return "", fmt.Errorf("kafkatest: no cache directory for the MirrorMaker jars (set REPLAY_MIRROR_LIB): %w", err)
-	}
-	dir := filepath.Join(cache, "replay", "connect-mirror-"+MirrorVersion)
-	if _, err := os.Stat(filepath.Join(dir, ".complete")); err != nil {
-		return "", fmt.Errorf("kafkatest: the MirrorMaker %s jars are not in %s: run `%s` (./test.sh does) to fetch them from Maven Central",
-			MirrorVersion, dir, FetchCommand)
-	}
-	return filepath.Join(dir, "lib"), nil
+	return libDir("REPLAY_MIRROR_LIB", "MirrorMaker", "connect-mirror-"+MirrorVersion+".jar", "connect-mirror-"+MirrorVersion, MirrorVersion)
 }
 
 // MirrorOptions configure a MirrorMaker 2.
