@@ -44,6 +44,57 @@ type realWebhook struct {
 
 func (w *realWebhook) key() string { return strconv.FormatInt(w.wh.ID, 10) }
 
+// realJobs asks the instances for replays with an app's token and follows the jobs in the job
+// store they share: the real-Kafka and two-datacenter end-to-end tests.
+type realJobs struct {
+	t     *testing.T
+	token string
+	jobs  job.Driver
+}
+
+// request asks the instance at addr to replay w's window [from, to) and returns the new job's id.
+func (r realJobs) request(addr string, w *realWebhook, from, to time.Time) int64 {
+	r.t.Helper()
+	req, _ := http.NewRequest("POST", fmt.Sprintf("http://%s/1.1/account_activity/replay/webhooks/%d/subscriptions/all.json?from_date=%s&to_date=%s",
+		addr, w.wh.ID, from.Format("200601021504"), to.Format("200601021504")), nil)
+	req.Header.Set("Authorization", "Bearer "+r.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		r.t.Fatalf("replay request for %s: %v", w.name, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		r.t.Fatalf("replay request for %s: %s", w.name, resp.Status)
+	}
+	list, err := r.jobs.List(r.t.Context(), job.ListParams{WebhookID: w.wh.ID})
+	if err != nil || len(list.Jobs) == 0 {
+		r.t.Fatalf("jobs of %s: %+v, %v", w.name, list, err)
+	}
+	return list.Jobs[0].ID
+}
+
+func (r realJobs) get(id int64) *job.Job {
+	r.t.Helper()
+	j, err := r.jobs.Get(r.t.Context(), job.GetParams{ID: id})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return j
+}
+
+// waitStatus waits up to 3 minutes for job id's replay_job_status event at w.
+func (r realJobs) waitStatus(w *realWebhook, id int64) receiver.Status {
+	r.t.Helper()
+	wctx, cancel := context.WithTimeout(r.t.Context(), 3*time.Minute)
+	defer cancel()
+	st, err := w.sink.WaitStatus(wctx, strconv.FormatInt(id, 10))
+	if err != nil {
+		j, _ := r.jobs.Get(r.t.Context(), job.GetParams{ID: id})
+		r.t.Fatalf("%s: waiting for the status event of job %d (%+v): %v", w.name, id, j, err)
+	}
+	return st
+}
+
 // realWebhooks creates an app in the MySQL app store at dsn and, for each name, a verifying
 // receiver registered as one of its webhooks (valid, at path /name). It returns the app's token.
 func realWebhooks(t *testing.T, dsn, appName string, names ...string) (string, []*realWebhook) {
@@ -278,44 +329,9 @@ func TestServeOnRealKafka(t *testing.T) {
 	}
 	phase("two replayd instances up")
 	from, to := start.Add(10*time.Minute), start.Add(50*time.Minute)
-	request := func(addr string, w *realWebhook) int64 {
-		t.Helper()
-		req, _ := http.NewRequest("POST", fmt.Sprintf("http://%s/1.1/account_activity/replay/webhooks/%d/subscriptions/all.json?from_date=%s&to_date=%s",
-			addr, w.wh.ID, from.Format("200601021504"), to.Format("200601021504")), nil)
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatalf("replay request for %s: %v", w.name, err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusAccepted {
-			t.Fatalf("replay request for %s: %s", w.name, resp.Status)
-		}
-		list, err := jobs.List(ctx, job.ListParams{WebhookID: w.wh.ID})
-		if err != nil || len(list.Jobs) == 0 {
-			t.Fatalf("jobs of %s: %+v, %v", w.name, list, err)
-		}
-		return list.Jobs[0].ID
-	}
-	waitStatus := func(w *realWebhook, id int64) receiver.Status {
-		t.Helper()
-		wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-		defer cancel()
-		st, err := w.sink.WaitStatus(wctx, strconv.FormatInt(id, 10))
-		if err != nil {
-			j, _ := jobs.Get(ctx, job.GetParams{ID: id})
-			t.Fatalf("%s: waiting for the status event of job %d (%+v): %v", w.name, id, j, err)
-		}
-		return st
-	}
-	getJob := func(id int64) *job.Job {
-		t.Helper()
-		j, err := jobs.Get(ctx, job.GetParams{ID: id})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return j
-	}
+	rj := realJobs{t: t, token: token, jobs: jobs}
+	request := func(addr string, w *realWebhook) int64 { t.Helper(); return rj.request(addr, w, from, to) }
+	waitStatus, getJob := rj.waitStatus, rj.get
 	leaderOf := func(w *realWebhook) int {
 		t.Helper()
 		p := engine.PartitionFor([]byte(w.key()), partitions)

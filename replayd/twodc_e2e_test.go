@@ -179,43 +179,9 @@ func TestServeTwoDatacenters(t *testing.T) {
 		insts = append(insts, &instance{cmd, addr})
 	}
 	phase("two replayd instances up in dc1")
-	request := func(addr string, w *realWebhook) int64 {
-		t.Helper()
-		req, _ := http.NewRequest("POST", fmt.Sprintf("http://%s/1.1/account_activity/replay/webhooks/%d/subscriptions/all.json?from_date=%s&to_date=%s",
-			addr, w.wh.ID, from.Format("200601021504"), to.Format("200601021504")), nil)
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatalf("replay request for %s: %v", w.name, err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusAccepted {
-			t.Fatalf("replay request for %s: %s", w.name, resp.Status)
-		}
-		list, err := jobs.List(ctx, job.ListParams{WebhookID: w.wh.ID})
-		if err != nil || len(list.Jobs) == 0 {
-			t.Fatalf("jobs of %s: %+v, %v", w.name, list, err)
-		}
-		return list.Jobs[0].ID
-	}
-	getJob := func(id int64) *job.Job {
-		t.Helper()
-		j, err := jobs.Get(ctx, job.GetParams{ID: id})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return j
-	}
-	waitStatus := func(w *realWebhook, id int64) receiver.Status {
-		t.Helper()
-		wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-		defer cancel()
-		st, err := w.sink.WaitStatus(wctx, strconv.FormatInt(id, 10))
-		if err != nil {
-			t.Fatalf("%s: waiting for the status event of job %d (%+v): %v", w.name, id, getJob(id), err)
-		}
-		return st
-	}
+	rj := realJobs{t: t, token: token, jobs: jobs}
+	request := func(addr string, w *realWebhook) int64 { t.Helper(); return rj.request(addr, w, from, to) }
+	waitStatus, getJob := rj.waitStatus, rj.get
 	checkTopics := func(w *realWebhook, j *job.Job, exactly bool) {
 		t.Helper()
 		want := perTopic[w.name]
@@ -344,22 +310,7 @@ func TestServeTwoDatacenters(t *testing.T) {
 		t.Fatal(err)
 	}
 	cl2.Close()
-	lateReq := func() int64 {
-		t.Helper()
-		req, _ := http.NewRequest("POST", fmt.Sprintf("http://%s/1.1/account_activity/replay/webhooks/%d/subscriptions/all.json?from_date=%s&to_date=%s",
-			survivor.addr, lagging.wh.ID, late0.Format("200601021504"), late1.Format("200601021504")), nil)
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil || resp.StatusCode != http.StatusAccepted {
-			t.Fatalf("replay request for %s: %v %v", lagging.name, resp, err)
-		}
-		resp.Body.Close()
-		list, err := jobs.List(ctx, job.ListParams{WebhookID: lagging.wh.ID})
-		if err != nil || len(list.Jobs) == 0 {
-			t.Fatalf("jobs of %s: %+v, %v", lagging.name, list, err)
-		}
-		return list.Jobs[0].ID
-	}
+	lateReq := func() int64 { t.Helper(); return rj.request(survivor.addr, lagging, late0, late1) }
 	id = lateReq()
 	st = waitStatus(lagging, id)
 	j = getJob(id)
