@@ -261,7 +261,10 @@ func TestServeOnRealKafka(t *testing.T) {
 	// An hour of history through franz-go (Kafka's partitioner, snappy, acks from all replicas):
 	// each webhook's events with re-produced duplicates, and other webhooks' traffic.
 	cl, err := cluster.Client(kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
-		kgo.ProducerBatchCompression(kgo.SnappyCompression()), kgo.ProducerLinger(2*time.Millisecond))
+		kgo.ProducerBatchCompression(kgo.SnappyCompression()), kgo.ProducerLinger(2*time.Millisecond),
+		// The Java producer's batch.size: a window is many batches, more than a job reads ahead
+		// of its deliveries (franz-go's 1 MB default made one a handful, all read before a kill).
+		kgo.ProducerBatchMaxBytes(16<<10))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,8 +318,8 @@ func TestServeOnRealKafka(t *testing.T) {
 	defer jobs.Close()
 	common := []string{"--kafka-brokers", brokers, "--mysql-dsn", dsn, "--lease-timeout", "2s", "--allow-private-webhooks", "--workers", "2",
 		"--strict-order", // one delivery at a time: a job lasts long enough for the kills (the default window is TestServeFailoverOnKafkaAndMySQL's)
-		// Fetches of 16 KiB, a batch or so: a job still needs the broker when a kill comes (with
-		// 4 MiB one fetch brings the whole window, and the leaderless job completed without it).
+		// Fetches of 16 KiB, a batch: a job still needs the broker when a kill comes (with 4 MiB
+		// one fetch may bring the whole window, and the leaderless job completed without it).
 		"--kafka-fetch-max-bytes", "16384"}
 	type instance struct {
 		cmd  *exec.Cmd
