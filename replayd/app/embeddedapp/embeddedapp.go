@@ -196,9 +196,9 @@ func (d *Driver) CreateApp(ctx context.Context, p app.CreateAppParams) (*app.Cre
 		if err := b.Commit(d.wo); err != nil {
 			return err
 		}
-		a, aerr := d.app(r)
-		if aerr != nil {
-			return aerr
+		a, err := d.app(r)
+		if err != nil {
+			return err
 		}
 		out = &app.CreateAppResult{App: a, Token: token}
 		return nil
@@ -237,12 +237,8 @@ func (d *Driver) AppByToken(ctx context.Context, p app.AppByTokenParams) (*app.A
 		if err != nil {
 			return err
 		}
-		a, aerr := d.app(r)
-		if aerr != nil {
-			return aerr
-		}
-		out = a
-		return nil
+		out, err = d.app(r)
+		return err
 	})
 	return out, err
 }
@@ -255,12 +251,8 @@ func (d *Driver) GetApp(ctx context.Context, p app.GetAppParams) (*app.App, erro
 		if err != nil {
 			return err
 		}
-		a, aerr := d.app(r)
-		if aerr != nil {
-			return aerr
-		}
-		out = a
-		return nil
+		out, err = d.app(r)
+		return err
 	})
 	return out, err
 }
@@ -282,9 +274,9 @@ func (d *Driver) ListApps(ctx context.Context, _ app.ListAppsParams) ([]*app.App
 			if err := json.Unmarshal(it.Value(), &r); err != nil {
 				return fmt.Errorf("key %q: decoding: %w", it.Key(), err)
 			}
-			a, aerr := d.app(&r)
-			if aerr != nil {
-				return aerr
+			a, err := d.app(&r)
+			if err != nil {
+				return err
 			}
 			out = append(out, a)
 		}
@@ -299,7 +291,7 @@ func (d *Driver) ListApps(ctx context.Context, _ app.ListAppsParams) ([]*app.App
 // updateApp changes app id's record with fn and stores it.
 func (d *Driver) updateApp(ctx context.Context, op string, id int64, fn func(r *appRecord)) (*app.App, error) {
 	var out *app.App
-	err := d.run(ctx, op, func() error {
+	err := d.write(ctx, op, func() error {
 		r, err := d.loadApp(id)
 		if err != nil {
 			return err
@@ -313,12 +305,8 @@ func (d *Driver) updateApp(ctx context.Context, op string, id int64, fn func(r *
 		if err := b.Commit(d.wo); err != nil {
 			return err
 		}
-		a, aerr := d.app(r)
-		if aerr != nil {
-			return aerr
-		}
-		out = a
-		return nil
+		out, err = d.app(r)
+		return err
 	})
 	return out, err
 }

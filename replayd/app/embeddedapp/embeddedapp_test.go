@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/replay/replay/index/diskreserve"
 	"github.com/replay/replay/replayd/app"
 	"github.com/replay/replay/replayd/app/apptest"
 	"github.com/replay/replay/replayd/app/embeddedapp"
@@ -101,5 +104,25 @@ func TestSealedSecrets(t *testing.T) {
 	plain := open(t, embeddedapp.Options{Dir: dir})
 	if _, err := plain.GetApp(t.Context(), app.GetAppParams{ID: created.App.ID}); !errors.Is(err, app.ErrSealed) {
 		t.Fatalf("reading a sealed secret without the key: %v", err)
+	}
+}
+
+// Below the disk reserve every write is refused as unavailable, a rotation too; reads go on.
+func TestLowDiskRefusesWrites(t *testing.T) {
+	fs := diskreserve.NewFreeFS(vfs.Default, 1<<30)
+	d := open(t, embeddedapp.Options{FS: fs, DiskReserve: 64 << 20})
+	created, err := d.CreateApp(t.Context(), app.CreateAppParams{Name: "low"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs.Free.Store(1 << 20)
+	if _, err := d.RotateSecret(t.Context(), app.RotateSecretParams{ID: created.App.ID}); !errors.Is(err, app.ErrUnavailable) || !errors.Is(err, diskreserve.ErrLowDisk) {
+		t.Fatalf("rotation on a low disk: %v", err)
+	}
+	if _, err := d.CreateApp(t.Context(), app.CreateAppParams{Name: "more"}); !errors.Is(err, app.ErrUnavailable) {
+		t.Fatalf("create on a low disk: %v", err)
+	}
+	if got, err := d.GetApp(t.Context(), app.GetAppParams{ID: created.App.ID}); err != nil || string(got.Secret) != string(created.App.Secret) {
+		t.Fatalf("read on a low disk: %v", err)
 	}
 }
