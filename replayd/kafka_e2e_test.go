@@ -44,6 +44,26 @@ type realWebhook struct {
 
 func (w *realWebhook) key() string { return strconv.FormatInt(w.wh.ID, 10) }
 
+// instance is a `replayd serve` child process and the address of its API.
+type instance struct {
+	cmd  *exec.Cmd
+	addr string
+}
+
+// killHolder SIGKILLs the instance whose worker holds j and returns its index.
+func killHolder(t *testing.T, insts []*instance, j *job.Job) int {
+	t.Helper()
+	for i, in := range insts {
+		if strings.Contains(j.LeaseOwner, ":"+strconv.Itoa(in.cmd.Process.Pid)+"/") {
+			in.cmd.Process.Signal(syscall.SIGKILL)
+			in.cmd.Wait()
+			return i
+		}
+	}
+	t.Fatalf("job %d: lease owner %q is none of the instances", j.ID, j.LeaseOwner)
+	return -1
+}
+
 // realJobs asks the instances for replays with an app's token and follows the jobs in the job
 // store they share: the real-Kafka and two-datacenter end-to-end tests.
 type realJobs struct {
@@ -321,10 +341,6 @@ func TestServeOnRealKafka(t *testing.T) {
 		// Fetches of 16 KiB, a batch: a job still needs the broker when a kill comes (with 4 MiB
 		// one fetch may bring the whole window, and the leaderless job completed without it).
 		"--kafka-fetch-max-bytes", "16384"}
-	type instance struct {
-		cmd  *exec.Cmd
-		addr string
-	}
 	var insts []*instance
 	for range 2 {
 		cmd, addr := startInstance(t, append(common, "--data", t.TempDir())...)
@@ -400,18 +416,7 @@ func TestServeOnRealKafka(t *testing.T) {
 	deliveredAtLeast(failover, id, atKill+100, "the failover job to go on delivering after the leader's death")
 	moved := leaderOf(failover)
 	phase(fmt.Sprintf("leadership moved to broker %d; %d delivered", cluster.Nodes[moved].ID, len(failover.sink.Deliveries())))
-	held := getJob(id)
-	victim := -1
-	for i, in := range insts {
-		if strings.Contains(held.LeaseOwner, ":"+strconv.Itoa(in.cmd.Process.Pid)+"/") {
-			victim = i
-		}
-	}
-	if victim < 0 {
-		t.Fatalf("failover: lease owner %q is neither instance", held.LeaseOwner)
-	}
-	insts[victim].cmd.Process.Signal(syscall.SIGKILL)
-	insts[victim].cmd.Wait()
+	victim := killHolder(t, insts, getJob(id))
 	killed := getJob(id)
 	phase(fmt.Sprintf("killed the instance holding the job (%s), checkpoint %d", killed.LeaseOwner, killed.Checkpoint))
 	survivor := insts[1-victim]

@@ -6,10 +6,8 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -169,10 +167,6 @@ func TestServeTwoDatacenters(t *testing.T) {
 	defer jobs.Close()
 	common := []string{"--kafka-brokers", strings.Join(dc1.Bootstrap(), ","), "--topics", "delivery_log,dc2.delivery_log",
 		"--mysql-dsn", dsn, "--lease-timeout", "2s", "--allow-private-webhooks", "--workers", "1", "--strict-order", "--mirror-wait", "3s"}
-	type instance struct {
-		cmd  *exec.Cmd
-		addr string
-	}
 	var insts []*instance
 	for range 2 {
 		cmd, addr := startInstance(t, append(common, "--data", t.TempDir())...)
@@ -245,18 +239,7 @@ func TestServeTwoDatacenters(t *testing.T) {
 		}
 		return len(j.Topics) == 2 && j.Topics[0].Checkpoint > 0 && j.Topics[1].Checkpoint > 0 && len(takeover.sink.Deliveries()) >= 100
 	})
-	held := getJob(id)
-	victim := -1
-	for i, in := range insts {
-		if strings.Contains(held.LeaseOwner, ":"+strconv.Itoa(in.cmd.Process.Pid)+"/") {
-			victim = i
-		}
-	}
-	if victim < 0 {
-		t.Fatalf("takeover: lease owner %q is neither instance", held.LeaseOwner)
-	}
-	insts[victim].cmd.Process.Signal(syscall.SIGKILL)
-	insts[victim].cmd.Wait()
+	victim := killHolder(t, insts, getJob(id))
 	atKill := len(takeover.sink.Deliveries())
 	killed := getJob(id)
 	phase(fmt.Sprintf("killed the instance holding the job (%s) after %d deliveries; checkpoints %+v", killed.LeaseOwner, atKill, killed.Topics))

@@ -426,6 +426,14 @@ func (n *Node) configure(voters string) error {
 	for k, v := range n.cluster.o.Properties {
 		props[k] = v
 	}
+	if err := writeProperties(n.propsPath(), props); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(n.Dir, "log4j2.properties"), []byte(log4jConfig), 0o644)
+}
+
+// writeProperties writes props to path as a Java properties file, keys sorted.
+func writeProperties(path string, props map[string]string) error {
 	keys := make([]string, 0, len(props))
 	for k := range props {
 		keys = append(keys, k)
@@ -435,10 +443,7 @@ func (n *Node) configure(voters string) error {
 	for _, k := range keys {
 		fmt.Fprintf(&b, "%s=%s\n", k, props[k])
 	}
-	if err := os.WriteFile(n.propsPath(), []byte(b.String()), 0o644); err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(n.Dir, "log4j2.properties"), []byte(log4jConfig), 0o644)
+	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
 // log4jConfig logs warnings and Kafka's start and stop lines to the node's server.log.

@@ -131,18 +131,8 @@ func StartMirror(ctx context.Context, o MirrorOptions) (*MirrorMaker, error) {
 	if err != nil {
 		return nil, err
 	}
-	props := MirrorProperties(o)
-	keys := make([]string, 0, len(props))
-	for k := range props {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var b strings.Builder
-	for _, k := range keys {
-		fmt.Fprintf(&b, "%s=%s\n", k, props[k])
-	}
 	propsPath := filepath.Join(dir, "mm2.properties")
-	if err := os.WriteFile(propsPath, []byte(b.String()), 0o644); err != nil {
+	if err := writeProperties(propsPath, MirrorProperties(o)); err != nil {
 		return nil, err
 	}
 	log4j := filepath.Join(dir, "log4j2.properties")
