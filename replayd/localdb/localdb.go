@@ -44,7 +44,8 @@ type Options struct {
 	// meet a full disk (see package diskreserve). Reads go on. Default
 	// diskreserve.DefaultReserve; negative checks nothing.
 	DiskReserve int64
-	// Logger receives Pebble's messages (pebblelog). Default slog.Default().
+	// Logger receives Pebble's messages (pebblelog) and the store's reopening after a fatal
+	// error. Default slog.Default().
 	Logger *slog.Logger
 }
 
@@ -78,6 +79,9 @@ func Open(o Options) (*DB, error) {
 	}
 	if o.DiskReserve == 0 {
 		o.DiskReserve = diskreserve.DefaultReserve
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
 	}
 	d := &DB{WriteOptions: pebble.Sync, opts: o, sem: make(chan struct{}, 1)}
 	if o.NoSync {
@@ -114,10 +118,10 @@ func (d *DB) reopen() bool {
 	var closeErr error
 	_ = d.run(func() error { closeErr = d.Pebble.Close(); return nil })
 	if err := d.open(); err != nil {
-		slog.Default().Error("reopening a store after a fatal error failed", "store", d.opts.Store, "err", err, "close_err", closeErr)
+		d.opts.Logger.Error("reopening a store after a fatal error failed", "store", d.opts.Store, "err", err, "close_err", closeErr)
 		return false
 	}
-	slog.Default().Warn("reopened a store after a fatal error", "store", d.opts.Store, "dir", d.opts.Dir, "err", fatal)
+	d.opts.Logger.Warn("reopened a store after a fatal error", "store", d.opts.Store, "dir", d.opts.Dir, "err", fatal)
 	return true
 }
 
