@@ -188,17 +188,14 @@ func (s *replayStats) add(o replayStats) {
 	s.total += o.total
 }
 
-// replayIndex is a replay's read through the index: Lookup, then ReadBatches of exactly those
-// batches, decoding and filtering by key and timestamp.
+// replayIndex is a replay's read through the index: ReadPartition, which reads the batches the
+// lookup lists while it goes on (the first batches before the last buckets are looked up),
+// decoding and filtering by key and timestamp.
 func replayIndex(ctx context.Context, ix *index.Index, src engine.Source, p int32, key []byte, from, to int64) (replayStats, error) {
 	start := time.Now()
 	var st replayStats
-	res, err := ix.LookupPartition(ctx, src, p, key, from, to)
-	if err != nil {
-		return st, err
-	}
 	var rr segment.RecordReader
-	err = src.ReadBatches(ctx, p, res.Offsets, func(bt *segment.Batch) error {
+	_, err := ix.ReadPartition(ctx, src, p, key, from, to, func(bt *segment.Batch) error {
 		st.bytes += float64(bt.Size())
 		st.batches++
 		return filterBatch(&rr, bt, key, from, to, start, &st)
@@ -276,7 +273,8 @@ func runReplay(ctx context.Context, c *Config) (*Report, error) {
 	}
 	from, to := replayWindowMs()
 	rep.Setup = fmt.Sprintf("Data: %s. Each sample replays one hot webhook's %v window "+
-		"(%s + %v): **index** = `LookupPartition` + `ReadBatches` of exactly those batches + decode + key/time filter; "+
+		"(%s + %v): **index** = `ReadPartition` (the lookup streamed into reads of exactly its batches, "+
+		"by offset or, for dense chunks after the first, by a scan of their range) + decode + key/time filter; "+
 		"**seed** = `OffsetForTime(from)` (offsetsForTimes) + `Scan` of the partition with the same filter, stopping at the "+
 		"first batch whose base timestamp is ≥ to + 2×jitter (the earliest stop that is still complete with ±%v jitter; "+
 		"the bound favours the seed, which would otherwise read to the partition's end). Both must deliver the same "+

@@ -18,7 +18,6 @@ import (
 	"github.com/replay/replay/engine"
 	"github.com/replay/replay/index/diskreserve"
 	"github.com/replay/replay/index/pebblelog"
-	"github.com/replay/replay/segment"
 )
 
 // ErrClosed is returned by every method of a closed Index.
@@ -233,7 +232,7 @@ func (ix *Index) Lookup(ctx context.Context, src engine.Source, webhook []byte, 
 		return Result{}, err
 	}
 	n /= int32(engine.TopicsOf(src).Len())
-	return ix.lookupPartition(ctx, src, engine.PartitionFor(webhook, n), webhook, from, to)
+	return ix.lookupPartition(ctx, src, engine.PartitionFor(webhook, n), webhook, from, to, nil)
 }
 
 // LookupPartition is Lookup in a given partition.
@@ -245,91 +244,7 @@ func (ix *Index) LookupPartition(ctx context.Context, src engine.Source, p int32
 	if _, err := ix.checkPartitions(ctx, src, false); err != nil {
 		return Result{Partition: p}, err
 	}
-	return ix.lookupPartition(ctx, src, p, webhook, from, to)
-}
-
-func (ix *Index) lookupPartition(ctx context.Context, src engine.Source, p int32, webhook []byte, from, to int64) (Result, error) {
-	res := Result{Partition: p}
-	if from >= to {
-		return res, nil
-	}
-	// The checkpoint is read before the entries: entries committed after it only duplicate
-	// what the suffix scan finds, while the reverse order could skip a commit made in between.
-	cp, _, err := ix.Checkpoint(p)
-	if err != nil {
-		return res, err
-	}
-	res.Indexed = cp
-	wh := WebhookID(webhook)
-	lo, hi := ix.Bucket(from), ix.Bucket(to-1)
-	if hi >= lo {
-		upper := partitionEnd(prefixEntry, p)
-		if hi < math.MaxUint32 {
-			upper = bucketStart(prefixEntry, p, hi+1)
-		}
-		it, err := ix.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: bucketStart(prefixEntry, p, lo), UpperBound: upper})
-		if err != nil {
-			return res, err
-		}
-		key := make([]byte, 0, entryKeyLen)
-		for b := lo; ; b++ {
-			key = entryKey(key[:0], p, b, wh)
-			res.Seeks++
-			if it.SeekGE(key) && bytes.Equal(it.Key(), key) {
-				v, err := it.ValueAndErr()
-				if err == nil {
-					res.Offsets, err = decodeRuns(res.Offsets, v)
-				}
-				if err != nil {
-					it.Close()
-					return res, fmt.Errorf("index: partition %d bucket %d webhook %d: %w", p, b, wh, err)
-				}
-			}
-			if b == hi {
-				break
-			}
-		}
-		if err := errors.Join(it.Error(), it.Close()); err != nil {
-			return res, err
-		}
-	}
-	bounds, err := src.Bounds(ctx, p)
-	if err != nil {
-		return res, err
-	}
-	res.End = bounds.End
-	if cp > bounds.End {
-		// The log was truncated below the checkpoint and the builder has not dropped the
-		// index's part above the end yet (truncate.go): nothing at or past the end is real.
-		cp, res.Indexed = bounds.End, bounds.End
-		res.Offsets = slices.DeleteFunc(res.Offsets, func(o int64) bool { return o >= bounds.End })
-	}
-	if start := max(cp, bounds.Start); start < bounds.End {
-		var rr segment.RecordReader
-		err := src.Scan(ctx, p, start, func(b *segment.Batch) error {
-			res.ScannedBatches++
-			if b.IsControl() || b.NextOffset() <= start {
-				return nil
-			}
-			if err := rr.Reset(b); err != nil {
-				return err
-			}
-			for rr.Next() {
-				r := rr.Record()
-				if r.Timestamp >= from && r.Timestamp < to && bytes.Equal(r.Key, webhook) {
-					res.Offsets = append(res.Offsets, b.BaseOffset)
-					return nil
-				}
-			}
-			return rr.Err()
-		})
-		if err != nil {
-			return res, err
-		}
-	}
-	slices.Sort(res.Offsets)
-	res.Offsets = slices.Compact(res.Offsets)
-	return res, nil
+	return ix.lookupPartition(ctx, src, p, webhook, from, to, nil)
 }
 
 // PartitionLag is how far the index is behind one partition of the log.

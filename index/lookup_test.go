@@ -1,0 +1,198 @@
+package index
+
+import (
+	"errors"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/replay/replay/engine"
+	"github.com/replay/replay/index/indextest"
+	"github.com/replay/replay/segment"
+)
+
+// modelLookup is what a lookup must answer, computed the long way: the offsets of every entry of
+// the webhook in the window's buckets, plus the batches of the unindexed suffix holding one of
+// its records in the window (brute force), those below the log start dropped, ascending and
+// distinct.
+func modelLookup(t *testing.T, ix *Index, src engine.Source, p int32, key []byte, from, to int64) []int64 {
+	t.Helper()
+	ctx := t.Context()
+	cp, _, err := ix.Checkpoint(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := src.Bounds(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int64
+	if from < to {
+		wh, lo, hi := WebhookID(key), ix.Bucket(from), ix.Bucket(to-1)
+		if err := ix.Entries(p, func(e Entry) error {
+			if e.Webhook == wh && e.Bucket >= lo && e.Bucket <= hi {
+				out = append(out, e.Offsets...)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		all, err := indextest.Truth(ctx, src, p, key, from, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range all {
+			if o >= cp {
+				out = append(out, o)
+			}
+		}
+	}
+	out = slices.DeleteFunc(out, func(o int64) bool { return o < b.Start })
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// TestLookupStream: a streaming lookup hands over, chunk by chunk, exactly what LookupPartition
+// answers, which is exactly the model's (entries of the window's buckets, the unindexed suffix
+// scanned), over timestamps out of order by several buckets (so that buckets' offsets interleave
+// and a chunk handed over early could be followed by a lower offset), duplicates, control
+// batches, a hot webhook in most batches and an unindexed suffix; and ReadPartition reads exactly
+// those batches, once each, in order, hopping or scanning.
+func TestLookupStream(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	l := openLog(t, filepath.Join(dir, "log"), 2, nil)
+	defer l.Close()
+	hot := []byte("1095098195724595200") // indextest.Webhook(0): also a Zipf webhook
+	spec := baseSpec()
+	spec.Jitter = 7 * time.Minute
+	spec.Hot = []indextest.Hot{{Key: []byte("4242424242"), Share: 0.4}}
+	if _, err := indextest.Generate(ctx, l, spec); err != nil {
+		t.Fatal(err)
+	}
+	ix := openIndex(t, Options{Dir: filepath.Join(dir, "index"), CommitRecords: 1000})
+	build(t, ix, l)
+	// More traffic after the build: the unindexed suffix, whose timestamps reach back into the
+	// indexed part's.
+	more := spec
+	more.Events, more.Seed, more.Start = 3000, 8, spec.Start.Add(spec.Span-20*time.Minute)
+	if _, err := indextest.Generate(ctx, l, more); err != nil {
+		t.Fatal(err)
+	}
+	keys := [][]byte{hot, spec.Hot[0].Key, indextest.Webhook(1), indextest.Webhook(7), indextest.Webhook(49), indextest.Webhook(300), []byte("no-such-webhook")}
+	rng := rand.New(rand.NewPCG(5, 5))
+	var streamed, scanned, suffix int
+	for q := 0; q < 120; q++ {
+		key := keys[q%len(keys)]
+		p := engine.PartitionFor(key, 2)
+		from := spec.Start.UnixMilli() - 10*60_000 + rng.Int64N((spec.Span + 20*time.Minute).Milliseconds())
+		to := from + rng.Int64N(50*60_000)
+		if q%10 == 0 {
+			from, to = spec.Start.UnixMilli()-60_000, spec.Start.Add(spec.Span+time.Hour).UnixMilli()
+		}
+		want := modelLookup(t, ix, l, p, key, from, to)
+		res, err := ix.LookupPartition(ctx, l, p, key, from, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(res.Offsets, want) && !(len(res.Offsets) == 0 && len(want) == 0) {
+			t.Fatalf("q%d %s [%d, %d): LookupPartition %d offsets, the model %d\n got %v\nwant %v", q, key, from, to, len(res.Offsets), len(want), res.Offsets, want)
+		}
+		var chunks [][]int64
+		sres, err := ix.LookupStream(ctx, l, p, key, from, to, func(offs []int64) error {
+			if len(offs) == 0 {
+				t.Fatal("an empty chunk")
+			}
+			chunks = append(chunks, offs)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cat := slices.Concat(chunks...)
+		if !slices.Equal(cat, want) || !slices.Equal(sres.Offsets, want) {
+			t.Fatalf("q%d %s [%d, %d): streamed %d chunks of %d offsets (result %d), the model %d\n got %v\nwant %v", q, key, from, to, len(chunks), len(cat), len(sres.Offsets), len(want), cat, want)
+		}
+		if sres.Indexed != res.Indexed || sres.End != res.End || sres.Seeks != res.Seeks || sres.ScannedBatches != res.ScannedBatches {
+			t.Fatalf("q%d: stream result %+v, lookup %+v", q, sres, res)
+		}
+		if len(chunks) > 1 {
+			streamed++
+		}
+		if res.ScannedBatches > 0 && res.Indexed < res.End {
+			suffix++
+		}
+		// ReadPartition reads exactly the answer's batches, in order, once each.
+		var read []int64
+		rres, err := ix.ReadPartition(ctx, l, p, key, from, to, func(b *segment.Batch) error {
+			read = append(read, b.BaseOffset)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(read, want) && !(len(read) == 0 && len(want) == 0) {
+			t.Fatalf("q%d %s: ReadPartition read %d batches, want %d\n got %v\nwant %v", q, key, len(read), len(want), read, want)
+		}
+		if !slices.Equal(rres.Offsets, res.Offsets) {
+			t.Fatalf("q%d: ReadPartition's result differs from LookupPartition's", q)
+		}
+		for _, c := range chunks[min(1, len(chunks)):] {
+			if dense(c) {
+				scanned++
+			}
+		}
+		// Never a miss: every batch with one of the webhook's records in the window is there.
+		truth, err := indextest.Truth(ctx, l, p, key, from, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range truth {
+			if _, ok := slices.BinarySearch(want, o); !ok {
+				t.Fatalf("q%d %s: batch %d missing", q, key, o)
+			}
+		}
+	}
+	t.Logf("120 lookups: %d streamed in several chunks, %d with a dense chunk scanned, %d with an unindexed suffix", streamed, scanned, suffix)
+	if streamed < 20 || scanned == 0 || suffix == 0 {
+		t.Fatalf("the test does not exercise what it should: %d streamed, %d scanned, %d with a suffix", streamed, scanned, suffix)
+	}
+}
+
+// TestReadPartitionStop: fn's ErrStop ends the read without an error, and nothing is read after
+// it; fn's other errors are returned.
+func TestReadPartitionStop(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	l := openLog(t, filepath.Join(dir, "log"), 1, nil)
+	defer l.Close()
+	spec := baseSpec()
+	spec.Hot = []indextest.Hot{{Key: []byte("4242424242"), Share: 0.5}}
+	if _, err := indextest.Generate(ctx, l, spec); err != nil {
+		t.Fatal(err)
+	}
+	ix := openIndex(t, Options{Dir: filepath.Join(dir, "index"), CommitRecords: 1000})
+	build(t, ix, l)
+	from, to := spec.Start.UnixMilli(), spec.Start.Add(spec.Span).UnixMilli()
+	for _, stopAt := range []int{1, 50, 400} {
+		n := 0
+		_, err := ix.ReadPartition(ctx, l, 0, spec.Hot[0].Key, from, to, func(*segment.Batch) error {
+			if n++; n == stopAt {
+				return engine.ErrStop
+			}
+			if n > stopAt {
+				t.Fatalf("read batch %d after ErrStop at %d", n, stopAt)
+			}
+			return nil
+		})
+		if err != nil || n != stopAt {
+			t.Fatalf("stop at %d: read %d, %v", stopAt, n, err)
+		}
+	}
+	boom := errors.New("boom")
+	if _, err := ix.ReadPartition(ctx, l, 0, spec.Hot[0].Key, from, to, func(*segment.Batch) error { return boom }); !errors.Is(err, boom) {
+		t.Fatalf("fn's error: %v", err)
+	}
+}
