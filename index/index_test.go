@@ -441,6 +441,13 @@ func TestIndexWebhookIDAndRuns(t *testing.T) {
 	if v, _, _ := m.Finish(true); len(v) != 1 || v[0] != 9 {
 		t.Fatalf("summary merged to %x, want 09", v)
 	}
+	// One operand, what a read of a compacted key merges, is returned as it is (not decoded and
+	// re-encoded: two runs stay two runs).
+	two := append(appendRun(nil, []int64{3, 4}), appendRun(nil, []int64{7})...)
+	m, _ = merger.Merge(entryKey(nil, 0, 0, 0), two)
+	if v, _, err := m.Finish(true); err != nil || string(v) != string(two) {
+		t.Fatalf("one operand merged to %x, %v; want %x", v, err, two)
+	}
 }
 
 func TestIndexLayoutSwitch(t *testing.T) {

@@ -177,6 +177,11 @@ func (m *valueMerger) MergeOlder(v []byte) error {
 }
 
 func (m *valueMerger) Finish(bool) ([]byte, io.Closer, error) {
+	if len(m.older)+len(m.newer) == 1 {
+		// One operand is its own merge: what every read of a compacted key sees (Pebble keeps
+		// it a merge operand), which would otherwise decode and re-encode the whole value.
+		return slices.Concat(m.older, m.newer)[0], nil, nil
+	}
 	ops := make([][]byte, 0, len(m.older)+len(m.newer))
 	for i := len(m.older) - 1; i >= 0; i-- {
 		ops = append(ops, m.older[i])
