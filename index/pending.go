@@ -1,6 +1,7 @@
 package index
 
 import (
+	"cmp"
 	"encoding/binary"
 	"slices"
 
@@ -11,24 +12,31 @@ import (
 // webhook's batch offsets (ascending) and the bucket's largest offset.
 //
 // It is shaped by what a rebuild costs (profiled: a map keyed by (bucket, webhook) and one for
-// the summaries took 13% of a rebuild's CPU, as much as everything it adds to the scan): a record
-// looks up its bucket among the few a commit spans (the last one first: neighbours share it),
-// then its webhook in that bucket's map with a uint64 key (the runtime's fast path), and appends
-// to a list found by index, so the map is written once per key and commit. Buckets, maps and
-// lists are kept across commits, so a builder in its steady state does not allocate.
+// the summaries took 13% of a rebuild's CPU, as much as everything else it adds to the scan,
+// most of it cache misses): a record looks up its bucket among the few a commit spans (the last
+// one first: neighbours share it), then its webhook's slot in that bucket's map with a uint64
+// key (the runtime's fast path), checks the slot's last offset (a batch's records of one
+// webhook are one entry) and appends (slot, offset) to the bucket's log, which is sequential
+// memory; a commit groups the log by slot with a counting sort. Maps and slices are kept across
+// commits, so a builder in its steady state does not allocate.
 type pending struct {
 	active []*bucketPending // the buckets with entries, in no order
 	free   []*bucketPending // emptied ones, for reuse
 	cur    *bucketPending   // the bucket of the last record
-	keys   []uint64         // a commit's sorted webhooks of one bucket
+	// A commit's scratch: slot order, each slot's start in out, the log grouped by slot.
+	order []int32
+	start []int32
+	out   []int64
 }
 
 type bucketPending struct {
-	bucket uint32
-	hi     int64            // the largest offset pending in the bucket
-	slot   map[uint64]int32 // webhook → its index in lists
-	lists  [][]int64        // the webhooks' offsets; lists[len:cap] are old lists to reuse
-	n      int32            // lists in use
+	bucket   uint32
+	hi       int64            // the largest offset pending in the bucket
+	slot     map[uint64]int32 // webhook → its slot
+	webhooks []uint64         // by slot
+	last     []int64          // by slot: the last offset logged
+	logSlot  []int32          // the log, in the order added (offsets ascend per slot)
+	logOff   []int64
 }
 
 func (pd *pending) empty() bool { return len(pd.active) == 0 }
@@ -40,21 +48,19 @@ func (pd *pending) add(bucket uint32, webhook uint64, offset int64) {
 		pd.cur = b
 	}
 	i, ok := b.slot[webhook]
-	if !ok {
-		i = b.n
-		b.n++
+	switch {
+	case !ok:
+		i = int32(len(b.webhooks))
 		b.slot[webhook] = i
-		if int(i) < len(b.lists) {
-			b.lists[i] = b.lists[i][:0]
-		} else {
-			b.lists = append(b.lists, make([]int64, 0, 4))
-		}
-	}
-	l := b.lists[i]
-	if n := len(l); n > 0 && l[n-1] == offset {
+		b.webhooks = append(b.webhooks, webhook)
+		b.last = append(b.last, offset)
+	case b.last[i] == offset:
 		return // another record of the webhook in the same batch and bucket
+	default:
+		b.last[i] = offset
 	}
-	b.lists[i] = append(l, offset)
+	b.logSlot = append(b.logSlot, i)
+	b.logOff = append(b.logOff, offset)
 	b.hi = max(b.hi, offset)
 }
 
@@ -70,7 +76,7 @@ func (pd *pending) bucketOf(bucket uint32) *bucketPending {
 	} else {
 		b = &bucketPending{slot: map[uint64]int32{}}
 	}
-	b.bucket, b.hi, b.n = bucket, -1, 0
+	b.bucket, b.hi = bucket, -1
 	pd.active = append(pd.active, b)
 	return b
 }
@@ -78,17 +84,34 @@ func (pd *pending) bucketOf(bucket uint32) *bucketPending {
 // write adds one Merge per pending key, in key order, and the buckets' summaries to batch; buf
 // is scratch for the values, returned for reuse.
 func (pd *pending) write(batch *pebble.Batch, p int32, buf []byte) ([]byte, error) {
-	slices.SortFunc(pd.active, func(a, b *bucketPending) int { return cmpU(uint64(a.bucket), uint64(b.bucket)) })
+	slices.SortFunc(pd.active, func(a, b *bucketPending) int { return cmp.Compare(a.bucket, b.bucket) })
 	key := make([]byte, 0, entryKeyLen)
 	for _, b := range pd.active {
-		pd.keys = pd.keys[:0]
-		for wh := range b.slot {
-			pd.keys = append(pd.keys, wh)
+		n := len(b.webhooks)
+		// Group the log by slot: count, prefix sums, scatter (offsets stay ascending per slot).
+		pd.start = slices.Grow(pd.start[:0], n+1)[:n+1]
+		clear(pd.start)
+		for _, s := range b.logSlot {
+			pd.start[s+1]++
 		}
-		slices.Sort(pd.keys)
-		for _, wh := range pd.keys {
-			key = entryKey(key[:0], p, b.bucket, wh)
-			buf = appendRun(buf[:0], b.lists[b.slot[wh]])
+		for i := 1; i <= n; i++ {
+			pd.start[i] += pd.start[i-1]
+		}
+		pd.out = slices.Grow(pd.out[:0], len(b.logOff))[:len(b.logOff)]
+		pd.order = slices.Grow(pd.order[:0], n)[:n]
+		fill := pd.order // the next position of each slot, then the slots' order
+		copy(fill, pd.start[:n])
+		for k, s := range b.logSlot {
+			pd.out[fill[s]] = b.logOff[k]
+			fill[s]++
+		}
+		for i := range pd.order {
+			pd.order[i] = int32(i)
+		}
+		slices.SortFunc(pd.order, func(x, y int32) int { return cmp.Compare(b.webhooks[x], b.webhooks[y]) })
+		for _, s := range pd.order {
+			key = entryKey(key[:0], p, b.bucket, b.webhooks[s])
+			buf = appendRun(buf[:0], pd.out[pd.start[s]:pd.start[s+1]])
 			if err := batch.Merge(key, buf, nil); err != nil {
 				return buf, err
 			}
@@ -104,7 +127,7 @@ func (pd *pending) write(batch *pebble.Batch, p int32, buf []byte) ([]byte, erro
 func (pd *pending) reset() {
 	for _, b := range pd.active {
 		clear(b.slot)
-		b.n = 0
+		b.webhooks, b.last, b.logSlot, b.logOff = b.webhooks[:0], b.last[:0], b.logSlot[:0], b.logOff[:0]
 		pd.free = append(pd.free, b)
 	}
 	pd.active = pd.active[:0]
