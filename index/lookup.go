@@ -66,17 +66,12 @@ func (ix *Index) lookupPartition(ctx context.Context, src engine.Source, p int32
 	if from >= to {
 		return lk.res, nil
 	}
-	// The checkpoint is read before the entries: entries committed after it only duplicate
-	// what the suffix scan finds, while the reverse order could skip a commit made in between.
-	cp, _, err := ix.Checkpoint(p)
-	if err != nil {
-		return lk.res, err
-	}
-	lk.res.Indexed = cp
 	wh := WebhookID(webhook)
 	lo, hi := ix.Bucket(from), ix.Bucket(to-1)
 	// A streaming lookup needs the bounds and the first frontier before it hands anything over:
-	// they are asked for beside the first seek (on 2 cores, on the other one).
+	// they are asked for beside the checkpoint and the first seek (on the other core). Bounds
+	// read before the checkpoint are as good as after: the answer is then the log as it was
+	// when they were read (a checkpoint past that end only drops what was appended since).
 	type ahead struct {
 		bounds   engine.Bounds
 		frontier int64
@@ -115,6 +110,13 @@ func (ix *Index) lookupPartition(ctx context.Context, src engine.Source, p int32
 			aheadc <- a
 		}()
 	}
+	// The checkpoint is read before the entries: entries committed after it only duplicate
+	// what the suffix scan finds, while the reverse order could skip a commit made in between.
+	cp, _, err := ix.Checkpoint(p)
+	if err != nil {
+		return lk.res, err
+	}
+	lk.res.Indexed = cp
 	if hi >= lo {
 		upper := partitionEnd(prefixEntry, p)
 		if hi < math.MaxUint32 {
