@@ -270,13 +270,15 @@ func (ix *Index) BuildPartition(ctx context.Context, src engine.Source, p int32,
 	return nil
 }
 
-// scanned is one batch as the builder's scanning goroutine hands it to its aggregating one: the
-// header fields the builder keeps and each data record's bucket and webhook.
+// scanned is one batch on its way through a partition's build: a copy of it (the scanner's
+// bytes are only valid during its callback), then, once decoded, each data record's bucket and
+// webhook or the error that decoding it met.
 type scanned struct {
-	base, next int64
-	crc        uint32
-	size       int64
-	records    []scannedRecord
+	batch   segment.Batch
+	raw     []byte
+	records []scannedRecord
+	err     error
+	done    chan struct{} // a token once decoded
 }
 
 type scannedRecord struct {
@@ -284,16 +286,17 @@ type scannedRecord struct {
 	webhook uint64
 }
 
-// scanDepth is how many decoded batches may wait for the aggregating goroutine.
-const scanDepth = 16
+// scanned batches a partition's build may hold at once, per decoding goroutine.
+const scanDepthPerDecoder = 4
 
 // scan indexes partition p of src from offset from (the last indexed batch, checked first when
-// check) to the end offset in two goroutines: this one reads and decodes the batches (the bulk
-// of a rebuild's work: decompression, CRCs, records) and another aggregates them and commits, so
-// that a partition's build uses two cores, as a scan of a larger partition beside a smaller
-// one could not (profiled on the bench's data: aggregation and commits were a quarter of a
-// rebuild's CPU, on the partition's one goroutine). It returns once every batch it read is
-// aggregated (and committed when due), with the first error of either goroutine.
+// check) to the end offset. This goroutine reads the batches and copies them; GOMAXPROCS others
+// decode them (decompression, CRCs, records: the bulk of a rebuild's work) in any order, and one
+// more aggregates them in log order and commits. A plain scan decodes a partition on one core,
+// so a rebuild of a partition larger than the others used to be bound by that one core (plus
+// its aggregation and commits) while the others idled; now every partition's work spreads over
+// all of them. It returns once every batch it read is aggregated (and committed when due), with
+// the first error in log order.
 func (pb *partBuilder) scan(ctx context.Context, src engine.Source, from int64, check bool) error {
 	ix := pb.ix
 	ctx, cancel := context.WithCancel(ctx)
@@ -301,14 +304,42 @@ func (pb *partBuilder) scan(ctx context.Context, src engine.Source, from int64, 
 	// The scanning goroutine's view of where the builder is; pb is the aggregator's alone from
 	// here until it is done.
 	next, lastBase, lastCRC := pb.next, pb.lastBase, pb.lastCRC
-	work := make(chan *scanned, scanDepth)
-	free := make(chan *scanned, scanDepth+2)
-	done := make(chan error, 1)
+	decoders := runtime.GOMAXPROCS(0)
+	depth := scanDepthPerDecoder * decoders
+	decode := make(chan *scanned, depth)
+	order := make(chan *scanned, depth) // the same batches, in log order
+	free := make(chan *scanned, depth+2)
+	var wg sync.WaitGroup
+	for range decoders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var rr segment.RecordReader
+			for s := range decode {
+				s.records, s.err = s.records[:0], ctx.Err()
+				if s.err == nil && !s.batch.IsControl() {
+					if s.err = rr.Reset(&s.batch); s.err == nil {
+						for rr.Next() {
+							r := rr.Record()
+							s.records = append(s.records, scannedRecord{ix.Bucket(r.Timestamp), WebhookID(r.Key)})
+						}
+						s.err = rr.Err()
+					}
+				}
+				s.done <- struct{}{}
+			}
+		}()
+	}
+	aggregated := make(chan error, 1)
 	go func() {
 		var err error
-		for s := range work {
+		for s := range order {
+			<-s.done
 			if err == nil {
-				if err = pb.apply(s); err != nil {
+				if err = s.err; err == nil {
+					err = pb.apply(s)
+				}
+				if err != nil {
 					cancel() // the scan stops at its next batch
 				}
 			}
@@ -317,9 +348,8 @@ func (pb *partBuilder) scan(ctx context.Context, src engine.Source, from int64, 
 			default:
 			}
 		}
-		done <- err
+		aggregated <- err
 	}()
-	var rr segment.RecordReader
 	serr := src.Scan(ctx, pb.p, from, func(bt *segment.Batch) error {
 		if check {
 			check = false
@@ -333,33 +363,31 @@ func (pb *partBuilder) scan(ctx context.Context, src engine.Source, from int64, 
 		var s *scanned
 		select {
 		case s = <-free:
-			s.records = s.records[:0]
 		default:
-			s = &scanned{}
+			s = &scanned{done: make(chan struct{}, 1)}
 		}
-		s.base, s.next, s.crc, s.size = bt.BaseOffset, bt.NextOffset(), bt.CRC, bt.Size()
-		if !bt.IsControl() {
-			if err := rr.Reset(bt); err != nil {
-				return err
-			}
-			for rr.Next() {
-				r := rr.Record()
-				s.records = append(s.records, scannedRecord{ix.Bucket(r.Timestamp), WebhookID(r.Key)})
-			}
-			if err := rr.Err(); err != nil {
-				return err
-			}
-		}
+		s.raw = append(s.raw[:0], bt.Raw...)
+		s.batch = *bt
+		s.batch.Raw = s.raw
 		next = bt.NextOffset()
-		select {
-		case work <- s:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
+		// order first: the aggregator waits for each batch's decoding in log order.
+		for _, c := range []chan *scanned{order, decode} {
+			select {
+			case c <- s:
+			case <-ctx.Done():
+				if c == decode {
+					s.err = ctx.Err()
+					s.done <- struct{}{}
+				}
+				return ctx.Err()
+			}
 		}
+		return nil
 	})
-	close(work)
-	if err := <-done; err != nil {
+	close(decode)
+	close(order)
+	wg.Wait()
+	if err := <-aggregated; err != nil {
 		return err // the scan's error is then only the cancellation
 	}
 	return serr
@@ -367,13 +395,14 @@ func (pb *partBuilder) scan(ctx context.Context, src engine.Source, from int64, 
 
 // apply aggregates one scanned batch and commits when CommitRecords or CommitInterval say so.
 func (pb *partBuilder) apply(s *scanned) error {
-	pb.prog.End = max(pb.prog.End, s.next)
+	b := &s.batch
+	pb.prog.End = max(pb.prog.End, b.NextOffset())
 	for _, r := range s.records {
-		pb.add(r.bucket, r.webhook, s.base)
+		pb.add(r.bucket, r.webhook, b.BaseOffset)
 	}
-	pb.next = s.next
-	pb.lastBase, pb.lastCRC, pb.haveLast = s.base, s.crc, true
-	pb.pendByte += s.size
+	pb.next = b.NextOffset()
+	pb.lastBase, pb.lastCRC, pb.haveLast = b.BaseOffset, b.CRC, true
+	pb.pendByte += b.Size()
 	if pb.records >= pb.ix.opts.CommitRecords || time.Since(pb.lastSync) >= pb.ix.opts.CommitInterval {
 		return pb.commit()
 	}

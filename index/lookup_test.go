@@ -3,8 +3,10 @@ package index
 import (
 	"errors"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -194,5 +196,65 @@ func TestReadPartitionStop(t *testing.T) {
 	boom := errors.New("boom")
 	if _, err := ix.ReadPartition(ctx, l, 0, spec.Hot[0].Key, from, to, func(*segment.Batch) error { return boom }); !errors.Is(err, boom) {
 		t.Fatalf("fn's error: %v", err)
+	}
+}
+
+// TestBuildCorruptBatch: a batch that does not decode (a flipped byte: its CRC fails) ends the
+// build with a corruption error after the batches before it were aggregated in order, committed
+// up to a checkpoint at or below it, and nothing at or past it indexed; the same on every run
+// (the batches are decoded on several goroutines and aggregated in log order).
+func TestBuildCorruptBatch(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	l := openLog(t, filepath.Join(dir, "log"), 1, nil)
+	spec := baseSpec()
+	if _, err := indextest.Generate(ctx, l, spec); err != nil {
+		t.Fatal(err)
+	}
+	var batches []segment.Batch
+	if err := l.Scan(ctx, 0, 0, func(b *segment.Batch) error {
+		c := *b
+		c.Raw = nil
+		batches = append(batches, c)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	bad := batches[len(batches)*2/3]
+	f, err := os.OpenFile(bad.File, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var one [1]byte
+	pos := bad.Pos + segment.BatchHeaderSize + 10
+	if _, err := f.ReadAt(one[:], pos); err != nil {
+		t.Fatal(err)
+	}
+	one[0] ^= 0xff
+	if _, err := f.WriteAt(one[:], pos); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	src, err := engine.OpenDir(engine.DirOptions{Dir: filepath.Join(dir, "log")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	for run := range 3 {
+		ix := openIndex(t, Options{Dir: filepath.Join(dir, "index"+strconv.Itoa(run)), CommitRecords: 500})
+		err := ix.Build(ctx, src, BuildOptions{})
+		if !segment.IsCorruption(err) {
+			t.Fatalf("run %d: build over a corrupt batch: %v", run, err)
+		}
+		cp, ok, err := ix.Checkpoint(0)
+		if err != nil || !ok || cp > bad.BaseOffset || cp < bad.BaseOffset-2000 {
+			t.Fatalf("run %d: checkpoint %d (%v, %v), the corrupt batch at %d", run, cp, ok, err, bad.BaseOffset)
+		}
+		if err := ix.Check(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
