@@ -153,6 +153,7 @@ type partBuilder struct {
 	lastBase int64
 	lastCRC  uint32
 	haveLast bool
+	decoders int // goroutines decoding the partition's batches in scan
 }
 
 // BuildPartition indexes partition p of src from its checkpoint to the end offset (and on, if
@@ -172,7 +173,12 @@ func (ix *Index) BuildPartition(ctx context.Context, src engine.Source, p int32,
 	if err != nil {
 		return err
 	}
-	pb := &partBuilder{ix: ix, p: p, progress: progress, next: cp, lastSync: time.Now()}
+	pb := &partBuilder{ix: ix, p: p, progress: progress, next: cp, lastSync: time.Now(), decoders: 1}
+	if !follow {
+		// A following build runs a goroutine per partition, which together use the cores and
+		// mostly wait; a one-off build of a partition spreads it over them (see scan).
+		pb.decoders = min(runtime.GOMAXPROCS(0), maxDecoders)
+	}
 	if pb.lastBase, pb.lastCRC, pb.haveLast, err = ix.lastBatch(p); err != nil {
 		return err
 	}
@@ -286,11 +292,16 @@ type scannedRecord struct {
 	webhook uint64
 }
 
-// scanned batches a partition's build may hold at once, per decoding goroutine.
-const scanDepthPerDecoder = 4
+// scanDepthPerDecoder is how many scanned batches a partition's build may hold at once, per
+// decoding goroutine; maxDecoders bounds those goroutines per partition (and with them what a
+// build holds in memory: a copied batch per slot, a decompression buffer per decoder).
+const (
+	scanDepthPerDecoder = 2
+	maxDecoders         = 8
+)
 
 // scan indexes partition p of src from offset from (the last indexed batch, checked first when
-// check) to the end offset. This goroutine reads the batches and copies them; GOMAXPROCS others
+// check) to the end offset. This goroutine reads the batches and copies them; pb.decoders others
 // decode them (decompression, CRCs, records: the bulk of a rebuild's work) in any order, and one
 // more aggregates them in log order and commits. A plain scan decodes a partition on one core,
 // so a rebuild of a partition larger than the others used to be bound by that one core (plus
@@ -304,8 +315,8 @@ func (pb *partBuilder) scan(ctx context.Context, src engine.Source, from int64, 
 	// The scanning goroutine's view of where the builder is; pb is the aggregator's alone from
 	// here until it is done.
 	next, lastBase, lastCRC := pb.next, pb.lastBase, pb.lastCRC
-	decoders := runtime.GOMAXPROCS(0)
-	depth := scanDepthPerDecoder * decoders
+	decoders := pb.decoders
+	depth := scanDepthPerDecoder*decoders + 2
 	decode := make(chan *scanned, depth)
 	order := make(chan *scanned, depth) // the same batches, in log order
 	free := make(chan *scanned, depth+2)
