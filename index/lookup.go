@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -69,46 +70,29 @@ func (ix *Index) lookupPartition(ctx context.Context, src engine.Source, p int32
 	wh := WebhookID(webhook)
 	lo, hi := ix.Bucket(from), ix.Bucket(to-1)
 	// A streaming lookup needs the bounds and the first frontier before it hands anything over:
-	// they are asked for beside the checkpoint and the first seek (on the other core). Bounds
-	// read before the checkpoint are as good as after: the answer is then the log as it was
-	// when they were read (a checkpoint past that end only drops what was appended since).
-	type ahead struct {
-		bounds   engine.Bounds
-		frontier int64
-		err      error
-	}
-	var aheadc chan ahead
-	// takeAhead waits for the ahead answer once; every return waits for it, so that nothing
-	// reads the source after the lookup returned.
-	took := false
-	takeAhead := func() ahead {
-		took = true
-		return <-aheadc
-	}
+	// they are asked for beside the checkpoint and the first seek (on the other core), each by
+	// a goroutine that the lookup does the work of itself if it has not started by the time
+	// the lookup needs it (on a loaded machine a goroutine can wait milliseconds for a core).
+	// Bounds read before the checkpoint are as good as after: the answer is then the log as it
+	// was when they were read (a checkpoint past that end only drops what was appended since).
+	var (
+		bounds     engine.Bounds
+		berr, ferr error
+		first      = int64(math.MaxInt64)
+	)
+	boundsTask := &sideTask{run: func() { bounds, berr = src.Bounds(ctx, p) }}
+	frontierTask := &sideTask{run: func() {
+		if lo < hi {
+			first, ferr = frontier(ctx, src, p, ix.BucketTime(lo+1))
+		}
+	}}
 	frontiers := 0
 	if emit != nil {
-		aheadc = make(chan ahead, 1)
-		defer func() {
-			if !took {
-				<-aheadc
-			}
-		}()
-		go func() {
-			var a ahead
-			var ferr error
-			a.frontier = math.MaxInt64
-			fdone := make(chan struct{})
-			go func() {
-				defer close(fdone)
-				if lo < hi {
-					a.frontier, ferr = frontier(ctx, src, p, ix.BucketTime(lo+1))
-				}
-			}()
-			a.bounds, a.err = src.Bounds(ctx, p)
-			<-fdone
-			a.err = errors.Join(a.err, ferr)
-			aheadc <- a
-		}()
+		boundsTask.start()
+		frontierTask.start()
+		// Nothing reads the source after the lookup returned.
+		defer boundsTask.drain()
+		defer frontierTask.drain()
 	}
 	// The checkpoint is read before the entries: entries committed after it only duplicate
 	// what the suffix scan finds, while the reverse order could skip a commit made in between.
@@ -154,13 +138,14 @@ func (ix *Index) lookupPartition(ctx context.Context, src engine.Source, p int32
 			if emit != nil && frontiers < streamFrontiers && len(lk.pend) > 0 {
 				var f int64
 				if frontiers == 0 {
-					a := takeAhead()
-					if a.err != nil {
+					boundsTask.take()
+					frontierTask.take()
+					if err := errors.Join(berr, ferr); err != nil {
 						it.Close()
-						return lk.res, a.err
+						return lk.res, err
 					}
-					lk.setBounds(a.bounds, cp)
-					f = a.frontier
+					lk.setBounds(bounds, cp)
+					f = first
 				} else if f, err = frontier(ctx, src, p, ix.BucketTime(b+1)); err != nil {
 					it.Close()
 					return lk.res, err
@@ -177,15 +162,9 @@ func (ix *Index) lookupPartition(ctx context.Context, src engine.Source, p int32
 		}
 	}
 	if !lk.known {
-		var bounds engine.Bounds
-		if aheadc != nil {
-			a := takeAhead()
-			bounds, err = a.bounds, a.err
-		} else {
-			bounds, err = src.Bounds(ctx, p)
-		}
-		if err != nil {
-			return lk.res, err
+		boundsTask.take()
+		if berr != nil {
+			return lk.res, berr
 		}
 		lk.setBounds(bounds, cp)
 	}
@@ -224,6 +203,42 @@ func (ix *Index) lookupPartition(ctx context.Context, src engine.Source, p int32
 		}
 	}
 	return lk.res, nil
+}
+
+// sideTask is work a lookup may hand to another goroutine: whoever claims it first runs it.
+type sideTask struct {
+	run   func()
+	state atomic.Int32 // 0 unclaimed, 1 the goroutine's, 2 the lookup's
+	done  chan struct{}
+}
+
+// start offers the task to a goroutine of its own.
+func (t *sideTask) start() {
+	t.done = make(chan struct{})
+	go func() {
+		if t.state.CompareAndSwap(0, 1) {
+			t.run()
+			close(t.done)
+		}
+	}()
+}
+
+// take returns once the task has run, running it here unless a goroutine has claimed it.
+func (t *sideTask) take() {
+	switch {
+	case t.state.CompareAndSwap(0, 2):
+		t.run()
+	case t.state.Load() == 1:
+		<-t.done
+	}
+}
+
+// drain returns once a goroutine that claimed the task is done with it; an unclaimed task is
+// claimed, so that it never runs.
+func (t *sideTask) drain() {
+	if !t.state.CompareAndSwap(0, 2) && t.state.Load() == 1 {
+		<-t.done
+	}
 }
 
 // frontier is the first offset of partition p whose record has a timestamp at or after ts, or
