@@ -101,7 +101,7 @@ new leases, running jobs checkpoint and are released for another instance, then 
 	f.StringVar(&c.MetricsListen, "metrics-listen", "", "serve /metrics on this address instead of on --listen (which then answers it 404); empty: on --listen")
 	f.StringVar(&c.MySQLDSN, "mysql-dsn", "", "MySQL/MariaDB data source name for the job and app stores (default: embedded stores under --data)")
 	f.IntVar(&c.Workers, "workers", 4, "replay jobs run at once by this instance")
-	f.IntVar(&c.MaxInFlight, "max-in-flight", worker.DefaultMaxInFlight, "most deliveries of one job in flight at once: the window adapts to the webhook below it (grows while deliveries succeed at once, halves on 429, 5xx, timeouts), and no delivery runs more than this many events ahead of the oldest one not yet settled")
+	f.IntVar(&c.MaxInFlight, "max-in-flight", worker.DefaultMaxInFlight, "most deliveries of one job in flight at once: the window adapts to the webhook below it (grows while deliveries succeed at once, halves on 429, 5xx, timeouts), and no delivery runs 4 times this many events or more ahead of the oldest one not yet settled")
 	f.IntVar(&c.MaxJobsPerApp, "max-jobs-per-app", 3, "most jobs of one app running at once across all instances sharing the job store, so one app cannot take every worker while another waits (a fleet raises it: instances × workers − 1, say); 0 for no cap")
 	f.DurationVar(&c.MaxOutage, "max-outage", worker.DefaultMaxOutage, "how long a job stays paused while its webhook is down (5xx, 429, timeouts, refused connections) before it ends INCOMPLETE saying since when; the replay_job_status event is retried as long")
 	f.BoolVar(&c.StrictOrder, "strict-order", false, "deliver each job's events one at a time, in log order (as --max-in-flight 1)")
