@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -89,8 +90,11 @@ type Config struct {
 	PlotDir string          // where plots go
 	TempDir string          // where data sets go (removed afterwards)
 	MySQL   string          // base DSN, without a database
-	Command string          // the command line, for the report
-	Log     *slog.Logger
+	// ProfileDir, if set, receives CPU profiles of the processes the delivery benchmark starts
+	// (its sinks, the large replay's replayd) and of this one (bench.pprof).
+	ProfileDir string
+	Command    string // the command line, for the report
+	Log        *slog.Logger
 
 	idx     *indexData // the replay and build data set, made once
 	cleanup []func()
@@ -172,6 +176,7 @@ func runSuite(ctx context.Context, c *Config) ([]*Report, error) {
 }
 
 func main() {
+	runChildIfAsked()
 	// The one signal context of the command: SIGINT or SIGTERM cancels cmd.Context().
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRootCommand().ExecuteContext(ctx)
@@ -188,6 +193,7 @@ func newRootCommand() *cobra.Command {
 		out, only string
 		runs      int
 		mysqlDSN  string
+		profile   string
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -201,7 +207,21 @@ saying so, without them): the index and targeted fetches vs the seed's consumer.
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c := &Config{Sizes: FullSizes(), Quick: quick, Runs: runs, MySQL: mysqlDSN}
+			c := &Config{Sizes: FullSizes(), Quick: quick, Runs: runs, MySQL: mysqlDSN, ProfileDir: profile}
+			if profile != "" {
+				if err := os.MkdirAll(profile, 0o755); err != nil {
+					return err
+				}
+				f, err := os.Create(filepath.Join(profile, "bench.pprof"))
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			if quick {
 				c.Sizes = QuickSizes()
 			}
@@ -236,6 +256,7 @@ saying so, without them): the index and targeted fetches vs the seed's consumer.
 	f.StringVar(&out, "out", "", "write BENCH.md and plots/ into this directory (default: BENCH.md at the repository root and bench/plots/)")
 	f.StringVar(&only, "only", "", "comma-separated benchmarks to run: replay,scan,build,dedup,lease,delivery,kafka,twodc (default all)")
 	f.IntVar(&runs, "runs", 5, "samples per variant")
+	f.StringVar(&profile, "cpuprofile", "", "write CPU profiles into this directory: bench.pprof of this process (the delivery benchmark's replayds and bare client run in it), sink-*.pprof of its sinks, serve-*.pprof of the large replay's replayds")
 	f.StringVar(&mysqlDSN, "mysql-dsn", "", "MariaDB/MySQL DSN without a database (default $REPLAY_TEST_MYSQL_DSN or root@tcp(127.0.0.1:3306)/)")
 	f.StringVar(&mysqlDSN, "mysql", "", "")
 	f.MarkDeprecated("mysql", "use --mysql-dsn")
