@@ -45,6 +45,8 @@ type Sizes struct {
 	LeaseTimeout time.Duration
 	// delivery: events of the replayed webhook.
 	DeliveryEvents int
+	// large: events of the large replay's webhook (over 5 days; a quarter of them replayed too).
+	LargeEvents int
 	// twodc: unique events of the replayed webhook (three times as many of others beside).
 	TwoDCEvents int
 	// kafka: events of the data set copied into the real broker (replay's, smaller); records of
@@ -60,8 +62,8 @@ func FullSizes() Sizes {
 		ScanCodecs:    []segment.Codec{segment.CodecNone, segment.CodecSnappy, segment.CodecLZ4, segment.CodecZstd, segment.CodecGzip},
 		DedupDistinct: 1_000_000, DedupTrace: 2_000_000, DedupCapacity: 1 << 20,
 		LeaseJobs: 5000, LeaseTimeout: time.Second,
-		DeliveryEvents: 10_000,
-		KafkaEvents:    400_000, KafkaScanRecords: 100_000,
+		DeliveryEvents: 10_000, LargeEvents: 1_000_000,
+		KafkaEvents: 400_000, KafkaScanRecords: 100_000,
 		TwoDCEvents: 50_000,
 	}
 }
@@ -74,8 +76,8 @@ func QuickSizes() Sizes {
 		ScanCodecs:    []segment.Codec{segment.CodecSnappy},
 		DedupDistinct: 100_000, DedupTrace: 200_000, DedupCapacity: 1 << 17,
 		LeaseJobs: 200, LeaseTimeout: 200 * time.Millisecond,
-		DeliveryEvents: 1000,
-		KafkaEvents:    20_000, KafkaScanRecords: 10_000,
+		DeliveryEvents: 1000, LargeEvents: 20_000,
+		KafkaEvents: 20_000, KafkaScanRecords: 10_000,
 		TwoDCEvents: 2000,
 	}
 }
@@ -113,6 +115,7 @@ var benchmarks = []benchmark{
 	{"dedup", runDedup},
 	{"lease", runLease},
 	{"delivery", runDelivery},
+	{"large", runLarge},
 	{"kafka", runKafka},
 	{"twodc", runTwoDC},
 }
@@ -254,7 +257,7 @@ saying so, without them): the index and targeted fetches vs the seed's consumer.
 	f := cmd.Flags()
 	f.BoolVar(&quick, "quick", false, "run a small version of every benchmark (under a minute)")
 	f.StringVar(&out, "out", "", "write BENCH.md and plots/ into this directory (default: BENCH.md at the repository root and bench/plots/)")
-	f.StringVar(&only, "only", "", "comma-separated benchmarks to run: replay,scan,build,dedup,lease,delivery,kafka,twodc (default all)")
+	f.StringVar(&only, "only", "", "comma-separated benchmarks to run: replay,scan,build,dedup,lease,delivery,large,kafka,twodc (default all)")
 	f.IntVar(&runs, "runs", 5, "samples per variant")
 	f.StringVar(&profile, "cpuprofile", "", "write CPU profiles into this directory: bench.pprof of this process (the delivery benchmark's replayds and bare client run in it), sink-*.pprof of its sinks, serve-*.pprof of the large replay's replayds")
 	f.StringVar(&mysqlDSN, "mysql-dsn", "", "MariaDB/MySQL DSN without a database (default $REPLAY_TEST_MYSQL_DSN or root@tcp(127.0.0.1:3306)/)")
