@@ -320,11 +320,18 @@ func (s *remoteSink) count(ctx context.Context) (int, error) {
 	return n, err
 }
 
-// times are the answer times from the from-th on.
-func (s *remoteSink) times(ctx context.Context, from int) ([]time.Time, error) {
+// times are the answer times from the from-th on, once there are at least want of them: the
+// sink notes a time after its handler returns, so the job's status can be seen (waitJob) a
+// moment before the status event's answer is noted.
+func (s *remoteSink) times(ctx context.Context, from, want int) ([]time.Time, error) {
 	var at []int64
-	if err := callJSON(ctx, http.MethodGet, s.base+"/_bench/times?from="+strconv.Itoa(from), nil, &at); err != nil {
-		return nil, err
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if err := callJSON(ctx, http.MethodGet, s.base+"/_bench/times?from="+strconv.Itoa(from), nil, &at); err != nil {
+			return nil, err
+		}
+		if len(at) >= want || time.Now().After(deadline) {
+			break
+		}
 	}
 	ts := make([]time.Time, len(at))
 	for i, n := range at {

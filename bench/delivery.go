@@ -205,7 +205,7 @@ func (e *deliveryEnv) replayJob(ctx context.Context, latency time.Duration) (job
 	if js.State != "Complete" {
 		return jobRun{}, fmt.Errorf("job %s: %s: %s", created.JobID, js.State, js.Description)
 	}
-	at, err := e.sink.times(ctx, n0)
+	at, err := e.sink.times(ctx, n0, int(js.Deliveries)+1)
 	if err != nil {
 		return jobRun{}, err
 	}
@@ -297,7 +297,7 @@ func bareClient(ctx context.Context, s *remoteSink, bodies [][]byte, sigs []stri
 		return jobRun{}, err
 	}
 	run.cpu, run.sinkCPU = perEvent(cpu, run.events), perEvent(sink1-sink0, run.events)
-	at, err := s.times(ctx, n0)
+	at, err := s.times(ctx, n0, len(bodies))
 	if err != nil {
 		return jobRun{}, err
 	}

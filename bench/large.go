@@ -173,7 +173,7 @@ func replayLarge(ctx context.Context, d *largeData, sink *remoteSink, from, to t
 	if js.State != "Complete" || int(js.Deliveries) != want {
 		return largeRun{}, fmt.Errorf("job %s: %s (%s), %d of %d events at the sink", created.JobID, js.State, js.Description, js.Deliveries, want)
 	}
-	at, err := sink.times(ctx, n0)
+	at, err := sink.times(ctx, n0, want+1)
 	if err != nil {
 		return largeRun{}, err
 	}
@@ -215,16 +215,17 @@ func runLarge(ctx context.Context, c *Config) (*Report, error) {
 		"binary re-executed, running `server.New` with `replayd serve`'s defaults — 4 workers, the 512-event window, "+
 		"the dedup cache — but the per-webhook limit lifted: at the default 2500 events/s the whole window takes %.0f s "+
 		"whatever the replayd does) to a sink in another process answering after %v: **whole** = the 5 days (%d "+
-		"events), **quarter** = their first quarter (%d events, another fresh replayd). **peak RSS** = the replayd's "+
+		"events), **quarter** = their first quarter (%d events, another fresh replayd), side by side in one case: "+
+		"the ratio of their peaks is 1 when memory does not grow with the window. **peak RSS** = the replayd's "+
 		"VmHWM after the status event; **idle RSS** = the same before the request. One sample each (a full-size job "+
 		"takes about a minute), whatever --runs says.",
 		d.events, float64(d.logBytes)/float64(d.events), d.from.Format(time.DateTime), d.to.Format(time.DateTime),
 		d.made.Round(100*time.Millisecond), float64(d.events)/2500, largeLatency, d.events, d.inMid)
+	cse := fmt.Sprintf("events=%d", d.events)
 	for _, v := range []struct {
 		name string
 		r    largeRun
 	}{{"quarter", small}, {"whole", whole}} {
-		cse := fmt.Sprintf("events=%d", v.r.events)
 		rep.add(cse, v.name, "events/s", "events/s", true, v.r.rate())
 		rep.add(cse, v.name, "events/s past ramp-up", "events/s", true, v.r.steady)
 		rep.add(cse, v.name, "time to first event", "ms", false, ms(v.r.first))
@@ -232,6 +233,8 @@ func runLarge(ctx context.Context, c *Config) (*Report, error) {
 		rep.add(cse, v.name, "idle RSS", "MiB", false, float64(v.r.idleRSS)/(1<<20))
 		rep.add(cse, v.name, "replayd CPU per event", "µs", false, us(v.r.cpu))
 	}
+	// quarter's ÷ whole's: 1 when the peak does not grow with the window.
+	rep.compare(cse, "whole", "quarter", "peak RSS")
 	peak, quarter := float64(whole.peakRSS)/(1<<20), float64(small.peakRSS)/(1<<20)
 	rep.target(peak < 256, fmt.Sprintf("large replay (%d events over 5 days at 20 ms): the replayd's peak RSS < 256 MiB", d.events),
 		"%.1f MiB peak (%.1f idle); %.0f events/s, first event after %.0f ms", peak, float64(whole.idleRSS)/(1<<20), whole.rate(), ms(whole.first))
