@@ -45,7 +45,8 @@ func Open(ctx context.Context, opts Options) (*Driver, error) {
 const jobColumns = `id, app_id, webhook_id, kafka_partition, from_ms, to_ms, state, reason,
   created_at, updated_at, started_at, finished_at, lease_owner, fencing_token, heartbeat_at,
   lease_expires_at, lease_timeout_us, checkpoint, events_read, events_delivered,
-  duplicates_dropped, events_failed, first_undelivered_ms, batches_unreadable, topic_progress`
+  duplicates_dropped, events_failed, first_undelivered_ms, batches_unreadable, topic_progress,
+  status_event, events_redelivered`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -57,11 +58,13 @@ func scanJob(s scanner) (*job.Job, error) {
 		timeoutUS                             int64
 		firstUndelivered                      sql.NullInt64
 		topics                                []byte
+		statusEvent                           string
 	)
 	err := s.Scan(&j.ID, &j.AppID, &j.WebhookID, &j.Partition, &j.FromMs, &j.ToMs, &state, &j.Reason,
 		&j.CreatedAt, &j.UpdatedAt, &started, &finished, &j.LeaseOwner, &j.FencingToken, &heartbeat,
 		&expires, &timeoutUS, &j.Checkpoint, &j.Counters.Read, &j.Counters.Delivered,
-		&j.Counters.DuplicatesDropped, &j.Counters.Failed, &firstUndelivered, &j.Counters.Unreadable, &topics)
+		&j.Counters.DuplicatesDropped, &j.Counters.Failed, &firstUndelivered, &j.Counters.Unreadable, &topics,
+		&statusEvent, &j.Counters.Redelivered)
 	if err != nil {
 		return nil, err
 	}
@@ -70,6 +73,9 @@ func scanJob(s scanner) (*job.Job, error) {
 	}
 	if j.State, err = job.ParseState(state); err != nil {
 		return nil, err
+	}
+	if j.StatusEvent, err = job.ParseStatusEvent(statusEvent); err != nil {
+		return nil, fmt.Errorf("job %d: %w", j.ID, err)
 	}
 	j.StartedAt, j.FinishedAt, j.HeartbeatAt, j.LeaseExpiresAt = started.Time, finished.Time, heartbeat.Time, expires.Time
 	j.LeaseTimeout = time.Duration(timeoutUS) * time.Microsecond
@@ -227,13 +233,25 @@ func progressSet(pr *job.Progress) (string, []any) {
 		fu = *pr.FirstUndeliveredMs
 	}
 	set := `, checkpoint = ?, events_read = ?, events_delivered = ?, duplicates_dropped = ?,
-  events_failed = ?, first_undelivered_ms = ?, batches_unreadable = ?`
-	args := []any{pr.Checkpoint, pr.Counters.Read, pr.Counters.Delivered, pr.Counters.DuplicatesDropped, pr.Counters.Failed, fu, pr.Counters.Unreadable}
+  events_failed = ?, first_undelivered_ms = ?, batches_unreadable = ?, events_redelivered = ?`
+	args := []any{pr.Checkpoint, pr.Counters.Read, pr.Counters.Delivered, pr.Counters.DuplicatesDropped, pr.Counters.Failed, fu, pr.Counters.Unreadable, pr.Counters.Redelivered}
 	if len(pr.Topics) > 0 {
 		set += ", topic_progress = ?"
 		args = append(args, job.EncodeTopics(pr.Topics))
 	}
 	return set, args
+}
+
+// underLeaseSQL is job.Job.UnderLease: held, or finished with its status event pending.
+const underLeaseSQL = `(state IN ('STARTED', 'ONGOING') OR (state IN ('COMPLETED', 'INCOMPLETE') AND status_event = 'pending'))`
+
+// leasedWhere is the condition of a fenced write that may checkpoint pr: progress only for a job
+// still running, any job under lease otherwise.
+func leasedWhere(pr *job.Progress) string {
+	if pr != nil {
+		return ` WHERE id = ? AND fencing_token = ? AND state IN ('STARTED', 'ONGOING')`
+	}
+	return ` WHERE id = ? AND fencing_token = ? AND ` + underLeaseSQL
 }
 
 // Heartbeat implements job.Driver.
@@ -243,8 +261,7 @@ func (d *Driver) Heartbeat(ctx context.Context, p job.HeartbeatParams) error {
 	}
 	set, args := progressSet(p.Progress)
 	query := `UPDATE replay_jobs SET heartbeat_at = NOW(6),
-  lease_expires_at = NOW(6) + INTERVAL lease_timeout_us MICROSECOND, updated_at = NOW(6)` + set + `
-WHERE id = ? AND fencing_token = ? AND state IN ('STARTED', 'ONGOING')`
+  lease_expires_at = NOW(6) + INTERVAL lease_timeout_us MICROSECOND, updated_at = NOW(6)` + set + leasedWhere(p.Progress)
 	args = append(args, p.ID, p.FencingToken)
 	return d.Do(ctx, "heartbeat", func(ctx context.Context) error {
 		return d.fencedUpdate(ctx, query, args, p.ID, p.FencingToken, "heartbeat")
@@ -259,8 +276,7 @@ func (d *Driver) Release(ctx context.Context, p job.ReleaseParams) error {
 	}
 	set, args := progressSet(p.Progress)
 	query := `UPDATE replay_jobs SET fencing_token = fencing_token + 1, lease_expires_at = NOW(6),
-  updated_at = NOW(6)` + set + `
-WHERE id = ? AND fencing_token = ? AND state IN ('STARTED', 'ONGOING')`
+  updated_at = NOW(6)` + set + leasedWhere(p.Progress)
 	args = append(args, p.ID, p.FencingToken)
 	return d.Do(ctx, "release", func(ctx context.Context) error {
 		return d.fencedUpdate(ctx, query, args, p.ID, p.FencingToken, "release")
@@ -275,10 +291,16 @@ func (d *Driver) Transition(ctx context.Context, p job.TransitionParams) error {
 	set, pargs := progressSet(p.Progress)
 	args := []any{p.To.String()}
 	query := `UPDATE replay_jobs SET state = ?, updated_at = NOW(6)`
-	if p.To.Terminal() {
+	switch {
+	case p.To.Terminal() && p.StatusPending:
+		// The lease goes on for the status event (lease_due_at follows lease_expires_at, 0004).
+		query += `, finished_at = NOW(6), reason = ?, status_event = 'pending', heartbeat_at = NOW(6),
+  lease_expires_at = NOW(6) + INTERVAL lease_timeout_us MICROSECOND`
+		args = append(args, p.Reason)
+	case p.To.Terminal():
 		query += `, finished_at = NOW(6), lease_expires_at = NULL, reason = ?`
 		args = append(args, p.Reason)
-	} else {
+	default:
 		query += `, heartbeat_at = NOW(6), lease_expires_at = NOW(6) + INTERVAL lease_timeout_us MICROSECOND`
 	}
 	query += set
@@ -291,6 +313,19 @@ func (d *Driver) Transition(ctx context.Context, p job.TransitionParams) error {
 	args = append(args, p.ID, p.FencingToken)
 	return d.Do(ctx, "transition to "+p.To.String(), func(ctx context.Context) error {
 		return d.fencedUpdate(ctx, query, args, p.ID, p.FencingToken, "to "+p.To.String())
+	})
+}
+
+// SettleStatus implements job.Driver.
+func (d *Driver) SettleStatus(ctx context.Context, p job.SettleStatusParams) error {
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	query := `UPDATE replay_jobs SET status_event = ?, lease_expires_at = NULL, updated_at = NOW(6)
+WHERE id = ? AND fencing_token = ? AND state IN ('COMPLETED', 'INCOMPLETE') AND status_event = 'pending'`
+	args := []any{p.Outcome.String(), p.ID, p.FencingToken}
+	return d.Do(ctx, "settle status event", func(ctx context.Context) error {
+		return d.fencedUpdate(ctx, query, args, p.ID, p.FencingToken, "status event")
 	})
 }
 
