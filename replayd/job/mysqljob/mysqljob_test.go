@@ -73,8 +73,8 @@ func TestMigrations(t *testing.T) {
 	// The lease statement is served by idx_replay_jobs_lease alone, with and without the cap, on
 	// a table with rows and statistics (the plan of an empty table says nothing).
 	if _, err := d.DB().Exec(`INSERT INTO replay_jobs (id, app_id, webhook_id, kafka_partition, from_ms, to_ms, state, created_at, updated_at)
-  WITH RECURSIVE n (i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
-  SELECT i, 1 + i % 7, i, 0, 1, 2, 'OPEN', NOW(6), NOW(6) FROM n`); err != nil {
+  WITH RECURSIVE n (i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 44)
+  SELECT 1 + a.i * 45 + b.i, 1 + b.i % 7, 1 + a.i * 45 + b.i, 0, 1, 2, 'OPEN', NOW(6), NOW(6) FROM n AS a, n AS b`); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := d.DB().Exec("ANALYZE TABLE replay_jobs"); err != nil {
