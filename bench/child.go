@@ -55,15 +55,11 @@ func runChildIfAsked() {
 // the address it listens on as its first line of stdout.
 func runChild(role string) error {
 	if p := os.Getenv(childProfileEnv); p != "" {
-		f, err := os.Create(p)
+		stop, err := startCPUProfile(p)
 		if err != nil {
 			return err
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+		defer stop()
 	}
 	ctx := context.Background()
 	var addr string
@@ -396,4 +392,18 @@ func callJSON(ctx context.Context, method, url string, in, out any) error {
 		return nil
 	}
 	return json.Unmarshal(b, out)
+}
+
+// startCPUProfile writes this process's CPU profile to path until stop is called (the bench's
+// own and each child's, for --cpuprofile).
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }

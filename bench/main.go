@@ -18,7 +18,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -215,15 +214,11 @@ saying so, without them): the index and targeted fetches vs the seed's consumer.
 				if err := os.MkdirAll(profile, 0o755); err != nil {
 					return err
 				}
-				f, err := os.Create(filepath.Join(profile, "bench.pprof"))
+				stop, err := startCPUProfile(filepath.Join(profile, "bench.pprof"))
 				if err != nil {
 					return err
 				}
-				defer f.Close()
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return err
-				}
-				defer pprof.StopCPUProfile()
+				defer stop()
 			}
 			if quick {
 				c.Sizes = QuickSizes()

@@ -26,6 +26,20 @@ func statusEvents(t *testing.T, bodies []string, id int64) (states []string) {
 	return states
 }
 
+// leaseDying leases j as a worker about to die would: ONGOING, with a lease of 300 ms that no
+// heartbeat renews.
+func (w *world) leaseDying(t *testing.T, j *job.Job) *job.Job {
+	t.Helper()
+	dead, err := w.jobs.Lease(t.Context(), job.LeaseParams{Owner: "dead", Timeout: 300 * time.Millisecond})
+	if err != nil || dead.ID != j.ID {
+		t.Fatalf("lease: %+v, %v", dead, err)
+	}
+	if err := w.jobs.Transition(t.Context(), job.TransitionParams{ID: j.ID, FencingToken: dead.FencingToken, To: job.StateOngoing}); err != nil {
+		t.Fatal(err)
+	}
+	return dead
+}
+
 // A worker that recorded a job's end and died before its status event was delivered leaves the
 // event owed: once its lease expires another worker leases the finished job, delivers the event
 // (and nothing else) and records it delivered.
@@ -34,13 +48,7 @@ func TestStatusEventOfAHolderThatDiedIsDelivered(t *testing.T) {
 	w.produce(t, 300, 11)
 	j := w.create(t, webhookA, t0, t0+3600_000)
 	ctx := t.Context()
-	dead, err := w.jobs.Lease(ctx, job.LeaseParams{Owner: "dead", Timeout: 300 * time.Millisecond})
-	if err != nil || dead.ID != j.ID {
-		t.Fatalf("lease: %+v, %v", dead, err)
-	}
-	if err := w.jobs.Transition(ctx, job.TransitionParams{ID: j.ID, FencingToken: dead.FencingToken, To: job.StateOngoing}); err != nil {
-		t.Fatal(err)
-	}
+	dead := w.leaseDying(t, j)
 	if err := w.jobs.Transition(ctx, job.TransitionParams{ID: j.ID, FencingToken: dead.FencingToken, To: job.StateIncomplete,
 		Reason: "3 of 9 events were not delivered", StatusPending: true}); err != nil {
 		t.Fatal(err)
@@ -194,13 +202,7 @@ func TestTakeoverCountsRedeliveries(t *testing.T) {
 	c.Delivered = newEvents - inFlight
 	j := w.create(t, webhookA, from, to)
 	ctx := t.Context()
-	dead, err := w.jobs.Lease(ctx, job.LeaseParams{Owner: "dead", Timeout: 300 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.jobs.Transition(ctx, job.TransitionParams{ID: j.ID, FencingToken: dead.FencingToken, To: job.StateOngoing}); err != nil {
-		t.Fatal(err)
-	}
+	dead := w.leaseDying(t, j)
 	if err := w.jobs.Heartbeat(ctx, job.HeartbeatParams{ID: j.ID, FencingToken: dead.FencingToken,
 		Progress: &job.Progress{Checkpoint: recs[settled].offset, Counters: c}}); err != nil {
 		t.Fatal(err)

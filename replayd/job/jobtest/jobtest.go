@@ -94,6 +94,24 @@ func mustLease(t *testing.T, d job.Driver, owner string, timeout time.Duration) 
 	return j
 }
 
+// awaitLease leases as owner until a job is due (an expiring lease), for up to 15 s.
+func awaitLease(t *testing.T, d job.Driver, owner string, timeout time.Duration, what string) *job.Job {
+	t.Helper()
+	var got *job.Job
+	waitFor(t, 15*time.Second, what, func() bool {
+		l, err := d.Lease(context.Background(), job.LeaseParams{Owner: owner, Timeout: timeout})
+		if errors.Is(err, job.ErrNoJob) {
+			return false
+		}
+		if err != nil {
+			t.Fatalf("Lease: %v", err)
+		}
+		got = l
+		return true
+	})
+	return got
+}
+
 func get(t *testing.T, d job.Driver, id int64) *job.Job {
 	t.Helper()
 	j, err := d.Get(context.Background(), job.GetParams{ID: id})
@@ -588,18 +606,7 @@ func testTakeover(t *testing.T, d job.Driver) {
 		t.Fatalf("Lease during a live lease: %v, want ErrNoJob", err)
 	}
 	// ...and once it expired, worker B takes it over where A left off.
-	var b *job.Job
-	waitFor(t, 15*time.Second, "worker-b to take the job over", func() bool {
-		l, err := d.Lease(ctx, job.LeaseParams{Owner: "worker-b", Timeout: timeout})
-		if errors.Is(err, job.ErrNoJob) {
-			return false
-		}
-		if err != nil {
-			t.Fatalf("Lease: %v", err)
-		}
-		b = l
-		return true
-	})
+	b := awaitLease(t, d, "worker-b", timeout, "worker-b to take the job over")
 	if b.ID != a.ID || b.LeaseOwner != "worker-b" || b.FencingToken != a.FencingToken+1 {
 		t.Fatalf("takeover lease: %+v (A had token %d)", b, a.FencingToken)
 	}
@@ -1008,18 +1015,7 @@ func testStatusEvent(t *testing.T, d job.Driver) {
 		t.Fatalf("Lease while the status event's lease lasts: %v, want ErrNoJob", err)
 	}
 	// Worker A dies: B leases the finished job once the lease expired.
-	var b *job.Job
-	waitFor(t, 15*time.Second, "worker-b to lease the pending status event", func() bool {
-		l, err := d.Lease(ctx, job.LeaseParams{Owner: "worker-b", Timeout: timeout})
-		if errors.Is(err, job.ErrNoJob) {
-			return false
-		}
-		if err != nil {
-			t.Fatalf("Lease: %v", err)
-		}
-		b = l
-		return true
-	})
+	b := awaitLease(t, d, "worker-b", timeout, "worker-b to lease the pending status event")
 	if b.ID != a.ID || b.State != job.StateCompleted || b.StatusEvent != job.StatusEventPending || b.FencingToken != a.FencingToken+1 ||
 		b.Reason != "done" || b.Counters != final.Counters || !b.FinishedAt.Equal(g.FinishedAt) {
 		t.Fatalf("leased for its status event: %+v", b)
