@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"strconv"
 	"sync/atomic"
@@ -21,7 +20,6 @@ import (
 	"github.com/replay/replay/replayd/app/embeddedapp"
 	"github.com/replay/replay/replayd/dedup"
 	"github.com/replay/replay/replayd/delivery"
-	"github.com/replay/replay/replayd/receiver"
 	"github.com/replay/replay/replayd/server"
 	"github.com/replay/replay/replayd/worker"
 	"github.com/replay/replay/segment"
@@ -29,12 +27,11 @@ import (
 
 // deliveryEnv is one job's world: a replayd (server.New on the embedded defaults, one worker)
 // whose embedded log of one partition holds n events of one webhook, indexed before it starts,
-// with the app and the webhook in its embedded app store. The webhook's URL is one httptest
-// server whose receiver is replaced by a fresh one for every sample.
+// with the app and the webhook in its embedded app store. The webhook's URL is a sink in a
+// process of its own (child.go), so the sink's work is not on the replayd's heap and scheduler.
 type deliveryEnv struct {
 	srv     *server.Server
-	hook    *httptest.Server
-	sink    atomic.Pointer[receiver.Sink]
+	sink    *remoteSink
 	token   string
 	secret  []byte
 	webhook int64
@@ -43,15 +40,15 @@ type deliveryEnv struct {
 	to      time.Time
 }
 
-// newDeliveryEnv makes the world with a per-webhook rate limit of rate events/s (math.Inf(1): none).
-func newDeliveryEnv(ctx context.Context, dir string, n int, rate float64) (_ *deliveryEnv, err error) {
+// newDeliveryEnv makes the world with a per-webhook rate limit of rate events/s (math.Inf(1):
+// none). profile, if not empty, is where the sink child writes its CPU profile.
+func newDeliveryEnv(ctx context.Context, dir string, n int, rate float64, profile string) (_ *deliveryEnv, err error) {
 	e := &deliveryEnv{}
 	defer func() {
 		if err != nil {
 			e.close()
 		}
 	}()
-	e.hook = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { e.sink.Load().ServeHTTP(w, r) }))
 	apps, err := embeddedapp.Open(embeddedapp.Options{Dir: filepath.Join(dir, "apps")})
 	if err != nil {
 		return nil, err
@@ -61,13 +58,17 @@ func newDeliveryEnv(ctx context.Context, dir string, n int, rate float64) (_ *de
 		apps.Close()
 		return nil, err
 	}
-	wh, err := apps.CreateWebhook(ctx, app.CreateWebhookParams{AppID: created.App.ID, URL: e.hook.URL + "/webhook", Valid: true})
+	e.token, e.secret = created.Token, created.App.Secret
+	if e.sink, err = startSink(ctx, e.secret, profile); err != nil {
+		apps.Close()
+		return nil, err
+	}
+	wh, err := apps.CreateWebhook(ctx, app.CreateWebhookParams{AppID: created.App.ID, URL: e.sink.base + "/webhook", Valid: true})
 	apps.Close()
 	if err != nil {
 		return nil, err
 	}
-	e.token, e.secret, e.webhook = created.Token, created.App.Secret, wh.ID
-	e.sink.Store(receiver.New(e.secret, nil))
+	e.webhook = wh.ID
 
 	l, err := engine.Open(engine.Options{Dir: filepath.Join(dir, "log"), Partitions: 1, Sync: engine.SyncNever, Retention: -1})
 	if err != nil {
@@ -114,15 +115,9 @@ func (e *deliveryEnv) close() {
 	if e.srv != nil {
 		e.srv.Stop(context.Background())
 	}
-	if e.hook != nil {
-		e.hook.Close()
+	if e.sink != nil {
+		e.sink.stop()
 	}
-}
-
-// newSink starts a verifying sink on 127.0.0.1.
-func newSink(secret []byte) (*receiver.Sink, *httptest.Server) {
-	s := receiver.New(secret, nil)
-	return s, httptest.NewServer(s)
 }
 
 // call makes a replay API call with the app's token and decodes the JSON answer into out.
@@ -130,58 +125,136 @@ func (e *deliveryEnv) call(ctx context.Context, method, path string, out any) er
 	return api.Call(ctx, http.DefaultClient, "http://"+e.srv.Addr(), e.token, method, path, out)
 }
 
-// replayJob runs one job over the whole window to a fresh sink and returns the time from the
-// replay request to the sink's receipt of the job's replay_job_status event, and the events
-// delivered.
-func (e *deliveryEnv) replayJob(ctx context.Context, latency time.Duration) (time.Duration, int64, error) {
-	s := receiver.New(e.secret, nil)
-	s.SetFaults(receiver.Faults{Latency: latency})
-	e.sink.Store(s)
+// jobRun is one replay as the sink saw it: from the request to the status event's answer, the
+// events, and when each event was answered.
+type jobRun struct {
+	elapsed time.Duration
+	events  int
+	first   time.Duration // request → the first event answered
+	steady  float64       // events/s over the last three quarters of the events (sinkRates)
+	// CPU time per event over the run: of this process (the replayd, or the bare client) and
+	// of the sink's.
+	cpu, sinkCPU time.Duration
+}
+
+func (j jobRun) rate() float64 { return float64(j.events) / j.elapsed.Seconds() }
+
+// sinkRates reads the rate a run held once past its ramp-up: the events answered after the
+// first quarter, over the time from the first quarter's last answer to the last event's. With
+// slow start the window needs about log2(needed/8) round trips to reach what the latency needs
+// (5 at 100 ms: half a second); the whole-job rate counts them, this one does not.
+func sinkRates(start time.Time, at []time.Time) (first time.Duration, steady float64) {
+	if len(at) == 0 {
+		return 0, 0
+	}
+	first = at[0].Sub(start)
+	q := len(at) / 4
+	if span := at[len(at)-1].Sub(at[q]); span > 0 {
+		steady = float64(len(at)-1-q) / span.Seconds()
+	}
+	return first, steady
+}
+
+func perEvent(d time.Duration, events int) time.Duration {
+	if events == 0 {
+		return 0
+	}
+	return d / time.Duration(events)
+}
+
+// replayJob runs one job over the whole window, its webhook latency away, and returns the time
+// from the replay request to the sink's answer to the job's replay_job_status event, the events
+// delivered and the sink's times.
+func (e *deliveryEnv) replayJob(ctx context.Context, latency time.Duration) (jobRun, error) {
+	if err := e.sink.setLatency(ctx, latency); err != nil {
+		return jobRun{}, err
+	}
+	n0, err := e.sink.count(ctx)
+	if err != nil {
+		return jobRun{}, err
+	}
+	bad0, err := e.sink.badSignatures(ctx)
+	if err != nil {
+		return jobRun{}, err
+	}
 	var created struct {
 		JobID string `json:"job_id"`
 	}
+	sink0, err := e.sink.cpu()
+	if err != nil {
+		return jobRun{}, err
+	}
+	cpu0 := selfCPU()
 	start := time.Now()
 	path := fmt.Sprintf("/1.1/account_activity/replay/webhooks/%d/subscriptions/all.json?from_date=%s&to_date=%s",
 		e.webhook, e.from.Format("200601021504"), e.to.Format("200601021504"))
 	if err := e.call(ctx, http.MethodPost, path, &created); err != nil {
-		return 0, 0, err
+		return jobRun{}, err
 	}
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
-	st, err := s.WaitStatus(wctx, created.JobID)
-	elapsed := time.Since(start)
+	js, err := e.sink.waitJob(wctx, created.JobID)
 	if err != nil {
-		return 0, 0, err
+		return jobRun{}, err
 	}
-	if st.State != "Complete" {
-		return 0, 0, fmt.Errorf("job %s: %s: %s", created.JobID, st.State, st.Description)
+	cpu := selfCPU() - cpu0
+	sink1, err := e.sink.cpu()
+	if err != nil {
+		return jobRun{}, err
 	}
+	if js.State != "Complete" {
+		return jobRun{}, fmt.Errorf("job %s: %s: %s", created.JobID, js.State, js.Description)
+	}
+	at, err := e.sink.times(ctx, n0, int(js.Deliveries)+1)
+	if err != nil {
+		return jobRun{}, err
+	}
+	if len(at) != int(js.Deliveries)+1 {
+		return jobRun{}, fmt.Errorf("job %s: the sink timed %d answers for %d deliveries and the status event", created.JobID, len(at), js.Deliveries)
+	}
+	run := jobRun{elapsed: at[len(at)-1].Sub(start), events: int(js.Deliveries)}
+	run.first, run.steady = sinkRates(start, at[:len(at)-1])
+	run.cpu, run.sinkCPU = perEvent(cpu, run.events), perEvent(sink1-sink0, run.events)
 	var got struct {
 		Counts struct {
 			Delivered int64 `json:"delivered"`
 		} `json:"counts"`
 	}
 	if err := e.call(ctx, http.MethodGet, "/replay/jobs/"+created.JobID, &got); err != nil {
-		return 0, 0, err
+		return jobRun{}, err
 	}
-	if int(got.Counts.Delivered) != len(e.bodies) || s.BadSignatures() > 0 {
-		return 0, 0, fmt.Errorf("job %s delivered %d of %d events, %d bad signatures", created.JobID, got.Counts.Delivered, len(e.bodies), s.BadSignatures())
+	bad, err := e.sink.badSignatures(ctx)
+	if err != nil {
+		return jobRun{}, err
 	}
-	return elapsed, got.Counts.Delivered, nil
+	if int(got.Counts.Delivered) != len(e.bodies) || run.events != len(e.bodies) || bad > bad0 {
+		return jobRun{}, fmt.Errorf("job %s delivered %d of %d events (the sink counted %d), %d bad signatures", created.JobID, got.Counts.Delivered, len(e.bodies), run.events, bad-bad0)
+	}
+	return run, nil
 }
 
 // bareClient is the sink's ceiling at a latency: a plain http.Client POSTing the same bodies,
-// signed in advance, from concurrency goroutines over as many keep-alive connections, to a fresh
-// sink that answers after latency.
-func bareClient(ctx context.Context, secret []byte, bodies [][]byte, sigs []string, latency time.Duration, concurrency int) (time.Duration, error) {
-	s, srv := newSink(secret)
-	defer srv.Close()
-	s.SetFaults(receiver.Faults{Latency: latency})
+// signed in advance, from concurrency goroutines over as many keep-alive connections, to the sink
+// s (a process of its own, as the replays'), answering after latency.
+func bareClient(ctx context.Context, s *remoteSink, bodies [][]byte, sigs []string, latency time.Duration, concurrency int) (jobRun, error) {
+	if err := s.setLatency(ctx, latency); err != nil {
+		return jobRun{}, err
+	}
+	n0, err := s.count(ctx)
+	if err != nil {
+		return jobRun{}, err
+	}
 	tr := &http.Transport{MaxIdleConnsPerHost: concurrency}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr}
 	var next atomic.Int64
 	errs := make(chan error, concurrency)
+	url := s.base + "/bare"
+	sink0, err := s.cpu()
+	if err != nil {
+		return jobRun{}, err
+	}
+	cpu0 := selfCPU()
 	start := time.Now()
 	for range concurrency {
 		go func() {
@@ -191,7 +264,7 @@ func bareClient(ctx context.Context, secret []byte, bodies [][]byte, sigs []stri
 					errs <- nil
 					return
 				}
-				req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL, bytes.NewReader(bodies[i]))
+				req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(bodies[i]))
 				if err != nil {
 					errs <- err
 					return
@@ -214,14 +287,25 @@ func bareClient(ctx context.Context, secret []byte, bodies [][]byte, sigs []stri
 	}
 	for range concurrency {
 		if err := <-errs; err != nil {
-			return 0, err
+			return jobRun{}, err
 		}
 	}
-	elapsed := time.Since(start)
-	if n := len(s.Deliveries()); n != len(bodies) {
-		return 0, fmt.Errorf("sink received %d of %d", n, len(bodies))
+	run := jobRun{elapsed: time.Since(start), events: len(bodies)}
+	cpu := selfCPU() - cpu0
+	sink1, err := s.cpu()
+	if err != nil {
+		return jobRun{}, err
 	}
-	return elapsed, nil
+	run.cpu, run.sinkCPU = perEvent(cpu, run.events), perEvent(sink1-sink0, run.events)
+	at, err := s.times(ctx, n0, len(bodies))
+	if err != nil {
+		return jobRun{}, err
+	}
+	if len(at) != len(bodies) {
+		return jobRun{}, fmt.Errorf("sink answered %d of %d", len(at), len(bodies))
+	}
+	run.first, run.steady = sinkRates(start, at)
+	return run, nil
 }
 
 // deliveryLatencies are the webhook latencies benchmark 6 runs at: loopback, and the 20 and
@@ -230,24 +314,38 @@ var deliveryLatencies = []time.Duration{0, 20 * time.Millisecond, 100 * time.Mil
 
 // runDelivery is benchmark 6: events/s from one job to a sink at 0, 20 and 100 ms latency, with
 // the default flags (the 2500/s per-webhook limit) and with the limit raised (none), vs a bare
-// client with the same concurrency (the window's maximum) at the same latency.
+// client with the same concurrency (the window's maximum) at the same latency, then the large
+// replay (large.go).
 func runDelivery(ctx context.Context, c *Config) (*Report, error) {
-	rep := &Report{Name: "delivery", Title: "6. Delivery: one job to a sink at 0, 20 and 100 ms, default flags and raised limit, vs a bare client"}
+	rep := &Report{Name: "delivery", Title: "6. Delivery: one job to a sink at 0, 20 and 100 ms, default flags and raised limit, vs a bare client; a large replay"}
 	rep.Setup = fmt.Sprintf("One webhook's %d events (~1 KB JSON, distinct event ids) in an embedded log of one partition, "+
 		"indexed. **default** = a replay job over the whole window requested from a replayd (`server.New` with the default "+
 		"flags, 1 worker: lease, locate through the index, read, dedup, deliver through the adaptive window of at most %d "+
 		"in flight, checkpoint, status event) through its `delivery.Client` with the default per-webhook limit of %.0f "+
-		"events/s, to `replayd/receiver` on an httptest server answering after the latency; timed from the replay request "+
-		"to the sink's receipt of the `replay_job_status` event. **raised** = the same with the per-webhook limit lifted "+
-		"(`--webhook-rate 0`). **bare-client** = a plain `http.Client` POSTing the same bodies, signed in advance, from %d "+
-		"goroutines over keep-alive to the same kind of sink at the same latency: the ceiling of that concurrency. A fresh "+
-		"sink per sample; variants alternate within a run.", c.DeliveryEvents, worker.DefaultMaxInFlight, float64(delivery.DefaultRateLimit), worker.DefaultMaxInFlight)
-	def, err := newDeliveryEnv(ctx, filepath.Join(c.TempDir, "delivery-default"), c.DeliveryEvents, delivery.DefaultRateLimit)
+		"events/s, to a `replayd/receiver` sink in a process of its own (this binary re-executed: it verifies every "+
+		"signature, counts, answers after the latency and notes when it answered) on the same 2 cores. **raised** = the "+
+		"same with the per-webhook limit lifted (`--webhook-rate 0`). **bare-client** = a plain `http.Client` POSTing the "+
+		"same bodies, signed in advance, from %d goroutines over keep-alive to the same sink at the same latency: the "+
+		"ceiling of that concurrency. **events/s** = the job's events ÷ the time from the replay request to the sink's "+
+		"answer to the `replay_job_status` event (the bare client: to its last answer); **events/s past ramp-up** = the "+
+		"events after the first quarter ÷ the time from the first quarter's last answer to the last event's, at the sink "+
+		"(what the window holds once it has grown); **time to first event** = the request to the sink's first answer; "+
+		"**client CPU per event** = the CPU time (user + system) of this process over the sample (the replayd's, or the "+
+		"bare client's) ÷ the events, **sink CPU per event** the sink process's (from /proc, 10 ms ticks): on 2 shared "+
+		"cores the rates move with the neighbours' load, the CPU per event much less, and 2 cores ÷ their sum is the "+
+		"ceiling of the pair. Variants alternate within a run.", c.DeliveryEvents, worker.DefaultMaxInFlight, float64(delivery.DefaultRateLimit), worker.DefaultMaxInFlight)
+	profile := func(name string) string {
+		if c.ProfileDir == "" {
+			return ""
+		}
+		return filepath.Join(c.ProfileDir, name+".pprof")
+	}
+	def, err := newDeliveryEnv(ctx, filepath.Join(c.TempDir, "delivery-default"), c.DeliveryEvents, delivery.DefaultRateLimit, profile("sink-default"))
 	if err != nil {
 		return rep, err
 	}
 	defer def.close()
-	raised, err := newDeliveryEnv(ctx, filepath.Join(c.TempDir, "delivery-raised"), c.DeliveryEvents, math.Inf(1))
+	raised, err := newDeliveryEnv(ctx, filepath.Join(c.TempDir, "delivery-raised"), c.DeliveryEvents, math.Inf(1), profile("sink-raised"))
 	if err != nil {
 		return rep, err
 	}
@@ -260,41 +358,40 @@ func runDelivery(ctx context.Context, c *Config) (*Report, error) {
 		cse := fmt.Sprintf("latency=%v", lat)
 		variants := []struct {
 			name string
-			run  func() (float64, error)
+			run  func() (jobRun, error)
 		}{
-			{"default", func() (float64, error) { el, n, err := def.replayJob(ctx, lat); return float64(n) / el.Seconds(), err }},
-			{"raised", func() (float64, error) {
-				el, n, err := raised.replayJob(ctx, lat)
-				return float64(n) / el.Seconds(), err
-			}},
-			{"bare-client", func() (float64, error) {
-				el, err := bareClient(ctx, raised.secret, raised.bodies, sigs, lat, worker.DefaultMaxInFlight)
-				return float64(len(raised.bodies)) / el.Seconds(), err
+			{"default", func() (jobRun, error) { return def.replayJob(ctx, lat) }},
+			{"raised", func() (jobRun, error) { return raised.replayJob(ctx, lat) }},
+			{"bare-client", func() (jobRun, error) {
+				return bareClient(ctx, raised.sink, raised.bodies, sigs, lat, worker.DefaultMaxInFlight)
 			}},
 		}
 		for run := 0; run < c.Runs; run++ {
 			for i := range variants {
 				v := variants[(i+run)%len(variants)]
-				rate, err := v.run()
+				r, err := v.run()
 				if err != nil {
 					return rep, fmt.Errorf("%s %s: %w", cse, v.name, err)
 				}
-				rep.add(cse, v.name, "events/s", "events/s", true, rate)
+				rep.add(cse, v.name, "events/s", "events/s", true, r.rate())
+				rep.add(cse, v.name, "events/s past ramp-up", "events/s", true, r.steady)
+				rep.add(cse, v.name, "time to first event", "ms", false, ms(r.first))
+				rep.add(cse, v.name, "client CPU per event", "µs", false, us(r.cpu))
+				rep.add(cse, v.name, "sink CPU per event", "µs", false, us(r.sinkCPU))
 			}
 		}
-		rep.compare(cse, "raised", "bare-client", "events/s")
-		rep.Compare[len(rep.Compare)-1].IsCeilingFactor = true
+		rep.compare(cse, "raised", "bare-client", "events/s", "events/s past ramp-up", "client CPU per event")
+		rep.Compare[len(rep.Compare)-2].IsCeilingFactor = true
+		rep.Compare[len(rep.Compare)-3].IsCeilingFactor = true
 	}
 	for _, lat := range deliveryLatencies[1:] {
 		cse := fmt.Sprintf("latency=%v", lat)
-		got := rep.med(cse, "default", "events/s")
-		rep.target(got >= 0.9*delivery.DefaultRateLimit, fmt.Sprintf("default flags at %v: the per-webhook limit (≥ 90%% of %d events/s)", lat, delivery.DefaultRateLimit),
-			"%.0f events/s", got)
+		steady, whole := rep.med(cse, "default", "events/s past ramp-up"), rep.med(cse, "default", "events/s")
+		rep.target(steady >= 0.9*delivery.DefaultRateLimit, fmt.Sprintf("default flags at %v: reaches the per-webhook limit and stays there (≥ 90%% of %d events/s past ramp-up)", lat, delivery.DefaultRateLimit),
+			"%.0f events/s past ramp-up; %.0f over the whole job (slow start and the status event's round trip included)", steady, whole)
 	}
-	got := rep.med("latency=20ms", "raised", "events/s")
-	rep.target(got >= 20000, "raised limit at 20ms: ≥ 20,000 events/s", "%.0f events/s", got)
-	rep.Notes = append(rep.Notes, "The sink runs in the same process as the replayd and the bare client (one "+
-		"mutex, a copy of every body, an HMAC check and a JSON probe per POST), on the same 2 cores; at 0 ms both "+
-		"sides are bound by it.")
+	whole, steady := rep.med("latency=20ms", "raised", "events/s"), rep.med("latency=20ms", "raised", "events/s past ramp-up")
+	rep.target(whole >= 20000, "raised limit at 20ms, the sink in another process: ≥ 20,000 events/s (whole job)",
+		"%.0f events/s over the whole job, %.0f past ramp-up; bare client %.0f", whole, steady, rep.med("latency=20ms", "bare-client", "events/s"))
 	return rep, nil
 }

@@ -44,6 +44,8 @@ type Sizes struct {
 	LeaseTimeout time.Duration
 	// delivery: events of the replayed webhook.
 	DeliveryEvents int
+	// large: events of the large replay's webhook (over 5 days; a quarter of them replayed too).
+	LargeEvents int
 	// twodc: unique events of the replayed webhook (three times as many of others beside).
 	TwoDCEvents int
 	// kafka: events of the data set copied into the real broker (replay's, smaller); records of
@@ -59,8 +61,8 @@ func FullSizes() Sizes {
 		ScanCodecs:    []segment.Codec{segment.CodecNone, segment.CodecSnappy, segment.CodecLZ4, segment.CodecZstd, segment.CodecGzip},
 		DedupDistinct: 1_000_000, DedupTrace: 2_000_000, DedupCapacity: 1 << 20,
 		LeaseJobs: 5000, LeaseTimeout: time.Second,
-		DeliveryEvents: 10_000,
-		KafkaEvents:    400_000, KafkaScanRecords: 100_000,
+		DeliveryEvents: 10_000, LargeEvents: 1_000_000,
+		KafkaEvents: 400_000, KafkaScanRecords: 100_000,
 		TwoDCEvents: 50_000,
 	}
 }
@@ -73,8 +75,8 @@ func QuickSizes() Sizes {
 		ScanCodecs:    []segment.Codec{segment.CodecSnappy},
 		DedupDistinct: 100_000, DedupTrace: 200_000, DedupCapacity: 1 << 17,
 		LeaseJobs: 200, LeaseTimeout: 200 * time.Millisecond,
-		DeliveryEvents: 1000,
-		KafkaEvents:    20_000, KafkaScanRecords: 10_000,
+		DeliveryEvents: 1000, LargeEvents: 20_000,
+		KafkaEvents: 20_000, KafkaScanRecords: 10_000,
 		TwoDCEvents: 2000,
 	}
 }
@@ -89,8 +91,11 @@ type Config struct {
 	PlotDir string          // where plots go
 	TempDir string          // where data sets go (removed afterwards)
 	MySQL   string          // base DSN, without a database
-	Command string          // the command line, for the report
-	Log     *slog.Logger
+	// ProfileDir, if set, receives CPU profiles of the processes the delivery benchmark starts
+	// (its sinks, the large replay's replayd) and of this one (bench.pprof).
+	ProfileDir string
+	Command    string // the command line, for the report
+	Log        *slog.Logger
 
 	idx     *indexData // the replay and build data set, made once
 	cleanup []func()
@@ -109,6 +114,7 @@ var benchmarks = []benchmark{
 	{"dedup", runDedup},
 	{"lease", runLease},
 	{"delivery", runDelivery},
+	{"large", runLarge},
 	{"kafka", runKafka},
 	{"twodc", runTwoDC},
 }
@@ -172,6 +178,7 @@ func runSuite(ctx context.Context, c *Config) ([]*Report, error) {
 }
 
 func main() {
+	runChildIfAsked()
 	// The one signal context of the command: SIGINT or SIGTERM cancels cmd.Context().
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRootCommand().ExecuteContext(ctx)
@@ -188,6 +195,7 @@ func newRootCommand() *cobra.Command {
 		out, only string
 		runs      int
 		mysqlDSN  string
+		profile   string
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -201,7 +209,17 @@ saying so, without them): the index and targeted fetches vs the seed's consumer.
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c := &Config{Sizes: FullSizes(), Quick: quick, Runs: runs, MySQL: mysqlDSN}
+			c := &Config{Sizes: FullSizes(), Quick: quick, Runs: runs, MySQL: mysqlDSN, ProfileDir: profile}
+			if profile != "" {
+				if err := os.MkdirAll(profile, 0o755); err != nil {
+					return err
+				}
+				stop, err := startCPUProfile(filepath.Join(profile, "bench.pprof"))
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
 			if quick {
 				c.Sizes = QuickSizes()
 			}
@@ -234,8 +252,9 @@ saying so, without them): the index and targeted fetches vs the seed's consumer.
 	f := cmd.Flags()
 	f.BoolVar(&quick, "quick", false, "run a small version of every benchmark (under a minute)")
 	f.StringVar(&out, "out", "", "write BENCH.md and plots/ into this directory (default: BENCH.md at the repository root and bench/plots/)")
-	f.StringVar(&only, "only", "", "comma-separated benchmarks to run: replay,scan,build,dedup,lease,delivery,kafka,twodc (default all)")
+	f.StringVar(&only, "only", "", "comma-separated benchmarks to run: replay,scan,build,dedup,lease,delivery,large,kafka,twodc (default all)")
 	f.IntVar(&runs, "runs", 5, "samples per variant")
+	f.StringVar(&profile, "cpuprofile", "", "write CPU profiles into this directory: bench.pprof of this process (the delivery benchmark's replayds and bare client run in it), sink-*.pprof of its sinks, serve-*.pprof of the large replay's replayds")
 	f.StringVar(&mysqlDSN, "mysql-dsn", "", "MariaDB/MySQL DSN without a database (default $REPLAY_TEST_MYSQL_DSN or root@tcp(127.0.0.1:3306)/)")
 	f.StringVar(&mysqlDSN, "mysql", "", "")
 	f.MarkDeprecated("mysql", "use --mysql-dsn")

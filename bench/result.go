@@ -120,3 +120,5 @@ func (rep *Report) target(met bool, text, measured string, args ...any) {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }

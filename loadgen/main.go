@@ -50,6 +50,8 @@ func newRootCommand() *cobra.Command {
            unique events of a webhook and window`,
 		SilenceUsage:  true,
 		SilenceErrors: true, // main prints them, except an exitError (already reported)
+		// Before any command writes a file (private_unix.go).
+		PersistentPreRun: func(*cobra.Command, []string) { privateFiles() },
 	}
 	root.AddCommand(newProduceCommand(), newSinkCommand(), newReplayCommand(), newVerifyCommand())
 	return root

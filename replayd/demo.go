@@ -263,9 +263,9 @@ func appendDemoEvents(ctx context.Context, dir string, webhook int64, n int, spa
 }
 
 // checkDemo compares the deliveries with what the replay should have sent: every unique event
-// of the window exactly once and signed, none more than the delivery window ahead of its place
-// in log order ("chronologically, as best as possible"; worker.DefaultMaxInFlight bounds it),
-// then the status event.
+// of the window exactly once and signed, none the ordering bound or more ahead of its place in
+// log order ("chronologically, as best as possible"; worker.MaxAhead of the default window
+// bounds it), then the status event.
 func checkDemo(got []receiver.Delivery, want []string) error {
-	return receiver.CheckReplay(got, want, worker.DefaultMaxInFlight)
+	return receiver.CheckReplay(got, want, worker.MaxAhead(worker.DefaultMaxInFlight))
 }

@@ -266,5 +266,19 @@ func TestServeFailoverOnKafkaAndMySQL(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d events, %d delivered by A before the kill, checkpoint %d, %d redelivered after the takeover", len(want), beforeB, checkpoint, dups)
+	t.Logf("%d events, %d delivered by A before the kill, checkpoint %d, %d redelivered after the takeover; the job counts %d delivered, %d redelivered (A's last heartbeat had %d delivered)",
+		len(want), beforeB, checkpoint, dups, done.Counters.Delivered, done.Counters.Redelivered, killed.Counters.Delivered)
+	// The counters tell the truth about at-least-once: each event counts once in delivered; the
+	// redeliveries counted are real ones; those not counted are what A delivered after its last
+	// heartbeat, at most a heartbeat interval (1 s) at the webhook rate plus the deliveries in
+	// flight (the window, at most --max-in-flight 512).
+	if done.Counters.Delivered != int64(len(want)) {
+		t.Fatalf("the job counts %d delivered, %d events were (each once or more)", done.Counters.Delivered, len(want))
+	}
+	if done.Counters.Redelivered > int64(dups) {
+		t.Fatalf("the job counts %d redelivered, the webhook got %d events twice", done.Counters.Redelivered, dups)
+	}
+	if uncounted := int64(dups) - done.Counters.Redelivered; uncounted > 400+512 {
+		t.Fatalf("%d redeliveries not counted, more than a heartbeat interval at 400 events/s plus 512 in flight", uncounted)
+	}
 }

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -23,6 +25,8 @@ func newServeCommand() *cobra.Command {
 		c       server.Config
 		reserve string
 		keyFile string
+		// operatorTokenFile is --operator-token-file.
+		operatorTokenFile string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -35,7 +39,7 @@ in place, so 'loadgen produce' can keep writing it; an empty one is created if m
 in DATA/index, jobs in DATA/jobs and apps in DATA/apps. Nothing else to install.
 
 The console is at http://LISTEN/console: an app's bearer token shows that app's replay jobs
-and webhooks; --operator-token (or the environment variable REPLAYD_OPERATOR_TOKEN) shows every
+and webhooks; the operator token (--operator-token-file, or $REPLAYD_OPERATOR_TOKEN) shows every
 app's and the instance's index lag and delivery throughput.
 
 Production: --kafka-brokers host:9092,... (or --segments-dir for a broker's log directory) and
@@ -76,8 +80,8 @@ new leases, running jobs checkpoint and are released for another instance, then 
 				return err
 			}
 			c.DataDir, c.Source = src.data, spec
-			if !cmd.Flags().Changed("operator-token") {
-				c.OperatorToken = os.Getenv("REPLAYD_OPERATOR_TOKEN")
+			if c.OperatorToken, err = operatorToken(cmd, operatorTokenFile); err != nil {
+				return err
 			}
 			c.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 			ctx := cmd.Context() // canceled by SIGINT or SIGTERM (main)
@@ -101,7 +105,7 @@ new leases, running jobs checkpoint and are released for another instance, then 
 	f.StringVar(&c.MetricsListen, "metrics-listen", "", "serve /metrics on this address instead of on --listen (which then answers it 404); empty: on --listen")
 	f.StringVar(&c.MySQLDSN, "mysql-dsn", "", "MySQL/MariaDB data source name for the job and app stores (default: embedded stores under --data)")
 	f.IntVar(&c.Workers, "workers", 4, "replay jobs run at once by this instance")
-	f.IntVar(&c.MaxInFlight, "max-in-flight", worker.DefaultMaxInFlight, "most deliveries of one job in flight at once: the window adapts to the webhook below it (grows while deliveries succeed at once, halves on 429, 5xx, timeouts), and no delivery runs more than this many events ahead of the oldest one not yet settled")
+	f.IntVar(&c.MaxInFlight, "max-in-flight", worker.DefaultMaxInFlight, "most deliveries of one job in flight at once: the window adapts to the webhook below it (grows while deliveries succeed at once, halves on 429, 5xx, timeouts), and no delivery runs 4 times this many events or more ahead of the oldest one not yet settled")
 	f.IntVar(&c.MaxJobsPerApp, "max-jobs-per-app", 3, "most jobs of one app running at once across all instances sharing the job store, so one app cannot take every worker while another waits (a fleet raises it: instances × workers − 1, say); 0 for no cap")
 	f.DurationVar(&c.MaxOutage, "max-outage", worker.DefaultMaxOutage, "how long a job stays paused while its webhook is down (5xx, 429, timeouts, refused connections) before it ends INCOMPLETE saying since when; the replay_job_status event is retried as long")
 	f.BoolVar(&c.StrictOrder, "strict-order", false, "deliver each job's events one at a time, in log order (as --max-in-flight 1)")
@@ -122,9 +126,33 @@ new leases, running jobs checkpoint and are released for another instance, then 
 	f.DurationVar(&c.WebhookCheckInterval, "webhook-check-interval", time.Hour, "how often every webhook is re-checked with the CRC challenge (a failing one is marked invalid until a check passes); negative: never")
 	f.DurationVar(&c.LeaseTimeout, "lease-timeout", 30*time.Second, "how long a job stays with an instance that stopped heartbeating before another takes it over")
 	f.IntVar(&c.DedupCapacity, "dedup-capacity", 1<<20, "events remembered per job to drop duplicates (about 24 bytes each)")
-	f.StringVar(&c.OperatorToken, "operator-token", "", "the console's operator token, which shows every app's jobs and webhooks and the instance page (default: $REPLAYD_OPERATOR_TOKEN; none: each app sees only its own)")
+	f.StringVar(&c.OperatorToken, "operator-token", "", "the console's operator token, which shows every app's jobs and webhooks and the instance page (default: --operator-token-file, else $REPLAYD_OPERATOR_TOKEN; none: each app sees only its own). A flag's value is visible to every user of the machine (ps): prefer the file or the environment")
+	f.StringVar(&operatorTokenFile, "operator-token-file", "", "a file holding the console's operator token (surrounding whitespace ignored)")
 	f.DurationVar(&c.Retention, "retention", 120*time.Hour, "how far back replays may reach and the index keeps entries (the delivery_log's retention)")
 	f.StringVar(&keyFile, "secret-key-file", "", secretKeyFlagHelp)
 	f.StringVar(&reserve, "disk-reserve", diskreserve.Format(diskreserve.DefaultReserve), "free space the index and the embedded stores leave on the data directory's disk: below it the index builder pauses (replays still exact, scanning what is not indexed), store writes answer 503, /healthz says degraded, and all resume when space returns; 0 for none")
 	return cmd
+}
+
+// operatorToken is the console's operator token: --operator-token, else the contents of
+// --operator-token-file, else $REPLAYD_OPERATOR_TOKEN. Giving both flags is an error.
+func operatorToken(cmd *cobra.Command, file string) (string, error) {
+	flag := cmd.Flags().Lookup("operator-token").Value.String()
+	switch {
+	case cmd.Flags().Changed("operator-token") && file != "":
+		return "", errors.New("--operator-token and --operator-token-file both given: use one")
+	case cmd.Flags().Changed("operator-token"):
+		return flag, nil
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("--operator-token-file: %w", err)
+		}
+		tok := strings.TrimSpace(string(b))
+		if tok == "" {
+			return "", fmt.Errorf("--operator-token-file: %s holds no token", file)
+		}
+		return tok, nil
+	}
+	return os.Getenv("REPLAYD_OPERATOR_TOKEN"), nil
 }

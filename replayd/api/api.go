@@ -640,10 +640,13 @@ type JobView struct {
 	// FirstUndeliveredAt is the timestamp of the earliest event that could not be delivered.
 	FirstUndeliveredAt string `json:"first_undelivered_at,omitempty"`
 	Reason             string `json:"reason,omitempty"`
-	CreatedAt          string `json:"created_at"`
-	UpdatedAt          string `json:"updated_at"`
-	StartedAt          string `json:"started_at,omitempty"`
-	FinishedAt         string `json:"finished_at,omitempty"`
+	// StatusEvent is where the finished job's replay_job_status event stands: pending (being
+	// delivered, or waiting for a worker), delivered, given_up; absent while the job runs.
+	StatusEvent string `json:"status_event,omitempty"`
+	CreatedAt   string `json:"created_at"`
+	UpdatedAt   string `json:"updated_at"`
+	StartedAt   string `json:"started_at,omitempty"`
+	FinishedAt  string `json:"finished_at,omitempty"`
 }
 
 // TopicView is a job's progress and counts in one source topic.
@@ -654,6 +657,8 @@ type TopicView struct {
 	Read              int64 `json:"read"`
 	Delivered         int64 `json:"delivered"`
 	DuplicatesDropped int64 `json:"duplicates_dropped"`
+	// Redelivered counts the topic's events delivered again after a takeover (job.Counters).
+	Redelivered int64 `json:"redelivered"`
 	// DuplicatePercent is DuplicatesDropped of Read, in percent (0 when nothing was read).
 	DuplicatePercent float64 `json:"duplicate_percent"`
 }
@@ -676,13 +681,13 @@ func viewJob(j *job.Job) JobView {
 		ToDate:    time.UnixMilli(j.ToMs).UTC().Format(DateFormat),
 		Partition: j.Partition,
 		Counts:    j.Counters,
-		Reason:    j.Reason,
+		Reason:    j.Reason, StatusEvent: j.StatusEvent.String(),
 		CreatedAt: formatTime(j.CreatedAt), UpdatedAt: formatTime(j.UpdatedAt),
 		StartedAt: formatTime(j.StartedAt), FinishedAt: formatTime(j.FinishedAt),
 	}
 	v.Progress.Checkpoint = j.Checkpoint
 	for _, t := range j.Topics {
-		tv := TopicView{Topic: t.Topic, Checkpoint: t.Checkpoint, Read: t.Read, Delivered: t.Delivered, DuplicatesDropped: t.DuplicatesDropped}
+		tv := TopicView{Topic: t.Topic, Checkpoint: t.Checkpoint, Read: t.Read, Delivered: t.Delivered, DuplicatesDropped: t.DuplicatesDropped, Redelivered: t.Redelivered}
 		if t.Read > 0 {
 			tv.DuplicatePercent = 100 * float64(t.DuplicatesDropped) / float64(t.Read)
 		}

@@ -503,9 +503,11 @@ type jobView struct {
 		DuplicatesDropped int64 `json:"duplicates_dropped"`
 		Failed            int64 `json:"failed"`
 		Unreadable        int64 `json:"unreadable"`
+		Redelivered       int64 `json:"redelivered"`
 	} `json:"counts"`
 	FirstUndeliveredAt string `json:"first_undelivered_at"`
 	Reason             string `json:"reason"`
+	StatusEvent        string `json:"status_event"`
 	CreatedAt          string `json:"created_at"`
 	UpdatedAt          string `json:"updated_at"`
 	StartedAt          string `json:"started_at"`
@@ -573,12 +575,24 @@ func TestJobsGetCancel(t *testing.T) {
 	if err != nil || strconv.FormatInt(l.ID, 10) != id2 {
 		t.Fatalf("lease %+v %v", l, err)
 	}
-	for _, to := range []job.State{job.StateOngoing, job.StateCompleted} {
-		if err := e.jobs.Transition(ctx, job.TransitionParams{ID: l.ID, FencingToken: l.FencingToken, To: to}); err != nil {
-			t.Fatal(err)
-		}
+	if err := e.jobs.Transition(ctx, job.TransitionParams{ID: l.ID, FencingToken: l.FencingToken, To: job.StateOngoing}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.jobs.Transition(ctx, job.TransitionParams{ID: l.ID, FencingToken: l.FencingToken, To: job.StateCompleted, StatusPending: true,
+		Progress: &job.Progress{Checkpoint: 50, Counters: job.Counters{Read: 12, Delivered: 12, Redelivered: 3}}}); err != nil {
+		t.Fatal(err)
+	}
+	v = decode[jobView](t, e.do("GET", "/replay/jobs/"+id2, token))
+	if v.State != "COMPLETED" || v.StatusEvent != "pending" || v.Counts.Redelivered != 3 || v.Counts.Delivered != 12 {
+		t.Fatalf("finished job view %+v: want its status event pending and 3 redelivered", v)
 	}
 	wantError(t, e.do("DELETE", "/replay/jobs/"+id2, token), 409, api.CodeJobFinished, "The job has already finished; only an active job can be canceled.")
+	if err := e.jobs.SettleStatus(ctx, job.SettleStatusParams{ID: l.ID, FencingToken: l.FencingToken, Outcome: job.StatusEventDelivered}); err != nil {
+		t.Fatal(err)
+	}
+	if v = decode[jobView](t, e.do("GET", "/replay/jobs/"+id2, token)); v.StatusEvent != "delivered" {
+		t.Fatalf("status event %q, want delivered", v.StatusEvent)
+	}
 }
 
 func TestJobsList(t *testing.T) {

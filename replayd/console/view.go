@@ -57,6 +57,9 @@ type JobDetail struct {
 	// Completion is the replay_job_status event the job's end POSTed to the webhook ("" while
 	// active, and for a canceled job, which sends none).
 	Completion string `json:"completion_event,omitempty"`
+	// CompletionStatus is where that event stands (job.StatusEvent): pending, delivered or
+	// given_up; "" while active, for a canceled job, and for one finished before it was recorded.
+	CompletionStatus string `json:"completion_status,omitempty"`
 	// Samples are the counters over time, oldest first, as this instance's sampler saw them.
 	Samples []Sample `json:"samples"`
 }
@@ -126,6 +129,7 @@ func (c *Console) detail(ctx context.Context, j *job.Job) JobDetail {
 	}
 	if j.State == job.StateCompleted || j.State == job.StateIncomplete {
 		d.Completion = completionEvent(j)
+		d.CompletionStatus = j.StatusEvent.String()
 	}
 	return d
 }

@@ -122,14 +122,82 @@ func CanTransition(from, to State) bool {
 
 // Counters are the delivery counters a worker reports with its heartbeats. They are absolute
 // totals for the job (a worker that takes a job over starts from the stored values), not deltas.
+// Each event of the window counts once in Read, and once in DuplicatesDropped or Delivered, however
+// many workers held the job: a worker that takes a job over does not count again what an earlier
+// holder had already counted above the checkpoint.
 type Counters struct {
 	Read              int64 `json:"read"`
 	Delivered         int64 `json:"delivered"`
 	DuplicatesDropped int64 `json:"duplicates_dropped"`
 	Failed            int64 `json:"failed"`
+	// Redelivered counts the deliveries of events an earlier holder of the job had already
+	// reported delivered: a worker that takes a job over resumes at the checkpoint (the settled
+	// prefix), and delivers again what was delivered above it. Deliveries an earlier holder made
+	// after its last heartbeat were never reported, so the webhook may have received up to that
+	// many more (at most the deliveries in flight plus a heartbeat interval's worth per takeover).
+	Redelivered int64 `json:"redelivered"`
 	// Unreadable is the number of the window's batches that could not be read (corrupt on disk):
 	// their events were not delivered; the job's reason names their offsets and times.
 	Unreadable int64 `json:"unreadable"`
+}
+
+// StatusEvent is where a finished job's replay_job_status event stands. A worker that finishes a
+// job keeps its lease (Transition with StatusPending) until the event is delivered or given up
+// (SettleStatus); should it die or stop meanwhile, the lease runs out and another worker leases
+// the finished job to deliver it.
+type StatusEvent uint8
+
+// The status event's states.
+const (
+	// StatusEventNone: no status event is owed: the job is active or canceled, or it finished
+	// without one (before status events were recorded).
+	StatusEventNone StatusEvent = iota
+	// StatusEventPending: the job is finished and its status event is being delivered by the
+	// job's lease holder, or waits for a worker to lease it.
+	StatusEventPending
+	// StatusEventDelivered: the webhook accepted it.
+	StatusEventDelivered
+	// StatusEventGivenUp: it could not be delivered (the webhook refused it, or stayed down longer
+	// than the workers' maximum outage).
+	StatusEventGivenUp
+)
+
+var statusEventNames = [...]string{StatusEventNone: "", StatusEventPending: "pending", StatusEventDelivered: "delivered", StatusEventGivenUp: "given_up"}
+
+// String is the stored and public name ("pending", "delivered", "given_up"; "" for none).
+func (s StatusEvent) String() string {
+	if int(s) < len(statusEventNames) {
+		return statusEventNames[s]
+	}
+	return fmt.Sprintf("StatusEvent(%d)", uint8(s))
+}
+
+// ParseStatusEvent parses what String returns.
+func ParseStatusEvent(s string) (StatusEvent, error) {
+	for i, n := range statusEventNames {
+		if s == n {
+			return StatusEvent(i), nil
+		}
+	}
+	return 0, fmt.Errorf("job: unknown status event state %q", s)
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s StatusEvent) MarshalText() ([]byte, error) {
+	if int(s) >= len(statusEventNames) {
+		return nil, fmt.Errorf("job: invalid status event state %d", uint8(s))
+	}
+	return []byte(s.String()), nil
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *StatusEvent) UnmarshalText(b []byte) error {
+	v, err := ParseStatusEvent(string(b))
+	if err != nil {
+		return err
+	}
+	*s = v
+	return nil
 }
 
 // NoCheckpoint is the checkpoint of a job none of whose events are known to be delivered yet.
@@ -147,6 +215,8 @@ type TopicProgress struct {
 	Read              int64 `json:"read"`
 	Delivered         int64 `json:"delivered"`
 	DuplicatesDropped int64 `json:"duplicates_dropped"`
+	// Redelivered counts the topic's events delivered again after a takeover (Counters).
+	Redelivered int64 `json:"redelivered,omitempty"`
 }
 
 // MaxTopics bounds a job's topic list.
@@ -167,7 +237,7 @@ func ValidateTopics(ts []TopicProgress) error {
 			return fmt.Errorf("topic %q is listed twice", t.Topic)
 		case t.Checkpoint < NoCheckpoint:
 			return fmt.Errorf("topic %q: checkpoint %d must be >= -1", t.Topic, t.Checkpoint)
-		case t.Read < 0 || t.Delivered < 0 || t.DuplicatesDropped < 0:
+		case t.Read < 0 || t.Delivered < 0 || t.DuplicatesDropped < 0 || t.Redelivered < 0:
 			return fmt.Errorf("topic %q: negative counters", t.Topic)
 		}
 		seen[t.Topic] = true
@@ -258,6 +328,14 @@ type Job struct {
 	// Topics is the progress per topic of a job read from several (nil: none recorded). Then
 	// Checkpoint is the first topic's and Counters the totals.
 	Topics []TopicProgress `json:"topics,omitempty"`
+	// StatusEvent is where the job's replay_job_status event stands (none while it runs).
+	StatusEvent StatusEvent `json:"status_event,omitzero"`
+}
+
+// UnderLease reports whether a worker's lease holds the job: it is STARTED or ONGOING, or it is
+// finished and its status event is pending. Heartbeat and Release apply to such a job.
+func (j *Job) UnderLease() bool {
+	return j.State.Held() || (j.State.Terminal() && j.StatusEvent == StatusEventPending)
 }
 
 // Progress is what a worker checkpoints with a heartbeat or a transition.
@@ -394,6 +472,11 @@ type TransitionParams struct {
 	Reason string
 	// Progress, when non-nil, is checkpointed with the transition.
 	Progress *Progress
+	// StatusPending, with COMPLETED or INCOMPLETE, records that the caller will now deliver the
+	// job's status event: the job's StatusEvent becomes pending and the caller keeps its lease
+	// (renewed from the store's now, as a heartbeat does) until SettleStatus. A job whose lease
+	// then runs out (or is released) is leased again by Lease, finished, for its status event.
+	StatusPending bool
 }
 
 // Validate checks the params.
@@ -410,6 +493,9 @@ func (p TransitionParams) Validate() error {
 	}
 	if p.To == StateIncomplete && p.Reason == "" {
 		errs = append(errs, "Reason is required for INCOMPLETE")
+	}
+	if p.StatusPending && !p.To.Terminal() {
+		errs = append(errs, "StatusPending is only for COMPLETED and INCOMPLETE")
 	}
 	errs = p.Progress.validate(errs)
 	return paramsError(errs)
@@ -433,6 +519,29 @@ func (p ReleaseParams) Validate() error {
 		errs = append(errs, "FencingToken must be positive")
 	}
 	errs = p.Progress.validate(errs)
+	return paramsError(errs)
+}
+
+// SettleStatusParams are the arguments of Driver.SettleStatus.
+type SettleStatusParams struct {
+	ID           int64
+	FencingToken int64
+	// Outcome is StatusEventDelivered or StatusEventGivenUp.
+	Outcome StatusEvent
+}
+
+// Validate checks the params.
+func (p SettleStatusParams) Validate() error {
+	var errs []string
+	if p.ID <= 0 {
+		errs = append(errs, "ID must be positive")
+	}
+	if p.FencingToken <= 0 {
+		errs = append(errs, "FencingToken must be positive")
+	}
+	if p.Outcome != StatusEventDelivered && p.Outcome != StatusEventGivenUp {
+		errs = append(errs, fmt.Sprintf("Outcome must be delivered or given_up, not %q", p.Outcome))
+	}
 	return paramsError(errs)
 }
 
@@ -509,24 +618,30 @@ type Driver interface {
 	// already has an OPEN, STARTED or ONGOING job.
 	Create(ctx context.Context, p CreateParams) (*Job, error)
 	// Lease takes the job that has waited longest: an OPEN job (since its creation, becoming
-	// STARTED) or a STARTED/ONGOING job whose lease expired (since its expiry, keeping its state
-	// and checkpoint). It bumps the fencing token, records the owner and starts the lease.
-	// ErrNoJob when there is none.
+	// STARTED), a STARTED/ONGOING job whose lease expired (since its expiry, keeping its state
+	// and checkpoint), or a finished job with its status event pending whose lease expired
+	// (keeping its state: the caller delivers the status event). It bumps the fencing token,
+	// records the owner and starts the lease. ErrNoJob when there is none.
 	Lease(ctx context.Context, p LeaseParams) (*Job, error)
 	// Heartbeat extends the lease and optionally checkpoints progress, if FencingToken is still
-	// the job's and the job is STARTED or ONGOING; otherwise ErrLeaseLost.
+	// the job's and the job is under lease (Job.UnderLease: STARTED or ONGOING, or finished with
+	// its status event pending; progress is not taken then); otherwise ErrLeaseLost.
 	Heartbeat(ctx context.Context, p HeartbeatParams) error
 	// Transition changes the state of a held job, conditional on the fencing token (ErrLeaseLost)
 	// and on the current state (ErrInvalidTransition).
 	Transition(ctx context.Context, p TransitionParams) error
 	// Release gives a held job back (a worker's graceful shutdown): if FencingToken is still the
-	// job's and the job is STARTED or ONGOING (otherwise ErrLeaseLost, as Heartbeat; ErrNotFound
+	// job's and the job is under lease (otherwise ErrLeaseLost, as Heartbeat; ErrNotFound
 	// for a missing job), it optionally checkpoints progress, sets the lease expiry to the store's
 	// now, so that the next Lease anywhere takes the job at once, ordered as an expired lease
 	// (keeping its state, checkpoint and counters), and bumps the fencing token, so that the
 	// releaser can change nothing afterwards: its later Heartbeat, Transition or Release fail with
 	// ErrLeaseLost. The next Lease bumps the token again as always.
 	Release(ctx context.Context, p ReleaseParams) error
+	// SettleStatus records the outcome of a finished job's status event and ends the lease, if
+	// FencingToken is still the job's (ErrLeaseLost) and its status event is pending
+	// (ErrInvalidTransition; ErrNotFound for a missing job).
+	SettleStatus(ctx context.Context, p SettleStatusParams) error
 	// Get returns one job, or ErrNotFound.
 	Get(ctx context.Context, p GetParams) (*Job, error)
 	// List returns a page of jobs matching the filters, newest first.

@@ -40,8 +40,9 @@ type Config struct {
 	// Workers is how many jobs this instance runs at once. Default 4.
 	Workers int
 	// MaxInFlight bounds the deliveries of one job in flight at once; within it the window adapts
-	// to the webhook (worker.Options.MaxInFlight). It is also the ordering bound: a delivery never
-	// runs more than MaxInFlight-1 events ahead of the oldest one not yet settled. Default 512.
+	// to the webhook (worker.Options.MaxInFlight). It also sets the ordering bound: a delivery
+	// never runs worker.MaxAhead(MaxInFlight) (4×) or more events ahead of the oldest one not yet
+	// settled. Default 512.
 	MaxInFlight int
 	// StrictOrder delivers each job's events one at a time, in log order.
 	StrictOrder bool

@@ -69,7 +69,7 @@ func TestServeSurvivesALowDisk(t *testing.T) {
 	if st := e.waitStatus(jobID); st.State != "Complete" {
 		t.Fatalf("status event %+v", st)
 	}
-	if err := receiver.CheckReplay(e.sink.Deliveries(), e.want(from, to), worker.DefaultMaxInFlight); err != nil {
+	if err := receiver.CheckReplay(e.sink.Deliveries(), e.want(from, to), worker.MaxAhead(worker.DefaultMaxInFlight)); err != nil {
 		t.Fatal(err)
 	}
 	if m := scrape(t, e); !strings.Contains(m, "replay_index_builder_degraded 0") {

@@ -249,9 +249,9 @@ func TestServeReplaysAWindowEndToEnd(t *testing.T) {
 	if len(want) < 100 {
 		t.Fatalf("the window holds only %d events", len(want))
 	}
-	// Every event of the window once, signed, none more than the delivery window ahead of its
-	// place in log order (the default window; TestServeStrictOrder holds the strict order).
-	if err := receiver.CheckReplay(got, want, worker.DefaultMaxInFlight); err != nil {
+	// Every event of the window once, signed, none the ordering bound (MaxAhead) or more ahead of
+	// its place in log order (the default window; TestServeStrictOrder holds the strict order).
+	if err := receiver.CheckReplay(got, want, worker.MaxAhead(worker.DefaultMaxInFlight)); err != nil {
 		t.Fatal(err)
 	}
 	if e.sink.BadSignatures() != 0 {
@@ -497,7 +497,7 @@ func TestServeStandardWebhooksThroughARotation(t *testing.T) {
 			if st := e.waitStatus(jobID); st.State != "Complete" {
 				t.Fatalf("status %+v", st)
 			}
-			if err := receiver.CheckReplay(e.sink.Deliveries(), e.want(from, to), worker.DefaultMaxInFlight); err != nil {
+			if err := receiver.CheckReplay(e.sink.Deliveries(), e.want(from, to), worker.MaxAhead(worker.DefaultMaxInFlight)); err != nil {
 				t.Fatal(err)
 			}
 			if n := e.sink.BadSignatures(); n != 0 {

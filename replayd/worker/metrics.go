@@ -12,10 +12,13 @@ type Metrics struct {
 	EventsDelivered    prometheus.Counter
 	EventsDeduplicated prometheus.Counter
 	EventsFailed       prometheus.Counter
-	DeliveryLatency    prometheus.Histogram
-	JobsFinished       *prometheus.CounterVec // by final state
-	Takeovers          prometheus.Counter
-	JobsRunning        prometheus.Gauge
+	// EventsRedelivered counts deliveries, after a takeover, of events an earlier holder had
+	// reported delivered (job.Counters.Redelivered).
+	EventsRedelivered prometheus.Counter
+	DeliveryLatency   prometheus.Histogram
+	JobsFinished      *prometheus.CounterVec // by final state
+	Takeovers         prometheus.Counter
+	JobsRunning       prometheus.Gauge
 	// DeliveryWindow is the delivery window of the job that last settled a delivery: how many
 	// of its deliveries may be in flight (see window).
 	DeliveryWindow prometheus.Gauge
@@ -81,6 +84,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		EventsDelivered:    prometheus.NewCounter(prometheus.CounterOpts{Name: "replay_events_delivered_total", Help: "Events delivered to webhooks."}),
 		EventsDeduplicated: prometheus.NewCounter(prometheus.CounterOpts{Name: "replay_events_deduplicated_total", Help: "Duplicate events dropped."}),
 		EventsFailed:       prometheus.NewCounter(prometheus.CounterOpts{Name: "replay_events_failed_total", Help: "Events not delivered."}),
+		EventsRedelivered: prometheus.NewCounter(prometheus.CounterOpts{Name: "replay_events_redelivered_total",
+			Help: "Events delivered again after a takeover that an earlier holder of the job had reported delivered."}),
 		DeliveryLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "replay_delivery_seconds", Help: "Time to deliver one event, retries included.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
 		JobsFinished: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "replay_jobs_finished_total", Help: "Jobs finished by this process, by final state."}, []string{"state"}),
@@ -104,7 +109,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg == nil {
 		return m
 	}
-	reg.MustRegister(m.EventsRead, m.EventsDelivered, m.EventsDeduplicated, m.EventsFailed, m.DeliveryLatency, m.JobsFinished, m.Takeovers, m.JobsRunning, m.DeliveryWindow,
+	reg.MustRegister(m.EventsRead, m.EventsDelivered, m.EventsDeduplicated, m.EventsFailed, m.EventsRedelivered, m.DeliveryLatency, m.JobsFinished, m.Takeovers, m.JobsRunning, m.DeliveryWindow,
 		m.TopicRead, m.TopicDelivered, m.TopicDeduplicated, m.TopicDuplicatePercent,
 		m.WebhookOutages, m.JobsPaused, m.StatusEvents)
 	return m

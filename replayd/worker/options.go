@@ -65,10 +65,10 @@ type Options struct {
 	Workers int
 	// MaxInFlight bounds the deliveries of one job in flight at once. Within it the window adapts
 	// to the webhook (see window): it grows while deliveries succeed at their first attempt and
-	// halves after one that needed a retry or failed. It is also the ordering bound: a delivery
-	// never runs more than MaxInFlight-1 events (in log order) ahead of the oldest one not yet
-	// settled. Default 512: at the default per-webhook rate (2,500/s) a webhook 100 ms away needs
-	// 250 in flight.
+	// halves after one that needed a retry or failed. It also sets the ordering bound: a delivery
+	// never runs MaxAhead(MaxInFlight) (4×, 2048 by default) or more events (in log order) ahead
+	// of the oldest one not yet settled. Default 512: at the default per-webhook rate (2,500/s) a
+	// webhook 100 ms away needs 250 in flight.
 	MaxInFlight int
 	// StrictOrder delivers one event at a time, in log order (a window of one).
 	StrictOrder bool

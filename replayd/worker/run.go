@@ -40,8 +40,11 @@ type run struct {
 	// drain is closed when the pool drains.
 	drain <-chan struct{}
 
-	mu         sync.Mutex
-	progress   job.Progress
+	mu       sync.Mutex
+	progress job.Progress
+	// finished: the job's final state is recorded; its heartbeats renew the lease of its status
+	// event and carry no progress.
+	finished   bool
 	unreadable []unreadable // batches of the window that could not be read
 	// topics are the job's parts in the topics of the Source, set up by deliver.
 	topics []*topicRead
@@ -69,6 +72,9 @@ func (r *run) stop(err error) {
 func (r *run) snapshot() *job.Progress {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.finished {
+		return nil
+	}
 	p := r.progress
 	p.Topics = slices.Clone(p.Topics)
 	return &p
@@ -98,6 +104,15 @@ func (r *run) execute(ctx context.Context) {
 	var jobCtx context.Context
 	r.lease, jobCtx = newLease(context.WithoutCancel(ctx), r.leasedAt, o.LeaseTimeout, o.LeaseMargin, time.Now)
 	defer r.lease.stop()
+	if j.State.Terminal() {
+		// An earlier holder finished the job and did not get to deliver its status event (it
+		// died, or shut down): deliver it now. How long ago the job finished is measured on the
+		// store's clock, as both times are the store's.
+		r.finished = true
+		r.log.Info("finished job leased to deliver its status event", "state", j.State, "finished_at", j.FinishedAt, "fencing_token", j.FencingToken)
+		r.status(jobCtx, j.State, j.Reason, j.HeartbeatAt.Sub(j.FinishedAt))
+		return
+	}
 	if j.State == job.StateStarted {
 		err := o.Jobs.Transition(jobCtx, job.TransitionParams{ID: j.ID, FencingToken: j.FencingToken, To: job.StateOngoing})
 		if err != nil {
@@ -234,6 +249,18 @@ type topicRead struct {
 	settled  *delivery.InOrder
 	m        *topicMetrics
 
+	// Counting after a takeover. base is the topic's counters as the job was leased: an earlier
+	// holder counted every event it read from its own resume point on, so the events between
+	// resumeAt and where it got to were counted already. They are the first ones this worker
+	// reads again, in the same order with the same dedup decisions: once the reader passes
+	// resumeAt (warm), the carried counts say how many of this worker's next reads, drops and
+	// deliveries were counted before; those deliveries are redeliveries. Guarded by run.mu once
+	// warm.
+	base                                      job.TopicProgress
+	belowRead, belowDup                       int64 // events below resumeAt (reader only)
+	warm                                      bool
+	carriedRead, carriedDup, carriedDelivered int64
+
 	// Written by the reader only.
 	lastMs int64 // the greatest timestamp read from the topic so far (-1: none)
 	// failed is a final read error (not retryable, not corruption) of a topic other than the
@@ -265,6 +292,10 @@ func (r *run) setupTopics() {
 				}
 			}
 			progress = append(progress, tp)
+			tr.base = tp
+		} else {
+			c := j.Counters
+			tr.base = job.TopicProgress{Read: c.Read, Delivered: c.Delivered, DuplicatesDropped: c.DuplicatesDropped}
 		}
 		tr.settled = delivery.NewInOrder(max(tr.resumeAt, 0))
 		r.topics[i] = tr
@@ -521,8 +552,15 @@ func (r *run) read(ctx context.Context, drain <-chan struct{}, key []byte, s *se
 			continue
 		}
 		if it.offset < tr.resumeAt {
-			seen.Seen(it.h) // delivered before the takeover: remember it, send nothing
+			// Settled before the takeover: remember it, send nothing.
+			tr.belowRead++
+			if seen.Seen(it.h) {
+				tr.belowDup++
+			}
 			continue
+		}
+		if !tr.warm {
+			r.warmUp(tr)
 		}
 		select {
 		case <-drain:
@@ -537,13 +575,20 @@ func (r *run) read(ctx context.Context, drain <-chan struct{}, key []byte, s *se
 		tr.lastMs = max(tr.lastMs, it.ts)
 		dup := seen.Seen(it.h)
 		r.update(func(p *job.Progress) {
-			p.Counters.Read++
-			if dup {
-				p.Counters.DuplicatesDropped++
+			// What an earlier holder counted is not counted again (topicRead.base).
+			if tr.carriedRead > 0 {
+				tr.carriedRead--
+			} else {
+				p.Counters.Read++
+				if p.Topics != nil {
+					p.Topics[tr.i].Read++
+				}
 			}
-			if p.Topics != nil {
-				p.Topics[tr.i].Read++
-				if dup {
+			if dup && tr.carriedDup > 0 {
+				tr.carriedDup--
+			} else if dup {
+				p.Counters.DuplicatesDropped++
+				if p.Topics != nil {
 					p.Topics[tr.i].DuplicatesDropped++
 				}
 			}
@@ -558,6 +603,20 @@ func (r *run) read(ctx context.Context, drain <-chan struct{}, key []byte, s *se
 		if err := s.send(ctx, tr, it.offset, it.ts, it.body); err != nil {
 			return err
 		}
+	}
+}
+
+// warmUp is called when the reader first passes tr's resume point: what the earlier holders
+// counted above it is now known (topicRead.base).
+func (r *run) warmUp(tr *topicRead) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	tr.warm = true
+	tr.carriedRead = max(0, tr.base.Read-tr.belowRead)
+	tr.carriedDup = max(0, tr.base.DuplicatesDropped-tr.belowDup)
+	tr.carriedDelivered = max(0, tr.base.Delivered-(tr.belowRead-tr.belowDup))
+	if tr.carriedDelivered > 0 {
+		r.log.Info("taken over: events delivered above the checkpoint are delivered again", "topic", tr.name, "redeliveries", tr.carriedDelivered, "checkpoint", tr.resumeAt)
 	}
 }
 
@@ -601,7 +660,9 @@ func (r *run) skipUnreadable(u unreadable, s *senders, tr *topicRead) {
 	r.log.Error("a batch of the window cannot be read: its events are skipped", "topic", tr.name, "from_offset", u.from, "to_offset", u.to, "err", u.err)
 	r.mu.Lock()
 	r.unreadable = append(r.unreadable, u)
-	r.progress.Counters.Unreadable++
+	// Every holder meets the window's unreadable batches in the same order from its start, so
+	// the most any holder met is the count.
+	r.progress.Counters.Unreadable = max(r.job.Counters.Unreadable, int64(len(r.unreadable)))
 	if u.fromMs >= 0 && (r.progress.FirstUndeliveredMs == nil || u.fromMs < *r.progress.FirstUndeliveredMs) {
 		ms := u.fromMs
 		r.progress.FirstUndeliveredMs = &ms
@@ -788,12 +849,26 @@ func (s *senders) deliver(ctx context.Context, e send) {
 		m.DeliveryWindow.Set(float64(s.win.size()))
 	}()
 	if err == nil {
+		again := false
 		r.update(func(p *job.Progress) {
+			// An earlier holder's deliveries above the checkpoint are the first this worker
+			// makes again (topicRead.base): each event counts once in Delivered.
+			if again = e.tr.carriedDelivered > 0; again {
+				e.tr.carriedDelivered--
+				p.Counters.Redelivered++
+				if p.Topics != nil {
+					p.Topics[e.tr.i].Redelivered++
+				}
+				return
+			}
 			p.Counters.Delivered++
 			if p.Topics != nil {
 				p.Topics[e.tr.i].Delivered++
 			}
 		})
+		if again {
+			m.EventsRedelivered.Inc()
+		}
 		if _, err := e.tr.settled.Done(e.offset); err != nil {
 			r.log.Error("checkpoint tracking", "err", err)
 		}
@@ -892,21 +967,68 @@ type statusEvent struct {
 }
 
 // finish records the final state, then delivers the replay_job_status event: a developer who
-// receives it and asks for the job sees it finished, with its final counts. A status event that
-// cannot be delivered is logged; the job's state already says what happened to its events.
+// receives it and asks for the job sees it finished, with its final counts. The event is owed
+// from the moment the state is recorded (job.TransitionParams.StatusPending): this worker keeps
+// the job's lease while it delivers it, and if it dies or shuts down first another worker leases
+// the finished job and delivers it (execute).
 func (r *run) finish(ctx context.Context, state job.State, reason string) {
 	o, j := &r.pool.opts, r.job
-	err := o.Jobs.Transition(ctx, job.TransitionParams{ID: j.ID, FencingToken: j.FencingToken, To: state, Reason: reason, Progress: r.snapshot()})
+	p := r.snapshot()
+	sent := time.Now()
+	tctx, cancel := context.WithDeadline(ctx, r.lease.deadline())
+	err := o.Jobs.Transition(tctx, job.TransitionParams{ID: j.ID, FencingToken: j.FencingToken, To: state, Reason: reason, Progress: p, StatusPending: true})
+	cancel()
 	if err != nil {
 		r.log.Warn("could not record the job's end", "state", state, "err", err)
 		return
 	}
+	r.lease.renewed(sent) // the transition renewed the lease, for the status event
+	r.mu.Lock()
+	r.finished = true
+	r.mu.Unlock()
 	o.Metrics.JobsFinished.WithLabelValues(state.String()).Inc()
-	p := r.snapshot()
 	r.log.Info("job finished", "state", state, "read", p.Counters.Read, "delivered", p.Counters.Delivered,
-		"duplicates", p.Counters.DuplicatesDropped, "failed", p.Counters.Failed, "reason", reason)
+		"redelivered", p.Counters.Redelivered, "duplicates", p.Counters.DuplicatesDropped, "failed", p.Counters.Failed, "reason", reason)
+	r.status(ctx, state, reason, 0)
+}
 
-	r.sendStatus(StatusEvent(j.WebhookID, j.ID, state, reason))
+// statusOutcome is what became of a status event's delivery.
+type statusOutcome int
+
+const (
+	statusDelivered statusOutcome = iota
+	statusGivenUp
+	statusDrained   // the pool drains: another worker delivers it
+	statusLeaseLost // the lease ended: another worker may hold it
+)
+
+// status delivers the finished job's replay_job_status event under the job's lease (heartbeats
+// renew it; ctx ends with it), the job having finished `ago` already, and records the outcome:
+// delivered or given up is settled in the store; on a drain the job is released for another
+// worker to deliver it; with the lease lost nothing more is written.
+func (r *run) status(ctx context.Context, state job.State, reason string, ago time.Duration) {
+	o, j := &r.pool.opts, r.job
+	stopHeartbeat := r.heartbeat(ctx)
+	out := r.sendStatus(ctx, StatusEvent(j.WebhookID, j.ID, state, reason), ago)
+	stopHeartbeat()
+	wctx, cancel := context.WithDeadline(ctx, r.lease.deadline())
+	defer cancel()
+	var err error
+	switch out {
+	case statusDelivered:
+		err = o.Jobs.SettleStatus(wctx, job.SettleStatusParams{ID: j.ID, FencingToken: j.FencingToken, Outcome: job.StatusEventDelivered})
+	case statusGivenUp:
+		err = o.Jobs.SettleStatus(wctx, job.SettleStatusParams{ID: j.ID, FencingToken: j.FencingToken, Outcome: job.StatusEventGivenUp})
+	case statusDrained:
+		err = o.Jobs.Release(wctx, job.ReleaseParams{ID: j.ID, FencingToken: j.FencingToken})
+	case statusLeaseLost:
+		r.log.Warn("replay_job_status event: the lease ended before it was delivered; another worker delivers it", "cause", context.Cause(ctx))
+		return
+	}
+	if err != nil {
+		// The lease runs out by itself: another worker delivers the event (again, if it was).
+		r.log.Warn("replay_job_status event: could not record its outcome", "err", err)
+	}
 }
 
 // StatusEvent is the replay_job_status event POSTed when job jobID of webhookID ends in state:
@@ -925,14 +1047,21 @@ func StatusEvent(webhookID, jobID int64, state job.State, reason string) []byte 
 }
 
 // sendStatus delivers the replay_job_status event, retried while the webhook is down as a
-// paused job's deliveries are (OutageRetryMin doubling to OutageRetryMax, for at most
-// MaxOutage). The job is already finished, so no lease bounds it; a drain gives it up. Given up,
-// it is logged and counted (replay_status_events_total{outcome="given_up"}).
-func (r *run) sendStatus(body []byte) {
+// paused job's deliveries are (OutageRetryMin doubling to OutageRetryMax, until MaxOutage after
+// the job finished, `ago` before this call). ctx is the job's lease. Given up (then, or on an
+// answer not worth retrying) it is logged and counted
+// (replay_status_events_total{outcome="given_up"}). While it waits for the webhook, the job does
+// not hold a worker: a stand-in leases meanwhile, as for a paused job.
+func (r *run) sendStatus(ctx context.Context, body []byte, ago time.Duration) statusOutcome {
 	o, j, m := &r.pool.opts, r.job, r.pool.opts.Metrics
-	ctx := context.Background()
-	giveUp := time.Now().Add(o.MaxOutage)
+	giveUp := time.Now().Add(o.MaxOutage - ago)
 	wait := o.OutageRetryMin
+	paused := false
+	defer func() {
+		if paused {
+			r.pool.jobResumed()
+		}
+	}()
 	for attempt := 1; ; attempt++ {
 		target, err := o.Targets(ctx, j.WebhookID)
 		if err == nil {
@@ -944,23 +1073,30 @@ func (r *run) sendStatus(body []byte) {
 			if attempt > 1 {
 				r.log.Info("replay_job_status event delivered", "attempts", attempt)
 			}
-			return
+			return statusDelivered
+		}
+		if ctx.Err() != nil {
+			return statusLeaseLost
 		}
 		if !delivery.IsRetryable(err) || time.Now().Add(wait).After(giveUp) {
 			m.StatusEvents.WithLabelValues("given_up").Inc()
 			r.log.Warn("replay_job_status event not delivered: given up", "err", err, "attempts", attempt)
-			return
+			return statusGivenUp
 		}
 		if attempt == 1 {
 			r.log.Warn("replay_job_status event not delivered: retrying while the webhook is down", "err", err, "max_outage", o.MaxOutage)
+			paused = true
+			r.pool.jobPaused()
 		}
 		t := time.NewTimer(wait)
 		select {
 		case <-r.drain:
 			t.Stop()
-			m.StatusEvents.WithLabelValues("given_up").Inc()
-			r.log.Warn("replay_job_status event not delivered: given up on shutdown", "err", err, "attempts", attempt)
-			return
+			r.log.Info("replay_job_status event not delivered yet: released on shutdown for another worker", "err", err, "attempts", attempt)
+			return statusDrained
+		case <-ctx.Done():
+			t.Stop()
+			return statusLeaseLost
 		case <-t.C:
 		}
 		wait = min(2*wait, o.OutageRetryMax)

@@ -80,14 +80,24 @@ func TestWindowAcquireWaits(t *testing.T) {
 	}
 }
 
-// TestWindowHoldsBackBehindASlowDelivery: however large the window, no event is handed out max
-// or more events after the oldest unsettled one.
+// TestWindowHoldsBackBehindASlowDelivery: behind a slow delivery the others go on, each slot
+// reused as it settles, until the next event would be MaxAhead events after the slow one; none
+// is handed out that far ahead.
 func TestWindowHoldsBackBehindASlowDelivery(t *testing.T) {
 	w := newWindow(4)
 	w.limit = 4
 	slow, _, _ := w.acquire(t.Context())
-	for range 3 { // three more in flight, then settled
-		seq, _, _ := w.acquire(t.Context())
+	ahead := int64(MaxAhead(4))
+	if ahead != 16 {
+		t.Fatalf("MaxAhead(4) = %d, want 16", ahead)
+	}
+	for range ahead - 1 { // the ones after it come and go: the slow one holds only its slot
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		seq, _, err := w.acquire(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("seq %d behind the slow one: %v", w.next, err)
+		}
 		w.release(seq, true, time.Millisecond)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
@@ -96,8 +106,11 @@ func TestWindowHoldsBackBehindASlowDelivery(t *testing.T) {
 		t.Fatalf("handed out seq %d, %d ahead of the unsettled seq %d with max 4", seq, seq-slow, slow)
 	}
 	w.release(slow, true, time.Millisecond)
-	if seq, _, err := w.acquire(t.Context()); err != nil || seq != 4 {
+	if seq, _, err := w.acquire(t.Context()); err != nil || seq != ahead {
 		t.Fatalf("after the slow one settled: seq %d, %v", seq, err)
+	}
+	if MaxAhead(1) != 1 {
+		t.Fatalf("MaxAhead(1) = %d: strict order is a window of one", MaxAhead(1))
 	}
 }
 

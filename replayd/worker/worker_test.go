@@ -432,7 +432,7 @@ func (s *latencySink) Deliver(ctx context.Context, _ worker.Target, body []byte)
 
 // TestAdaptiveWindow: with the defaults, a replay to a webhook 20 ms away keeps many deliveries
 // in flight (the window grew), delivers every event exactly once, and never runs more than
-// MaxInFlight-1 events ahead of the oldest one not yet settled.
+// MaxAhead(MaxInFlight)-1 events ahead of the oldest one not yet settled.
 func TestAdaptiveWindow(t *testing.T) {
 	w := newWorld(t)
 	w.produce(t, 6000, 9)
@@ -464,7 +464,7 @@ func TestAdaptiveWindow(t *testing.T) {
 	if s.maxIn < maxInFlight/2 {
 		t.Fatalf("at most %d deliveries in flight: the window did not grow toward %d", s.maxIn, maxInFlight)
 	}
-	if s.maxIn > maxInFlight || s.maxAhead >= maxInFlight {
-		t.Fatalf("%d in flight, %d ahead of the oldest unsettled: past MaxInFlight %d", s.maxIn, s.maxAhead, maxInFlight)
+	if s.maxIn > maxInFlight || s.maxAhead >= worker.MaxAhead(maxInFlight) {
+		t.Fatalf("%d in flight, %d ahead of the oldest unsettled: past MaxInFlight %d or MaxAhead %d", s.maxIn, s.maxAhead, maxInFlight, worker.MaxAhead(maxInFlight))
 	}
 }

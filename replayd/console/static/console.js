@@ -20,6 +20,7 @@
     set(root, "read", j.counts.read);
     set(root, "delivered", j.counts.delivered);
     set(root, "duplicates", j.counts.duplicates_dropped);
+    set(root, "redelivered", j.counts.redelivered);
     set(root, "failed", j.counts.failed);
     set(root, "unreadable", j.counts.unreadable);
     set(root, "rate", fmtRate(j.events_per_second));
@@ -75,11 +76,12 @@
           set(box, "finished_at", j.finished_at || "");
           set(box, "lease_owner", j.lease_owner || "");
           if (j.completion_event) set(box, "completion_event", j.completion_event);
+          if (j.completion_status) set(box, "completion_status", j.completion_status);
           const top = Math.max(1, ...j.samples.map((s) => Math.max(s.read, s.delivered)));
           set(box, "max", top);
           box.querySelector("polyline.read").setAttribute("points", points(j.samples, "read", top));
           box.querySelector("polyline.delivered").setAttribute("points", points(j.samples, "delivered", top));
-          active = j.active;
+          active = j.active || j.completion_status === "pending";
         }
       } catch (e) { /* the next tick tries again */ }
       if (active) setTimeout(tick, every);

@@ -26,7 +26,8 @@ import (
 //	j/<id>                     -> the job record (JSON)
 //	a/<webhook>                -> id of the webhook's active job (one-active-per-webhook)
 //	l/<due unix µs><id>        -> "" for each leasable job: due = created for OPEN, lease expiry
-//	                              for STARTED/ONGOING; absent once finished (the lease queue)
+//	                              for STARTED/ONGOING and for a finished job whose status event
+//	                              is pending; absent otherwise (the lease queue)
 //	w/<webhook><id>, p/<app><id> -> "" (list by webhook, by app)
 var (
 	prefixJob     = []byte("j/")
@@ -123,7 +124,7 @@ func leaseKey(j *job.Job) []byte {
 	switch {
 	case j.State == job.StateOpen:
 		return key(prefixLease, j.CreatedAt.UnixMicro(), j.ID)
-	case j.State.Held():
+	case j.UnderLease():
 		return key(prefixLease, j.LeaseExpiresAt.UnixMicro(), j.ID)
 	}
 	return nil
@@ -352,13 +353,29 @@ func (d *Driver) fenced(id, token int64, from []job.State, what string) (*record
 	return r, nil
 }
 
+// fencedLeased loads job id and checks that token is current and the job under lease: still
+// running when pr (progress to checkpoint) is given, else job.Job.UnderLease.
+func (d *Driver) fencedLeased(id, token int64, pr *job.Progress, what string) (*record, error) {
+	if pr != nil {
+		return d.fenced(id, token, []job.State{job.StateStarted, job.StateOngoing}, what)
+	}
+	r, err := d.load(id)
+	if err != nil {
+		return nil, err
+	}
+	if r.FencingToken != token || !r.UnderLease() {
+		return nil, job.DiagnoseFencedFailure(id, token, r.FencingToken, r.State.String(), r.LeaseOwner, what)
+	}
+	return r, nil
+}
+
 // Heartbeat implements job.Driver.
 func (d *Driver) Heartbeat(ctx context.Context, p job.HeartbeatParams) error {
 	if err := p.Validate(); err != nil {
 		return err
 	}
 	return d.write(ctx, "heartbeat", func() error {
-		r, err := d.fenced(p.ID, p.FencingToken, []job.State{job.StateStarted, job.StateOngoing}, "heartbeat")
+		r, err := d.fencedLeased(p.ID, p.FencingToken, p.Progress, "heartbeat")
 		if err != nil {
 			return err
 		}
@@ -377,7 +394,7 @@ func (d *Driver) Release(ctx context.Context, p job.ReleaseParams) error {
 		return err
 	}
 	return d.write(ctx, "release", func() error {
-		r, err := d.fenced(p.ID, p.FencingToken, []job.State{job.StateStarted, job.StateOngoing}, "release")
+		r, err := d.fencedLeased(p.ID, p.FencingToken, p.Progress, "release")
 		if err != nil {
 			return err
 		}
@@ -403,12 +420,36 @@ func (d *Driver) Transition(ctx context.Context, p job.TransitionParams) error {
 		old := r.Job
 		now := d.now()
 		r.State, r.UpdatedAt = p.To, now
-		if p.To.Terminal() {
+		switch {
+		case p.To.Terminal() && p.StatusPending:
+			// The lease goes on for the status event: the job stays in the lease queue.
+			r.FinishedAt, r.Reason, r.StatusEvent = now, p.Reason, job.StatusEventPending
+			r.HeartbeatAt, r.LeaseExpiresAt = now, now.Add(r.LeaseTimeout)
+		case p.To.Terminal():
 			r.FinishedAt, r.LeaseExpiresAt, r.Reason = now, time.Time{}, p.Reason
-		} else {
+		default:
 			r.HeartbeatAt, r.LeaseExpiresAt = now, now.Add(r.LeaseTimeout)
 		}
 		applyProgress(&r.Job, p.Progress)
+		return d.save(old, r)
+	})
+}
+
+// SettleStatus implements job.Driver.
+func (d *Driver) SettleStatus(ctx context.Context, p job.SettleStatusParams) error {
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	return d.write(ctx, "settle status event", func() error {
+		r, err := d.fenced(p.ID, p.FencingToken, []job.State{job.StateCompleted, job.StateIncomplete}, "status event")
+		if err != nil {
+			return err
+		}
+		if r.StatusEvent != job.StatusEventPending {
+			return fmt.Errorf("job %d: status event: %w: it is %q, not pending", p.ID, job.ErrInvalidTransition, r.StatusEvent)
+		}
+		old := r.Job
+		r.StatusEvent, r.LeaseExpiresAt, r.UpdatedAt = p.Outcome, time.Time{}, d.now()
 		return d.save(old, r)
 	})
 }

@@ -50,6 +50,7 @@ func Exercise(t *testing.T, newDriver NewDriver) {
 		{"ReleaseRefused", testReleaseRefused},
 		{"ReleasedLeaseOrder", testReleasedLeaseOrder},
 		{"TopicProgress", testTopicProgress},
+		{"StatusEvent", testStatusEvent},
 		{"Close", testClose},
 	}
 	for _, tc := range tests {
@@ -91,6 +92,24 @@ func mustLease(t *testing.T, d job.Driver, owner string, timeout time.Duration) 
 		t.Fatalf("Lease(%s): %v", owner, err)
 	}
 	return j
+}
+
+// awaitLease leases as owner until a job is due (an expiring lease), for up to 15 s.
+func awaitLease(t *testing.T, d job.Driver, owner string, timeout time.Duration, what string) *job.Job {
+	t.Helper()
+	var got *job.Job
+	waitFor(t, 15*time.Second, what, func() bool {
+		l, err := d.Lease(context.Background(), job.LeaseParams{Owner: owner, Timeout: timeout})
+		if errors.Is(err, job.ErrNoJob) {
+			return false
+		}
+		if err != nil {
+			t.Fatalf("Lease: %v", err)
+		}
+		got = l
+		return true
+	})
+	return got
 }
 
 func get(t *testing.T, d job.Driver, id int64) *job.Job {
@@ -587,18 +606,7 @@ func testTakeover(t *testing.T, d job.Driver) {
 		t.Fatalf("Lease during a live lease: %v, want ErrNoJob", err)
 	}
 	// ...and once it expired, worker B takes it over where A left off.
-	var b *job.Job
-	waitFor(t, 15*time.Second, "worker-b to take the job over", func() bool {
-		l, err := d.Lease(ctx, job.LeaseParams{Owner: "worker-b", Timeout: timeout})
-		if errors.Is(err, job.ErrNoJob) {
-			return false
-		}
-		if err != nil {
-			t.Fatalf("Lease: %v", err)
-		}
-		b = l
-		return true
-	})
+	b := awaitLease(t, d, "worker-b", timeout, "worker-b to take the job over")
 	if b.ID != a.ID || b.LeaseOwner != "worker-b" || b.FencingToken != a.FencingToken+1 {
 		t.Fatalf("takeover lease: %+v (A had token %d)", b, a.FencingToken)
 	}
@@ -960,5 +968,110 @@ func testLeasePerAppCap(t *testing.T, d job.Driver) {
 	}
 	if _, err := d.Lease(ctx, job.LeaseParams{Owner: "w", MaxPerApp: -1}); !errors.Is(err, job.ErrInvalidParams) {
 		t.Fatalf("negative MaxPerApp: %v", err)
+	}
+}
+
+// A worker that finishes a job with its status event pending keeps the lease until it settles
+// the event; a holder that dies meanwhile loses the finished job to the next Lease once the lease
+// expires, as a running job, and the new holder settles it.
+func testStatusEvent(t *testing.T, d job.Driver) {
+	ctx := context.Background()
+	const timeout = 2 * time.Second
+	c := create(t, d, 1)
+	a := mustLease(t, d, "worker-a", timeout)
+	if a.ID != c.ID || a.StatusEvent != job.StatusEventNone {
+		t.Fatalf("leased %+v", a)
+	}
+	wantErr(t, "StatusPending to ONGOING", d.Transition(ctx, job.TransitionParams{ID: a.ID, FencingToken: a.FencingToken, To: job.StateOngoing, StatusPending: true}), job.ErrInvalidParams)
+	if err := d.Transition(ctx, job.TransitionParams{ID: a.ID, FencingToken: a.FencingToken, To: job.StateOngoing}); err != nil {
+		t.Fatal(err)
+	}
+	final := &job.Progress{Checkpoint: 700, Counters: job.Counters{Read: 70, Delivered: 60, DuplicatesDropped: 10, Redelivered: 4}}
+	if err := d.Heartbeat(ctx, job.HeartbeatParams{ID: a.ID, FencingToken: a.FencingToken, Progress: final}); err != nil {
+		t.Fatal(err)
+	}
+	if g := get(t, d, a.ID); g.Counters != final.Counters {
+		t.Fatalf("counters after a heartbeat: %+v, want %+v", g.Counters, final.Counters)
+	}
+	if err := d.Transition(ctx, job.TransitionParams{ID: a.ID, FencingToken: a.FencingToken, To: job.StateCompleted, Reason: "done", Progress: final, StatusPending: true}); err != nil {
+		t.Fatal(err)
+	}
+	g := get(t, d, a.ID)
+	if g.State != job.StateCompleted || g.StatusEvent != job.StatusEventPending || g.FinishedAt.IsZero() || g.Reason != "done" || !g.UnderLease() {
+		t.Fatalf("finished with its status event pending: %+v", g)
+	}
+	if g.LeaseExpiresAt.Sub(g.HeartbeatAt) != timeout || g.HeartbeatAt.Before(g.FinishedAt) {
+		t.Fatalf("the lease of a pending status event: heartbeat %v, expiry %v, finished %v; want expiry = heartbeat + %v", g.HeartbeatAt, g.LeaseExpiresAt, g.FinishedAt, timeout)
+	}
+	if n, err := d.Count(ctx, job.CountParams{}); err != nil || n[job.StateCompleted] != 1 {
+		t.Fatalf("Count: %v, %v", n, err)
+	}
+	// The holder renews the lease while it delivers the event; progress is final.
+	if err := d.Heartbeat(ctx, job.HeartbeatParams{ID: a.ID, FencingToken: a.FencingToken}); err != nil {
+		t.Fatalf("heartbeat of a pending status event: %v", err)
+	}
+	wantErr(t, "progress after the end", d.Heartbeat(ctx, job.HeartbeatParams{ID: a.ID, FencingToken: a.FencingToken, Progress: &job.Progress{Checkpoint: 9}}), job.ErrLeaseLost)
+	if _, err := d.Lease(ctx, job.LeaseParams{Owner: "worker-b", Timeout: timeout}); !errors.Is(err, job.ErrNoJob) {
+		t.Fatalf("Lease while the status event's lease lasts: %v, want ErrNoJob", err)
+	}
+	// Worker A dies: B leases the finished job once the lease expired.
+	b := awaitLease(t, d, "worker-b", timeout, "worker-b to lease the pending status event")
+	if b.ID != a.ID || b.State != job.StateCompleted || b.StatusEvent != job.StatusEventPending || b.FencingToken != a.FencingToken+1 ||
+		b.Reason != "done" || b.Counters != final.Counters || !b.FinishedAt.Equal(g.FinishedAt) {
+		t.Fatalf("leased for its status event: %+v", b)
+	}
+	wantErr(t, "old holder's SettleStatus", d.SettleStatus(ctx, job.SettleStatusParams{ID: a.ID, FencingToken: a.FencingToken, Outcome: job.StatusEventDelivered}), job.ErrLeaseLost)
+	wantErr(t, "old holder's Heartbeat", d.Heartbeat(ctx, job.HeartbeatParams{ID: a.ID, FencingToken: a.FencingToken}), job.ErrLeaseLost)
+	// B shuts down: the next Lease takes it at once.
+	if err := d.Release(ctx, job.ReleaseParams{ID: b.ID, FencingToken: b.FencingToken}); err != nil {
+		t.Fatalf("Release of a pending status event: %v", err)
+	}
+	cl := mustLease(t, d, "worker-c", timeout)
+	if cl.ID != a.ID || cl.FencingToken != b.FencingToken+2 || cl.StatusEvent != job.StatusEventPending {
+		t.Fatalf("leased after the release: %+v", cl)
+	}
+	wantErr(t, "SettleStatus to none", d.SettleStatus(ctx, job.SettleStatusParams{ID: cl.ID, FencingToken: cl.FencingToken}), job.ErrInvalidParams)
+	if err := d.SettleStatus(ctx, job.SettleStatusParams{ID: cl.ID, FencingToken: cl.FencingToken, Outcome: job.StatusEventDelivered}); err != nil {
+		t.Fatal(err)
+	}
+	g = get(t, d, a.ID)
+	if g.StatusEvent != job.StatusEventDelivered || !g.LeaseExpiresAt.IsZero() || g.UnderLease() || g.State != job.StateCompleted {
+		t.Fatalf("after SettleStatus: %+v", g)
+	}
+	wantErr(t, "second SettleStatus", d.SettleStatus(ctx, job.SettleStatusParams{ID: cl.ID, FencingToken: cl.FencingToken, Outcome: job.StatusEventGivenUp}), job.ErrInvalidTransition)
+	wantErr(t, "Heartbeat after SettleStatus", d.Heartbeat(ctx, job.HeartbeatParams{ID: cl.ID, FencingToken: cl.FencingToken}), job.ErrLeaseLost)
+	wantErr(t, "SettleStatus of a missing job", d.SettleStatus(ctx, job.SettleStatusParams{ID: 1 << 60, FencingToken: 1, Outcome: job.StatusEventDelivered}), job.ErrNotFound)
+	time.Sleep(timeout + timeout/4) // past any lease the job had: it must stay out of the queue
+	if l, err := d.Lease(ctx, job.LeaseParams{Owner: "worker-d", Timeout: timeout}); !errors.Is(err, job.ErrNoJob) {
+		t.Fatalf("Lease after the status event settled: %+v, %v; want ErrNoJob", l, err)
+	}
+
+	// Given up, from INCOMPLETE.
+	create(t, d, 1)
+	e := mustLease(t, d, "worker-e", timeout)
+	if err := d.Transition(ctx, job.TransitionParams{ID: e.ID, FencingToken: e.FencingToken, To: job.StateIncomplete, Reason: "x", StatusPending: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SettleStatus(ctx, job.SettleStatusParams{ID: e.ID, FencingToken: e.FencingToken, Outcome: job.StatusEventGivenUp}); err != nil {
+		t.Fatal(err)
+	}
+	if g := get(t, d, e.ID); g.StatusEvent != job.StatusEventGivenUp || g.State != job.StateIncomplete {
+		t.Fatalf("given up: %+v", g)
+	}
+	// Finished without one: no status event is owed, the lease ends with the job.
+	create(t, d, 1)
+	f := mustLease(t, d, "worker-f", timeout)
+	if err := d.Transition(ctx, job.TransitionParams{ID: f.ID, FencingToken: f.FencingToken, To: job.StateIncomplete, Reason: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if g := get(t, d, f.ID); g.StatusEvent != job.StatusEventNone || !g.LeaseExpiresAt.IsZero() || g.UnderLease() {
+		t.Fatalf("finished without a status event: %+v", g)
+	}
+	wantErr(t, "SettleStatus of a job that owes none", d.SettleStatus(ctx, job.SettleStatusParams{ID: f.ID, FencingToken: f.FencingToken, Outcome: job.StatusEventDelivered}), job.ErrInvalidTransition)
+	// Canceled: none either.
+	k := create(t, d, 1)
+	ck, err := d.Cancel(ctx, job.CancelParams{ID: k.ID, Reason: "no"})
+	if err != nil || ck.StatusEvent != job.StatusEventNone {
+		t.Fatalf("Cancel: %+v, %v", ck, err)
 	}
 }
