@@ -205,6 +205,7 @@ type Result struct {
 	// Offsets are the base offsets of the batches that may hold the webhook's events in the
 	// window, ascending and distinct: every batch that does is there; batches that only hold its
 	// events in the window's edge buckets (or another key with the same WebhookID) may be too.
+	// Offsets below the log's start (batches deleted since they were indexed) are not.
 	Offsets []int64
 	// Indexed is the partition's checkpoint at the lookup: offsets below it came from the index;
 	// [Indexed, End) was scanned from the source (the never-stale suffix).
