@@ -258,3 +258,50 @@ func TestBuildCorruptBatch(t *testing.T) {
 		}
 	}
 }
+
+// TestLookupBelowLogStart: batches below the log's start (deleted since they were indexed: here
+// a broker's log-start-offset checkpoint past them) are not listed, streamed or collected.
+func TestLookupBelowLogStart(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	l := openLog(t, filepath.Join(dir, "log"), 1, nil)
+	spec := baseSpec()
+	spec.Hot = []indextest.Hot{{Key: []byte("4242424242"), Share: 0.3}}
+	if _, err := indextest.Generate(ctx, l, spec); err != nil {
+		t.Fatal(err)
+	}
+	ix := openIndex(t, Options{Dir: filepath.Join(dir, "index"), CommitRecords: 1000})
+	build(t, ix, l)
+	from, to := spec.Start.UnixMilli(), spec.Start.Add(spec.Span).UnixMilli()
+	all, err := ix.LookupPartition(ctx, l, 0, spec.Hot[0].Key, from, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	start := all.Offsets[len(all.Offsets)/2]
+	if err := os.WriteFile(filepath.Join(dir, "log", "log-start-offset-checkpoint"), []byte("0\n1\ndelivery_log 0 "+strconv.FormatInt(start, 10)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src, err := engine.OpenDir(engine.DirOptions{Dir: filepath.Join(dir, "log")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if b, err := src.Bounds(ctx, 0); err != nil || b.Start != start {
+		t.Fatalf("bounds %+v, %v; want the start at %d", b, err, start)
+	}
+	want := all.Offsets[len(all.Offsets)/2:]
+	res, err := ix.LookupPartition(ctx, src, 0, spec.Hot[0].Key, from, to)
+	if err != nil || !slices.Equal(res.Offsets, want) {
+		t.Fatalf("LookupPartition: %d offsets from %v (%v); want the %d from %d", len(res.Offsets), res.Offsets[:min(3, len(res.Offsets))], err, len(want), start)
+	}
+	var streamed []int64
+	if _, err := ix.LookupStream(ctx, src, 0, spec.Hot[0].Key, from, to, func(o []int64) error {
+		streamed = append(streamed, o...)
+		return nil
+	}); err != nil || !slices.Equal(streamed, want) {
+		t.Fatalf("LookupStream: %d offsets (%v); want the %d from %d", len(streamed), err, len(want), start)
+	}
+}
