@@ -315,12 +315,18 @@ func (p *dirPartition) viewOf(bases []int64) (*segments, func(), error) {
 	}
 	v := &segments{liveTail: true}
 	var refs []*fileRef
-	release := func() {
-		p.mu.Lock()
-		defer p.mu.Unlock()
+	// unref gives the references back; called with mu (the error paths below hold it already:
+	// taking it again there deadlocked Bounds when retention deleted a segment between the
+	// listing and its open).
+	unref := func() {
 		for _, r := range refs {
 			r.release()
 		}
+	}
+	release := func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		unref()
 	}
 	keep := map[int64]bool{}
 	for i, base := range bases {
@@ -341,7 +347,7 @@ func (p *dirPartition) viewOf(bases []int64) (*segments, func(), error) {
 			}
 			seg, err := segment.OpenSegment(fs, p.dir, base)
 			if err != nil {
-				release()
+				unref()
 				return nil, nil, err
 			}
 			s = &sealedSegment{seg: seg, maxTS: sealedMaxTimestamp(seg), ref: &fileRef{c: seg}}
@@ -363,7 +369,7 @@ func (p *dirPartition) viewOf(bases []int64) (*segments, func(), error) {
 	}
 	last, err := p.lastSegment(bases[len(bases)-1])
 	if err != nil {
-		release()
+		unref()
 		return nil, nil, err
 	}
 	last.ref.refs++

@@ -1,8 +1,14 @@
 package engine_test
 
 import (
+	"io/fs"
+	"sync/atomic"
+	"syscall"
+
 	"context"
 	"fmt"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -275,5 +281,50 @@ func TestDirSourceSealedSegmentBecomesLastAndRollsAgain(t *testing.T) {
 		if v != "new" {
 			t.Fatalf("record %d is %q: a stale copy of the segment", 5+i, v)
 		}
+	}
+}
+
+// A segment that retention deletes between the listing of the partition and its open (here: its
+// open fails once as not existing) makes the source list again and answer, not hang: the error
+// path used to take the partition's lock it already held.
+func TestDirSourceSegmentGoneBetweenListAndOpen(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	l := openLog(t, engine.Options{Dir: dir, Partitions: 1, SegmentBytes: 2048})
+	var recs []engine.Record
+	for i := 0; i < 200; i++ {
+		recs = append(recs, engine.Record{Key: []byte("k"), Value: []byte(fmt.Sprintf(`{"n":%d}`, i)), Timestamp: int64(1e12 + i)})
+	}
+	if _, err := l.Append(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := l.Bounds(ctx, 0)
+	var armed, fired atomic.Bool
+	inj := errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if armed.Load() && op.Kind == errorfs.OpOpen && strings.HasSuffix(op.Path, "00000000000000000000.log") && fired.CompareAndSwap(false, true) {
+			return &fs.PathError{Op: "open", Path: op.Path, Err: syscall.ENOENT}
+		}
+		return nil
+	})
+	src, err := engine.OpenDir(engine.DirOptions{Dir: dir, FS: errorfs.Wrap(vfs.Default, inj)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	armed.Store(true)
+	done := make(chan error, 1)
+	var got engine.Bounds
+	go func() {
+		var err error
+		got, err = src.Bounds(ctx, 0)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil || got != want || !fired.Load() {
+			t.Fatalf("bounds %+v, %v (injected: %v); want %+v", got, err, fired.Load(), want)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Bounds hung after a segment's open failed")
 	}
 }
