@@ -407,6 +407,18 @@ func (l *Live) Locate(ctx context.Context, p int32, key []byte, from, to int64) 
 	return r.Offsets, err
 }
 
+// LocateStream is Locate answering as it goes (Index.LookupStream): emit gets the answer in
+// ascending chunks. The index in use is held until the lookup ends, so emit must not wait long.
+func (l *Live) LocateStream(ctx context.Context, p int32, key []byte, from, to int64, emit func([]int64) error) error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.ix == nil {
+		return ErrClosed
+	}
+	_, err := l.ix.LookupStream(ctx, l.o.Source, p, key, from, to, emit)
+	return err
+}
+
 // Lag is the index in use's lag behind the log, per partition.
 func (l *Live) Lag(ctx context.Context) ([]PartitionLag, error) {
 	l.mu.RLock()

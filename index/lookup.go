@@ -25,7 +25,16 @@ const streamFrontiers = 3
 
 // errLogMoved is a streaming lookup finding, after it handed offsets over, an entry below them:
 // the log changed under the lookup (its start deleted between two looks at it).
-var errLogMoved = errors.New("index: the log changed under a streaming lookup; look it up again")
+// It is retryable (engine.IsRetryable): a new lookup answers for the log as it is now, so a
+// replay job is released and leased again rather than failed.
+var errLogMoved error = logMovedError{}
+
+type logMovedError struct{}
+
+func (logMovedError) Error() string {
+	return "index: the log changed under a streaming lookup; look it up again"
+}
+func (logMovedError) Retryable() bool { return true }
 
 // LookupStream is LookupPartition answering as it goes: emit is called with the answer's offsets
 // in ascending chunks, the first as soon as the first buckets are read. Together the chunks are

@@ -20,6 +20,15 @@ type Locator interface {
 	Locate(ctx context.Context, partition int32, webhookKey []byte, fromMs, toMs int64) ([]int64, error)
 }
 
+// StreamLocator is a Locator that hands its answer over in ascending chunks as it finds them
+// (index.Index.LookupStream; together the chunks are Locate's answer): a job starts delivering
+// before the whole window is located. emit must not keep the lookup waiting long: the index is
+// held while it runs.
+type StreamLocator interface {
+	Locator
+	LocateStream(ctx context.Context, partition int32, webhookKey []byte, fromMs, toMs int64, emit func(offsets []int64) error) error
+}
+
 // Target is where a job's events go.
 type Target = delivery.Target
 
@@ -210,4 +219,9 @@ type indexLocator struct {
 func (l indexLocator) Locate(ctx context.Context, p int32, key []byte, from, to int64) ([]int64, error) {
 	r, err := l.ix.LookupPartition(ctx, l.src, p, key, from, to)
 	return r.Offsets, err
+}
+
+func (l indexLocator) LocateStream(ctx context.Context, p int32, key []byte, from, to int64, emit func([]int64) error) error {
+	_, err := l.ix.LookupStream(ctx, l.src, p, key, from, to, emit)
+	return err
 }

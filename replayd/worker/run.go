@@ -217,6 +217,10 @@ func (r *run) deliver(ctx context.Context, drain <-chan struct{}) (job.State, st
 		if tr.i > 0 {
 			err = r.awaitMirror(ctx, drain, tr)
 		}
+		if _, ok := o.Locator.(StreamLocator); ok && err == nil {
+			tr.stream = true // located while it is read (readTopic)
+			continue
+		}
 		if err == nil {
 			tr.offsets, err = o.Locator.Locate(ctx, tr.v, key, j.FromMs, j.ToMs)
 		}
@@ -246,8 +250,10 @@ type topicRead struct {
 	v        int32 // the partition in Options.Source: engine.Partition(i, job partition, P)
 	resumeAt int64 // events below were delivered (or dropped) by an earlier holder
 	offsets  []int64
-	settled  *delivery.InOrder
-	m        *topicMetrics
+	// stream: the batches are located while they are read (a StreamLocator), not in offsets.
+	stream  bool
+	settled *delivery.InOrder
+	m       *topicMetrics
 
 	// Counting after a takeover. base is the topic's counters as the job was leased: an earlier
 	// holder counted every event it read from its own resume point on, so the events between
@@ -445,25 +451,136 @@ func (r *run) readTopic(ctx context.Context, tr *topicRead, key []byte, out chan
 		}
 		return emit(chunk{items: items})
 	}
-	offsets := tr.offsets
-	for {
-		err := r.pool.opts.Source.ReadBatches(ctx, tr.v, offsets, each)
-		if err != nil && segment.IsCorruption(err) {
-			// The source could not even frame the batch holding the first offset not handed
-			// over: skip that offset and go on with the others.
-			if i := sort.Search(len(offsets), func(i int) bool { return offsets[i] >= next }); i < len(offsets) {
-				if emit(chunk{items: []item{{skip: &unreadable{from: offsets[i], to: offsets[i], fromMs: -1, toMs: -1, err: err}}}}) != nil {
-					return
+	// read reads the batches holding offsets (ascending, after those read before).
+	read := func(offsets []int64) error {
+		for {
+			err := r.pool.opts.Source.ReadBatches(ctx, tr.v, offsets, each)
+			if err != nil && segment.IsCorruption(err) {
+				// The source could not even frame the batch holding the first offset not handed
+				// over: skip that offset and go on with the others.
+				if i := sort.Search(len(offsets), func(i int) bool { return offsets[i] >= next }); i < len(offsets) {
+					if err := emit(chunk{items: []item{{skip: &unreadable{from: offsets[i], to: offsets[i], fromMs: -1, toMs: -1, err: err}}}}); err != nil {
+						return err
+					}
+					offsets = offsets[i+1:]
+					continue
 				}
-				offsets = offsets[i+1:]
-				continue
 			}
+			return err
 		}
-		if err != nil && ctx.Err() == nil {
-			emit(chunk{err: err}) //nolint:errcheck // ctx ended: nobody reads it
+	}
+	var err error
+	if tr.stream {
+		err = r.readLocating(ctx, tr, key, read)
+	} else {
+		err = read(tr.offsets)
+	}
+	if err != nil && ctx.Err() == nil {
+		emit(chunk{err: err}) //nolint:errcheck // ctx ended: nobody reads it
+	}
+}
+
+// readLocating locates tr's batches through the StreamLocator and reads each chunk of the answer
+// as it comes, so the first events go out while the rest of the window is looked up (a long
+// window is a seek per minute bucket). The lookup never waits for the reader: its chunks are
+// queued (at most the whole answer, what Locate would have returned), so it ends, and lets go of
+// the index, at its own pace however slowly the webhook takes the events.
+func (r *run) readLocating(ctx context.Context, tr *topicRead, key []byte, read func([]int64) error) error {
+	j := r.job
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	q := &chunkQueue{ready: make(chan struct{}, 1)}
+	go func() {
+		q.finish(r.pool.opts.Locator.(StreamLocator).LocateStream(lctx, tr.v, key, j.FromMs, j.ToMs, q.push))
+	}()
+	for {
+		offs, more, err := q.pop(ctx)
+		if !more {
+			if err != nil {
+				return fmt.Errorf("locating events%s: %w", r.inTopic(tr), err)
+			}
+			return nil
 		}
+		if err := read(offs); err != nil {
+			cancel()
+			q.wait()
+			return err
+		}
+	}
+}
+
+// chunkQueue hands a streaming lookup's chunks to the reader without ever blocking the lookup.
+type chunkQueue struct {
+	mu     sync.Mutex
+	chunks [][]int64
+	done   bool
+	err    error
+	ready  chan struct{} // signalled after each push and at the end
+	ended  chan struct{} // closed at the end (lazily made)
+}
+
+func (q *chunkQueue) push(offs []int64) error {
+	q.mu.Lock()
+	q.chunks = append(q.chunks, offs)
+	q.mu.Unlock()
+	q.signal()
+	return nil
+}
+
+func (q *chunkQueue) finish(err error) {
+	q.mu.Lock()
+	q.done, q.err = true, err
+	if q.ended != nil {
+		close(q.ended)
+	}
+	q.mu.Unlock()
+	q.signal()
+}
+
+func (q *chunkQueue) signal() {
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+// pop returns the next chunk; more is false once the lookup ended and every chunk was taken,
+// with the lookup's error, or ctx's.
+func (q *chunkQueue) pop(ctx context.Context) (offs []int64, more bool, err error) {
+	for {
+		q.mu.Lock()
+		switch {
+		case len(q.chunks) > 0:
+			offs, q.chunks = q.chunks[0], q.chunks[1:]
+			q.mu.Unlock()
+			return offs, true, nil
+		case q.done:
+			err := q.err
+			q.mu.Unlock()
+			return nil, false, err
+		}
+		q.mu.Unlock()
+		select {
+		case <-q.ready:
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		}
+	}
+}
+
+// wait waits for the lookup to end (after its context was canceled).
+func (q *chunkQueue) wait() {
+	q.mu.Lock()
+	if q.done {
+		q.mu.Unlock()
 		return
 	}
+	if q.ended == nil {
+		q.ended = make(chan struct{})
+	}
+	ended := q.ended
+	q.mu.Unlock()
+	<-ended
 }
 
 // cursor is the merge's view of one topic's reader.

@@ -468,3 +468,70 @@ func TestAdaptiveWindow(t *testing.T) {
 		t.Fatalf("%d in flight, %d ahead of the oldest unsettled: past MaxInFlight %d or MaxAhead %d", s.maxIn, s.maxAhead, maxInFlight, worker.MaxAhead(maxInFlight))
 	}
 }
+
+// gatedLocator streams the index's answer but holds the lookup after its first chunk until gate
+// is closed.
+type gatedLocator struct {
+	worker.StreamLocator
+	gate chan struct{}
+}
+
+// Locate answers with the whole window: only once the lookup may end.
+func (g gatedLocator) Locate(ctx context.Context, p int32, key []byte, from, to int64) ([]int64, error) {
+	select {
+	case <-g.gate:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return g.StreamLocator.Locate(ctx, p, key, from, to)
+}
+
+func (g gatedLocator) LocateStream(ctx context.Context, p int32, key []byte, from, to int64, emit func([]int64) error) error {
+	first := true
+	return g.StreamLocator.LocateStream(ctx, p, key, from, to, func(offs []int64) error {
+		if err := emit(offs); err != nil {
+			return err
+		}
+		if first {
+			first = false
+			select {
+			case <-g.gate:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	})
+}
+
+// A job delivers the first events of its window while the rest is still being located (a long
+// window is a seek per minute bucket), and the whole replay is still exact.
+func TestDeliveryStartsBeforeTheLookupEnds(t *testing.T) {
+	w := newWorld(t)
+	w.produce(t, 3000, 21)
+	from, to := t0, t0+3600_000
+	j := w.create(t, webhookA, from, to)
+	gate := make(chan struct{})
+	w.pool(t, "a", func(o *worker.Options) {
+		o.StrictOrder = true
+		o.Locator = gatedLocator{StreamLocator: worker.IndexLocator(w.ix, w.log).(worker.StreamLocator), gate: gate}
+	})
+	var open sync.Once
+	t.Cleanup(func() { open.Do(func() { close(gate) }) })   // before the pool stops, should Recv fail
+	first := testwait.Recv(t, w.sink.calls, 30*time.Second) // while the lookup is held
+	open.Do(func() { close(gate) })
+	done := w.finished(t, j.ID)
+	if done.State != job.StateCompleted {
+		t.Fatalf("job ended %s: %s", done.State, done.Reason)
+	}
+	want := w.want(webhookA, from, to)
+	got := w.sink.delivered()
+	if first != want[0] || len(got) != len(want)+1 {
+		t.Fatalf("first delivery %s (want %s); %d deliveries, want %d and the status event", first, want[0], len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("delivery %d = %s, want %s", i, got[i], want[i])
+		}
+	}
+}
