@@ -768,3 +768,37 @@ func TestKafkaSourceReadsNeighboursTogether(t *testing.T) {
 	}
 	t.Logf("%d neighbours: %d fetches; %d ten apart: %d fetches", n, read(bases), len(sparse), f)
 }
+
+// A Kafka source is remote, alone or among the topics of a Topics; the local log and a broker's
+// directory are not (readers scan dense ranges of those, and read a remote one by offset).
+func TestRemote(t *testing.T) {
+	kc := enginetest.NewKafkaCluster(t, 1, "delivery_log", 1)
+	k := kafkaSource(t, kc, engine.KafkaOptions{})
+	l, err := engine.Open(engine.Options{Dir: t.TempDir(), Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if !engine.Remote(k) || engine.Remote(l) {
+		t.Fatalf("Remote: kafka %v, log %v", engine.Remote(k), engine.Remote(l))
+	}
+	m, err := engine.Open(engine.Options{Dir: t.TempDir(), Topic: "dc2.delivery_log", Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	local, err := engine.NewTopics(context.Background(), l, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if engine.Remote(local) {
+		t.Fatal("Topics of two local logs is remote")
+	}
+	mixed, err := engine.NewTopics(context.Background(), k, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !engine.Remote(mixed) {
+		t.Fatal("Topics holding a Kafka source is not remote")
+	}
+}

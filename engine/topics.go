@@ -238,3 +238,20 @@ func NewestTimestamp(ctx context.Context, src Source, p int32) (ts int64, ok boo
 	})
 	return ts, ok, err
 }
+
+// Remote reports whether src reads over the network (a Kafka cluster, or Topics holding one),
+// where every byte fetched counts and a scan fetches whole FetchMaxBytes answers past the range
+// it is asked for: callers then read by offset.
+func Remote(src Source) bool {
+	switch s := src.(type) {
+	case *KafkaSource:
+		return true
+	case *Topics:
+		for _, t := range s.srcs {
+			if Remote(t) {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -446,6 +446,10 @@ func (r *chunkReader) each(b *segment.Batch) error {
 	return nil
 }
 
+// read reads the batches holding offs. Dense chunks of a local log are scanned; a remote
+// source's (Kafka) are not: a scan fetches FetchMaxBytes at a time, far past the chunk's end
+// (measured, bench kafka: 1.56× the seed consumer's bytes at a 50% share), where targeted reads
+// fetch the span of the wanted batches.
 func (r *chunkReader) read(ctx context.Context, offs []int64) {
 	offs = offs[sort.Search(len(offs), func(i int) bool { return offs[i] >= r.next }):]
 	if len(offs) == 0 {
@@ -454,7 +458,7 @@ func (r *chunkReader) read(ctx context.Context, offs []int64) {
 	// The first batch is read by offset whatever the density: a scan starts with a search for
 	// its first batch and a large first read (measured: 0.25–0.9 ms to the first batch against
 	// 0.05–0.09 ms), and the first event waits for it.
-	if r.next >= 0 && dense(offs) {
+	if r.next >= 0 && !engine.Remote(r.src) && dense(offs) {
 		r.err = scanChunk(ctx, r.src, r.p, offs, r.each)
 	} else {
 		r.err = r.src.ReadBatches(ctx, r.p, offs, r.each)
