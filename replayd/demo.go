@@ -168,7 +168,7 @@ func runDemo(ctx context.Context, out io.Writer, data, listen, sinkListen string
 	if err := checkDemo(got, want); err != nil {
 		return fmt.Errorf("the replay did not deliver what it should have: %w", err)
 	}
-	step("checked: exactly the %d unique events of the window arrived, each at most %d places from its log order, then the status event", len(want), worker.DefaultMaxInFlight)
+	step("checked: exactly the %d unique events of the window arrived, none more than %d places before its place in log order, then the status event", len(want), worker.MaxAhead(worker.DefaultMaxInFlight)-1)
 
 	fmt.Fprintf(out, `
 By hand, against this running service (token and secret of the demo app):
