@@ -300,7 +300,8 @@ func (d *Driver) Lease(ctx context.Context, p job.LeaseParams) (*job.Job, error)
 	return out, nil
 }
 
-// heldPerApp counts, per app, the jobs held at now: the lease queue's entries due after now.
+// heldPerApp counts, per app, the jobs held at now: the lease queue's entries due after now that
+// are still running.
 func (d *Driver) heldPerApp(now time.Time) (map[int64]int, error) {
 	it, err := d.local.Pebble.NewIter(&pebble.IterOptions{
 		LowerBound: key(prefixLease, now.UnixMicro()+1),
@@ -316,7 +317,9 @@ func (d *Driver) heldPerApp(now time.Time) (map[int64]int, error) {
 		if err != nil {
 			return nil, err
 		}
-		held[r.AppID]++
+		if r.State.Held() { // not a finished job delivering its status event
+			held[r.AppID]++
+		}
 	}
 	return held, it.Error()
 }

@@ -959,12 +959,25 @@ func testLeasePerAppCap(t *testing.T, d job.Driver) {
 	if l, err := lease("w3"); !errors.Is(err, job.ErrNoJob) {
 		t.Fatalf("lease with app 71 at its cap: %+v, %v; want ErrNoJob", l, err)
 	}
-	// A job of app 71 ends (canceled): its third job is leasable.
-	if _, err := d.Cancel(ctx, job.CancelParams{ID: a1.ID, Reason: "test"}); err != nil {
+	// A job of app 71 ends, its status event still to deliver under its lease: it no longer
+	// counts (the event is short, or waits without a worker), so the third job is leasable.
+	l1 := get(t, d, a1.ID)
+	if err := d.Transition(ctx, job.TransitionParams{ID: a1.ID, FencingToken: l1.FencingToken, To: job.StateIncomplete, Reason: "x", StatusPending: true}); err != nil {
 		t.Fatal(err)
 	}
 	if l, err := lease("w4"); err != nil || l.ID != a3.ID {
 		t.Fatalf("lease once a job of app 71 ended: %+v, %v; want job %d", l, err, a3.ID)
+	}
+	// Canceled, a job does not count either: app 71 holds a2 and a3 again, at its cap, until one ends.
+	if l, err := lease("w5"); !errors.Is(err, job.ErrNoJob) {
+		t.Fatalf("lease with app 71 at its cap again: %+v, %v; want ErrNoJob", l, err)
+	}
+	a4 := create(t, d, 71)
+	if _, err := d.Cancel(ctx, job.CancelParams{ID: a2.ID, Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := lease("w6"); err != nil || l.ID != a4.ID {
+		t.Fatalf("lease once a job of app 71 was canceled: %+v, %v; want job %d", l, err, a4.ID)
 	}
 	if _, err := d.Lease(ctx, job.LeaseParams{Owner: "w", MaxPerApp: -1}); !errors.Is(err, job.ErrInvalidParams) {
 		t.Fatalf("negative MaxPerApp: %v", err)

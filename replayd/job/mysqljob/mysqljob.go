@@ -179,12 +179,14 @@ const leaseUpdate = `UPDATE replay_jobs FORCE INDEX (idx_replay_jobs_lease) SET
 WHERE lease_due_at <= NOW(6)%s
 ORDER BY lease_due_at, id LIMIT 1`
 
-// perAppCap skips the apps with at least ? jobs held: held jobs are exactly those whose
-// lease_due_at (their lease expiry) is still ahead, a range of the same index. The derived table
-// is materialized before the update (MySQL refuses a subquery on the table being updated).
+// perAppCap skips the apps with at least ? jobs held: held jobs are those whose lease_due_at
+// (their lease expiry) is still ahead, a range of the same index, and that are still running (a
+// finished job delivering its status event does not count: the event is short, or waits without
+// a worker). The derived table is materialized before the update (MySQL refuses a subquery on
+// the table being updated).
 const perAppCap = `
   AND app_id NOT IN (SELECT app_id FROM (SELECT app_id FROM replay_jobs WHERE lease_due_at > NOW(6)
-    GROUP BY app_id HAVING COUNT(*) >= ?) AS busy)`
+    AND state IN ('STARTED', 'ONGOING') GROUP BY app_id HAVING COUNT(*) >= ?) AS busy)`
 
 // Lease implements job.Driver: one UPDATE takes the job, then the row is read back. Nobody else
 // can lease the job between the two unless its lease already ran out (a lease shorter than a

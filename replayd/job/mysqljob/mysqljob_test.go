@@ -200,3 +200,19 @@ func TestCreateRetriedReadDoesNotConflictWithItself(t *testing.T) {
 		t.Fatalf("Create after a failed Create: %v", err)
 	}
 }
+
+// Every connection of the store runs at READ COMMITTED (the lease's range UPDATE deadlocked with
+// heartbeats and transitions at InnoDB's default REPEATABLE READ).
+func TestSessionsAreReadCommitted(t *testing.T) {
+	d := open(t, mysqljob.Options{MaxOpenConns: 2})
+	for range 3 { // more than one connection of the pool
+		var level string
+		err := d.DB().QueryRow("SELECT @@SESSION.tx_isolation").Scan(&level)
+		if err != nil { // MySQL 8 names it transaction_isolation only
+			err = d.DB().QueryRow("SELECT @@SESSION.transaction_isolation").Scan(&level)
+		}
+		if err != nil || level != "READ-COMMITTED" {
+			t.Fatalf("session isolation %q, %v; want READ-COMMITTED", level, err)
+		}
+	}
+}
