@@ -118,6 +118,11 @@ func javaCommand(heap, log4j string, mainClass string, args ...string) (*exec.Cm
 	if err != nil {
 		return nil, err
 	}
+	return javaCommandIn(lib, heap, log4j, mainClass, args...)
+}
+
+// javaCommandIn is javaCommand with the jars of lib (MirrorMaker's are not the broker's).
+func javaCommandIn(lib, heap, log4j string, mainClass string, args ...string) (*exec.Cmd, error) {
 	java, err := exec.LookPath("java")
 	if err != nil {
 		return nil, fmt.Errorf("kafkatest: java is not on the PATH (./test.sh installs it): %w", err)

@@ -123,10 +123,6 @@ func StartMirror(ctx context.Context, o MirrorOptions) (*MirrorMaker, error) {
 	if err != nil {
 		return nil, err
 	}
-	java, err := exec.LookPath("java")
-	if err != nil {
-		return nil, fmt.Errorf("kafkatest: java is not on the PATH (./test.sh installs it): %w", err)
-	}
 	dir, err := os.MkdirTemp("", "kafkatest-mirror-")
 	if err != nil {
 		return nil, err
@@ -139,10 +135,10 @@ func StartMirror(ctx context.Context, o MirrorOptions) (*MirrorMaker, error) {
 	if err := os.WriteFile(log4j, []byte(mirrorLog4j), 0o644); err != nil {
 		return nil, err
 	}
-	argv := append([]string{"-Xmx" + o.Heap}, javaFlags...)
-	argv = append(argv, "-Dlog4j2.configurationFile="+log4j, "-cp", filepath.Join(lib, "*"), MainMirrorMaker, propsPath)
-	cmd := exec.Command(java, argv...)
-	setDeathSignal(cmd)
+	cmd, err := javaCommandIn(lib, o.Heap, log4j, MainMirrorMaker, propsPath)
+	if err != nil {
+		return nil, err
+	}
 	f, err := os.Create(filepath.Join(dir, "mirror.log"))
 	if err != nil {
 		return nil, err
