@@ -217,8 +217,8 @@ func (r *run) deliver(ctx context.Context, drain <-chan struct{}) (job.State, st
 		if tr.i > 0 {
 			err = r.awaitMirror(ctx, drain, tr)
 		}
-		if _, ok := o.Locator.(StreamLocator); ok && err == nil {
-			tr.stream = true // located while it is read (readTopic)
+		if sl, ok := o.Locator.(StreamLocator); ok && err == nil {
+			tr.stream = sl // located while it is read (readTopic)
 			continue
 		}
 		if err == nil {
@@ -250,8 +250,8 @@ type topicRead struct {
 	v        int32 // the partition in Options.Source: engine.Partition(i, job partition, P)
 	resumeAt int64 // events below were delivered (or dropped) by an earlier holder
 	offsets  []int64
-	// stream: the batches are located while they are read (a StreamLocator), not in offsets.
-	stream  bool
+	// stream, when set, locates the batches while they are read, instead of offsets.
+	stream  StreamLocator
 	settled *delivery.InOrder
 	m       *topicMetrics
 
@@ -470,7 +470,7 @@ func (r *run) readTopic(ctx context.Context, tr *topicRead, key []byte, out chan
 		}
 	}
 	var err error
-	if tr.stream {
+	if tr.stream != nil {
 		err = r.readLocating(ctx, tr, key, read)
 	} else {
 		err = read(tr.offsets)
@@ -489,10 +489,8 @@ func (r *run) readLocating(ctx context.Context, tr *topicRead, key []byte, read 
 	j := r.job
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	q := &chunkQueue{ready: make(chan struct{}, 1)}
-	go func() {
-		q.finish(r.pool.opts.Locator.(StreamLocator).LocateStream(lctx, tr.v, key, j.FromMs, j.ToMs, q.push))
-	}()
+	q := &chunkQueue{ready: make(chan struct{}, 1), ended: make(chan struct{})}
+	go func() { q.finish(tr.stream.LocateStream(lctx, tr.v, key, j.FromMs, j.ToMs, q.push)) }()
 	for {
 		offs, more, err := q.pop(ctx)
 		if !more {
@@ -503,7 +501,7 @@ func (r *run) readLocating(ctx context.Context, tr *topicRead, key []byte, read 
 		}
 		if err := read(offs); err != nil {
 			cancel()
-			q.wait()
+			<-q.ended // the lookup ends with its context
 			return err
 		}
 	}
@@ -516,7 +514,7 @@ type chunkQueue struct {
 	done   bool
 	err    error
 	ready  chan struct{} // signalled after each push and at the end
-	ended  chan struct{} // closed at the end (lazily made)
+	ended  chan struct{} // closed at the end
 }
 
 func (q *chunkQueue) push(offs []int64) error {
@@ -530,10 +528,8 @@ func (q *chunkQueue) push(offs []int64) error {
 func (q *chunkQueue) finish(err error) {
 	q.mu.Lock()
 	q.done, q.err = true, err
-	if q.ended != nil {
-		close(q.ended)
-	}
 	q.mu.Unlock()
+	close(q.ended)
 	q.signal()
 }
 
@@ -566,21 +562,6 @@ func (q *chunkQueue) pop(ctx context.Context) (offs []int64, more bool, err erro
 			return nil, false, ctx.Err()
 		}
 	}
-}
-
-// wait waits for the lookup to end (after its context was canceled).
-func (q *chunkQueue) wait() {
-	q.mu.Lock()
-	if q.done {
-		q.mu.Unlock()
-		return
-	}
-	if q.ended == nil {
-		q.ended = make(chan struct{})
-	}
-	ended := q.ended
-	q.mu.Unlock()
-	<-ended
 }
 
 // cursor is the merge's view of one topic's reader.
