@@ -1,7 +1,5 @@
 package mysqljob
 
-import "fmt"
-
 // SetCreateReadHook makes d call f in Create between the INSERT and the read of the new row, f's
 // error standing for that read's. Call it before d is used.
 func SetCreateReadHook(d *Driver, f func() error) { d.testHookCreateRead = f }
@@ -9,7 +7,7 @@ func SetCreateReadHook(d *Driver, f func() error) { d.testHookCreateRead = f }
 // LeaseStatement is the UPDATE that Lease runs, with or without the per-app cap, for EXPLAIN.
 func LeaseStatement(perApp bool) string {
 	if perApp {
-		return fmt.Sprintf(leaseUpdate, perAppCap)
+		return leaseStatementPerApp
 	}
-	return fmt.Sprintf(leaseUpdate, "")
+	return leaseStatement
 }

@@ -188,6 +188,12 @@ const perAppCap = `
   AND app_id NOT IN (SELECT app_id FROM (SELECT app_id FROM replay_jobs WHERE lease_due_at > NOW(6)
     AND state IN ('STARTED', 'ONGOING') GROUP BY app_id HAVING COUNT(*) >= ?) AS busy)`
 
+// leaseStatement and leaseStatementPerApp are leaseUpdate without and with the per-app cap.
+var (
+	leaseStatement       = fmt.Sprintf(leaseUpdate, "")
+	leaseStatementPerApp = fmt.Sprintf(leaseUpdate, perAppCap)
+)
+
 // Lease implements job.Driver: one UPDATE takes the job, then the row is read back. Nobody else
 // can lease the job between the two unless its lease already ran out (a lease shorter than a
 // round trip), which the read notices: another owner holds it, and the lease is ErrNoJob.
@@ -199,9 +205,9 @@ func (d *Driver) Lease(ctx context.Context, p job.LeaseParams) (*job.Job, error)
 	if timeout == 0 {
 		timeout = d.opts.LeaseTimeout
 	}
-	query, args := fmt.Sprintf(leaseUpdate, ""), []any{p.Owner, timeout.Microseconds(), timeout.Microseconds()}
+	query, args := leaseStatement, []any{p.Owner, timeout.Microseconds(), timeout.Microseconds()}
 	if p.MaxPerApp > 0 {
-		query, args = fmt.Sprintf(leaseUpdate, perAppCap), append(args, p.MaxPerApp)
+		query, args = leaseStatementPerApp, append(args, p.MaxPerApp)
 	}
 	var j *job.Job
 	err := d.Do(ctx, "lease", func(ctx context.Context) error {
