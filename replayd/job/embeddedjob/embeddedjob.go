@@ -342,18 +342,7 @@ func applyProgress(j *job.Job, pr *job.Progress) {
 
 // fenced loads job id and checks that token is current and the state one of from.
 func (d *Driver) fenced(id, token int64, from []job.State, what string) (*record, error) {
-	r, err := d.load(id)
-	if err != nil {
-		return nil, err
-	}
-	ok := false
-	for _, s := range from {
-		ok = ok || r.State == s
-	}
-	if r.FencingToken != token || !ok {
-		return nil, job.DiagnoseFencedFailure(id, token, r.FencingToken, r.State.String(), r.LeaseOwner, what)
-	}
-	return r, nil
+	return d.fencedIf(id, token, func(j *job.Job) bool { return slices.Contains(from, j.State) }, what)
 }
 
 // fencedLeased loads job id and checks that token is current and the job under lease: still
@@ -362,11 +351,16 @@ func (d *Driver) fencedLeased(id, token int64, pr *job.Progress, what string) (*
 	if pr != nil {
 		return d.fenced(id, token, []job.State{job.StateStarted, job.StateOngoing}, what)
 	}
+	return d.fencedIf(id, token, (*job.Job).UnderLease, what)
+}
+
+// fencedIf loads job id and checks that token is current and ok holds for the job.
+func (d *Driver) fencedIf(id, token int64, ok func(*job.Job) bool, what string) (*record, error) {
 	r, err := d.load(id)
 	if err != nil {
 		return nil, err
 	}
-	if r.FencingToken != token || !r.UnderLease() {
+	if r.FencingToken != token || !ok(&r.Job) {
 		return nil, job.DiagnoseFencedFailure(id, token, r.FencingToken, r.State.String(), r.LeaseOwner, what)
 	}
 	return r, nil
