@@ -62,13 +62,7 @@ func TestServeSurvivesALowDisk(t *testing.T) {
 		return e.call("GET", "/healthz", &h) == 200 && h.Status == "ok"
 	})
 	from, to := now.Add(-150*time.Minute), now.Add(-90*time.Minute)
-	jobID, code := e.replay(from, to)
-	if code != http.StatusAccepted {
-		t.Fatalf("replay once space returned: %d", code)
-	}
-	if st := e.waitStatus(jobID); st.State != "Complete" {
-		t.Fatalf("status event %+v", st)
-	}
+	e.replayComplete(from, to, "replay once space returned")
 	if err := receiver.CheckReplay(e.sink.Deliveries(), e.want(from, to), worker.MaxAhead(worker.DefaultMaxInFlight)); err != nil {
 		t.Fatal(err)
 	}

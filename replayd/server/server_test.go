@@ -228,6 +228,22 @@ func (e *e2e) waitStatus(jobID string) receiver.Status {
 	return st
 }
 
+// replayComplete asks for a replay of [from, to) and waits for its status event: the test fails
+// unless the request was accepted (what names the replay in the message) and the job ended
+// Complete. It returns the job id and the status event.
+func (e *e2e) replayComplete(from, to time.Time, what string) (string, receiver.Status) {
+	e.t.Helper()
+	jobID, code := e.replay(from, to)
+	if code != http.StatusAccepted {
+		e.t.Fatalf("%s: %d", what, code)
+	}
+	st := e.waitStatus(jobID)
+	if st.State != "Complete" {
+		e.t.Fatalf("%s: status event %+v", what, st)
+	}
+	return jobID, st
+}
+
 // End to end on embedded defaults: the sink receives exactly the window's unique events, in log
 // order, each correctly signed, then the completion event; nothing of another webhook, nothing
 // outside the window.
@@ -236,12 +252,8 @@ func TestServeReplaysAWindowEndToEnd(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Minute)
 	e.produce(3000, now.Add(-3*time.Hour), 2*time.Hour)
 	from, to := now.Add(-150*time.Minute), now.Add(-90*time.Minute)
-	jobID, code := e.replay(from, to)
-	if code != http.StatusAccepted {
-		t.Fatalf("replay request: %d", code)
-	}
-	st := e.waitStatus(jobID)
-	if st.State != "Complete" || st.Description != "Job completed successfully" || st.WebhookID != strconv.FormatInt(e.webhook, 10) {
+	jobID, st := e.replayComplete(from, to, "replay request")
+	if st.Description != "Job completed successfully" || st.WebhookID != strconv.FormatInt(e.webhook, 10) {
 		t.Fatalf("status event %+v", st)
 	}
 	got := e.sink.Deliveries()
@@ -295,13 +307,7 @@ func TestServeWebhookFailures(t *testing.T) {
 	// 5xx, 429 with Retry-After, attempts that time out, and connection resets, all retried.
 	e.sink.SetFaults(receiver.Faults{ErrorRate: 0.15, ThrottleRate: 0.1, RetryAfter: time.Millisecond,
 		TimeoutRate: 0.03, TimeoutHold: time.Second, ResetRate: 0.05})
-	jobID, code := e.replay(from, to)
-	if code != http.StatusAccepted {
-		t.Fatalf("replay: %d", code)
-	}
-	if st := e.waitStatus(jobID); st.State != "Complete" {
-		t.Fatalf("flaky webhook: %+v", st)
-	}
+	e.replayComplete(from, to, "replay to a flaky webhook")
 	want := e.want(from, to)
 	got := e.sink.Deliveries()
 	if len(got) != len(want)+1 {
@@ -309,7 +315,7 @@ func TestServeWebhookFailures(t *testing.T) {
 	}
 
 	e.sink.SetFaults(receiver.Faults{ErrorRate: 1})
-	jobID, code = e.replay(from, to)
+	jobID, code := e.replay(from, to)
 	if code != http.StatusAccepted {
 		t.Fatalf("replay: %d", code)
 	}
@@ -355,13 +361,7 @@ func TestServeFollowsARebuiltIndex(t *testing.T) {
 	}
 	testwait.For(t, 30*time.Second, "the server to use the index switched to "+live, func() bool { return e.srv.Index().Dir() == live })
 	from, to := now.Add(-2*time.Hour-5*time.Minute), now.Add(-50*time.Minute)
-	jobID, code := e.replay(from, to)
-	if code != http.StatusAccepted {
-		t.Fatalf("replay: %d", code)
-	}
-	if st := e.waitStatus(jobID); st.State != "Complete" {
-		t.Fatalf("status %+v", st)
-	}
+	e.replayComplete(from, to, "replay")
 	if got, want := len(e.sink.Deliveries()), len(e.want(from, to))+1; got != want {
 		t.Fatalf("%d deliveries through the rebuilt index, want %d", got, want)
 	}
@@ -421,13 +421,7 @@ func TestServeStrictOrder(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Minute)
 	e.produce(1500, now.Add(-3*time.Hour), 2*time.Hour)
 	from, to := now.Add(-150*time.Minute), now.Add(-90*time.Minute)
-	jobID, code := e.replay(from, to)
-	if code != http.StatusAccepted {
-		t.Fatalf("replay request: %d", code)
-	}
-	if st := e.waitStatus(jobID); st.State != "Complete" {
-		t.Fatalf("status event %+v", st)
-	}
+	e.replayComplete(from, to, "replay request")
 	// A bound of one: each event at its place in log order.
 	if err := receiver.CheckReplay(e.sink.Deliveries(), e.want(from, to), 1); err != nil {
 		t.Fatal(err)
@@ -453,13 +447,7 @@ func TestServeReplaysTheLastMinute(t *testing.T) {
 	if _, err = l.Append(t.Context(), []engine.Record{{Key: []byte(strconv.FormatInt(e.webhook, 10)), Value: []byte(body), Timestamp: to.UnixMilli() - 1}}); err != nil {
 		t.Fatal(err)
 	}
-	jobID, code := e.replay(from, to)
-	if code != http.StatusAccepted {
-		t.Fatalf("replay of the minute that just passed: %d", code)
-	}
-	if st := e.waitStatus(jobID); st.State != "Complete" {
-		t.Fatalf("status %+v", st)
-	}
+	e.replayComplete(from, to, "replay of the minute that just passed")
 	got := e.sink.Deliveries()
 	if len(got) != 2 || got[0].EventID != "1461999999999999999" {
 		t.Fatalf("deliveries %+v, want the event just appended, then the status event", got)
@@ -490,13 +478,7 @@ func TestServeStandardWebhooksThroughARotation(t *testing.T) {
 			now := time.Now().UTC().Truncate(time.Minute)
 			e.produce(400, now.Add(-2*time.Hour), time.Hour)
 			from, to := now.Add(-2*time.Hour-5*time.Minute), now.Add(-50*time.Minute)
-			jobID, code := e.replay(from, to)
-			if code != http.StatusAccepted {
-				t.Fatalf("replay: %d", code)
-			}
-			if st := e.waitStatus(jobID); st.State != "Complete" {
-				t.Fatalf("status %+v", st)
-			}
+			e.replayComplete(from, to, "replay")
 			if err := receiver.CheckReplay(e.sink.Deliveries(), e.want(from, to), worker.MaxAhead(worker.DefaultMaxInFlight)); err != nil {
 				t.Fatal(err)
 			}

@@ -90,13 +90,7 @@ func TestServeTwoTopics(t *testing.T) {
 	if len(want) < 100 || perTopic[1] == 0 {
 		t.Fatalf("%d events, %v per topic: the test means little", len(want), perTopic)
 	}
-	jobID, code := e.replay(from, to)
-	if code != http.StatusAccepted {
-		t.Fatalf("replay request: %d", code)
-	}
-	if st := e.waitStatus(jobID); st.State != "Complete" {
-		t.Fatalf("status event %+v", st)
-	}
+	jobID, _ := e.replayComplete(from, to, "replay request")
 	if err := receiver.CheckReplay(e.sink.Deliveries(), want, len(want)); err != nil {
 		t.Fatal(err)
 	}
