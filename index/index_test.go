@@ -8,9 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cespare/xxhash/v2"
 
 	"github.com/replay/replay/engine"
 	"github.com/replay/replay/index/indextest"
@@ -410,6 +413,34 @@ func TestIndexOptions(t *testing.T) {
 	ix.db.Set(entryKey(nil, 0, 1, 2), appendRun(nil, []int64{3, 9}), nil)
 	if err := ix.Check(); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "checkpoint") {
 		t.Fatalf("Check with an entry past the checkpoint: %v", err)
+	}
+}
+
+// TestWebhookIDFast: WebhookID's eight-digits-at-a-time path gives the id the digit-by-digit loop
+// does, for every length and for a non-digit anywhere (each byte value around the digits').
+func TestWebhookIDFast(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for n := 0; n <= 21; n++ {
+		for range 2000 {
+			key := make([]byte, n)
+			for i := range key {
+				key[i] = byte('0' + rng.IntN(10))
+			}
+			if n > 0 && rng.IntN(2) == 0 {
+				key[rng.IntN(n)] = []byte{0, '/', ':', '0' + 0x80, 0xff, 0xfa, 0x39 + 0x10, 0x29, ' ', 'a'}[rng.IntN(10)]
+			}
+			want := webhookIDChecked(key)
+			if got := WebhookID(key); got != want {
+				t.Fatalf("WebhookID(%q) = %d, want %d", key, got, want)
+			}
+			v, err := strconv.ParseUint(string(key), 10, 64)
+			if err != nil || n > 20 { // longer keys are hashed, leading zeros or not
+				v = xxhash.Sum64(key)
+			}
+			if v != want {
+				t.Fatalf("webhookIDChecked(%q) = %d, want %d", key, want, v)
+			}
+		}
 	}
 }
 

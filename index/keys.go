@@ -39,6 +39,35 @@ func corruptf(format string, args ...any) error {
 // is a decimal uint64 (webhook ids are), else xxhash64 of its bytes. Two keys mapping to one id
 // only make a lookup return a superset; replay filters records by their key.
 func WebhookID(key []byte) uint64 {
+	n := len(key)
+	if n == 0 || n > 19 {
+		// 20 digits may overflow a uint64: the careful loop checks.
+		return webhookIDChecked(key)
+	}
+	// Up to 19 digits cannot overflow (10^19-1 < 2^64-1), and eight at a time cost about what
+	// two did one by one: this runs for every record a build indexes (profiled, 3% of a
+	// rebuild's CPU one digit at a time).
+	var v uint64
+	i := 0
+	for ; i+8 <= n; i += 8 {
+		x := binary.LittleEndian.Uint64(key[i:])
+		if !eightDigits(x) {
+			return xxhash.Sum64(key)
+		}
+		v = v*100_000_000 + parseEightDigits(x)
+	}
+	for ; i < n; i++ {
+		d := key[i] - '0'
+		if d > 9 {
+			return xxhash.Sum64(key)
+		}
+		v = v*10 + uint64(d)
+	}
+	return v
+}
+
+// webhookIDChecked is WebhookID one digit at a time, checking for overflow.
+func webhookIDChecked(key []byte) uint64 {
 	if len(key) == 0 || len(key) > 20 {
 		return xxhash.Sum64(key)
 	}
@@ -54,6 +83,21 @@ func WebhookID(key []byte) uint64 {
 		v = v*10 + d
 	}
 	return v
+}
+
+// eightDigits says whether the 8 bytes of x (little endian) are all ASCII digits: each byte's
+// high nibble is 3, and adding 6 leaves it 3 (no byte above '9').
+func eightDigits(x uint64) bool {
+	const hi = 0xF0F0F0F0F0F0F0F0
+	return x&hi|((x+0x0606060606060606)&hi)>>4 == 0x3333333333333333
+}
+
+// parseEightDigits is the number the 8 ASCII digits of x spell, the first in its lowest byte
+// (Lemire's SWAR: pairs, then quadruples, then the whole).
+func parseEightDigits(x uint64) uint64 {
+	x -= 0x3030303030303030
+	x = x*10 + x>>8
+	return ((x&0x000000FF000000FF)*(100+1_000_000<<32) + (x>>16&0x000000FF000000FF)*(1+10_000<<32)) >> 32
 }
 
 func appendPartKey(dst []byte, prefix byte, p int32) []byte {
