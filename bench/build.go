@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/replay/replay/engine"
+	"github.com/replay/replay/index"
 	"github.com/replay/replay/segment"
 )
 
@@ -91,9 +92,9 @@ func runBuild(ctx context.Context, c *Config) (*Report, error) {
 	}
 	rep.Setup = fmt.Sprintf("Data: the replay data set (%d records, %.1f MB of segments in 2 partitions, DirSource). "+
 		"**scan** decodes every record of every partition (partitions in parallel, GOMAXPROCS at once); **rebuild** "+
-		"builds a fresh index from the same segments (`index.Build`, synced Pebble commits every 65536 records; "+
+		"builds a fresh index from the same segments (`index.Build`, synced Pebble commits every %d records; "+
 		"the time excludes the compaction after it). Index size = live sstables after `Compact` ÷ `.log` bytes. "+
-		"Variants alternate within a run.", d.records, float64(d.logBytes)/1e6)
+		"Variants alternate within a run.", d.records, float64(d.logBytes)/1e6, index.DefaultCommitRecords)
 	for run := 0; run < c.Runs; run++ {
 		for i := 0; i < 2; i++ {
 			if (i+run)%2 == 0 {
