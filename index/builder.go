@@ -350,7 +350,9 @@ func (s *scanned) decode(ctx context.Context, ix *Index, rr *segment.RecordReade
 		first, count := len(s.records), 0
 		if !b.IsControl() {
 			if s.err = rr.Reset(b); s.err == nil {
-				for rr.Next() {
+				// Only keys and timestamps are indexed: NextKey skips the values and
+				// headers (the batch's CRC and the records' framing are still checked).
+				for rr.NextKey() {
 					r := rr.Record()
 					count++
 					k := scannedRecord{ix.Bucket(r.Timestamp), WebhookID(r.Key)}

@@ -342,6 +342,23 @@ func TestCorruptMalformedUnderValidCRC(t *testing.T) {
 		if errors.As(got.err, &ce) && ce.Pos != 0 {
 			t.Errorf("%s: position %d", name, ce.Pos)
 		}
+		// NextKey checks the same framing.
+		raw = mutate(base())
+		sc := NewScanner(bytes.NewReader(raw), "bad.log", int64(len(raw)), ScanOptions{VerifyCRC: true})
+		var err error
+		if !sc.Next() {
+			err = sc.Err()
+		} else {
+			var rr RecordReader
+			if err = rr.Reset(sc.Batch()); err == nil {
+				for rr.NextKey() {
+				}
+				err = rr.Err()
+			}
+		}
+		if !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: NextKey: %v, want ErrMalformed", name, err)
+		}
 	}
 }
 

@@ -87,7 +87,57 @@ func (rr *RecordReader) Next() bool {
 	return true
 }
 
-// Record is the record Next decoded; it and its bytes are valid until the next call to Next or Reset.
+// NextKey is Next for a reader that needs only each record's offset, timestamp and key (the
+// index builder): the record's framing (its length within the batch, the key within the
+// record) and the batch's record count are checked as by Next, and its CRC by Reset, but the
+// value and headers are neither decoded nor checked, and the Record's Value and Headers are
+// nil. Skipping them spares about half of a record's varints: profiled, decoding records was 7%
+// of an index rebuild's CPU, most of it the value's length and the headers. Legacy message
+// sets are decoded whole, as by Next.
+func (rr *RecordReader) NextKey() bool {
+	if rr.err != nil {
+		return false
+	}
+	if rr.magic < 2 {
+		return rr.nextLegacy()
+	}
+	if rr.remaining == 0 {
+		if len(rr.data) != 0 {
+			rr.err = corruptf(rr.file, rr.pos, ErrMalformed, "%d bytes after the batch's last record", len(rr.data))
+		}
+		return false
+	}
+	rr.remaining--
+	length, n := binary.Varint(rr.data)
+	if n <= 0 || length < 0 || length > int64(len(rr.data)-n) {
+		rr.err = corruptf(rr.file, rr.pos, ErrMalformed, "record length %d overruns the batch's %d remaining bytes", length, len(rr.data))
+		return false
+	}
+	body := rr.data[n : n+int(length)]
+	rr.data = rr.data[n+int(length):]
+	if len(body) < 1 {
+		rr.err = corruptf(rr.file, rr.pos, ErrMalformed, "empty record")
+		return false
+	}
+	v := varintReader{b: body[1:]} // skip the record's attributes, unused
+	tsDelta := v.varint()
+	offDelta := v.varint()
+	key := v.bytes()
+	if v.bad {
+		rr.err = corruptf(rr.file, rr.pos, ErrMalformed, "record fields overrun the record's %d bytes", length)
+		return false
+	}
+	rr.rec.Offset = rr.baseOffset + offDelta
+	if rr.logAppend {
+		rr.rec.Timestamp = rr.maxTS
+	} else {
+		rr.rec.Timestamp = rr.baseTS + tsDelta
+	}
+	rr.rec.Key, rr.rec.Value, rr.rec.Headers = key, nil, nil
+	return true
+}
+
+// Record is the record Next (or NextKey) decoded; it and its bytes are valid until the next call to Next or Reset.
 func (rr *RecordReader) Record() *Record { return &rr.rec }
 
 // Err is the error that stopped the iteration, if any.

@@ -57,3 +57,50 @@ func TestRecordIterationDoesNotAllocate(t *testing.T) {
 		})
 	}
 }
+
+// NextKey gives the offsets, timestamps and keys Next does (values and headers left nil), over
+// every codec, with log-append time, null keys and headers.
+func TestNextKey(t *testing.T) {
+	for c := CodecNone; c <= CodecZstd; c++ {
+		for _, logAppend := range []bool{false, true} {
+			var bld Builder
+			for j := 0; j < 40; j++ {
+				r := &Record{Timestamp: int64(1000 - 7*j), Key: []byte(fmt.Sprint("k", j)), Value: bytes.Repeat([]byte("v"), j*10),
+					Headers: []Header{{Key: []byte("event-id"), Value: []byte(fmt.Sprint(j))}}}
+				if j%5 == 0 {
+					r.Key, r.Headers = nil, nil
+				}
+				bld.Add(r)
+			}
+			raw, err := bld.Build(nil, BatchOptions{BaseOffset: 77, Codec: c, LogAppendTime: logAppend, MaxTimestamp: 5000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sc := NewScanner(bytes.NewReader(raw), "mem", int64(len(raw)), ScanOptions{})
+			if !sc.Next() {
+				t.Fatal(sc.Err())
+			}
+			var full, keys RecordReader
+			if err := full.Reset(sc.Batch()); err != nil {
+				t.Fatal(err)
+			}
+			if err := keys.Reset(sc.Batch()); err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for full.Next() {
+				if !keys.NextKey() {
+					t.Fatalf("%v: NextKey ended after %d records: %v", c, n, keys.Err())
+				}
+				a, b := full.Record(), keys.Record()
+				if a.Offset != b.Offset || a.Timestamp != b.Timestamp || !bytes.Equal(a.Key, b.Key) || (a.Key == nil) != (b.Key == nil) || b.Value != nil || b.Headers != nil {
+					t.Fatalf("%v: record %d: NextKey %+v, Next %+v", c, n, b, a)
+				}
+				n++
+			}
+			if full.Err() != nil || keys.NextKey() || keys.Err() != nil || n != 40 {
+				t.Fatalf("%v: %d records, errors %v, %v", c, n, full.Err(), keys.Err())
+			}
+		}
+	}
+}
