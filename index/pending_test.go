@@ -2,11 +2,17 @@ package index
 
 import (
 	"encoding/binary"
+	"errors"
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/replay/replay/index/diskreserve"
+	"github.com/replay/replay/index/indextest"
 )
 
 // TestPendingWrite: what a commit writes from pending is, per (bucket, webhook), the ascending
@@ -67,4 +73,41 @@ func TestPendingWrite(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestBuildFailedCommitEndsBuild: a commit that fails (here refused by the disk reserve, the
+// moment the previous one is reported) ends the build with nothing committed after it, whatever
+// the builder aggregated meanwhile: the checkpoint is the last one reported, and a build resumed
+// from it ends equal, entry by entry, to a rebuild from scratch.
+func TestBuildFailedCommitEndsBuild(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	l := openLog(t, filepath.Join(dir, "log"), 1, nil)
+	spec := baseSpec()
+	if _, err := indextest.Generate(ctx, l, spec); err != nil {
+		t.Fatal(err)
+	}
+	fs := diskreserve.NewFreeFS(vfs.Default, 1<<40)
+	ix := openIndex(t, Options{Dir: filepath.Join(dir, "index"), CommitRecords: 300, FS: fs, DiskReserve: 1 << 20})
+	var reported []int64
+	err := ix.Build(ctx, l, BuildOptions{Progress: func(p Progress) {
+		reported = append(reported, p.Checkpoint)
+		if len(reported) == 3 {
+			fs.Free.Store(0) // the next commit is refused
+		}
+	}})
+	if !errors.Is(err, diskreserve.ErrLowDisk) || len(reported) != 3 {
+		t.Fatalf("build: %v after %d commits reported", err, len(reported))
+	}
+	cp, _, err := ix.Checkpoint(0)
+	if err != nil || cp != reported[2] {
+		t.Fatalf("checkpoint %d (%v), the last reported %d", cp, err, reported[2])
+	}
+	end, err := l.Bounds(ctx, 0)
+	if err != nil || cp >= end.End {
+		t.Fatalf("checkpoint %d, log end %d (%v): the test does not stop the build early", cp, end.End, err)
+	}
+	fs.Free.Store(1 << 40)
+	build(t, ix, l)
+	sameAsRebuild(t, ix, l, filepath.Join(dir, "fresh"))
 }
