@@ -28,7 +28,8 @@ type window struct {
 	max      int
 	ahead    int // MaxAhead(max)
 	inFlight int
-	changed  chan struct{} // closed when inFlight, limit or base changes
+	changed  chan struct{} // closed when inFlight, limit or base changes while waiting > 0
+	waiting  int           // acquires waiting on changed
 	next     int64         // the sequence number of the next event handed out
 	base     int64         // the oldest sequence number not settled
 	settled  []bool        // settled[seq % ahead] for base <= seq < next
@@ -66,8 +67,8 @@ func newWindow(max int) *window {
 // acquire waits until a delivery may start, or ctx ends, and returns its sequence number and how
 // many are in flight with it.
 func (w *window) acquire(ctx context.Context) (seq int64, inFlight int, err error) {
+	w.mu.Lock()
 	for {
-		w.mu.Lock()
 		if w.inFlight < int(w.limit) && w.next-w.base < int64(w.ahead) {
 			w.inFlight++
 			seq = w.next
@@ -77,19 +78,25 @@ func (w *window) acquire(ctx context.Context) (seq int64, inFlight int, err erro
 			return seq, n, nil
 		}
 		ch := w.changed
+		w.waiting++
 		w.mu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
+			w.mu.Lock()
+			w.waiting--
+			w.mu.Unlock()
 			return 0, 0, ctx.Err()
 		}
+		w.mu.Lock()
+		w.waiting--
 	}
 }
 
 // release settles the delivery seq. clean says it succeeded at its first attempt, latency is
 // how long its answer took: the window grows, or holds if the answer was slow; otherwise it
-// halves.
-func (w *window) release(seq int64, clean bool, latency time.Duration) {
+// halves. It returns the window's size after.
+func (w *window) release(seq int64, clean bool, latency time.Duration) (size int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if clean && latency > 0 && (w.fastest == 0 || latency < w.fastest) {
@@ -108,6 +115,7 @@ func (w *window) release(seq int64, clean bool, latency time.Duration) {
 	}
 	w.limit = min(w.limit, float64(w.max))
 	w.settle(seq)
+	return int(w.limit)
 }
 
 // giveBack settles seq, acquired but never used for a delivery, without judging the webhook.
@@ -124,8 +132,10 @@ func (w *window) settle(seq int64) {
 		w.settled[w.base%int64(w.ahead)] = false
 		w.base++
 	}
-	close(w.changed)
-	w.changed = make(chan struct{})
+	if w.waiting > 0 { // else nobody is told: no channel to close and make again per delivery
+		close(w.changed)
+		w.changed = make(chan struct{})
+	}
 }
 
 // size is the current window, for metrics and tests.
