@@ -336,27 +336,19 @@ var (
 // post is one attempt's request with its body, allocated together.
 type post struct {
 	req  http.Request
-	body bodyReader
+	body bytes.Reader
+	b    []byte
 }
 
-// bodyReader is a request body over the event's bytes; GetBody makes a fresh one for the
-// Transport's resend on a keep-alive connection the server closed, as http.NewRequest does for a
-// *bytes.Reader.
-type bodyReader struct {
-	bytes.Reader
-	b []byte
-}
-
-func (*bodyReader) Close() error { return nil }
-
-func (r *bodyReader) again() (io.ReadCloser, error) {
-	n := &bodyReader{b: r.b}
-	n.Reset(r.b)
-	return n, nil
-}
+// again is the request's GetBody: a fresh reader over the body, for the Transport's resend on a
+// keep-alive connection the server closed, as http.NewRequest makes it for a *bytes.Reader.
+func (p *post) again() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(p.b)), nil }
 
 // newPost is the POST of body to ep with headers h, as http.NewRequestWithContext(ctx, "POST",
-// ep's URL, bytes.NewReader(body)) makes it, without parsing the URL again.
+// ep's URL, bytes.NewReader(body)) makes it, without parsing the URL again. The body must be an
+// io.NopCloser around a *bytes.Reader, as there: the Transport writes the headers and a body it
+// knows to be in memory in one write, but flushes the headers by themselves before any other
+// body (two write syscalls per request, and two reads for the webhook).
 func newPost(ctx context.Context, ep *endpoint, h http.Header, body []byte) *http.Request {
 	p := &post{req: http.Request{
 		Method: http.MethodPost, URL: ep.u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
@@ -366,10 +358,10 @@ func newPost(ctx context.Context, ep *endpoint, h http.Header, body []byte) *htt
 		p.req.Body = http.NoBody
 		p.req.GetBody = func() (io.ReadCloser, error) { return http.NoBody, nil }
 	} else {
-		p.body.b = body
+		p.b = body
 		p.body.Reset(body)
-		p.req.Body = &p.body
-		p.req.GetBody = p.body.again
+		p.req.Body = io.NopCloser(&p.body)
+		p.req.GetBody = p.again
 	}
 	return p.req.WithContext(ctx)
 }

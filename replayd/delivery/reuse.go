@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"sync/atomic"
 )
 
 // What a Client keeps between deliveries so that an event costs only its own work: the parsed
@@ -18,6 +19,7 @@ const maxReused = 1024
 
 // endpoint is a webhook URL as the requests to it use it, parsed once.
 type endpoint struct {
+	raw  string   // the URL as given
 	u    *url.URL // as http.NewRequest parses it; shared by every request, never modified
 	host string   // the request's Host, as http.NewRequest sets it
 	// auth is the Authorization value http.Client derives from the URL's userinfo (Basic); nil
@@ -29,40 +31,46 @@ type endpoint struct {
 }
 
 type endpoints struct {
-	mu sync.Mutex
-	m  map[string]*endpoint
+	// last is the endpoint used last: a job's deliveries (hundreds in flight) find theirs there
+	// without taking mu.
+	last atomic.Pointer[endpoint]
+	mu   sync.Mutex
+	m    map[string]*endpoint
 }
 
 // get returns rawURL's endpoint, parsing it on first use.
 func (e *endpoints) get(rawURL string) *endpoint {
+	if ep := e.last.Load(); ep != nil && ep.raw == rawURL {
+		return ep
+	}
 	e.mu.Lock()
 	ep := e.m[rawURL]
 	e.mu.Unlock()
-	if ep != nil {
-		return ep
+	if ep == nil {
+		ep = parseEndpoint(rawURL)
+		e.mu.Lock()
+		if e.m == nil || len(e.m) >= maxReused {
+			e.m = make(map[string]*endpoint)
+		}
+		e.m[rawURL] = ep
+		e.mu.Unlock()
 	}
-	ep = parseEndpoint(rawURL)
-	e.mu.Lock()
-	if e.m == nil || len(e.m) >= maxReused {
-		e.m = make(map[string]*endpoint)
-	}
-	e.m[rawURL] = ep
-	e.mu.Unlock()
+	e.last.Store(ep)
 	return ep
 }
 
 func parseEndpoint(rawURL string) *endpoint {
 	u, err := parseTarget(rawURL)
 	if err != nil {
-		return &endpoint{err: err}
+		return &endpoint{raw: rawURL, err: err}
 	}
 	// The request's URL is what http.NewRequest makes of the parsed URL's String(), as the
 	// requests were made before endpoints (one per attempt).
 	req, err := http.NewRequest(http.MethodPost, u.String(), nil)
 	if err != nil {
-		return &endpoint{u: u, reqErr: &TargetError{URL: u.Redacted(), Reason: err.Error()}}
+		return &endpoint{raw: rawURL, u: u, reqErr: &TargetError{URL: u.Redacted(), Reason: err.Error()}}
 	}
-	ep := &endpoint{u: req.URL, host: req.Host}
+	ep := &endpoint{raw: rawURL, u: req.URL, host: req.Host}
 	if req.URL.User != nil {
 		// What http.Client.send adds to a request whose URL has a userinfo.
 		username := req.URL.User.Username()
@@ -75,8 +83,15 @@ func parseEndpoint(rawURL string) *endpoint {
 // signers signs bodies with HMAC-SHA256 as Sign does, reusing each secret's HMAC state (its
 // padded keys) instead of deriving it again for every body.
 type signers struct {
+	last  atomic.Pointer[macPool] // the one used last, found without taking mu
 	mu    sync.Mutex
-	pools map[string]*sync.Pool // by secret; each holds *mac
+	pools map[string]*macPool // by secret
+}
+
+// macPool holds the *macs of one secret.
+type macPool struct {
+	secret string
+	sync.Pool
 }
 
 type mac struct {
@@ -86,17 +101,7 @@ type mac struct {
 
 // sign is Sign(secret, body).
 func (s *signers) sign(secret, body []byte) string {
-	s.mu.Lock()
-	p := s.pools[string(secret)]
-	if p == nil {
-		if s.pools == nil || len(s.pools) >= maxReused {
-			s.pools = make(map[string]*sync.Pool)
-		}
-		key := string(secret)
-		p = &sync.Pool{New: func() any { return &mac{h: hmac.New(sha256.New, []byte(key))} }}
-		s.pools[key] = p
-	}
-	s.mu.Unlock()
+	p := s.pool(secret)
 	m := p.Get().(*mac)
 	m.h.Reset()
 	m.h.Write(body)
@@ -106,4 +111,25 @@ func (s *signers) sign(secret, body []byte) string {
 	base64.StdEncoding.Encode(out[len(prefix):], m.h.Sum(m.sum[:0]))
 	p.Put(m)
 	return string(out[:])
+}
+
+// pool returns secret's macPool, made on first use.
+func (s *signers) pool(secret []byte) *macPool {
+	if p := s.last.Load(); p != nil && p.secret == string(secret) {
+		return p
+	}
+	s.mu.Lock()
+	p := s.pools[string(secret)]
+	if p == nil {
+		if s.pools == nil || len(s.pools) >= maxReused {
+			s.pools = make(map[string]*macPool)
+		}
+		key := string(secret)
+		p = &macPool{secret: key}
+		p.New = func() any { return &mac{h: hmac.New(sha256.New, []byte(key))} }
+		s.pools[key] = p
+	}
+	s.mu.Unlock()
+	s.last.Store(p)
+	return p
 }

@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/base64"
+	"io"
 	"math"
 	"net"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -118,5 +120,57 @@ func serveBare(ln net.Listener) {
 				}
 			}
 		}()
+	}
+}
+
+// TestNewPostIsNewRequest: newPost makes the request http.NewRequestWithContext would, its body
+// of the same type: the Transport writes headers and body in one write only for a body it knows
+// to be in memory (an io.NopCloser around a *bytes.Reader), and flushes the headers alone before
+// any other, a second write syscall per delivery.
+func TestNewPostIsNewRequest(t *testing.T) {
+	ep := parseEndpoint("http://example.com:8080/hook?x=1")
+	body := []byte(testBody)
+	h := http.Header{"X": {"y"}}
+	got := newPost(t.Context(), ep, h, body)
+	want, err := http.NewRequestWithContext(t.Context(), http.MethodPost, ep.u.String(), bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reflect.TypeOf(got.Body) != reflect.TypeOf(want.Body) {
+		t.Errorf("body %T, want %T as http.NewRequest makes it", got.Body, want.Body)
+	}
+	if got.Method != want.Method || got.URL.String() != want.URL.String() || got.Host != want.Host || got.Proto != want.Proto ||
+		got.ContentLength != want.ContentLength || got.Context() != want.Context() {
+		t.Errorf("request %s %s host %q %s length %d, want %s %s host %q %s length %d", got.Method, got.URL, got.Host, got.Proto, got.ContentLength,
+			want.Method, want.URL, want.Host, want.Proto, want.ContentLength)
+	}
+	for range 2 { // the body, then GetBody's: each the whole body
+		b, err := io.ReadAll(got.Body)
+		if err != nil || string(b) != testBody {
+			t.Fatalf("body %q, %v", b, err)
+		}
+		if got.Body, err = got.GetBody(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestDeliverAlternatingURLs: deliveries to two webhooks in turn each reach their own (the
+// endpoint used last is looked up first).
+func TestDeliverAlternatingURLs(t *testing.T) {
+	c := newTestClient(t, testOptions(newFakeClock()))
+	a := newServer(t, func(_ *server, _ int64, w http.ResponseWriter, r *http.Request) {})
+	b := newServer(t, func(_ *server, _ int64, w http.ResponseWriter, r *http.Request) {})
+	for i := range 10 {
+		u := a.URL
+		if i%2 == 1 {
+			u = b.URL
+		}
+		if _, err := c.Deliver(t.Context(), target(u+"/h"), []byte(testBody)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a.hits.Load() != 5 || b.hits.Load() != 5 {
+		t.Fatalf("hits %d and %d, want 5 each", a.hits.Load(), b.hits.Load())
 	}
 }
