@@ -156,7 +156,7 @@ func New(ctx context.Context, c Config) (_ *Server, err error) {
 		Deliverer:  s.client,
 		NewDeduper: s.newDeduper,
 		Name:       fmt.Sprintf("%s:%d", host, os.Getpid()),
-		Workers:    c.Workers, MaxInFlight: c.MaxInFlight, StrictOrder: c.StrictOrder, LeaseTimeout: c.LeaseTimeout, MaxOutage: c.MaxOutage, MaxJobsPerApp: c.MaxJobsPerApp,
+		Workers:    c.Workers, MaxInFlight: c.MaxInFlight, InitialWindow: c.InitialWindow, StrictOrder: c.StrictOrder, LeaseTimeout: c.LeaseTimeout, MaxOutage: c.MaxOutage, MaxJobsPerApp: c.MaxJobsPerApp,
 		MirrorWait: c.MirrorWait,
 		Metrics:    metrics, Logger: c.Logger,
 	})

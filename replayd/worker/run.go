@@ -867,7 +867,7 @@ func (r *run) startSenders(ctx context.Context, drain <-chan struct{}) *senders 
 	if o.StrictOrder {
 		n = 1
 	}
-	return &senders{r: r, win: newWindow(n), work: make(chan send), ctx: ctx,
+	return &senders{r: r, win: newWindowFrom(n, o.InitialWindow), work: make(chan send), ctx: ctx,
 		outage: newOutage(), gaveUpCh: make(chan struct{}), drain: drain}
 }
 

@@ -7,7 +7,7 @@ import (
 )
 
 // window is how many deliveries of one job may be in flight: it adapts to the webhook as TCP's
-// congestion window does to a path. It starts at windowStart and grows by one per delivery that
+// congestion window does to a path. It starts at Options.InitialWindow (8) and grows by one per delivery that
 // succeeded on its first attempt (doubling every round trip) up to the threshold, then by one per
 // round trip, up to max; a delivery that needed a retry (a 429, a 5xx, a timeout, a broken
 // connection) or failed halves it and sets the threshold there. A clean delivery whose answer
@@ -36,9 +36,10 @@ type window struct {
 	fastest  time.Duration // the shortest answer seen; 0 before the first
 }
 
-// windowStart is the window of a new job: enough for a webhook a few milliseconds away to be
-// busy at once, small enough not to hit a struggling one hard.
-const windowStart = 8
+// windowStart is the window of a new job by default (DefaultInitialWindow, where the why is):
+// enough for a webhook a few milliseconds away to be busy at once, small enough not to hit a
+// struggling one hard.
+const windowStart = DefaultInitialWindow
 
 // reorderFactor is how many times the window's max in flight an event may run ahead of the
 // oldest unsettled one. With the bound at max itself, the window was full only while deliveries
@@ -58,9 +59,13 @@ func MaxAhead(maxInFlight int) int {
 	return reorderFactor * maxInFlight
 }
 
-func newWindow(max int) *window {
-	ahead := MaxAhead(max)
-	return &window{limit: float64(min(windowStart, max)), thresh: float64(max), max: max, ahead: ahead,
+// newWindow is a job's window of at most max in flight, starting at windowStart.
+func newWindow(max int) *window { return newWindowFrom(max, windowStart) }
+
+// newWindowFrom is a window of at most max in flight starting at start (Options.InitialWindow).
+func newWindowFrom(most, start int) *window {
+	ahead := MaxAhead(most)
+	return &window{limit: float64(max(min(start, most), 1)), thresh: float64(most), max: most, ahead: ahead,
 		changed: make(chan struct{}), settled: make([]bool, ahead)}
 }
 

@@ -161,3 +161,36 @@ func TestWindowSignalsOnlyWhenWaitedOn(t *testing.T) {
 		t.Fatalf("%d waiting after the acquire returned", w.waiting)
 	}
 }
+
+// TestWindowFromAnInitialWindow: a window started larger still doubles per clean round, halves
+// after a retried delivery, and is never above max nor below one.
+func TestWindowFromAnInitialWindow(t *testing.T) {
+	w := newWindowFrom(128, 32)
+	if w.size() != 32 {
+		t.Fatalf("start %d, want 32", w.size())
+	}
+	var seqs []int64
+	for range 32 {
+		seq, _, err := w.acquire(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, seq)
+	}
+	for _, seq := range seqs {
+		w.release(seq, true, time.Millisecond)
+	}
+	if w.size() != 64 {
+		t.Fatalf("after a clean round %d, want 64", w.size())
+	}
+	seq, _, _ := w.acquire(t.Context())
+	if n := w.release(seq, false, time.Millisecond); n != 32 {
+		t.Fatalf("after a retried delivery %d, want 32", n)
+	}
+	if n := newWindowFrom(4, 100).size(); n != 4 {
+		t.Fatalf("an initial window above max starts at %d, want 4", n)
+	}
+	if n := newWindowFrom(4, 0).size(); n != 1 {
+		t.Fatalf("an initial window of 0 starts at %d, want 1", n)
+	}
+}
