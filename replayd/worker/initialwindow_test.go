@@ -80,3 +80,50 @@ func TestInitialWindowValidated(t *testing.T) {
 		t.Fatalf("default InitialWindow %d, want %d", o.InitialWindow, worker.DefaultInitialWindow)
 	}
 }
+
+// releasedDedup is a dedup cache that notes its release and any use after it.
+type releasedDedup struct {
+	mu        sync.Mutex
+	seen      map[uint64]bool
+	released  chan struct{}
+	lateCalls int
+}
+
+func (d *releasedDedup) Seen(h uint64) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	select {
+	case <-d.released:
+		d.lateCalls++
+	default:
+	}
+	dup := d.seen[h]
+	d.seen[h] = true
+	return dup
+}
+
+func (d *releasedDedup) Release() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	close(d.released) // a second release panics
+}
+
+// TestDeduperReleased: a job releases its dedup cache (worker.Releaser) once, after its last
+// use, and the job is exact.
+func TestDeduperReleased(t *testing.T) {
+	w := newWorld(t)
+	w.produce(t, 600, 3)
+	d := &releasedDedup{seen: map[uint64]bool{}, released: make(chan struct{})}
+	j := w.create(t, webhookA, t0, t0+3600_000)
+	w.pool(t, "a", func(o *worker.Options) { o.NewDeduper = func() worker.Deduper { return d } })
+	done := w.finished(t, j.ID)
+	if done.State != job.StateCompleted || done.Counters.Delivered != int64(len(w.want(webhookA, t0, t0+3600_000))) {
+		t.Fatalf("job ended %s with %+v: %s", done.State, done.Counters, done.Reason)
+	}
+	testwait.Recv(t, d.released, 10*time.Second)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.lateCalls != 0 {
+		t.Fatalf("%d uses of the dedup cache after its release", d.lateCalls)
+	}
+}

@@ -44,6 +44,11 @@ type Deduper interface {
 	Seen(h uint64) bool
 }
 
+// Releaser is a Deduper that can be given back once its job is done with it.
+type Releaser interface {
+	Release()
+}
+
 // ErrUndeliverable is what Options.Targets wraps when a webhook can no longer be delivered to (it
 // failed its CRC check, or was deleted): a job stops delivering to it and ends Incomplete.
 var ErrUndeliverable = errors.New("worker: the webhook can no longer be delivered to")
@@ -76,7 +81,9 @@ type Options struct {
 	Targets func(ctx context.Context, webhookID int64) (Target, error)
 	// Deliverer sends events.
 	Deliverer Deliverer
-	// NewDeduper makes the dedup cache of one job.
+	// NewDeduper makes the dedup cache of one job. When the cache has a Release method
+	// (Releaser), the job calls it once it reads no more, so the cache's memory can serve
+	// another job.
 	NewDeduper func() Deduper
 	// Name identifies this process in lease owners. Default "<hostname>:<pid>".
 	Name string

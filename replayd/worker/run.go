@@ -605,6 +605,9 @@ func (c *cursor) head(ctx context.Context) error {
 func (r *run) read(ctx context.Context, drain <-chan struct{}, key []byte, s *senders) error {
 	o, m := &r.pool.opts, r.pool.opts.Metrics
 	seen := o.NewDeduper()
+	if rel, ok := seen.(Releaser); ok {
+		defer rel.Release() // the merge below is its only user
+	}
 	rctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
