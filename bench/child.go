@@ -256,10 +256,13 @@ func (c *child) peakRSS() (int64, error) {
 	return 0, errors.New("no VmHWM in /proc status")
 }
 
-// cpu is the CPU time (user and system) the child has used so far, from /proc (in the kernel's
-// clock ticks, 10 ms).
-func (c *child) cpu() (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
+// cpu is the CPU time (user and system) the child has used so far (procCPU).
+func (c *child) cpu() (time.Duration, error) { return procCPU(c.cmd.Process.Pid) }
+
+// procCPU is the CPU time (user and system) process pid has used so far, from /proc (in the
+// kernel's clock ticks, 10 ms).
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -176,6 +177,57 @@ func floorCycles(ctx context.Context, db *sql.DB, n, workers int) (time.Duration
 	return elapsed, <-errc
 }
 
+// serverPID is the MySQL server's process id when it runs on this machine and its pid file is
+// readable (@@pid_file), else 0: its CPU time is then read from /proc around each sample.
+func serverPID(ctx context.Context, db *sql.DB) int {
+	var file string
+	if err := db.QueryRowContext(ctx, "SELECT @@pid_file").Scan(&file); err != nil {
+		return 0
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0
+	}
+	if _, err := procCPU(pid); err != nil {
+		return 0
+	}
+	return pid
+}
+
+// cpuMeter measures the CPU time this process and (if pid is not 0) the server spend in a sample.
+type cpuMeter struct {
+	pid                  int
+	self0, server0       time.Duration
+	selfUsed, serverUsed time.Duration
+}
+
+func (m *cpuMeter) start() {
+	m.self0 = selfCPU()
+	if m.pid != 0 {
+		m.server0, _ = procCPU(m.pid)
+	}
+}
+
+func (m *cpuMeter) stop() {
+	m.selfUsed = selfCPU() - m.self0
+	if m.pid != 0 {
+		now, _ := procCPU(m.pid)
+		m.serverUsed = now - m.server0
+	}
+}
+
+// addPerCycle reports the sample's CPU per cycle: the workers' (this process) and the server's.
+func (m *cpuMeter) addPerCycle(rep *Report, variant string, cycles int) {
+	rep.add("cycles", variant, "client CPU per cycle", "µs", false, float64(m.selfUsed.Microseconds())/float64(cycles))
+	if m.pid != 0 {
+		rep.add("cycles", variant, "server CPU per cycle", "µs", false, float64(m.serverUsed.Microseconds())/float64(cycles))
+	}
+}
+
 // takeover leases a job with the given timeout, heartbeats once and "dies"; another worker polls
 // Lease every takeoverPoll until it takes the job over. It returns the store's time from the last
 // heartbeat to the new lease.
@@ -244,26 +296,35 @@ func runLease(ctx context.Context, c *Config) (*Report, error) {
 		d    job.Driver
 	}
 	stores := []store{{"embedded", emb}}
+	var meter cpuMeter
 	if my != nil {
 		stores = append([]store{{"mysql", my}}, stores...)
+		meter.pid = serverPID(ctx, my.DB())
 	}
 	for run := 0; run < c.Runs; run++ {
 		for _, s := range stores {
 			if err := seedJobs(ctx, s.d, c.LeaseJobs); err != nil {
 				return rep, fmt.Errorf("%s: seeding: %w", s.name, err)
 			}
+			meter.start()
 			el, err := leaseCycles(ctx, s.d, c.LeaseJobs, leaseWorkers)
+			meter.stop()
 			if err != nil {
 				return rep, fmt.Errorf("%s: %w", s.name, err)
 			}
 			rep.add("cycles", s.name, "cycles/s", "cycles/s", true, float64(c.LeaseJobs)/el.Seconds())
-			if s.name == "mysql" {
-				el, err := floorCycles(ctx, my.DB(), c.LeaseJobs, leaseWorkers)
-				if err != nil {
-					return rep, fmt.Errorf("mysql floor: %w", err)
-				}
-				rep.add("cycles", "mysql-floor", "cycles/s", "cycles/s", true, float64(c.LeaseJobs)/el.Seconds())
+			if s.name != "mysql" {
+				continue
 			}
+			meter.addPerCycle(rep, s.name, c.LeaseJobs)
+			meter.start()
+			el, err = floorCycles(ctx, my.DB(), c.LeaseJobs, leaseWorkers)
+			meter.stop()
+			if err != nil {
+				return rep, fmt.Errorf("mysql floor: %w", err)
+			}
+			rep.add("cycles", "mysql-floor", "cycles/s", "cycles/s", true, float64(c.LeaseJobs)/el.Seconds())
+			meter.addPerCycle(rep, "mysql-floor", c.LeaseJobs)
 		}
 		for _, s := range stores {
 			lat, err := takeover(ctx, s.d, c.LeaseTimeout)
@@ -278,6 +339,10 @@ func runLease(ctx context.Context, c *Config) (*Report, error) {
 	if my != nil {
 		rep.compare("cycles", "mysql", "mysql-floor", "cycles/s")
 		rep.Compare[len(rep.Compare)-1].IsCeilingFactor = true
+		if meter.pid != 0 {
+			rep.compare("cycles", "mysql", "mysql-floor", "server CPU per cycle")
+			rep.Compare[len(rep.Compare)-1].IsCeilingFactor = true
+		}
 		rep.compare("takeover", "mysql", "lease timeout", "takeover latency")
 		rep.Compare[len(rep.Compare)-1].IsCeilingFactor = true
 	}

@@ -4,10 +4,21 @@ package mysqljob
 // error standing for that read's. Call it before d is used.
 func SetCreateReadHook(d *Driver, f func() error) { d.testHookCreateRead = f }
 
-// LeaseStatement is the UPDATE that Lease runs, with or without the per-app cap, for EXPLAIN.
-func LeaseStatement(perApp bool) string {
-	if perApp {
-		return leaseStatementPerApp
+// SetCandidatesHook makes d call f after each read of the lease queue's head, with the ids read.
+// Call it before d is used.
+func SetCandidatesHook(d *Driver, f func(ids []int64)) { d.testHookCandidates = f }
+
+// LeaseStatement is one of the statements Lease runs, with or without the per-app cap, for
+// EXPLAIN: "candidates" (the read of the head), "by-id" (the take of one candidate) or "range"
+// (the fallback).
+func LeaseStatement(which string, perApp bool) string {
+	all := map[string][2]string{
+		"candidates": {leaseCandidatesStatement, leaseCandidatesPerApp},
+		"by-id":      {leaseByIDStatement, leaseByIDStatementPerApp},
+		"range":      {leaseRangeStatement, leaseRangeStatementPerApp},
 	}
-	return leaseStatement
+	if perApp {
+		return all[which][1]
+	}
+	return all[which][0]
 }

@@ -3,6 +3,7 @@ package mysqljob_test
 import (
 	"database/sql"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -70,8 +71,10 @@ func TestMigrations(t *testing.T) {
 	if err := d.DB().QueryRow("SELECT COUNT(*) FROM schema_migrations").Scan(&n); err != nil || n != len(ms) {
 		t.Fatalf("schema_migrations has %d rows (%v), want %d", n, err, len(ms))
 	}
-	// The lease statement is served by idx_replay_jobs_lease alone, with and without the cap, on
-	// a table with rows and statistics (the plan of an empty table says nothing).
+	// The lease's statements are served by the index they are written for, with and without the
+	// cap, on a table with rows and statistics (the plan of an empty table says nothing): the
+	// read of the head and the fallback by a range of idx_replay_jobs_lease in its order, the take
+	// of one candidate by its primary key.
 	if _, err := d.DB().Exec(`INSERT INTO replay_jobs (id, app_id, webhook_id, kafka_partition, from_ms, to_ms, state, created_at, updated_at)
   WITH RECURSIVE n (i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 44)
   SELECT 1 + a.i * 45 + b.i, 1 + b.i % 7, 1 + a.i * 45 + b.i, 0, 1, 2, 'OPEN', NOW(6), NOW(6) FROM n AS a, n AS b`); err != nil {
@@ -80,35 +83,46 @@ func TestMigrations(t *testing.T) {
 	if _, err := d.DB().Exec("ANALYZE TABLE replay_jobs"); err != nil {
 		t.Fatal(err)
 	}
-	for _, perApp := range []bool{false, true} {
-		args := []any{"w", 1, 1}
-		if perApp {
-			args = append(args, 3)
+	for _, c := range []struct {
+		which, key string
+		types      []string
+		args       []any
+	}{
+		{"candidates", "idx_replay_jobs_lease", []string{"range"}, nil},
+		{"range", "idx_replay_jobs_lease", []string{"range"}, []any{"w", 1, 1}},
+		{"by-id", "PRIMARY", []string{"const", "range"}, []any{"w", 1, 1, 100}},
+	} {
+		for _, perApp := range []bool{false, true} {
+			args := c.args
+			if perApp {
+				args = append(append([]any(nil), args...), 3)
+			}
+			rows, err := d.DB().Query("EXPLAIN "+mysqljob.LeaseStatement(c.which, perApp), args...)
+			if err != nil {
+				t.Fatalf("EXPLAIN %s (per-app cap %v): %v", c.which, perApp, err)
+			}
+			cols, _ := rows.Columns()
+			for rows.Next() {
+				vals := make([]sql.NullString, len(cols))
+				ptrs := make([]any, len(cols))
+				for i := range vals {
+					ptrs[i] = &vals[i]
+				}
+				if err := rows.Scan(ptrs...); err != nil {
+					t.Fatal(err)
+				}
+				row := map[string]string{}
+				for i, c := range cols {
+					row[strings.ToLower(c)] = vals[i].String
+				}
+				// The derived table of held jobs per app (the cap) groups a range of the lease index.
+				if row["table"] == "replay_jobs" && row["select_type"] != "DERIVED" &&
+					(row["key"] != c.key || !slices.Contains(c.types, row["type"]) || strings.Contains(row["extra"], "filesort")) {
+					t.Fatalf("lease statement %s plan (per-app cap %v): %v", c.which, perApp, row)
+				}
+			}
+			rows.Close()
 		}
-		rows, err := d.DB().Query("EXPLAIN "+mysqljob.LeaseStatement(perApp), args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cols, _ := rows.Columns()
-		for rows.Next() {
-			vals := make([]sql.NullString, len(cols))
-			ptrs := make([]any, len(cols))
-			for i := range vals {
-				ptrs[i] = &vals[i]
-			}
-			if err := rows.Scan(ptrs...); err != nil {
-				t.Fatal(err)
-			}
-			row := map[string]string{}
-			for i, c := range cols {
-				row[strings.ToLower(c)] = vals[i].String
-			}
-			// The derived table of held jobs per app (the cap) groups a range of the same index.
-			if row["table"] == "replay_jobs" && row["select_type"] != "DERIVED" && (row["key"] != "idx_replay_jobs_lease" || row["type"] != "range" || strings.Contains(row["extra"], "filesort")) {
-				t.Fatalf("lease statement plan (per-app cap %v): %v", perApp, row)
-			}
-		}
-		rows.Close()
 	}
 }
 
@@ -214,5 +228,158 @@ func TestSessionsAreReadCommitted(t *testing.T) {
 		if err != nil || level != "READ-COMMITTED" {
 			t.Fatalf("session isolation %q, %v; want READ-COMMITTED", level, err)
 		}
+	}
+}
+
+// Lease hands out candidates read from the head of the queue earlier; instances that took them
+// since, or a Cancel, make them stale. A stale candidate is never leased, and a lease does not
+// give up while a job is due.
+func TestLeaseSkipsCandidatesTakenSinceTheyWereRead(t *testing.T) {
+	ctx := t.Context()
+	dsn := freshDatabase(t)
+	a := open(t, mysqljob.Options{DSN: dsn})
+	b := open(t, mysqljob.Options{DSN: dsn})
+	var ids []int64
+	for i := range 5 {
+		j, err := a.Create(ctx, job.CreateParams{AppID: 1, WebhookID: int64(100 + i), FromMs: 1, ToMs: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, j.ID)
+	}
+	lease := func(d *mysqljob.Driver, owner string) (*job.Job, error) {
+		return d.Lease(ctx, job.LeaseParams{Owner: owner, Timeout: time.Hour})
+	}
+	// A reads all five as candidates and takes the first.
+	if l, err := lease(a, "a"); err != nil || l.ID != ids[0] {
+		t.Fatalf("A's first lease: %+v, %v; want job %d", l, err, ids[0])
+	}
+	// B, reading the head itself, takes the next two; the fourth is canceled.
+	for _, want := range ids[1:3] {
+		if l, err := lease(b, "b"); err != nil || l.ID != want {
+			t.Fatalf("B's lease: %+v, %v; want job %d", l, err, want)
+		}
+	}
+	if _, err := a.Cancel(ctx, job.CancelParams{ID: ids[3], Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	// A's next candidates are B's two and the canceled one: it takes the fifth.
+	if l, err := lease(a, "a"); err != nil || l.ID != ids[4] || l.LeaseOwner != "a" {
+		t.Fatalf("A's second lease: %+v, %v; want job %d", l, err, ids[4])
+	}
+	if _, err := lease(a, "a"); !errors.Is(err, job.ErrNoJob) {
+		t.Fatalf("A's lease with every job held or canceled: %v, want ErrNoJob", err)
+	}
+	// Nobody stole from anybody: each job has the holder that leased it, token 1.
+	for i, want := range []string{"a", "b", "b", "", "a"} {
+		g, err := a.Get(ctx, job.GetParams{ID: ids[i]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g.LeaseOwner != want || (want != "" && g.FencingToken != 1) {
+			t.Fatalf("job %d: owner %q token %d, want %q token 1", g.ID, g.LeaseOwner, g.FencingToken, want)
+		}
+	}
+	// A job created after A's last read is found: A reads the head again.
+	late, err := b.Create(ctx, job.CreateParams{AppID: 1, WebhookID: 200, FromMs: 1, ToMs: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, err := lease(a, "a"); err != nil || l.ID != late.ID {
+		t.Fatalf("A's lease after a new job: %+v, %v; want job %d", l, err, late.ID)
+	}
+}
+
+// The hot statements run prepared; a connection the server dropped (restart, wait_timeout, KILL)
+// takes its prepared statements with it, and the next call prepares them again on another.
+func TestPreparedStatementsOutliveTheirConnections(t *testing.T) {
+	ctx := t.Context()
+	dsn := freshDatabase(t)
+	d := open(t, mysqljob.Options{DSN: dsn, MaxOpenConns: 2})
+	admin, err := sql.Open("mysql", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	for i := range 3 {
+		if _, err := d.Create(ctx, job.CreateParams{AppID: 1, WebhookID: int64(10 + i), FromMs: 1, ToMs: 2}); err != nil {
+			t.Fatal(err)
+		}
+		l, err := d.Lease(ctx, job.LeaseParams{Owner: "w", Timeout: time.Hour})
+		if err != nil {
+			t.Fatalf("lease %d: %v", i, err)
+		}
+		if err := d.Heartbeat(ctx, job.HeartbeatParams{ID: l.ID, FencingToken: l.FencingToken, Progress: &job.Progress{Checkpoint: int64(i)}}); err != nil {
+			t.Fatalf("heartbeat %d: %v", i, err)
+		}
+		if g, err := d.Get(ctx, job.GetParams{ID: l.ID}); err != nil || g.Checkpoint != int64(i) {
+			t.Fatalf("get %d: %+v, %v", i, g, err)
+		}
+		// Kill every connection of the store's pool.
+		rows, err := admin.QueryContext(ctx, "SELECT id FROM information_schema.PROCESSLIST WHERE db = DATABASE() AND id <> CONNECTION_ID()")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var victims []int64
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				t.Fatal(err)
+			}
+			victims = append(victims, id)
+		}
+		rows.Close()
+		if len(victims) == 0 {
+			t.Fatal("the store has no connection to kill")
+		}
+		for _, id := range victims {
+			if _, err := admin.ExecContext(ctx, "KILL ?", id); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// When other instances take every candidate of both reads of the head before this one can, Lease
+// falls back to the range UPDATE instead of reporting ErrNoJob while a job is due.
+func TestLeaseFallsBackWhenOthersTakeEveryCandidate(t *testing.T) {
+	ctx := t.Context()
+	dsn := freshDatabase(t)
+	a := open(t, mysqljob.Options{DSN: dsn})
+	b := open(t, mysqljob.Options{DSN: dsn})
+	webhook := int64(0)
+	create := func() *job.Job {
+		t.Helper()
+		webhook++
+		j, err := b.Create(ctx, job.CreateParams{AppID: 1, WebhookID: webhook, FromMs: 1, ToMs: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j
+	}
+	create()
+	create()
+	reads := 0
+	var last *job.Job
+	mysqljob.SetCandidatesHook(a, func(ids []int64) {
+		reads++
+		// B takes what A just read before A can; after the second read a job is due again.
+		for range ids {
+			if _, err := b.Lease(ctx, job.LeaseParams{Owner: "b", Timeout: time.Hour}); err != nil {
+				t.Errorf("B's lease in read %d: %v", reads, err)
+			}
+		}
+		if reads == 1 {
+			create()
+		} else {
+			last = create()
+		}
+	})
+	l, err := a.Lease(ctx, job.LeaseParams{Owner: "a", Timeout: time.Hour})
+	if err != nil || l.ID != last.ID || l.LeaseOwner != "a" {
+		t.Fatalf("A's lease: %+v, %v; want job %v after %d reads", l, err, last, reads)
+	}
+	if reads != 2 {
+		t.Fatalf("A read the head %d times, want 2", reads)
 	}
 }
