@@ -10,7 +10,8 @@
 //
 // A Cache holds at most Options.Capacity identities in a fixed amount of memory allocated by New
 // (about 24 bytes per entry with the default load factor: an open-addressing table of uint64
-// keys at load ≤ 1/2 plus a FIFO ring of uint64 keys in insertion order); it never grows.
+// keys at load ≤ 1/2 plus a FIFO ring of uint64 keys in insertion order); it never grows. Reset
+// empties it for another job, keeping that memory.
 //
 // While fewer than Capacity distinct identities have been recorded, Seen is exact: it reports
 // true for an identity exactly when that identity was recorded before. Once the cache is full,
@@ -200,6 +201,34 @@ func (c *Cache) Seen(h uint64) bool {
 	t[i] = h
 	c.push(h)
 	return false
+}
+
+// Reset empties the cache, keeping its memory, and picks a new seed: it is then as New made it,
+// without the cost of fresh memory (a new table's pages are faulted in one by one as events
+// land on them: about 1.5 µs an event over a job's first 10,000 at the default capacity). It
+// clears only the slots it used when they are few.
+func (c *Cache) Reset() {
+	if c.n < len(c.table)/64 {
+		// The ring holds every identity in the table (the oldest at head once full): zero
+		// their slots, found as Contains finds them.
+		for _, h := range c.ring[:c.n] {
+			if h == 0 {
+				continue
+			}
+			i := c.home(h)
+			for c.table[i] != h {
+				if i++; i == c.size {
+					i = 0
+				}
+			}
+			c.table[i] = 0
+		}
+	} else {
+		clear(c.table)
+	}
+	clear(c.ring[:c.n])
+	c.seed = rand.Uint64()
+	c.head, c.n, c.hasZero, c.evicted = 0, 0, false, 0
 }
 
 // Contains reports whether h is present without recording it.

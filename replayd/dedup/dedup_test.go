@@ -391,3 +391,48 @@ func TestMemoryPerEntry(t *testing.T) {
 	}
 	runtime.KeepAlive(c)
 }
+
+// TestReset: a reset cache is empty (every slot and ring entry zero, whichever way it cleared:
+// a few identities, or full and evicting) and then behaves as a new one, exact within capacity.
+func TestReset(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 5))
+	for _, n := range []int{0, 1, 10, 5000, 30000} {
+		c := mustNew(t, Options{Capacity: 10000})
+		var before []uint64
+		for range n {
+			h := r.Uint64()
+			before = append(before, h)
+			c.Seen(h)
+		}
+		c.Seen(0)
+		c.Reset()
+		if c.Len() != 0 || c.Evictions() != 0 || c.hasZero {
+			t.Fatalf("after %d: Len %d, evictions %d, zero held %v", n, c.Len(), c.Evictions(), c.hasZero)
+		}
+		for i, k := range c.table {
+			if k != 0 {
+				t.Fatalf("after %d: table[%d] = %x", n, i, k)
+			}
+		}
+		for i, k := range c.ring {
+			if k != 0 {
+				t.Fatalf("after %d: ring[%d] = %x", n, i, k)
+			}
+		}
+		for _, h := range before {
+			if c.Contains(h) {
+				t.Fatalf("after %d: %x still held", n, h)
+			}
+		}
+		for i, h := range before[:min(len(before), 10000)] {
+			if c.Seen(h) {
+				t.Fatalf("after %d: %x (the %d-th) seen before it was recorded", n, h, i)
+			}
+		}
+		for _, h := range before[:min(len(before), 10000)] {
+			if !c.Seen(h) {
+				t.Fatalf("after %d: %x not seen again", n, h)
+			}
+		}
+	}
+}

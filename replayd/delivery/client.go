@@ -3,6 +3,7 @@ package delivery
 import (
 	"context"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/netip"
@@ -19,7 +20,15 @@ import (
 // it, so that keep-alive connections and each webhook's rate limiter are shared by all jobs.
 type Client struct {
 	opts Options
-	http *http.Client
+	http *http.Client // the CRC challenge's
+	// transport is http's: deliveries go to it directly (attempt says why).
+	transport *http.Transport
+	// unlimited: RateLimit is +Inf, no limiter is kept or waited on.
+	unlimited bool
+	userAgent []string // the User-Agent header's value
+
+	endpoints endpoints
+	signers   signers
 
 	mu        sync.Mutex
 	limiters  map[string]*limiterEntry
@@ -37,7 +46,8 @@ func New(opts Options) (*Client, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	c := &Client{opts: opts, limiters: make(map[string]*limiterEntry)}
+	c := &Client{opts: opts, limiters: make(map[string]*limiterEntry),
+		unlimited: math.IsInf(opts.RateLimit, 1), userAgent: []string{opts.UserAgent}}
 	dialer := &net.Dialer{
 		Timeout:   opts.Timeout,
 		KeepAlive: 30 * time.Second,
@@ -63,6 +73,7 @@ func New(opts Options) (*Client, error) {
 		DisableCompression:    true,
 		// No ResponseHeaderTimeout: the per-attempt context bounds the whole exchange.
 	}
+	c.transport = tr
 	c.http = &http.Client{
 		Transport: tr,
 		// A redirect is the webhook's answer, not somewhere to go: a 3xx fails the delivery.

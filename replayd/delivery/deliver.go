@@ -3,12 +3,14 @@ package delivery
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/textproto"
 	"net/url"
 	"strconv"
 	"syscall"
@@ -186,17 +188,17 @@ const maxDrain = 256 << 10
 func (c *Client) Deliver(ctx context.Context, t Target, body []byte) (Result, error) {
 	start := c.opts.Now()
 	var res Result
-	u, err := parseTarget(t.URL)
-	if err != nil {
-		return res, &Error{WebhookID: t.WebhookID, Host: "?", Err: err}
+	ep := c.endpoints.get(t.URL)
+	if ep.err != nil {
+		return res, &Error{WebhookID: t.WebhookID, Host: "?", Err: ep.err}
 	}
 	fail := func(err, last error) (Result, error) {
 		res.Elapsed = c.opts.Now().Sub(start)
-		return res, &Error{WebhookID: t.WebhookID, Host: u.Host, Attempts: res.Attempts, Err: err, Last: last}
+		return res, &Error{WebhookID: t.WebhookID, Host: ep.u.Host, Attempts: res.Attempts, Err: err, Last: last}
 	}
-	sig := signer{twitter: Sign(t.Secret, body)}
+	sig := signer{twitter: []string{c.signers.sign(t.Secret, body)}}
 	if len(t.PreviousSecret) > 0 {
-		sig.previous = Sign(t.PreviousSecret, body)
+		sig.previous = []string{c.signers.sign(t.PreviousSecret, body)}
 	}
 	if t.StandardWebhooks {
 		sig.standard = &t
@@ -206,12 +208,17 @@ func (c *Client) Deliver(ctx context.Context, t Target, body []byte) (Result, er
 	}
 	var last error
 	for attempt := 1; ; attempt++ {
-		lim := c.limiter(t.WebhookID, c.opts.Now())
-		if err := c.waitRate(ctx, lim); err != nil {
+		if c.unlimited {
+			// No limiter to wait on (RateLimit is +Inf: it would grant every token at once),
+			// only the caller's context, as waitRate asks it.
+			if err := ctx.Err(); err != nil {
+				return fail(err, last)
+			}
+		} else if err := c.waitRate(ctx, c.limiter(t.WebhookID, c.opts.Now())); err != nil {
 			return fail(err, last)
 		}
 		res.Attempts = attempt
-		err := c.attempt(ctx, u, sig, body, &res)
+		err := c.attempt(ctx, ep, sig, body, &res)
 		if err == nil {
 			res.Elapsed = c.opts.Now().Sub(start)
 			return res, nil
@@ -246,20 +253,31 @@ func (c *Client) backoff(n int) time.Duration {
 }
 
 // attempt makes one request. It records status and latency in res and returns nil for a 2xx.
-func (c *Client) attempt(ctx context.Context, u *url.URL, sig signer, body []byte, res *Result) error {
+//
+// The request goes to the Transport itself, not through an http.Client: the Client would clone
+// its headers for redirects we never follow (a 3xx is the webhook's answer, as the Client's
+// CheckRedirect says for the CRC challenge) and re-parse the URL at every attempt. What the
+// Client does for a request like ours is done here: the Authorization of a URL's userinfo
+// (endpoint.auth), a *url.Error around a transport error, ErrSchemeMismatch for an HTTP answer
+// to HTTPS.
+func (c *Client) attempt(ctx context.Context, ep *endpoint, sig signer, body []byte, res *Result) error {
+	if ep.reqErr != nil {
+		return ep.reqErr
+	}
 	actx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(boundWrites(actx), http.MethodPost, u.String(), bytes.NewReader(body))
-	if err != nil {
-		return &TargetError{URL: u.Redacted(), Reason: err.Error()}
+	h := make(http.Header, 8)
+	h[headerContentType] = contentTypeJSON
+	sig.set(h, c.opts.Now(), body)
+	h[headerUserAgent] = c.userAgent
+	if ep.auth != nil {
+		h[headerAuthorization] = ep.auth
 	}
-	req.Header.Set("Content-Type", "application/json")
-	sig.set(req.Header, c.opts.Now(), body)
-	req.Header.Set("User-Agent", c.opts.UserAgent)
 	// Present but nil: not sent, but it lets the transport resend on a keep-alive connection the
 	// server closed under us, as it does for idempotent requests. Webhooks get events at least
 	// once anyway, and we would resend on a connection error ourselves.
-	req.Header["Idempotency-Key"] = nil
+	h[headerIdempotencyKey] = nil
+	req := newPost(boundWrites(actx), ep, h, body)
 
 	res.Status = 0
 	// The caller's context is asked once more right before the request leaves: a worker's lease
@@ -269,17 +287,21 @@ func (c *Client) attempt(ctx context.Context, u *url.URL, sig signer, body []byt
 		return err
 	}
 	sent := c.opts.Now()
-	resp, err := c.http.Do(req)
+	resp, err := c.transport.RoundTrip(req)
 	if err != nil {
 		res.Latency = c.opts.Now().Sub(sent)
-		return c.attemptError(ctx, actx, err)
+		var rh tls.RecordHeaderError
+		if errors.As(err, &rh) && string(rh.RecordHeader[:]) == "HTTP/" {
+			err = http.ErrSchemeMismatch
+		}
+		return c.attemptError(ctx, actx, &url.Error{Op: "Post", URL: ep.u.Redacted(), Err: err})
 	}
 	res.Status = resp.StatusCode
 	var head []byte
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		head, _ = io.ReadAll(io.LimitReader(resp.Body, 256))
 	}
-	drainClose(resp.Body)
+	drainClose(resp)
 	res.Latency = c.opts.Now().Sub(sent)
 	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
 		// The webhook accepted the event; a body cut short afterwards does not change that.
@@ -292,6 +314,56 @@ func (c *Client) attempt(ctx context.Context, u *url.URL, sig signer, body []byt
 		}
 	}
 	return se
+}
+
+// The canonical names of the headers attempt sets (what http.Header.Set would make of them).
+var (
+	headerContentType       = textproto.CanonicalMIMEHeaderKey("Content-Type")
+	headerUserAgent         = textproto.CanonicalMIMEHeaderKey("User-Agent")
+	headerAuthorization     = textproto.CanonicalMIMEHeaderKey("Authorization")
+	headerIdempotencyKey    = textproto.CanonicalMIMEHeaderKey("Idempotency-Key")
+	headerSignature         = textproto.CanonicalMIMEHeaderKey(SignatureHeader)
+	headerPreviousSignature = textproto.CanonicalMIMEHeaderKey(PreviousSignatureHeader)
+	headerStandardID        = textproto.CanonicalMIMEHeaderKey(StandardIDHeader)
+	headerStandardTimestamp = textproto.CanonicalMIMEHeaderKey(StandardTimestampHeader)
+	headerStandardSignature = textproto.CanonicalMIMEHeaderKey(StandardSignatureHeader)
+
+	// contentTypeJSON is every request's Content-Type. Header values are shared between requests:
+	// neither attempt nor the Transport modifies them.
+	contentTypeJSON = []string{"application/json"}
+)
+
+// post is one attempt's request with its body, allocated together.
+type post struct {
+	req  http.Request
+	body bytes.Reader
+	b    []byte
+}
+
+// again is the request's GetBody: a fresh reader over the body, for the Transport's resend on a
+// keep-alive connection the server closed, as http.NewRequest makes it for a *bytes.Reader.
+func (p *post) again() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(p.b)), nil }
+
+// newPost is the POST of body to ep with headers h, as http.NewRequestWithContext(ctx, "POST",
+// ep's URL, bytes.NewReader(body)) makes it, without parsing the URL again. The body must be an
+// io.NopCloser around a *bytes.Reader, as there: the Transport writes the headers and a body it
+// knows to be in memory in one write, but flushes the headers by themselves before any other
+// body (two write syscalls per request, and two reads for the webhook).
+func newPost(ctx context.Context, ep *endpoint, h http.Header, body []byte) *http.Request {
+	p := &post{req: http.Request{
+		Method: http.MethodPost, URL: ep.u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: h, Host: ep.host, ContentLength: int64(len(body)),
+	}}
+	if len(body) == 0 {
+		p.req.Body = http.NoBody
+		p.req.GetBody = func() (io.ReadCloser, error) { return http.NoBody, nil }
+	} else {
+		p.b = body
+		p.body.Reset(body)
+		p.req.Body = io.NopCloser(&p.body)
+		p.req.GetBody = p.again
+	}
+	return p.req.WithContext(ctx)
 }
 
 // boundWrites makes the connection a request goes out on refuse to write after ctx's deadline:
@@ -343,9 +415,14 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	return 0, false
 }
 
-// drainClose reads what is left of a body (up to maxDrain) and closes it, so its connection can
-// be reused.
-func drainClose(rc io.ReadCloser) {
-	_, _ = io.Copy(io.Discard, io.LimitReader(rc, maxDrain))
-	rc.Close()
+// drainClose reads what is left of an answer's body (up to maxDrain) and closes it, so its
+// connection can be reused.
+func drainClose(resp *http.Response) {
+	if resp.ContentLength >= 0 && resp.ContentLength <= maxDrain {
+		// A known length within the bound: the Transport stops the body there itself.
+		_, _ = io.Copy(io.Discard, resp.Body)
+	} else {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
+	}
+	resp.Body.Close()
 }

@@ -67,9 +67,10 @@ func DerivedMessageID(body []byte) string {
 	return "msg_" + hex.EncodeToString(h[:16])
 }
 
-// signer sets the signature headers of one message's attempts.
+// signer sets the signature headers of one message's attempts. The Twitter signatures are the
+// same at every attempt (the header values, made once).
 type signer struct {
-	twitter, previous string
+	twitter, previous []string
 	standard          *Target // nil: no Standard Webhooks headers
 	id                string
 }
@@ -77,9 +78,9 @@ type signer struct {
 // set writes the headers of an attempt at now: the Standard Webhooks timestamp is the
 // attempt's, so its signature is made anew each time.
 func (s signer) set(h http.Header, now time.Time, body []byte) {
-	h.Set(SignatureHeader, s.twitter)
-	if s.previous != "" {
-		h.Set(PreviousSignatureHeader, s.previous)
+	h[headerSignature] = s.twitter
+	if s.previous != nil {
+		h[headerPreviousSignature] = s.previous
 	}
 	if s.standard == nil {
 		return
@@ -89,9 +90,9 @@ func (s signer) set(h http.Header, now time.Time, body []byte) {
 	if len(s.standard.PreviousSecret) > 0 {
 		sigs += " " + SignStandard(s.standard.PreviousSecret, s.id, ts, body)
 	}
-	h.Set(StandardIDHeader, s.id)
-	h.Set(StandardTimestampHeader, strconv.FormatInt(ts, 10))
-	h.Set(StandardSignatureHeader, sigs)
+	h[headerStandardID] = []string{s.id}
+	h[headerStandardTimestamp] = []string{strconv.FormatInt(ts, 10)}
+	h[headerStandardSignature] = []string{sigs}
 }
 
 // StandardError is why VerifyStandard refused a request.
@@ -236,7 +237,7 @@ func challenge(ctx context.Context, c *Client, rawURL string, secrets [][]byte) 
 	if err != nil {
 		return "", fmt.Errorf("crc challenge of %s: %w", u.Host, c.attemptError(ctx, actx, err))
 	}
-	defer drainClose(resp.Body)
+	defer drainClose(resp)
 	if resp.StatusCode != http.StatusOK {
 		return ChallengeBadAnswer, fmt.Errorf("crc challenge of %s: webhook answered %s, want 200 OK", u.Host, resp.Status)
 	}

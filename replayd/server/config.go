@@ -44,6 +44,10 @@ type Config struct {
 	// never runs worker.MaxAhead(MaxInFlight) (4×) or more events ahead of the oldest one not yet
 	// settled. Default 512.
 	MaxInFlight int
+	// InitialWindow is the window a job's deliveries start at before slow start grows it
+	// (worker.Options.InitialWindow). Default worker.DefaultInitialWindow (8), small for webhooks
+	// whose capacity is not known.
+	InitialWindow int
 	// StrictOrder delivers each job's events one at a time, in log order.
 	StrictOrder bool
 	// MirrorWait is how long a job waits for a mirrored topic (Source.Topics after the first) to
@@ -166,6 +170,9 @@ func (c *Config) EnsureDefaults() *Config {
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = worker.DefaultMaxInFlight
 	}
+	if c.InitialWindow == 0 {
+		c.InitialWindow = worker.DefaultInitialWindow
+	}
 	if c.RateLimit == 0 {
 		c.RateLimit = 5
 	}
@@ -231,6 +238,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxInFlight < 1 {
 		errs = append(errs, fmt.Errorf("MaxInFlight is %d, want at least 1", c.MaxInFlight))
+	}
+	if c.InitialWindow < 1 {
+		errs = append(errs, fmt.Errorf("InitialWindow is %d, want at least 1", c.InitialWindow))
 	}
 	if !(c.WebhookRate > 0) {
 		errs = append(errs, fmt.Errorf("WebhookRate is %v, want positive (math.Inf(1) for no limit)", c.WebhookRate))

@@ -51,6 +51,8 @@ type Server struct {
 	apps   app.Driver
 	client *delivery.Client
 	pool   *worker.Pool
+	// dedups holds the dedup caches jobs released, reset, for the next jobs (newDeduper).
+	dedups sync.Pool
 	reg    *prometheus.Registry
 	api    http.Handler
 	http   *http.Server
@@ -156,7 +158,7 @@ func New(ctx context.Context, c Config) (_ *Server, err error) {
 		Deliverer:  s.client,
 		NewDeduper: s.newDeduper,
 		Name:       fmt.Sprintf("%s:%d", host, os.Getpid()),
-		Workers:    c.Workers, MaxInFlight: c.MaxInFlight, StrictOrder: c.StrictOrder, LeaseTimeout: c.LeaseTimeout, MaxOutage: c.MaxOutage, MaxJobsPerApp: c.MaxJobsPerApp,
+		Workers:    c.Workers, MaxInFlight: c.MaxInFlight, InitialWindow: c.InitialWindow, StrictOrder: c.StrictOrder, LeaseTimeout: c.LeaseTimeout, MaxOutage: c.MaxOutage, MaxJobsPerApp: c.MaxJobsPerApp,
 		MirrorWait: c.MirrorWait,
 		Metrics:    metrics, Logger: c.Logger,
 	})
@@ -317,15 +319,35 @@ func openStores(ctx context.Context, c Config) (job.Driver, app.Driver, error) {
 	return jobs, apps, nil
 }
 
-// newDeduper makes a job's dedup cache. Config.Validate checked its options, so New cannot fail.
+// newDeduper makes a job's dedup cache, or reuses one an earlier job released (reset): a fresh
+// cache's 24 MiB (the default capacity) are new pages, each faulted in as the first event lands
+// on it, about 1.5 µs an event over a 10,000-event job's; a reused one costs a clear. The pool
+// lets go of idle caches at the garbage collections after (sync.Pool: two), so an idle server
+// does not hold them. Config.Validate checked the options, so New cannot fail.
 func (s *Server) newDeduper() worker.Deduper {
+	if c, ok := s.dedups.Get().(*dedup.Cache); ok {
+		return &pooledDedup{Cache: c, pool: &s.dedups}
+	}
 	c, err := dedup.New(dedup.Options{Capacity: s.c.DedupCapacity})
 	if err != nil {
 		// Unreachable after Validate; a default-sized cache keeps the job exact.
 		s.c.Logger.Error("dedup cache", "err", err)
 		c, _ = dedup.New(dedup.Options{})
 	}
-	return c
+	return &pooledDedup{Cache: c, pool: &s.dedups}
+}
+
+// pooledDedup is a job's dedup cache, reset and put back in the pool when the job releases it.
+type pooledDedup struct {
+	*dedup.Cache
+	pool *sync.Pool
+}
+
+func (p *pooledDedup) Release() {
+	c := p.Cache
+	p.Cache = nil // a use after the release fails loudly
+	c.Reset()
+	p.pool.Put(c)
 }
 
 // target resolves a webhook to its URL and its app's secret.

@@ -605,6 +605,9 @@ func (c *cursor) head(ctx context.Context) error {
 func (r *run) read(ctx context.Context, drain <-chan struct{}, key []byte, s *senders) error {
 	o, m := &r.pool.opts, r.pool.opts.Metrics
 	seen := o.NewDeduper()
+	if rel, ok := seen.(Releaser); ok {
+		defer rel.Release() // the merge below is its only user
+	}
 	rctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
@@ -852,8 +855,9 @@ type senders struct {
 	gaveUpCh chan struct{}               // closed then
 	drain    <-chan struct{}
 
+	spawned int // sender goroutines started; the reader's (spawn)
+
 	mu         sync.Mutex
-	spawned    int
 	failErr    error
 	failOffset int64
 	failSeq    int64
@@ -866,14 +870,16 @@ func (r *run) startSenders(ctx context.Context, drain <-chan struct{}) *senders 
 	if o.StrictOrder {
 		n = 1
 	}
-	return &senders{r: r, win: newWindow(n), work: make(chan send), ctx: ctx,
+	return &senders{r: r, win: newWindowFrom(n, o.InitialWindow), work: make(chan send), ctx: ctx,
 		outage: newOutage(), gaveUpCh: make(chan struct{}), drain: drain}
 }
 
-// spawn makes sure a goroutine is free for the inFlight-th delivery in flight.
+// spawn makes sure a goroutine is free for the inFlight-th delivery in flight. Only the reader
+// calls it (send).
 func (s *senders) spawn(inFlight int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	if inFlight <= s.spawned {
+		return
+	}
 	for ; s.spawned < inFlight; s.spawned++ {
 		s.wg.Add(1)
 		go func() {
@@ -943,11 +949,16 @@ func (s *senders) deliver(ctx context.Context, e send) {
 		res, err = s.ride(ctx, e, res, err) // the webhook is down: pause until it is back
 	}
 	defer func() {
-		s.win.release(e.seq, err == nil && res.Attempts <= 1, res.Latency)
-		m.DeliveryWindow.Set(float64(s.win.size()))
+		m.DeliveryWindow.Set(float64(s.win.release(e.seq, err == nil && res.Attempts <= 1, res.Latency)))
 	}()
 	if err == nil {
+		cp, derr := e.tr.settled.Done(e.offset)
+		if derr != nil {
+			r.log.Error("checkpoint tracking", "err", derr)
+		}
 		again := false
+		// The counters and the checkpoint move together, under one lock: a heartbeat's snapshot
+		// never has the checkpoint past an event it does not count.
 		r.update(func(p *job.Progress) {
 			// An earlier holder's deliveries above the checkpoint are the first this worker
 			// makes again (topicRead.base): each event counts once in Delivered.
@@ -957,20 +968,17 @@ func (s *senders) deliver(ctx context.Context, e send) {
 				if p.Topics != nil {
 					p.Topics[e.tr.i].Redelivered++
 				}
-				return
+			} else {
+				p.Counters.Delivered++
+				if p.Topics != nil {
+					p.Topics[e.tr.i].Delivered++
+				}
 			}
-			p.Counters.Delivered++
-			if p.Topics != nil {
-				p.Topics[e.tr.i].Delivered++
-			}
+			e.tr.checkpointTo(p, cp)
 		})
 		if again {
 			m.EventsRedelivered.Inc()
 		}
-		if _, err := e.tr.settled.Done(e.offset); err != nil {
-			r.log.Error("checkpoint tracking", "err", err)
-		}
-		s.moveCheckpoint(e.tr)
 		m.EventsDelivered.Inc()
 		e.tr.m.delivered.Inc()
 		return
@@ -997,14 +1005,18 @@ func (s *senders) deliver(ctx context.Context, e send) {
 // moveCheckpoint records tr's settled prefix: the job's checkpoint is the first topic's.
 func (s *senders) moveCheckpoint(tr *topicRead) {
 	cp := tr.settled.Checkpoint()
-	s.r.update(func(p *job.Progress) {
-		if tr.i == 0 {
-			p.Checkpoint = max(p.Checkpoint, cp)
-		}
-		if p.Topics != nil {
-			p.Topics[tr.i].Checkpoint = max(p.Topics[tr.i].Checkpoint, cp)
-		}
-	})
+	s.r.update(func(p *job.Progress) { tr.checkpointTo(p, cp) })
+}
+
+// checkpointTo moves p's checkpoints of tr up to cp, tr's settled prefix (never down: settled
+// prefixes read by different deliveries reach p in any order). The caller holds run.mu.
+func (tr *topicRead) checkpointTo(p *job.Progress, cp int64) {
+	if tr.i == 0 {
+		p.Checkpoint = max(p.Checkpoint, cp)
+	}
+	if p.Topics != nil {
+		p.Topics[tr.i].Checkpoint = max(p.Topics[tr.i].Checkpoint, cp)
+	}
 }
 
 // targetOf is where e goes and how it is signed: the run's target as last taken, with e's
@@ -1205,17 +1217,21 @@ func (r *run) sendStatus(ctx context.Context, body []byte, ago time.Duration) st
 // the same for every attempt and for a taken-over job's redelivery of it, and new for another
 // replay of the same event (a replay is asked for again on purpose).
 func MessageID(jobID, offset int64) string {
-	return "msg_" + strconv.FormatInt(jobID, 10) + "_" + strconv.FormatInt(offset, 10)
+	return TopicMessageID(jobID, 0, offset)
 }
 
 // TopicMessageID is the webhook-id of the event at offset of topic i (engine.Topics' order) in
 // job jobID's replay: MessageID for the first topic; the others' offsets are their own, so their
 // ids name the topic too ("msg_<job>_t<i>_<offset>").
 func TopicMessageID(jobID int64, i int, offset int64) string {
-	if i == 0 {
-		return MessageID(jobID, offset)
+	// Made in a buffer of its own: one allocation per event, the string.
+	var buf [64]byte
+	b := strconv.AppendInt(append(buf[:0], "msg_"...), jobID, 10)
+	if i != 0 {
+		b = strconv.AppendInt(append(b, "_t"...), int64(i), 10)
 	}
-	return "msg_" + strconv.FormatInt(jobID, 10) + "_t" + strconv.Itoa(i) + "_" + strconv.FormatInt(offset, 10)
+	b = strconv.AppendInt(append(b, '_'), offset, 10)
+	return string(b)
 }
 
 // StatusMessageID is the webhook-id of job jobID's replay_job_status event.

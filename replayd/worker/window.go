@@ -7,7 +7,7 @@ import (
 )
 
 // window is how many deliveries of one job may be in flight: it adapts to the webhook as TCP's
-// congestion window does to a path. It starts at windowStart and grows by one per delivery that
+// congestion window does to a path. It starts at Options.InitialWindow (8) and grows by one per delivery that
 // succeeded on its first attempt (doubling every round trip) up to the threshold, then by one per
 // round trip, up to max; a delivery that needed a retry (a 429, a 5xx, a timeout, a broken
 // connection) or failed halves it and sets the threshold there. A clean delivery whose answer
@@ -28,16 +28,18 @@ type window struct {
 	max      int
 	ahead    int // MaxAhead(max)
 	inFlight int
-	changed  chan struct{} // closed when inFlight, limit or base changes
+	changed  chan struct{} // closed when inFlight, limit or base changes while waiting > 0
+	waiting  int           // acquires waiting on changed
 	next     int64         // the sequence number of the next event handed out
 	base     int64         // the oldest sequence number not settled
 	settled  []bool        // settled[seq % ahead] for base <= seq < next
 	fastest  time.Duration // the shortest answer seen; 0 before the first
 }
 
-// windowStart is the window of a new job: enough for a webhook a few milliseconds away to be
-// busy at once, small enough not to hit a struggling one hard.
-const windowStart = 8
+// windowStart is the window of a new job by default (DefaultInitialWindow, where the why is):
+// enough for a webhook a few milliseconds away to be busy at once, small enough not to hit a
+// struggling one hard.
+const windowStart = DefaultInitialWindow
 
 // reorderFactor is how many times the window's max in flight an event may run ahead of the
 // oldest unsettled one. With the bound at max itself, the window was full only while deliveries
@@ -57,17 +59,21 @@ func MaxAhead(maxInFlight int) int {
 	return reorderFactor * maxInFlight
 }
 
-func newWindow(max int) *window {
-	ahead := MaxAhead(max)
-	return &window{limit: float64(min(windowStart, max)), thresh: float64(max), max: max, ahead: ahead,
+// newWindow is a job's window of at most max in flight, starting at windowStart.
+func newWindow(max int) *window { return newWindowFrom(max, windowStart) }
+
+// newWindowFrom is a window of at most max in flight starting at start (Options.InitialWindow).
+func newWindowFrom(most, start int) *window {
+	ahead := MaxAhead(most)
+	return &window{limit: float64(max(min(start, most), 1)), thresh: float64(most), max: most, ahead: ahead,
 		changed: make(chan struct{}), settled: make([]bool, ahead)}
 }
 
 // acquire waits until a delivery may start, or ctx ends, and returns its sequence number and how
 // many are in flight with it.
 func (w *window) acquire(ctx context.Context) (seq int64, inFlight int, err error) {
+	w.mu.Lock()
 	for {
-		w.mu.Lock()
 		if w.inFlight < int(w.limit) && w.next-w.base < int64(w.ahead) {
 			w.inFlight++
 			seq = w.next
@@ -77,19 +83,25 @@ func (w *window) acquire(ctx context.Context) (seq int64, inFlight int, err erro
 			return seq, n, nil
 		}
 		ch := w.changed
+		w.waiting++
 		w.mu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
+			w.mu.Lock()
+			w.waiting--
+			w.mu.Unlock()
 			return 0, 0, ctx.Err()
 		}
+		w.mu.Lock()
+		w.waiting--
 	}
 }
 
 // release settles the delivery seq. clean says it succeeded at its first attempt, latency is
 // how long its answer took: the window grows, or holds if the answer was slow; otherwise it
-// halves.
-func (w *window) release(seq int64, clean bool, latency time.Duration) {
+// halves. It returns the window's size after.
+func (w *window) release(seq int64, clean bool, latency time.Duration) (size int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if clean && latency > 0 && (w.fastest == 0 || latency < w.fastest) {
@@ -108,6 +120,7 @@ func (w *window) release(seq int64, clean bool, latency time.Duration) {
 	}
 	w.limit = min(w.limit, float64(w.max))
 	w.settle(seq)
+	return int(w.limit)
 }
 
 // giveBack settles seq, acquired but never used for a delivery, without judging the webhook.
@@ -124,8 +137,10 @@ func (w *window) settle(seq int64) {
 		w.settled[w.base%int64(w.ahead)] = false
 		w.base++
 	}
-	close(w.changed)
-	w.changed = make(chan struct{})
+	if w.waiting > 0 { // else nobody is told: no channel to close and make again per delivery
+		close(w.changed)
+		w.changed = make(chan struct{})
+	}
 }
 
 // size is the current window, for metrics and tests.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/replay/replay/replayd/testwait"
 )
 
 // TestWindowGrowsAndHalves: slow start doubles the window per round of clean deliveries, a
@@ -126,5 +128,69 @@ func TestWindowHoldsWhenTheWebhookQueues(t *testing.T) {
 	}
 	if w.size() != windowStart+1 {
 		t.Fatalf("window %d after slow answers, want it held at %d", w.size(), windowStart+1)
+	}
+}
+
+// TestWindowSignalsOnlyWhenWaitedOn: a settle with no acquire waiting makes no channel (one per
+// delivery otherwise); with one waiting it wakes it. release returns the window's size.
+func TestWindowSignalsOnlyWhenWaitedOn(t *testing.T) {
+	w := newWindow(2)
+	ch := w.changed
+	seq, _, _ := w.acquire(t.Context())
+	if n := w.release(seq, true, time.Millisecond); n != w.size() || n != 2 {
+		t.Fatalf("release returned %d, size %d, want 2", n, w.size())
+	}
+	if w.changed != ch {
+		t.Fatal("a settle nobody waited on made a new channel")
+	}
+	a, _, _ := w.acquire(t.Context())
+	b, _, _ := w.acquire(t.Context())
+	got := make(chan error, 1)
+	go func() { _, _, err := w.acquire(t.Context()); got <- err }()
+	testwait.For(t, 10*time.Second, "the third acquire to wait", func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return w.waiting == 1
+	})
+	w.release(a, true, time.Millisecond)
+	if err := testwait.Recv(t, got, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	w.release(b, true, time.Millisecond)
+	if w.waiting != 0 {
+		t.Fatalf("%d waiting after the acquire returned", w.waiting)
+	}
+}
+
+// TestWindowFromAnInitialWindow: a window started larger still doubles per clean round, halves
+// after a retried delivery, and is never above max nor below one.
+func TestWindowFromAnInitialWindow(t *testing.T) {
+	w := newWindowFrom(128, 32)
+	if w.size() != 32 {
+		t.Fatalf("start %d, want 32", w.size())
+	}
+	var seqs []int64
+	for range 32 {
+		seq, _, err := w.acquire(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, seq)
+	}
+	for _, seq := range seqs {
+		w.release(seq, true, time.Millisecond)
+	}
+	if w.size() != 64 {
+		t.Fatalf("after a clean round %d, want 64", w.size())
+	}
+	seq, _, _ := w.acquire(t.Context())
+	if n := w.release(seq, false, time.Millisecond); n != 32 {
+		t.Fatalf("after a retried delivery %d, want 32", n)
+	}
+	if n := newWindowFrom(4, 100).size(); n != 4 {
+		t.Fatalf("an initial window above max starts at %d, want 4", n)
+	}
+	if n := newWindowFrom(4, 0).size(); n != 1 {
+		t.Fatalf("an initial window of 0 starts at %d, want 1", n)
 	}
 }
