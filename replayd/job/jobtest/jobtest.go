@@ -520,6 +520,12 @@ func testList(t *testing.T, d job.Driver) {
 		func(j *job.Job) bool { return j.State == job.StateCompleted || j.State == job.StateCanceled })
 	check("app+state", job.ListParams{AppID: 100, States: []job.State{job.StateCanceled}, Limit: 2},
 		func(j *job.Job) bool { return j.AppID == 100 && j.State == job.StateCanceled })
+	check("active+rare states", job.ListParams{States: []job.State{job.StateOpen, job.StateCanceled}, Limit: 2},
+		func(j *job.Job) bool { return j.State == job.StateOpen || j.State == job.StateCanceled })
+	check("app+active+rare states", job.ListParams{AppID: 100, States: []job.State{job.StateStarted, job.StateOpen, job.StateIncomplete, job.StateCanceled}, Limit: 1},
+		func(j *job.Job) bool {
+			return j.AppID == 100 && j.State != job.StateCompleted && j.State != job.StateOngoing
+		})
 	check("app+webhook mismatch", job.ListParams{AppID: 100, WebhookID: 2001, Limit: 2}, func(*job.Job) bool { return false })
 	check("webhook+state", job.ListParams{WebhookID: 2002, States: []job.State{job.StateOpen, job.StateCompleted}, Limit: 1},
 		func(j *job.Job) bool {

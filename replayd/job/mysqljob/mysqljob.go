@@ -526,33 +526,40 @@ func (d *Driver) Get(ctx context.Context, p job.GetParams) (*job.Job, error) {
 	return j, err
 }
 
-// Count implements job.Driver; idx_replay_jobs_state (state, id) serves it without the rows.
+// Count implements job.Driver. For one app, idx_replay_jobs_app finds its rows. For all, in one
+// snapshot: the active states through uq_replay_jobs_active_webhook, INCOMPLETE and CANCELED
+// through idx_replay_jobs_rare_state, and COMPLETED as the table's count less theirs (see
+// migrations/0005_rare_state.sql: no index moves a job's entry at every transition).
 func (d *Driver) Count(ctx context.Context, p job.CountParams) (map[job.State]int64, error) {
-	q, args := "SELECT state, COUNT(*) FROM replay_jobs GROUP BY state", []any(nil)
-	if p.AppID != 0 {
-		q, args = "SELECT state, COUNT(*) FROM replay_jobs WHERE app_id = ? GROUP BY state", []any{p.AppID}
-	}
 	out := map[job.State]int64{}
 	err := d.Do(ctx, "count", func(ctx context.Context) error {
 		clear(out)
-		rows, err := d.db.QueryContext(ctx, q, args...)
+		if p.AppID != 0 {
+			return countStates(ctx, d.db, out, "SELECT state, COUNT(*) FROM replay_jobs WHERE app_id = ? GROUP BY state", p.AppID)
+		}
+		// REPEATABLE READ: the three counts are of one snapshot, so they add up.
+		tx, err := d.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var name string
-			var n int64
-			if err := rows.Scan(&name, &n); err != nil {
-				return err
-			}
-			st, err := job.ParseState(name)
-			if err != nil {
-				return err
-			}
-			out[st] = n
+		defer tx.Rollback() //nolint:errcheck
+		if err := countStates(ctx, tx, out, countActive); err != nil {
+			return err
 		}
-		return rows.Err()
+		if err := countStates(ctx, tx, out, countRare); err != nil {
+			return err
+		}
+		var total int64
+		if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM replay_jobs").Scan(&total); err != nil {
+			return err
+		}
+		for _, n := range out {
+			total -= n
+		}
+		if total > 0 {
+			out[job.StateCompleted] = total
+		}
+		return tx.Commit()
 	})
 	if err != nil {
 		return nil, err
@@ -560,41 +567,48 @@ func (d *Driver) Count(ctx context.Context, p job.CountParams) (map[job.State]in
 	return out, nil
 }
 
-// List implements job.Driver. Filters are served by idx_replay_jobs_app, idx_replay_jobs_webhook
-// or idx_replay_jobs_state (each (column, id), so the keyset condition and order are index order).
+// The counts of the states Count does not derive, each through the index that holds just them.
+const (
+	countActive = `SELECT state, COUNT(*) FROM replay_jobs FORCE INDEX (uq_replay_jobs_active_webhook)
+WHERE active_webhook_id IS NOT NULL GROUP BY state`
+	countRare = `SELECT rare_state, COUNT(*) FROM replay_jobs FORCE INDEX (idx_replay_jobs_rare_state)
+WHERE rare_state IS NOT NULL GROUP BY rare_state`
+)
+
+// countStates adds the (state, count) rows of query to out.
+func countStates(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, out map[job.State]int64, query string, args ...any) error {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name string
+		var n int64
+		if err := rows.Scan(&name, &n); err != nil {
+			return err
+		}
+		st, err := job.ParseState(name)
+		if err != nil {
+			return err
+		}
+		out[st] += n
+	}
+	return rows.Err()
+}
+
+// List implements job.Driver. The app and webhook filters are served by idx_replay_jobs_app and
+// idx_replay_jobs_webhook (each (column, id), so the keyset condition and order are index order).
+// A state filter without COMPLETED reads only the indexes that hold those states (listQuery);
+// one with COMPLETED, the bulk of the table, filters rows in id order.
 func (d *Driver) List(ctx context.Context, p job.ListParams) (*job.ListResult, error) {
 	p, err := p.Normalize()
 	if err != nil {
 		return nil, err
 	}
-	var where []string
-	var args []any
-	if p.AppID != 0 {
-		where = append(where, "app_id = ?")
-		args = append(args, p.AppID)
-	}
-	if p.WebhookID != 0 {
-		where = append(where, "webhook_id = ?")
-		args = append(args, p.WebhookID)
-	}
-	if len(p.States) > 0 {
-		ph := make([]string, len(p.States))
-		for i, s := range p.States {
-			ph[i] = "?"
-			args = append(args, s.String())
-		}
-		where = append(where, "state IN ("+strings.Join(ph, ", ")+")")
-	}
-	if p.BeforeID > 0 {
-		where = append(where, "id < ?")
-		args = append(args, p.BeforeID)
-	}
-	query := "SELECT " + jobColumns + " FROM replay_jobs"
-	if len(where) > 0 {
-		query += " WHERE " + strings.Join(where, " AND ")
-	}
-	query += " ORDER BY id DESC LIMIT ?"
-	args = append(args, p.Limit+1)
+	query, args := listQuery(p)
 	var out *job.ListResult
 	err = d.Do(ctx, "list", func(ctx context.Context) error {
 		rows, err := d.db.QueryContext(ctx, query, args...)
@@ -620,6 +634,78 @@ func (d *Driver) List(ctx context.Context, p job.ListParams) (*job.ListResult, e
 		out.NextBeforeID = out.Jobs[p.Limit-1].ID
 	}
 	return out, nil
+}
+
+// listQuery is List's SELECT: the newest p.Limit+1 jobs that pass p's filters, below the keyset.
+// When the states asked for are only active ones (OPEN, STARTED, ONGOING) and rare ones
+// (INCOMPLETE, CANCELED), it is a UNION of a part per kind, each reading the index that holds
+// just those jobs (uq_replay_jobs_active_webhook, idx_replay_jobs_rare_state; see
+// migrations/0005_rare_state.sql) and each limited, so that listing the canceled jobs of a table
+// of finished ones does not read the finished ones.
+func listQuery(p job.ListParams) (string, []any) {
+	var where []string
+	var args []any
+	if p.AppID != 0 {
+		where = append(where, "app_id = ?")
+		args = append(args, p.AppID)
+	}
+	if p.WebhookID != 0 {
+		where = append(where, "webhook_id = ?")
+		args = append(args, p.WebhookID)
+	}
+	if p.BeforeID > 0 {
+		where = append(where, "id < ?")
+		args = append(args, p.BeforeID)
+	}
+	part := func(index string, cond []string, cargs []any) (string, []any) {
+		q := "SELECT " + jobColumns + " FROM replay_jobs"
+		if index != "" {
+			q += " FORCE INDEX (" + index + ")"
+		}
+		if cond = append(cond, where...); len(cond) > 0 {
+			q += " WHERE " + strings.Join(cond, " AND ")
+		}
+		return q + " ORDER BY id DESC LIMIT ?", append(append(cargs, args...), p.Limit+1)
+	}
+	in := func(states []job.State) (string, []any) {
+		ph := make([]string, len(states))
+		vals := make([]any, len(states))
+		for i, s := range states {
+			ph[i], vals[i] = "?", s.String()
+		}
+		return "(" + strings.Join(ph, ", ") + ")", vals
+	}
+	if len(p.States) == 0 {
+		return part("", nil, nil)
+	}
+	var active, rare []job.State
+	for _, s := range p.States {
+		switch {
+		case s == job.StateCompleted:
+			list, vals := in(p.States)
+			return part("", []string{"state IN " + list}, vals)
+		case s == job.StateIncomplete || s == job.StateCanceled:
+			rare = append(rare, s)
+		default:
+			active = append(active, s)
+		}
+	}
+	var parts []string
+	var all []any
+	if len(active) > 0 {
+		list, vals := in(active)
+		q, a := part("uq_replay_jobs_active_webhook", []string{"active_webhook_id IS NOT NULL", "state IN " + list}, vals)
+		parts, all = append(parts, "("+q+")"), append(all, a...)
+	}
+	if len(rare) > 0 {
+		list, vals := in(rare)
+		q, a := part("idx_replay_jobs_rare_state", []string{"rare_state IN " + list}, vals)
+		parts, all = append(parts, "("+q+")"), append(all, a...)
+	}
+	if len(parts) == 1 {
+		return parts[0][1 : len(parts[0])-1], all
+	}
+	return strings.Join(parts, " UNION ALL ") + " ORDER BY id DESC LIMIT ?", append(all, p.Limit+1)
 }
 
 // Cancel implements job.Driver.

@@ -3,6 +3,8 @@ package mysqljob_test
 import (
 	"database/sql"
 	"errors"
+	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -97,32 +99,88 @@ func TestMigrations(t *testing.T) {
 			if perApp {
 				args = append(append([]any(nil), args...), 3)
 			}
-			rows, err := d.DB().Query("EXPLAIN "+mysqljob.LeaseStatement(c.which, perApp), args...)
-			if err != nil {
-				t.Fatalf("EXPLAIN %s (per-app cap %v): %v", c.which, perApp, err)
-			}
-			cols, _ := rows.Columns()
-			for rows.Next() {
-				vals := make([]sql.NullString, len(cols))
-				ptrs := make([]any, len(cols))
-				for i := range vals {
-					ptrs[i] = &vals[i]
-				}
-				if err := rows.Scan(ptrs...); err != nil {
-					t.Fatal(err)
-				}
-				row := map[string]string{}
-				for i, c := range cols {
-					row[strings.ToLower(c)] = vals[i].String
-				}
+			for _, row := range explain(t, d.DB(), mysqljob.LeaseStatement(c.which, perApp), args...) {
 				// The derived table of held jobs per app (the cap) groups a range of the lease index.
 				if row["table"] == "replay_jobs" && row["select_type"] != "DERIVED" &&
 					(row["key"] != c.key || !slices.Contains(c.types, row["type"]) || strings.Contains(row["extra"], "filesort")) {
 					t.Fatalf("lease statement %s plan (per-app cap %v): %v", c.which, perApp, row)
 				}
 			}
-			rows.Close()
 		}
+	}
+}
+
+// explain returns the rows of EXPLAIN query, each column by its lower-case name.
+func explain(t *testing.T, db *sql.DB, query string, args ...any) []map[string]string {
+	t.Helper()
+	rows, err := db.Query("EXPLAIN "+query, args...)
+	if err != nil {
+		t.Fatalf("EXPLAIN %s: %v", query, err)
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	var out []map[string]string
+	for rows.Next() {
+		vals := make([]sql.NullString, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			t.Fatal(err)
+		}
+		row := map[string]string{}
+		for i, c := range cols {
+			row[strings.ToLower(c)] = vals[i].String
+		}
+		out = append(out, row)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// Count and List by state read only the indexes that hold the states asked for (0005): on a table
+// of 2,000 COMPLETED jobs and a few others, listing or counting the others reads no COMPLETED row.
+func TestStateQueriesReadTheirIndexes(t *testing.T) {
+	d := open(t, mysqljob.Options{})
+	if _, err := d.DB().Exec(`INSERT INTO replay_jobs (id, app_id, webhook_id, kafka_partition, from_ms, to_ms, state, created_at, updated_at)
+  WITH RECURSIVE n (i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 49)
+  SELECT 1 + i, 1 + i % 7, 1 + i, 0, 1, 2, CASE WHEN i % 500 = 1 THEN 'CANCELED' WHEN i % 500 = 2 THEN 'OPEN' WHEN i % 500 = 3 THEN 'INCOMPLETE' ELSE 'COMPLETED' END,
+    NOW(6), NOW(6) FROM (SELECT a.i * 50 + b.i AS i FROM n AS a, n AS b) AS m WHERE i < 2000`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.DB().Exec("ANALYZE TABLE replay_jobs"); err != nil {
+		t.Fatal(err)
+	}
+	small := map[string]bool{"uq_replay_jobs_active_webhook": true, "idx_replay_jobs_rare_state": true}
+	check := func(what, query string, args ...any) {
+		t.Helper()
+		for _, row := range explain(t, d.DB(), query, args...) {
+			if row["table"] == "replay_jobs" && (!small[row["key"]] || row["type"] == "ALL" || row["type"] == "index") {
+				t.Errorf("%s reads more than its index: %v", what, row)
+			}
+		}
+	}
+	for _, q := range mysqljob.CountStatements {
+		check("Count", q)
+	}
+	for _, states := range [][]job.State{
+		{job.StateOpen}, {job.StateCanceled}, {job.StateOpen, job.StateStarted, job.StateCanceled, job.StateIncomplete},
+	} {
+		for _, p := range []job.ListParams{{States: states, Limit: 10}, {States: states, AppID: 3, BeforeID: 1500, Limit: 10}} {
+			q, args := mysqljob.ListQuery(p)
+			check(fmt.Sprintf("List %+v", p), q, args...)
+		}
+	}
+	c, err := d.Count(t.Context(), job.CountParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[job.State]int64{job.StateCompleted: 1988, job.StateCanceled: 4, job.StateOpen: 4, job.StateIncomplete: 4}
+	if !maps.Equal(c, want) {
+		t.Fatalf("Count = %v, want %v", c, want)
 	}
 }
 
