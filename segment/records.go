@@ -64,6 +64,19 @@ func (rr *RecordReader) Reset(b *Batch) error {
 	return nil
 }
 
+// more reports whether the v2 batch has a record left and counts it taken; at the end it checks
+// that nothing follows the batch's last record (Next, NextKey).
+func (rr *RecordReader) more() bool {
+	if rr.remaining == 0 {
+		if len(rr.data) != 0 {
+			rr.err = corruptf(rr.file, rr.pos, ErrMalformed, "%d bytes after the batch's last record", len(rr.data))
+		}
+		return false
+	}
+	rr.remaining--
+	return true
+}
+
 // Next decodes the next record and reports whether there is one. At the end, Err says whether the
 // batch was whole.
 func (rr *RecordReader) Next() bool {
@@ -73,13 +86,9 @@ func (rr *RecordReader) Next() bool {
 	if rr.magic < 2 {
 		return rr.nextLegacy()
 	}
-	if rr.remaining == 0 {
-		if len(rr.data) != 0 {
-			rr.err = corruptf(rr.file, rr.pos, ErrMalformed, "%d bytes after the batch's last record", len(rr.data))
-		}
+	if !rr.more() {
 		return false
 	}
-	rr.remaining--
 	if err := rr.decodeRecord(); err != nil {
 		rr.err = err
 		return false
@@ -101,13 +110,9 @@ func (rr *RecordReader) NextKey() bool {
 	if rr.magic < 2 {
 		return rr.nextLegacy()
 	}
-	if rr.remaining == 0 {
-		if len(rr.data) != 0 {
-			rr.err = corruptf(rr.file, rr.pos, ErrMalformed, "%d bytes after the batch's last record", len(rr.data))
-		}
+	if !rr.more() {
 		return false
 	}
-	rr.remaining--
 	length, n := binary.Varint(rr.data)
 	if n <= 0 || length < 0 || length > int64(len(rr.data)-n) {
 		rr.err = corruptf(rr.file, rr.pos, ErrMalformed, "record length %d overruns the batch's %d remaining bytes", length, len(rr.data))
