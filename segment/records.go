@@ -64,37 +64,9 @@ func (rr *RecordReader) Reset(b *Batch) error {
 	return nil
 }
 
-// more reports whether the v2 batch has a record left and counts it taken; at the end it checks
-// that nothing follows the batch's last record (Next, NextKey).
-func (rr *RecordReader) more() bool {
-	if rr.remaining == 0 {
-		if len(rr.data) != 0 {
-			rr.err = corruptf(rr.file, rr.pos, ErrMalformed, "%d bytes after the batch's last record", len(rr.data))
-		}
-		return false
-	}
-	rr.remaining--
-	return true
-}
-
 // Next decodes the next record and reports whether there is one. At the end, Err says whether the
 // batch was whole.
-func (rr *RecordReader) Next() bool {
-	if rr.err != nil {
-		return false
-	}
-	if rr.magic < 2 {
-		return rr.nextLegacy()
-	}
-	if !rr.more() {
-		return false
-	}
-	if err := rr.decodeRecord(); err != nil {
-		rr.err = err
-		return false
-	}
-	return true
-}
+func (rr *RecordReader) Next() bool { return rr.advance(false) }
 
 // NextKey is Next for a reader that needs only each record's offset, timestamp and key (the
 // index builder): the record's framing (its length within the batch, the key within the
@@ -103,34 +75,53 @@ func (rr *RecordReader) Next() bool {
 // nil. Skipping them spares about half of a record's varints: profiled, decoding records was 7%
 // of an index rebuild's CPU, most of it the value's length and the headers. Legacy message
 // sets are decoded whole, as by Next.
-func (rr *RecordReader) NextKey() bool {
+func (rr *RecordReader) NextKey() bool { return rr.advance(true) }
+
+// advance is Next (keyOnly false) and NextKey (true).
+func (rr *RecordReader) advance(keyOnly bool) bool {
 	if rr.err != nil {
 		return false
 	}
 	if rr.magic < 2 {
 		return rr.nextLegacy()
 	}
-	if !rr.more() {
+	if rr.remaining == 0 {
+		if len(rr.data) != 0 {
+			rr.err = corruptf(rr.file, rr.pos, ErrMalformed, "%d bytes after the batch's last record", len(rr.data))
+		}
 		return false
 	}
+	rr.remaining--
+	var err error
+	if keyOnly {
+		err = rr.decodeKey()
+	} else {
+		err = rr.decodeRecord()
+	}
+	if err != nil {
+		rr.err = err
+		return false
+	}
+	return true
+}
+
+// decodeKey decodes the next record's offset, timestamp and key (NextKey).
+func (rr *RecordReader) decodeKey() error {
 	length, n := binary.Varint(rr.data)
 	if n <= 0 || length < 0 || length > int64(len(rr.data)-n) {
-		rr.err = corruptf(rr.file, rr.pos, ErrMalformed, "record length %d overruns the batch's %d remaining bytes", length, len(rr.data))
-		return false
+		return corruptf(rr.file, rr.pos, ErrMalformed, "record length %d overruns the batch's %d remaining bytes", length, len(rr.data))
 	}
 	body := rr.data[n : n+int(length)]
 	rr.data = rr.data[n+int(length):]
 	if len(body) < 1 {
-		rr.err = corruptf(rr.file, rr.pos, ErrMalformed, "empty record")
-		return false
+		return corruptf(rr.file, rr.pos, ErrMalformed, "empty record")
 	}
 	v := varintReader{b: body[1:]} // skip the record's attributes, unused
 	tsDelta := v.varint()
 	offDelta := v.varint()
 	key := v.bytes()
 	if v.bad {
-		rr.err = corruptf(rr.file, rr.pos, ErrMalformed, "record fields overrun the record's %d bytes", length)
-		return false
+		return corruptf(rr.file, rr.pos, ErrMalformed, "record fields overrun the record's %d bytes", length)
 	}
 	rr.rec.Offset = rr.baseOffset + offDelta
 	if rr.logAppend {
@@ -139,7 +130,7 @@ func (rr *RecordReader) NextKey() bool {
 		rr.rec.Timestamp = rr.baseTS + tsDelta
 	}
 	rr.rec.Key, rr.rec.Value, rr.rec.Headers = key, nil, nil
-	return true
+	return nil
 }
 
 // Record is the record Next (or NextKey) decoded; it and its bytes are valid until the next call to Next or Reset.
