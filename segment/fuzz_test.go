@@ -141,7 +141,29 @@ func checkBatch(t *testing.T, b *Batch, rr *RecordReader) {
 	for rr.Next() {
 		recs = append(recs, copyRecord(rr.Record()))
 	}
+	nextErr := rr.Err()
+	// NextKey reads the same offsets, timestamps and keys; it checks less (not values and
+	// headers), so it may read a batch Next refuses, and it fails only as a corruption.
+	if err := rr.Reset(b); err != nil {
+		t.Fatalf("second Reset: %v", err)
+	}
+	n := 0
+	for rr.NextKey() {
+		r := rr.Record()
+		if n < len(recs) && (r.Offset != recs[n].Offset || r.Timestamp != recs[n].Timestamp || !bytes.Equal(r.Key, recs[n].Key)) {
+			t.Fatalf("NextKey record %d: offset %d ts %d key %q; Next read %+v", n, r.Offset, r.Timestamp, r.Key, recs[n])
+		}
+		n++
+	}
 	if err := rr.Err(); err != nil {
+		mustCorruption(t, "NextKey", err, b.File, b.Pos)
+		if nextErr == nil {
+			t.Fatalf("NextKey failed (%v) where Next read the batch", err)
+		}
+	} else if nextErr == nil && n != len(recs) {
+		t.Fatalf("NextKey read %d records, Next %d", n, len(recs))
+	}
+	if err := nextErr; err != nil {
 		mustCorruption(t, "record", err, b.File, b.Pos)
 		return
 	}

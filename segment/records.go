@@ -107,29 +107,14 @@ func (rr *RecordReader) advance(keyOnly bool) bool {
 
 // decodeKey decodes the next record's offset, timestamp and key (NextKey).
 func (rr *RecordReader) decodeKey() error {
-	length, n := binary.Varint(rr.data)
-	if n <= 0 || length < 0 || length > int64(len(rr.data)-n) {
-		return corruptf(rr.file, rr.pos, ErrMalformed, "record length %d overruns the batch's %d remaining bytes", length, len(rr.data))
+	v, length, err := rr.decodeHead()
+	if err != nil {
+		return err
 	}
-	body := rr.data[n : n+int(length)]
-	rr.data = rr.data[n+int(length):]
-	if len(body) < 1 {
-		return corruptf(rr.file, rr.pos, ErrMalformed, "empty record")
-	}
-	v := varintReader{b: body[1:]} // skip the record's attributes, unused
-	tsDelta := v.varint()
-	offDelta := v.varint()
-	key := v.bytes()
 	if v.bad {
 		return corruptf(rr.file, rr.pos, ErrMalformed, "record fields overrun the record's %d bytes", length)
 	}
-	rr.rec.Offset = rr.baseOffset + offDelta
-	if rr.logAppend {
-		rr.rec.Timestamp = rr.maxTS
-	} else {
-		rr.rec.Timestamp = rr.baseTS + tsDelta
-	}
-	rr.rec.Key, rr.rec.Value, rr.rec.Headers = key, nil, nil
+	rr.rec.Value, rr.rec.Headers = nil, nil
 	return nil
 }
 
@@ -174,20 +159,38 @@ func (v *varintReader) bytes() []byte {
 	return out
 }
 
-func (rr *RecordReader) decodeRecord() error {
+// decodeHead takes the next record off the batch and decodes its framing, offset, timestamp and
+// key into rr.rec. It returns the reader over the rest of the record (value and headers) and the
+// record's length; the reader's bad flag says whether the fields so far overran the record.
+func (rr *RecordReader) decodeHead() (varintReader, int64, error) {
 	length, n := binary.Varint(rr.data)
 	if n <= 0 || length < 0 || length > int64(len(rr.data)-n) {
-		return corruptf(rr.file, rr.pos, ErrMalformed, "record length %d overruns the batch's %d remaining bytes", length, len(rr.data))
+		return varintReader{}, 0, corruptf(rr.file, rr.pos, ErrMalformed, "record length %d overruns the batch's %d remaining bytes", length, len(rr.data))
 	}
 	body := rr.data[n : n+int(length)]
 	rr.data = rr.data[n+int(length):]
 	if len(body) < 1 {
-		return corruptf(rr.file, rr.pos, ErrMalformed, "empty record")
+		return varintReader{}, 0, corruptf(rr.file, rr.pos, ErrMalformed, "empty record")
 	}
 	v := varintReader{b: body[1:]} // skip the record's attributes, unused
 	tsDelta := v.varint()
 	offDelta := v.varint()
-	key := v.bytes()
+	rr.rec.Key = v.bytes()
+	rr.rec.Offset = rr.baseOffset + offDelta
+	if rr.logAppend {
+		rr.rec.Timestamp = rr.maxTS
+	} else {
+		rr.rec.Timestamp = rr.baseTS + tsDelta
+	}
+	return v, length, nil
+}
+
+// decodeRecord decodes the next record whole (Next).
+func (rr *RecordReader) decodeRecord() error {
+	v, length, err := rr.decodeHead()
+	if err != nil {
+		return err
+	}
 	value := v.bytes()
 	nh := v.varint()
 	if v.bad || nh < 0 || nh > int64(len(v.b)) {
@@ -208,13 +211,6 @@ func (rr *RecordReader) decodeRecord() error {
 	if len(v.b) != 0 {
 		return corruptf(rr.file, rr.pos, ErrMalformed, "%d bytes left over in a record", len(v.b))
 	}
-	rr.rec.Offset = rr.baseOffset + offDelta
-	if rr.logAppend {
-		rr.rec.Timestamp = rr.maxTS
-	} else {
-		rr.rec.Timestamp = rr.baseTS + tsDelta
-	}
-	rr.rec.Key = key
 	rr.rec.Value = value
 	rr.rec.Headers = rr.hdrs
 	return nil
