@@ -280,6 +280,38 @@ func procCPU(pid int) (time.Duration, error) {
 	return time.Duration(utime+stime) * tick, nil
 }
 
+// cpuSample measures the CPU time this process and another one spend over a sample.
+type cpuSample struct {
+	pid           int // the other process; 0: none
+	self0, other0 time.Duration
+}
+
+// startCPU starts a sample of this process's CPU time and process pid's (0: this one's only).
+func startCPU(pid int) (cpuSample, error) {
+	s := cpuSample{pid: pid}
+	if pid != 0 {
+		var err error
+		if s.other0, err = procCPU(pid); err != nil {
+			return s, err
+		}
+	}
+	s.self0 = selfCPU()
+	return s, nil
+}
+
+// stop returns the CPU time this process and the other one used since startCPU.
+func (s cpuSample) stop() (self, other time.Duration, err error) {
+	self = selfCPU() - s.self0
+	if s.pid != 0 {
+		now, err := procCPU(s.pid)
+		if err != nil {
+			return self, 0, err
+		}
+		other = now - s.other0
+	}
+	return self, other, nil
+}
+
 // selfCPU is the CPU time this process has used so far.
 func selfCPU() time.Duration {
 	var ru syscall.Rusage

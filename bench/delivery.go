@@ -180,11 +180,10 @@ func (e *deliveryEnv) replayJob(ctx context.Context, latency time.Duration) (job
 	var created struct {
 		JobID string `json:"job_id"`
 	}
-	sink0, err := e.sink.cpu()
+	sample, err := startCPU(e.sink.cmd.Process.Pid)
 	if err != nil {
 		return jobRun{}, err
 	}
-	cpu0 := selfCPU()
 	start := time.Now()
 	path := fmt.Sprintf("/1.1/account_activity/replay/webhooks/%d/subscriptions/all.json?from_date=%s&to_date=%s",
 		e.webhook, e.from.Format("200601021504"), e.to.Format("200601021504"))
@@ -197,8 +196,7 @@ func (e *deliveryEnv) replayJob(ctx context.Context, latency time.Duration) (job
 	if err != nil {
 		return jobRun{}, err
 	}
-	cpu := selfCPU() - cpu0
-	sink1, err := e.sink.cpu()
+	cpu, sinkCPU, err := sample.stop()
 	if err != nil {
 		return jobRun{}, err
 	}
@@ -214,7 +212,7 @@ func (e *deliveryEnv) replayJob(ctx context.Context, latency time.Duration) (job
 	}
 	run := jobRun{elapsed: at[len(at)-1].Sub(start), events: int(js.Deliveries)}
 	run.first, run.steady = sinkRates(start, at[:len(at)-1])
-	run.cpu, run.sinkCPU = perEvent(cpu, run.events), perEvent(sink1-sink0, run.events)
+	run.cpu, run.sinkCPU = perEvent(cpu, run.events), perEvent(sinkCPU, run.events)
 	var got struct {
 		Counts struct {
 			Delivered int64 `json:"delivered"`
@@ -250,11 +248,10 @@ func bareClient(ctx context.Context, s *remoteSink, bodies [][]byte, sigs []stri
 	var next atomic.Int64
 	errs := make(chan error, concurrency)
 	url := s.base + "/bare"
-	sink0, err := s.cpu()
+	sample, err := startCPU(s.cmd.Process.Pid)
 	if err != nil {
 		return jobRun{}, err
 	}
-	cpu0 := selfCPU()
 	start := time.Now()
 	for range concurrency {
 		go func() {
@@ -291,12 +288,11 @@ func bareClient(ctx context.Context, s *remoteSink, bodies [][]byte, sigs []stri
 		}
 	}
 	run := jobRun{elapsed: time.Since(start), events: len(bodies)}
-	cpu := selfCPU() - cpu0
-	sink1, err := s.cpu()
+	cpu, sinkCPU, err := sample.stop()
 	if err != nil {
 		return jobRun{}, err
 	}
-	run.cpu, run.sinkCPU = perEvent(cpu, run.events), perEvent(sink1-sink0, run.events)
+	run.cpu, run.sinkCPU = perEvent(cpu, run.events), perEvent(sinkCPU, run.events)
 	at, err := s.times(ctx, n0, len(bodies))
 	if err != nil {
 		return jobRun{}, err

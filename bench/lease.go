@@ -198,36 +198,6 @@ func serverPID(ctx context.Context, db *sql.DB) int {
 	return pid
 }
 
-// cpuMeter measures the CPU time this process and (if pid is not 0) the server spend in a sample.
-type cpuMeter struct {
-	pid                  int
-	self0, server0       time.Duration
-	selfUsed, serverUsed time.Duration
-}
-
-func (m *cpuMeter) start() {
-	m.self0 = selfCPU()
-	if m.pid != 0 {
-		m.server0, _ = procCPU(m.pid)
-	}
-}
-
-func (m *cpuMeter) stop() {
-	m.selfUsed = selfCPU() - m.self0
-	if m.pid != 0 {
-		now, _ := procCPU(m.pid)
-		m.serverUsed = now - m.server0
-	}
-}
-
-// addPerCycle reports the sample's CPU per cycle: the workers' (this process) and the server's.
-func (m *cpuMeter) addPerCycle(rep *Report, variant string, cycles int) {
-	rep.add("cycles", variant, "client CPU per cycle", "µs", false, float64(m.selfUsed.Microseconds())/float64(cycles))
-	if m.pid != 0 {
-		rep.add("cycles", variant, "server CPU per cycle", "µs", false, float64(m.serverUsed.Microseconds())/float64(cycles))
-	}
-}
-
 // takeover leases a job with the given timeout, heartbeats once and "dies"; another worker polls
 // Lease every takeoverPoll until it takes the job over. It returns the store's time from the last
 // heartbeat to the new lease.
@@ -296,35 +266,52 @@ func runLease(ctx context.Context, c *Config) (*Report, error) {
 		d    job.Driver
 	}
 	stores := []store{{"embedded", emb}}
-	var meter cpuMeter
+	pid := 0 // mariadbd's, when its CPU can be read
 	if my != nil {
 		stores = append([]store{{"mysql", my}}, stores...)
-		meter.pid = serverPID(ctx, my.DB())
+		pid = serverPID(ctx, my.DB())
+	}
+	// sample runs one variant's cycles and reports their rate and, with cpu, the CPU per cycle of
+	// the workers and of the server (when it can be read).
+	sample := func(variant string, cpu bool, cycles func() (time.Duration, error)) error {
+		cs, err := startCPU(pid)
+		if err != nil {
+			return fmt.Errorf("server CPU: %w", err)
+		}
+		el, err := cycles()
+		if err != nil {
+			return fmt.Errorf("%s: %w", variant, err)
+		}
+		workers, server, err := cs.stop()
+		if err != nil {
+			return fmt.Errorf("server CPU: %w", err)
+		}
+		rep.add("cycles", variant, "cycles/s", "cycles/s", true, float64(c.LeaseJobs)/el.Seconds())
+		if cpu {
+			rep.add("cycles", variant, "client CPU per cycle", "µs", false, float64(workers.Microseconds())/float64(c.LeaseJobs))
+			if pid != 0 {
+				rep.add("cycles", variant, "server CPU per cycle", "µs", false, float64(server.Microseconds())/float64(c.LeaseJobs))
+			}
+		}
+		return nil
 	}
 	for run := 0; run < c.Runs; run++ {
 		for _, s := range stores {
 			if err := seedJobs(ctx, s.d, c.LeaseJobs); err != nil {
 				return rep, fmt.Errorf("%s: seeding: %w", s.name, err)
 			}
-			meter.start()
-			el, err := leaseCycles(ctx, s.d, c.LeaseJobs, leaseWorkers)
-			meter.stop()
-			if err != nil {
-				return rep, fmt.Errorf("%s: %w", s.name, err)
+			if err := sample(s.name, s.name == "mysql", func() (time.Duration, error) {
+				return leaseCycles(ctx, s.d, c.LeaseJobs, leaseWorkers)
+			}); err != nil {
+				return rep, err
 			}
-			rep.add("cycles", s.name, "cycles/s", "cycles/s", true, float64(c.LeaseJobs)/el.Seconds())
-			if s.name != "mysql" {
-				continue
+			if s.name == "mysql" {
+				if err := sample("mysql-floor", true, func() (time.Duration, error) {
+					return floorCycles(ctx, my.DB(), c.LeaseJobs, leaseWorkers)
+				}); err != nil {
+					return rep, err
+				}
 			}
-			meter.addPerCycle(rep, s.name, c.LeaseJobs)
-			meter.start()
-			el, err = floorCycles(ctx, my.DB(), c.LeaseJobs, leaseWorkers)
-			meter.stop()
-			if err != nil {
-				return rep, fmt.Errorf("mysql floor: %w", err)
-			}
-			rep.add("cycles", "mysql-floor", "cycles/s", "cycles/s", true, float64(c.LeaseJobs)/el.Seconds())
-			meter.addPerCycle(rep, "mysql-floor", c.LeaseJobs)
 		}
 		for _, s := range stores {
 			lat, err := takeover(ctx, s.d, c.LeaseTimeout)
@@ -339,7 +326,7 @@ func runLease(ctx context.Context, c *Config) (*Report, error) {
 	if my != nil {
 		rep.compare("cycles", "mysql", "mysql-floor", "cycles/s")
 		rep.Compare[len(rep.Compare)-1].IsCeilingFactor = true
-		if meter.pid != 0 {
+		if pid != 0 {
 			rep.compare("cycles", "mysql", "mysql-floor", "server CPU per cycle")
 			rep.Compare[len(rep.Compare)-1].IsCeilingFactor = true
 		}
