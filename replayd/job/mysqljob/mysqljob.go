@@ -695,17 +695,17 @@ func listQuery(p job.ListParams) (string, []any) {
 	if len(active) > 0 {
 		list, vals := in(active)
 		q, a := part("uq_replay_jobs_active_webhook", []string{"active_webhook_id IS NOT NULL", "state IN " + list}, vals)
-		parts, all = append(parts, "("+q+")"), append(all, a...)
+		parts, all = append(parts, q), append(all, a...)
 	}
 	if len(rare) > 0 {
 		list, vals := in(rare)
 		q, a := part("idx_replay_jobs_rare_state", []string{"rare_state IN " + list}, vals)
-		parts, all = append(parts, "("+q+")"), append(all, a...)
+		parts, all = append(parts, q), append(all, a...)
 	}
 	if len(parts) == 1 {
-		return parts[0][1 : len(parts[0])-1], all
+		return parts[0], all
 	}
-	return strings.Join(parts, " UNION ALL ") + " ORDER BY id DESC LIMIT ?", append(all, p.Limit+1)
+	return "(" + strings.Join(parts, ") UNION ALL (") + ") ORDER BY id DESC LIMIT ?", append(all, p.Limit+1)
 }
 
 // Cancel implements job.Driver.
