@@ -91,7 +91,33 @@ func mustLease(t *testing.T, d job.Driver, owner string, timeout time.Duration) 
 	if err != nil {
 		t.Fatalf("Lease(%s): %v", owner, err)
 	}
+	checkLeasedIsStored(t, d, j)
 	return j
+}
+
+// checkLeasedIsStored fails t unless the job a Lease returned is the stored job, field for field:
+// a driver that builds it from what it knew before the lease must not hand out anything stale.
+func checkLeasedIsStored(t *testing.T, d job.Driver, leased *job.Job) {
+	t.Helper()
+	stored := get(t, d, leased.ID)
+	if !sameJob(leased, stored) {
+		t.Fatalf("Lease returned\n  %+v\nbut the store holds\n  %+v", *leased, *stored)
+	}
+}
+
+// sameJob reports whether a and b are equal, their times compared as instants.
+func sameJob(a, b *job.Job) bool {
+	x, y := *a, *b
+	for _, ts := range [][2]*time.Time{
+		{&x.CreatedAt, &y.CreatedAt}, {&x.UpdatedAt, &y.UpdatedAt}, {&x.StartedAt, &y.StartedAt},
+		{&x.FinishedAt, &y.FinishedAt}, {&x.HeartbeatAt, &y.HeartbeatAt}, {&x.LeaseExpiresAt, &y.LeaseExpiresAt},
+	} {
+		if !ts[0].Equal(*ts[1]) {
+			return false
+		}
+		*ts[0], *ts[1] = time.Time{}, time.Time{}
+	}
+	return reflect.DeepEqual(x, y)
 }
 
 // awaitLease leases as owner until a job is due (an expiring lease), for up to 15 s.
@@ -106,6 +132,7 @@ func awaitLease(t *testing.T, d job.Driver, owner string, timeout time.Duration,
 		if err != nil {
 			t.Fatalf("Lease: %v", err)
 		}
+		checkLeasedIsStored(t, d, l)
 		got = l
 		return true
 	})

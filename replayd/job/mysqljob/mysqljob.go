@@ -55,7 +55,8 @@ const jobColumns = `id, app_id, webhook_id, kafka_partition, from_ms, to_ms, sta
 
 type scanner interface{ Scan(dest ...any) error }
 
-func scanJob(s scanner) (*job.Job, error) {
+// scanJob scans a row of jobColumns, then into extra the columns that follow them.
+func scanJob(s scanner, extra ...any) (*job.Job, error) {
 	var (
 		j                                     job.Job
 		state                                 string
@@ -65,11 +66,11 @@ func scanJob(s scanner) (*job.Job, error) {
 		topics                                []byte
 		statusEvent                           string
 	)
-	err := s.Scan(&j.ID, &j.AppID, &j.WebhookID, &j.Partition, &j.FromMs, &j.ToMs, &state, &j.Reason,
+	err := s.Scan(append([]any{&j.ID, &j.AppID, &j.WebhookID, &j.Partition, &j.FromMs, &j.ToMs, &state, &j.Reason,
 		&j.CreatedAt, &j.UpdatedAt, &started, &finished, &j.LeaseOwner, &j.FencingToken, &heartbeat,
 		&expires, &timeoutUS, &j.Checkpoint, &j.Counters.Read, &j.Counters.Delivered,
 		&j.Counters.DuplicatesDropped, &j.Counters.Failed, &firstUndelivered, &j.Counters.Unreadable, &topics,
-		&statusEvent, &j.Counters.Redelivered)
+		&statusEvent, &j.Counters.Redelivered}, extra...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -168,11 +169,16 @@ func (d *Driver) Create(ctx context.Context, p job.CreateParams) (*job.Job, erro
 }
 
 // A lease is a conditional primary-key UPDATE of a job read from the head of the lease queue
-// beforehand: the jobs due first, in lease order, are read once (leaseCandidates, one range scan
-// of idx_replay_jobs_lease) and handed to this driver's Lease calls one each, and each call takes
-// its job with UPDATE … WHERE id = ? AND lease_due_at <= NOW(6), which is what makes the lease
-// exclusive: a job another instance took since the read (or that was canceled) is no longer due,
-// matches nothing, and the call goes on to the next one.
+// beforehand: the jobs due first, in lease order, are read once with their rows (leaseCandidates,
+// one range scan of idx_replay_jobs_lease) and handed to this driver's Lease calls one each, and
+// each call takes its job with UPDATE … WHERE id = ? AND row_version = ? AND updated_at = ? AND
+// lease_due_at <= NOW(6). lease_due_at is what makes the lease exclusive: a job another instance
+// took since the read (or that was canceled) is no longer due, matches nothing, and the call goes
+// on to the next one. row_version (and updated_at, for writers built before it, see
+// migrations/0006) is what makes the copy true: the take matches only a row nobody wrote since it
+// was read, so the leased job is the copy with the lease's changes, and the row is not read back.
+// The statement hands the store's clock back in its answer (LAST_INSERT_ID), so the times the
+// lease set are the stored ones exactly.
 //
 // Why not one UPDATE … ORDER BY lease_due_at LIMIT 1: every leaser then starts at the head of the
 // index, the second waits for the first's commit (the redo log's fsync included) on the row at the
@@ -180,6 +186,9 @@ func (d *Driver) Create(ctx context.Context, p job.CreateParams) (*job.Job, erro
 // reached 2,535 leases/s where 1 reached 2,062/s, and the statement cost the server 377 µs of CPU
 // against 45 µs for a primary-key UPDATE. Workers of one driver never contend for a candidate
 // here, so their commits group; only instances that read the same head meet, on a row each.
+// Why not read the row back after the take (MariaDB has no UPDATE … RETURNING): it was one
+// statement in five of a job's life; without it a lease cycle in bench lease cost the server
+// ~14% less CPU (see ARCHITECTURE.md).
 //
 // Lease order is kept within one driver: candidates are handed out in (lease_due_at, id) order and
 // a job that becomes due after the read sorts after them. A candidate list older than
@@ -196,8 +205,12 @@ const (
 	candidateRounds = 2
 )
 
+// bumpVersion is in the SET clause of every UPDATE of replay_jobs (migrations/0006): a lease takes
+// a copy of the row only if the row's version is still the copy's.
+const bumpVersion = "row_version = row_version + 1"
+
 // leaseSet is the SET clause of a lease: OPEN becomes STARTED, the fencing token moves on and the
-// lease runs for ? µs from the store's clock.
+// lease runs for ? µs from the store's clock. The second %s is added to the token's new value.
 const leaseSet = `UPDATE replay_jobs%s SET
   state = IF(state = 'OPEN', 'STARTED', state),
   started_at = COALESCE(started_at, NOW(6)),
@@ -206,18 +219,22 @@ const leaseSet = `UPDATE replay_jobs%s SET
   heartbeat_at = NOW(6),
   lease_timeout_us = ?,
   lease_expires_at = NOW(6) + INTERVAL ? MICROSECOND,
-  updated_at = NOW(6)
+  updated_at = NOW(6), ` + bumpVersion + `
 WHERE `
 
-// leaseByID takes one candidate if it is still due. %s is the per-app cap's condition, if any.
-var leaseByID = fmt.Sprintf(leaseSet, "", "") + `id = ? AND lease_due_at <= NOW(6)%s`
+// leaseByID takes one candidate if it is still due and unchanged since it was read. %s is the
+// per-app cap's condition, if any. LAST_INSERT_ID(…) hands the statement's NOW(6) back in its
+// answer as Unix µs (the session's time zone is UTC, see mysqldb.config); LEAST(…, 0) adds
+// nothing to the token.
+var leaseByID = fmt.Sprintf(leaseSet, "", " + LEAST(LAST_INSERT_ID(TIMESTAMPDIFF(MICROSECOND, '1970-01-01', NOW(6))), 0)") +
+	`id = ? AND row_version = ? AND updated_at = ? AND lease_due_at <= NOW(6)%s`
 
-// leaseCandidates reads the head of the lease queue: idx_replay_jobs_lease (lease_due_at, id), a
-// stored generated column that is created_at for OPEN jobs, lease_expires_at for STARTED/ONGOING
-// ones (and finished ones whose status event is pending) and NULL otherwise, so this is a range
-// scan of that index that stops after candidateBatch rows due (see migrations/0001_replay_jobs.sql
-// and 0004). A plain consistent read: it locks nothing.
-const leaseCandidates = `SELECT id FROM replay_jobs FORCE INDEX (idx_replay_jobs_lease)
+// leaseCandidates reads the head of the lease queue, the rows whole: idx_replay_jobs_lease
+// (lease_due_at, id), a stored generated column that is created_at for OPEN jobs,
+// lease_expires_at for STARTED/ONGOING ones (and finished ones whose status event is pending) and
+// NULL otherwise, so this is a range scan of that index that stops after candidateBatch rows due
+// (see migrations/0001_replay_jobs.sql and 0004). A plain consistent read: it locks nothing.
+var leaseCandidates = "SELECT " + jobColumns + `, row_version FROM replay_jobs FORCE INDEX (idx_replay_jobs_lease)
 WHERE lease_due_at <= NOW(6)%s ORDER BY lease_due_at, id LIMIT %d`
 
 // leaseRange, the fallback, takes the job that has been leasable longest in one statement: an
@@ -247,45 +264,70 @@ var (
 	leaseRangeStatementPerApp = fmt.Sprintf(leaseRange, perAppCap)
 )
 
+// candidate is a due job as the read of the head found it, with its row_version.
+type candidate struct {
+	job     *job.Job
+	version int64
+}
+
+// leased is the candidate as its take left it (leaseSet), now being the statement's NOW(6): what
+// a read of the row after the take returns.
+func (c candidate) leased(owner string, timeoutUS int64, now time.Time) *job.Job {
+	j := *c.job
+	if j.State == job.StateOpen {
+		j.State = job.StateStarted
+	}
+	if j.StartedAt.IsZero() {
+		j.StartedAt = now
+	}
+	j.FencingToken++
+	j.LeaseOwner = owner
+	j.HeartbeatAt, j.UpdatedAt = now, now
+	j.LeaseTimeout = time.Duration(timeoutUS) * time.Microsecond
+	j.LeaseExpiresAt = now.Add(j.LeaseTimeout)
+	return &j
+}
+
 // candidates is the head of the lease queue as this driver last read it, handed out in order.
 type candidates struct {
 	mu     sync.Mutex
-	ids    []int64
+	list   []candidate
 	perApp int       // the cap the list was read under: a Lease with another cap reads again
 	readAt time.Time // this process's clock: only the list's age is measured with it
 }
 
 // next returns the next candidate for a Lease under cap perApp, reading the head again (with
 // read) when the list is used up, stale or read under another cap and the call has rounds left.
-// It returns job.ErrNoJob when the head, just read, holds no job due, and 0 without an error when
-// the call used up its rounds.
-func (c *candidates) next(ctx context.Context, perApp int, rounds *int, read func(context.Context, int) ([]int64, error)) (int64, error) {
+// It returns job.ErrNoJob when the head, just read, holds no job due, and ok false without an
+// error when the call used up its rounds.
+func (c *candidates) next(ctx context.Context, perApp int, rounds *int, read func(context.Context, int) ([]candidate, error)) (_ candidate, ok bool, _ error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.ids) == 0 || c.perApp != perApp || time.Since(c.readAt) > candidateMaxAge {
+	if len(c.list) == 0 || c.perApp != perApp || time.Since(c.readAt) > candidateMaxAge {
 		if *rounds == 0 {
-			return 0, nil
+			return candidate{}, false, nil
 		}
 		*rounds--
 		// Read under the lock: the Lease calls that find the list empty at the same time wait for
 		// this one read instead of each making their own.
-		ids, err := read(ctx, perApp)
+		list, err := read(ctx, perApp)
 		if err != nil {
-			c.ids = nil
-			return 0, err
+			c.list = nil
+			return candidate{}, false, err
 		}
-		c.ids, c.perApp, c.readAt = ids, perApp, time.Now()
-		if len(ids) == 0 {
-			return 0, job.ErrNoJob
+		c.list, c.perApp, c.readAt = list, perApp, time.Now()
+		if len(list) == 0 {
+			return candidate{}, false, job.ErrNoJob
 		}
 	}
-	id := c.ids[0]
-	c.ids = c.ids[1:]
-	return id, nil
+	cand := c.list[0]
+	c.list[0] = candidate{}
+	c.list = c.list[1:]
+	return cand, true, nil
 }
 
-// readCandidates reads up to candidateBatch due job ids in lease order.
-func (d *Driver) readCandidates(ctx context.Context, perApp int) ([]int64, error) {
+// readCandidates reads up to candidateBatch due jobs in lease order.
+func (d *Driver) readCandidates(ctx context.Context, perApp int) ([]candidate, error) {
 	query, args := leaseCandidatesStatement, []any(nil)
 	if perApp > 0 {
 		query, args = leaseCandidatesPerApp, []any{perApp}
@@ -295,27 +337,32 @@ func (d *Driver) readCandidates(ctx context.Context, perApp int) ([]int64, error
 		return nil, err
 	}
 	defer rows.Close()
-	ids := make([]int64, 0, candidateBatch)
+	list := make([]candidate, 0, candidateBatch)
 	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
+		var c candidate
+		if c.job, err = scanJob(rows, &c.version); err != nil {
 			return nil, err
 		}
-		ids = append(ids, id)
+		list = append(list, c)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
 	if d.testHookCandidates != nil {
+		ids := make([]int64, len(list))
+		for i, c := range list {
+			ids[i] = c.job.ID
+		}
 		d.testHookCandidates(ids)
 	}
-	return ids, nil
+	return list, nil
 }
 
 // Lease implements job.Driver: a candidate from the head of the queue is taken by a conditional
-// UPDATE of its row (see candidateBatch), then the row is read back. Nobody else can lease the job
-// between the two unless its lease already ran out (a lease shorter than a round trip), which the
-// read notices: another owner holds it, and the lease is ErrNoJob.
+// UPDATE of its row (see candidateBatch). When others took every candidate first, the range
+// UPDATE takes the job instead and the row is read back: nobody else can lease the job between
+// the two unless its lease already ran out (a lease shorter than a round trip), which the read
+// notices: another owner holds it, and the lease is ErrNoJob.
 func (d *Driver) Lease(ctx context.Context, p job.LeaseParams) (*job.Job, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
@@ -324,47 +371,50 @@ func (d *Driver) Lease(ctx context.Context, p job.LeaseParams) (*job.Job, error)
 	if timeout == 0 {
 		timeout = d.opts.LeaseTimeout
 	}
-	set := []any{p.Owner, timeout.Microseconds(), timeout.Microseconds()}
+	timeoutUS := timeout.Microseconds()
+	set := []any{p.Owner, timeoutUS, timeoutUS}
 	byID, rangeQuery, capArgs := leaseByIDStatement, leaseRangeStatement, []any(nil)
 	if p.MaxPerApp > 0 {
 		byID, rangeQuery, capArgs = leaseByIDStatementPerApp, leaseRangeStatementPerApp, []any{p.MaxPerApp}
 	}
 	var j *job.Job
 	err := d.Do(ctx, "lease", func(ctx context.Context) error {
-		var id int64
-		for rounds := candidateRounds; id == 0; {
-			cand, err := d.cands.next(ctx, p.MaxPerApp, &rounds, d.readCandidates)
+		for rounds := candidateRounds; ; {
+			cand, ok, err := d.cands.next(ctx, p.MaxPerApp, &rounds, d.readCandidates)
 			if err != nil {
 				return err
 			}
-			if cand == 0 {
+			if !ok {
 				break // others took every candidate first: the range UPDATE below
 			}
-			res, err := d.Exec(ctx, byID, append(append(append([]any(nil), set...), cand), capArgs...)...)
+			res, err := d.Exec(ctx, byID, append(append(append([]any(nil), set...), cand.job.ID, cand.version, cand.job.UpdatedAt), capArgs...)...)
 			if err != nil {
 				return err
 			}
 			if n, err := res.RowsAffected(); err != nil {
 				return err
 			} else if n == 1 {
-				id = cand
+				nowUS, err := res.LastInsertId()
+				if err != nil {
+					return err
+				}
+				j = cand.leased(p.Owner, timeoutUS, time.UnixMicro(nowUS).UTC())
+				return nil
 			}
 		}
-		if id == 0 {
-			res, err := d.Exec(ctx, rangeQuery, append(append([]any(nil), set...), capArgs...)...)
-			if err != nil {
-				return err
-			}
-			if n, err := res.RowsAffected(); err != nil {
-				return err
-			} else if n == 0 {
-				return job.ErrNoJob
-			}
-			if id, err = res.LastInsertId(); err != nil {
-				return err
-			}
+		res, err := d.Exec(ctx, rangeQuery, append(append([]any(nil), set...), capArgs...)...)
+		if err != nil {
+			return err
 		}
-		var err error
+		var id int64
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return job.ErrNoJob
+		}
+		if id, err = res.LastInsertId(); err != nil {
+			return err
+		}
 		if j, err = getJob(ctx, prepared{d.Store}, id, 0); err != nil {
 			return err
 		}
@@ -417,7 +467,7 @@ func (d *Driver) Heartbeat(ctx context.Context, p job.HeartbeatParams) error {
 	}
 	set, args := progressSet(p.Progress)
 	query := `UPDATE replay_jobs SET heartbeat_at = NOW(6),
-  lease_expires_at = NOW(6) + INTERVAL lease_timeout_us MICROSECOND, updated_at = NOW(6)` + set + leasedWhere(p.Progress)
+  lease_expires_at = NOW(6) + INTERVAL lease_timeout_us MICROSECOND, updated_at = NOW(6), ` + bumpVersion + set + leasedWhere(p.Progress)
 	args = append(args, p.ID, p.FencingToken)
 	return d.Do(ctx, "heartbeat", func(ctx context.Context) error {
 		return d.fencedUpdate(ctx, query, args, p.ID, p.FencingToken, "heartbeat")
@@ -432,7 +482,7 @@ func (d *Driver) Release(ctx context.Context, p job.ReleaseParams) error {
 	}
 	set, args := progressSet(p.Progress)
 	query := `UPDATE replay_jobs SET fencing_token = fencing_token + 1, lease_expires_at = NOW(6),
-  updated_at = NOW(6)` + set + leasedWhere(p.Progress)
+  updated_at = NOW(6), ` + bumpVersion + set + leasedWhere(p.Progress)
 	args = append(args, p.ID, p.FencingToken)
 	return d.Do(ctx, "release", func(ctx context.Context) error {
 		return d.fencedUpdate(ctx, query, args, p.ID, p.FencingToken, "release")
@@ -446,7 +496,7 @@ func (d *Driver) Transition(ctx context.Context, p job.TransitionParams) error {
 	}
 	set, pargs := progressSet(p.Progress)
 	args := []any{p.To.String()}
-	query := `UPDATE replay_jobs SET state = ?, updated_at = NOW(6)`
+	query := `UPDATE replay_jobs SET state = ?, updated_at = NOW(6), ` + bumpVersion
 	switch {
 	case p.To.Terminal() && p.StatusPending:
 		// The lease goes on for the status event (lease_due_at follows lease_expires_at, 0004).
@@ -477,7 +527,7 @@ func (d *Driver) SettleStatus(ctx context.Context, p job.SettleStatusParams) err
 	if err := p.Validate(); err != nil {
 		return err
 	}
-	query := `UPDATE replay_jobs SET status_event = ?, lease_expires_at = NULL, updated_at = NOW(6)
+	query := `UPDATE replay_jobs SET status_event = ?, lease_expires_at = NULL, updated_at = NOW(6), ` + bumpVersion + `
 WHERE id = ? AND fencing_token = ? AND state IN ('COMPLETED', 'INCOMPLETE') AND status_event = 'pending'`
 	args := []any{p.Outcome.String(), p.ID, p.FencingToken}
 	return d.Do(ctx, "settle status event", func(ctx context.Context) error {
@@ -711,7 +761,7 @@ func listQuery(p job.ListParams) (string, []any) {
 // Cancel implements job.Driver.
 func (d *Driver) Cancel(ctx context.Context, p job.CancelParams) (*job.Job, error) {
 	query := `UPDATE replay_jobs SET state = 'CANCELED', reason = ?, fencing_token = fencing_token + 1,
-  finished_at = NOW(6), lease_expires_at = NULL, updated_at = NOW(6)
+  finished_at = NOW(6), lease_expires_at = NULL, updated_at = NOW(6), ` + bumpVersion + `
 WHERE id = ? AND state IN ` + activeStatesSQL
 	args := []any{p.Reason, p.ID}
 	if p.AppID != 0 {

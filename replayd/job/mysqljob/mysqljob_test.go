@@ -92,7 +92,7 @@ func TestMigrations(t *testing.T) {
 	}{
 		{"candidates", "idx_replay_jobs_lease", []string{"range"}, nil},
 		{"range", "idx_replay_jobs_lease", []string{"range"}, []any{"w", 1, 1}},
-		{"by-id", "PRIMARY", []string{"const", "range"}, []any{"w", 1, 1, 100}},
+		{"by-id", "PRIMARY", []string{"const", "range"}, []any{"w", 1, 1, 100, 0, "2026-03-02 09:00:00"}},
 	} {
 		for _, perApp := range []bool{false, true} {
 			args := c.args
@@ -439,5 +439,148 @@ func TestLeaseFallsBackWhenOthersTakeEveryCandidate(t *testing.T) {
 	}
 	if reads != 2 {
 		t.Fatalf("A read the head %d times, want 2", reads)
+	}
+}
+
+// A lease takes a candidate as it was read with the head of the queue, without reading the row
+// back; a write between the read and the take, leaving the job due, makes the take miss, and the
+// job is leased from a fresh read instead: never a stale copy (its checkpoint, counters, token).
+func TestLeaseTakesNoCandidateWrittenSinceItWasRead(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		write func(t *testing.T, d *mysqljob.Driver, other *mysqljob.Driver, id int64)
+	}{
+		{"released by its holder", func(t *testing.T, d, other *mysqljob.Driver, id int64) {
+			// Another instance leases the job and releases it with progress: due again at once.
+			l, err := other.Lease(t.Context(), job.LeaseParams{Owner: "other", Timeout: time.Hour})
+			if err != nil || l.ID != id {
+				t.Fatalf("other's lease: %+v, %v; want job %d", l, err, id)
+			}
+			if err := other.Release(t.Context(), job.ReleaseParams{ID: id, FencingToken: l.FencingToken, Progress: &job.Progress{Checkpoint: 77, Counters: job.Counters{Read: 7, Delivered: 7}}}); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"written in the microsecond of the read row", func(t *testing.T, d, _ *mysqljob.Driver, id int64) {
+			// A write whose NOW(6) equals the copy's updated_at: only row_version tells.
+			if _, err := d.DB().Exec("UPDATE replay_jobs SET checkpoint = 77, row_version = row_version + 1 WHERE id = ?", id); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"written by a build before row_version", func(t *testing.T, d, _ *mysqljob.Driver, id int64) {
+			// Such a build sets updated_at and leaves row_version as it is.
+			if _, err := d.DB().Exec("UPDATE replay_jobs SET checkpoint = 77, updated_at = updated_at + INTERVAL 1 MICROSECOND WHERE id = ?", id); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx := t.Context()
+			dsn := freshDatabase(t)
+			a := open(t, mysqljob.Options{DSN: dsn})
+			b := open(t, mysqljob.Options{DSN: dsn})
+			created, err := a.Create(ctx, job.CreateParams{AppID: 1, WebhookID: 5, FromMs: 1, ToMs: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			reads := 0
+			mysqljob.SetCandidatesHook(a, func(ids []int64) {
+				if reads++; reads == 1 {
+					if len(ids) != 1 || ids[0] != created.ID {
+						t.Fatalf("first read of the head: %v, want [%d]", ids, created.ID)
+					}
+					c.write(t, a, b, created.ID)
+				}
+			})
+			l, err := a.Lease(ctx, job.LeaseParams{Owner: "a", Timeout: time.Hour})
+			if err != nil {
+				t.Fatalf("lease: %v", err)
+			}
+			stored, err := a.Get(ctx, job.GetParams{ID: l.ID})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if l.Checkpoint != 77 || l.FencingToken != stored.FencingToken || l.LeaseOwner != "a" || !l.UpdatedAt.Equal(stored.UpdatedAt) {
+				t.Fatalf("leased %+v\nstored %+v", *l, *stored)
+			}
+			if reads != 2 {
+				t.Fatalf("the head was read %d times, want 2 (the take of the first copy must miss)", reads)
+			}
+		})
+	}
+}
+
+// Every write of the store moves row_version on, or a lease could take a stale copy of the row
+// (TestLeaseTakesNoCandidateWrittenSinceItWasRead).
+func TestEveryWriteMovesRowVersion(t *testing.T) {
+	ctx := t.Context()
+	d := open(t, mysqljob.Options{})
+	version := func(id int64) int64 {
+		t.Helper()
+		var v int64
+		if err := d.DB().QueryRow("SELECT row_version FROM replay_jobs WHERE id = ?", id).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	webhook := int64(0)
+	leased := func() *job.Job {
+		t.Helper()
+		webhook++
+		if _, err := d.Create(ctx, job.CreateParams{AppID: 1, WebhookID: webhook, FromMs: 1, ToMs: 2}); err != nil {
+			t.Fatal(err)
+		}
+		l, err := d.Lease(ctx, job.LeaseParams{Owner: "w", Timeout: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v := version(l.ID); v != 1 {
+			t.Fatalf("row_version after the lease: %d, want 1", v)
+		}
+		return l
+	}
+	pr := &job.Progress{Checkpoint: 1}
+	ongoing := func(l *job.Job) error {
+		return d.Transition(ctx, job.TransitionParams{ID: l.ID, FencingToken: l.FencingToken, To: job.StateOngoing})
+	}
+	// Each case makes writes through the store after the lease (row_version 1); want counts them.
+	for _, c := range []struct {
+		name  string
+		want  int64
+		write func(l *job.Job) error
+	}{
+		{"heartbeat", 2, func(l *job.Job) error {
+			return d.Heartbeat(ctx, job.HeartbeatParams{ID: l.ID, FencingToken: l.FencingToken})
+		}},
+		{"heartbeat with progress", 2, func(l *job.Job) error {
+			return d.Heartbeat(ctx, job.HeartbeatParams{ID: l.ID, FencingToken: l.FencingToken, Progress: pr})
+		}},
+		{"ongoing", 2, ongoing},
+		{"completed", 3, func(l *job.Job) error {
+			return errors.Join(ongoing(l), d.Transition(ctx, job.TransitionParams{ID: l.ID, FencingToken: l.FencingToken, To: job.StateCompleted, Progress: pr}))
+		}},
+		{"incomplete, status event pending", 2, func(l *job.Job) error {
+			return d.Transition(ctx, job.TransitionParams{ID: l.ID, FencingToken: l.FencingToken, To: job.StateIncomplete, Reason: "x", StatusPending: true})
+		}},
+		{"status event settled", 3, func(l *job.Job) error {
+			return errors.Join(
+				d.Transition(ctx, job.TransitionParams{ID: l.ID, FencingToken: l.FencingToken, To: job.StateIncomplete, Reason: "x", StatusPending: true}),
+				d.SettleStatus(ctx, job.SettleStatusParams{ID: l.ID, FencingToken: l.FencingToken, Outcome: job.StatusEventDelivered}))
+		}},
+		{"cancel", 2, func(l *job.Job) error {
+			_, err := d.Cancel(ctx, job.CancelParams{ID: l.ID, Reason: "test"})
+			return err
+		}},
+		// Last: a released job is due again.
+		{"release", 2, func(l *job.Job) error {
+			return d.Release(ctx, job.ReleaseParams{ID: l.ID, FencingToken: l.FencingToken})
+		}},
+	} {
+		l := leased()
+		if err := c.write(l); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if v := version(l.ID); v != c.want {
+			t.Fatalf("%s: row_version %d, want %d", c.name, v, c.want)
+		}
 	}
 }
