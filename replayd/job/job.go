@@ -628,7 +628,9 @@ type Driver interface {
 	// its status event pending; progress is not taken then); otherwise ErrLeaseLost.
 	Heartbeat(ctx context.Context, p HeartbeatParams) error
 	// Transition changes the state of a held job, conditional on the fencing token (ErrLeaseLost)
-	// and on the current state (ErrInvalidTransition).
+	// and on the current state (ErrInvalidTransition). It renews the lease only with
+	// StatusPending: ONGOING leaves it as it is, as the worker's own count of its lease does
+	// (only Lease and heartbeats renew it there).
 	Transition(ctx context.Context, p TransitionParams) error
 	// Release gives a held job back (a worker's graceful shutdown): if FencingToken is still the
 	// job's and the job is under lease (otherwise ErrLeaseLost, as Heartbeat; ErrNotFound

@@ -424,9 +424,8 @@ func (d *Driver) Transition(ctx context.Context, p job.TransitionParams) error {
 			r.HeartbeatAt, r.LeaseExpiresAt = now, now.Add(r.LeaseTimeout)
 		case p.To.Terminal():
 			r.FinishedAt, r.LeaseExpiresAt, r.Reason = now, time.Time{}, p.Reason
-		default:
-			r.HeartbeatAt, r.LeaseExpiresAt = now, now.Add(r.LeaseTimeout)
 		}
+		// ONGOING leaves the lease as it is (job.Driver.Transition).
 		applyProgress(&r.Job, p.Progress)
 		return d.save(old, r)
 	})

@@ -325,11 +325,13 @@ func testLifecycle(t *testing.T, d job.Driver) {
 	if g2 := get(t, d, l.ID); g2.Checkpoint != 100 || g2.Counters != pr.Counters {
 		t.Fatalf("heartbeat without progress changed the progress: %+v", g2)
 	}
+	beforeOngoing := get(t, d, l.ID)
 	if err := d.Transition(ctx, job.TransitionParams{ID: l.ID, FencingToken: l.FencingToken, To: job.StateOngoing}); err != nil {
 		t.Fatal(err)
 	}
-	if g := get(t, d, l.ID); g.State != job.StateOngoing {
-		t.Fatalf("state %s, want ONGOING", g.State)
+	// ONGOING is not a renewal: the lease ends when the last heartbeat said.
+	if g := get(t, d, l.ID); g.State != job.StateOngoing || !g.LeaseExpiresAt.Equal(beforeOngoing.LeaseExpiresAt) || !g.HeartbeatAt.Equal(beforeOngoing.HeartbeatAt) {
+		t.Fatalf("ONGOING: %+v; before it %+v", g, beforeOngoing)
 	}
 	final := &job.Progress{Checkpoint: 500, Counters: job.Counters{Read: 50, Delivered: 50}}
 	if err := d.Transition(ctx, job.TransitionParams{ID: l.ID, FencingToken: l.FencingToken, To: job.StateCompleted, Progress: final}); err != nil {

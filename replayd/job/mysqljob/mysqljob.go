@@ -506,9 +506,9 @@ func (d *Driver) Transition(ctx context.Context, p job.TransitionParams) error {
 	case p.To.Terminal():
 		query += `, finished_at = NOW(6), lease_expires_at = NULL, reason = ?`
 		args = append(args, p.Reason)
-	default:
-		query += `, heartbeat_at = NOW(6), lease_expires_at = NOW(6) + INTERVAL lease_timeout_us MICROSECOND`
 	}
+	// ONGOING leaves the lease as it is (job.Driver.Transition): moving lease_expires_at would move
+	// the job's entry in the lease index once more in its life, for nothing.
 	query += set
 	args = append(args, pargs...)
 	var in []string
