@@ -1,4 +1,4 @@
-// Command bench runs the six benchmarks that decide whether the design works (design brief,
+// Command bench runs the seven benchmarks that decide whether the design works (design brief,
 // "Benchmarks that decide whether the design works"), each side by side with its baseline on the
 // same data in one run, repeated, and writes BENCH.md with medians, min/max, ratios, the targets
 // and plots.
@@ -199,12 +199,14 @@ func newRootCommand() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Run the design's six benchmarks against their baselines and write BENCH.md and plots",
-		Long: `Run the six benchmarks of the design brief (replay, scan, build, dedup, lease, delivery), each side
-by side with its baseline on the same data in one run, and write BENCH.md (machine, command,
-medians with min/max, ratios, the targets met or not) and log-log plots. kafka is replay on a
-real Kafka broker (started from the jars engine/kafkatest/fetch-kafka.sh fetches; skipped,
-saying so, without them): the index and targeted fetches vs the seed's consumer.`,
+		Short: "Run the design's seven benchmarks against their baselines and write BENCH.md and plots",
+		Long: `Run the seven benchmarks of the design brief, each side by side with its baseline on the same
+data in one run, and write BENCH.md (machine, command, medians with min/max, ratios, the targets
+met or not) and log-log plots. They run as nine parts (--only): 1 seek and replay is replay (local
+segments) and kafka (a real Kafka broker, started from the jars engine/kafkatest/fetch-kafka.sh
+fetches; skipped, saying so, without them: the index and targeted fetches vs the seed's
+consumer); 2 scan; 3 build; 4 dedup; 5 lease (MariaDB, --mysql-dsn); 6 delivery and large (the
+1M-event replay); 7 twodc.`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
