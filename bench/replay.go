@@ -18,7 +18,7 @@ import (
 )
 
 // The replay and build benchmarks share one data set: an embedded log of 2 partitions, ~1 KB
-// events (snappy, batches cut at 64 KiB) over indexSpan with timestamps jittered by ±2 min, Zipf
+// events (snappy, batches cut at the engine's default 16 KiB) over indexSpan with timestamps jittered by ±2 min, Zipf
 // webhooks, 3% duplicates, plus five hot webhooks in partition 0 holding about 50%, 10%, 1%, 0.1% and
 // 0.01% of that partition. Everything reads it in place as a broker's segments (engine.DirSource).
 const (
@@ -330,7 +330,7 @@ func runReplay(ctx context.Context, c *Config) (*Report, error) {
 		}
 		cse := "share=" + h.label
 		ev, nb := rep.med(cse, "index", "events delivered"), rep.med(cse, "index", "batches read")
-		rep.Notes = append(rep.Notes, fmt.Sprintf("Read ratio, explained: a batch holds %.0f records on average (64 KiB "+
+		rep.Notes = append(rep.Notes, fmt.Sprintf("Read ratio, explained: a batch holds %.0f records on average (16 KiB "+
 			"of ~1 KB events, of all webhooks). At the %s share (measured %.3f%%) the index reads %.0f batches for %.0f "+
 			"events (%.2f of the webhook's events per batch read), so its bytes per event are about one batch's, while "+
 			"the seed's are a record's ÷ the share: the ratio is bounded by about 1 ÷ (share × records per batch) = "+
