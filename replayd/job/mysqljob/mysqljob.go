@@ -55,7 +55,9 @@ const jobColumns = `id, app_id, webhook_id, kafka_partition, from_ms, to_ms, sta
 
 type scanner interface{ Scan(dest ...any) error }
 
-// scanJob scans a row of jobColumns, then into extra the columns that follow them.
+// scanJob scans a row of jobColumns, then into extra the columns that follow them. A column
+// whose value does not decode (a topic_progress, a state the code does not know) is an
+// undecodableError, returned with the job as far as it was decoded.
 func scanJob(s scanner, extra ...any) (*job.Job, error) {
 	var (
 		j                                     job.Job
@@ -75,13 +77,13 @@ func scanJob(s scanner, extra ...any) (*job.Job, error) {
 		return nil, err
 	}
 	if j.Topics, err = job.DecodeTopics(topics); err != nil {
-		return nil, fmt.Errorf("job %d: %w", j.ID, err)
+		return &j, undecodableError{fmt.Errorf("job %d: %w", j.ID, err)}
 	}
 	if j.State, err = job.ParseState(state); err != nil {
-		return nil, err
+		return &j, undecodableError{err}
 	}
 	if j.StatusEvent, err = job.ParseStatusEvent(statusEvent); err != nil {
-		return nil, fmt.Errorf("job %d: %w", j.ID, err)
+		return &j, undecodableError{fmt.Errorf("job %d: %w", j.ID, err)}
 	}
 	j.StartedAt, j.FinishedAt, j.HeartbeatAt, j.LeaseExpiresAt = started.Time, finished.Time, heartbeat.Time, expires.Time
 	j.LeaseTimeout = time.Duration(timeoutUS) * time.Microsecond
@@ -91,6 +93,11 @@ func scanJob(s scanner, extra ...any) (*job.Job, error) {
 	}
 	return &j, nil
 }
+
+// undecodableError is a row scanJob read whole but could not decode.
+type undecodableError struct{ error }
+
+func (e undecodableError) Unwrap() error { return e.error }
 
 type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
@@ -114,7 +121,10 @@ func getJob(ctx context.Context, q querier, id, appID int64) (*job.Job, error) {
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("job %d: %w", id, job.ErrNotFound)
 	}
-	return j, err
+	if err != nil {
+		return nil, err
+	}
+	return j, nil
 }
 
 // activeStatesSQL is the SQL list of job.ActiveStates.
@@ -187,8 +197,8 @@ func (d *Driver) Create(ctx context.Context, p job.CreateParams) (*job.Job, erro
 // against 45 µs for a primary-key UPDATE. Workers of one driver never contend for a candidate
 // here, so their commits group; only instances that read the same head meet, on a row each.
 // Why not read the row back after the take (MariaDB has no UPDATE … RETURNING): it was one
-// statement in five of a job's life; without it a lease cycle in bench lease cost the server
-// ~14% less CPU (see ARCHITECTURE.md).
+// statement in five of a job's life; without it (and with ONGOING no longer renewing the lease)
+// bench lease went from 0.528× to 0.609× the floor's cycles/s (see ARCHITECTURE.md).
 //
 // Lease order is kept within one driver: candidates are handed out in (lease_due_at, id) order and
 // a job that becomes due after the read sorts after them. A candidate list older than
@@ -264,10 +274,13 @@ var (
 	leaseRangeStatementPerApp = fmt.Sprintf(leaseRange, perAppCap)
 )
 
-// candidate is a due job as the read of the head found it, with its row_version.
+// candidate is a due job as the read of the head found it, with its row_version. A row that did
+// not decode is taken all the same and read back after the take (readBack), whose error is then
+// that job's alone, as it would be for a Get: one bad row in the head must not stop every lease.
 type candidate struct {
-	job     *job.Job
-	version int64
+	job      *job.Job
+	version  int64
+	readBack bool
 }
 
 // leased is the candidate as its take left it (leaseSet), now being the statement's NOW(6): what
@@ -340,7 +353,11 @@ func (d *Driver) readCandidates(ctx context.Context, perApp int) ([]candidate, e
 	list := make([]candidate, 0, candidateBatch)
 	for rows.Next() {
 		var c candidate
-		if c.job, err = scanJob(rows, &c.version); err != nil {
+		c.job, err = scanJob(rows, &c.version)
+		var undecodable undecodableError
+		if errors.As(err, &undecodable) {
+			c.readBack = true
+		} else if err != nil {
 			return nil, err
 		}
 		list = append(list, c)
@@ -360,9 +377,10 @@ func (d *Driver) readCandidates(ctx context.Context, perApp int) ([]candidate, e
 
 // Lease implements job.Driver: a candidate from the head of the queue is taken by a conditional
 // UPDATE of its row (see candidateBatch). When others took every candidate first, the range
-// UPDATE takes the job instead and the row is read back: nobody else can lease the job between
-// the two unless its lease already ran out (a lease shorter than a round trip), which the read
-// notices: another owner holds it, and the lease is ErrNoJob.
+// UPDATE takes the job instead, and the row is read back, as it is for a candidate that did not
+// decode: nobody else can lease the job between the two unless its lease already ran out (a lease
+// shorter than a round trip), which the read notices: another owner holds it, and the lease is
+// ErrNoJob.
 func (d *Driver) Lease(ctx context.Context, p job.LeaseParams) (*job.Job, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
@@ -379,7 +397,8 @@ func (d *Driver) Lease(ctx context.Context, p job.LeaseParams) (*job.Job, error)
 	}
 	var j *job.Job
 	err := d.Do(ctx, "lease", func(ctx context.Context) error {
-		for rounds := candidateRounds; ; {
+		var id int64 // taken, to be read back: a candidate that did not decode, or the range UPDATE's
+		for rounds := candidateRounds; id == 0; {
 			cand, ok, err := d.cands.next(ctx, p.MaxPerApp, &rounds, d.readCandidates)
 			if err != nil {
 				return err
@@ -394,6 +413,10 @@ func (d *Driver) Lease(ctx context.Context, p job.LeaseParams) (*job.Job, error)
 			if n, err := res.RowsAffected(); err != nil {
 				return err
 			} else if n == 1 {
+				if cand.readBack {
+					id = cand.job.ID
+					break
+				}
 				nowUS, err := res.LastInsertId()
 				if err != nil {
 					return err
@@ -402,19 +425,21 @@ func (d *Driver) Lease(ctx context.Context, p job.LeaseParams) (*job.Job, error)
 				return nil
 			}
 		}
-		res, err := d.Exec(ctx, rangeQuery, append(append([]any(nil), set...), capArgs...)...)
-		if err != nil {
-			return err
+		if id == 0 {
+			res, err := d.Exec(ctx, rangeQuery, append(append([]any(nil), set...), capArgs...)...)
+			if err != nil {
+				return err
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return err
+			} else if n == 0 {
+				return job.ErrNoJob
+			}
+			if id, err = res.LastInsertId(); err != nil {
+				return err
+			}
 		}
-		var id int64
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return job.ErrNoJob
-		}
-		if id, err = res.LastInsertId(); err != nil {
-			return err
-		}
+		var err error
 		if j, err = getJob(ctx, prepared{d.Store}, id, 0); err != nil {
 			return err
 		}

@@ -584,3 +584,33 @@ func TestEveryWriteMovesRowVersion(t *testing.T) {
 		}
 	}
 }
+
+// A row of the head of the queue that does not decode fails the Lease that takes it, naming the
+// job, as a Get of it does; the jobs after it are leased as ever.
+func TestLeaseOfAnUndecodableRowFailsThatJobAlone(t *testing.T) {
+	ctx := t.Context()
+	d := open(t, mysqljob.Options{})
+	var ids []int64
+	for i := range 2 {
+		j, err := d.Create(ctx, job.CreateParams{AppID: 1, WebhookID: int64(40 + i), FromMs: 1, ToMs: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, j.ID)
+	}
+	if _, err := d.DB().Exec("UPDATE replay_jobs SET topic_progress = 'not json' WHERE id = ?", ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	_, getErr := d.Get(ctx, job.GetParams{ID: ids[0]})
+	if getErr == nil {
+		t.Fatal("Get of the undecodable job: no error")
+	}
+	_, err := d.Lease(ctx, job.LeaseParams{Owner: "w", Timeout: time.Hour})
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprint(ids[0])) {
+		t.Fatalf("lease of the undecodable job: %v; want an error naming job %d (Get says %v)", err, ids[0], getErr)
+	}
+	l, err := d.Lease(ctx, job.LeaseParams{Owner: "w", Timeout: time.Hour})
+	if err != nil || l.ID != ids[1] {
+		t.Fatalf("next lease: %+v, %v; want job %d", l, err, ids[1])
+	}
+}
