@@ -147,6 +147,10 @@ func replayLarge(ctx context.Context, d *largeData, sink *remoteSink, from, to t
 	if err != nil {
 		return largeRun{}, err
 	}
+	sinkCPU0, err := sink.cpu()
+	if err != nil {
+		return largeRun{}, err
+	}
 	base := "http://" + srv.addr
 	var created struct {
 		JobID string `json:"job_id"`
@@ -170,6 +174,10 @@ func replayLarge(ctx context.Context, d *largeData, sink *remoteSink, from, to t
 	if err != nil {
 		return largeRun{}, err
 	}
+	sinkCPU1, err := sink.cpu()
+	if err != nil {
+		return largeRun{}, err
+	}
 	if js.State != "Complete" || int(js.Deliveries) != want {
 		return largeRun{}, fmt.Errorf("job %s: %s (%s), %d of %d events at the sink", created.JobID, js.State, js.Description, js.Deliveries, want)
 	}
@@ -180,7 +188,7 @@ func replayLarge(ctx context.Context, d *largeData, sink *remoteSink, from, to t
 	if len(at) != want+1 {
 		return largeRun{}, fmt.Errorf("job %s: the sink timed %d answers for %d events and the status event", created.JobID, len(at), want)
 	}
-	run.jobRun = jobRun{elapsed: at[len(at)-1].Sub(start), events: want, cpu: perEvent(cpu1-cpu0, want)}
+	run.jobRun = jobRun{elapsed: at[len(at)-1].Sub(start), events: want, cpu: perEvent(cpu1-cpu0, want), sinkCPU: perEvent(sinkCPU1-sinkCPU0, want)}
 	run.first, run.steady = sinkRates(start, at[:len(at)-1])
 	return run, nil
 }
@@ -217,7 +225,8 @@ func runLarge(ctx context.Context, c *Config) (*Report, error) {
 		"whatever the replayd does) to a sink in another process answering after %v: **whole** = the 5 days (%d "+
 		"events), **quarter** = their first quarter (%d events, another fresh replayd), side by side in one case: "+
 		"the ratio of their peaks is 1 when memory does not grow with the window. **peak RSS** = the replayd's "+
-		"VmHWM after the status event; **idle RSS** = the same before the request. One sample each (a full-size job "+
+		"VmHWM after the status event; **idle RSS** = the same before the request; **replayd** and **sink CPU per "+
+		"event** = each process's CPU time over the job (from /proc, 10 ms ticks) ÷ its events. One sample each (a full-size job "+
 		"takes about a minute), whatever --runs says.",
 		d.events, float64(d.logBytes)/float64(d.events), d.from.Format(time.DateTime), d.to.Format(time.DateTime),
 		d.made.Round(100*time.Millisecond), float64(d.events)/2500, largeLatency, d.events, d.inMid)
@@ -232,6 +241,13 @@ func runLarge(ctx context.Context, c *Config) (*Report, error) {
 		rep.add(cse, v.name, "peak RSS", "MiB", false, float64(v.r.peakRSS)/(1<<20))
 		rep.add(cse, v.name, "idle RSS", "MiB", false, float64(v.r.idleRSS)/(1<<20))
 		rep.add(cse, v.name, "replayd CPU per event", "µs", false, us(v.r.cpu))
+		rep.add(cse, v.name, "sink CPU per event", "µs", false, us(v.r.sinkCPU))
+	}
+	// What bounds the rate: the replayd and the sink share the 2 cores.
+	if pair := us(whole.cpu) + us(whole.sinkCPU); pair > 0 {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("What bounds **whole**: %.1f µs of the replayd's CPU and %.1f µs of the sink's per "+
+			"event, %.1f µs together: at that cost the 2 cores, fully busy, do about %.0f events/s; the replay held %.0f.",
+			us(whole.cpu), us(whole.sinkCPU), pair, 2e6/pair, whole.rate()))
 	}
 	// quarter's ÷ whole's: 1 when the peak does not grow with the window.
 	rep.compare(cse, "whole", "quarter", "peak RSS")
