@@ -12,14 +12,49 @@ import (
 )
 
 // What a Client keeps between deliveries so that an event costs only its own work: the parsed
-// URL of each webhook (endpoints) and an HMAC state per secret (signers). Both are bounded: past
-// maxReused entries a map starts over, so a process that meets many URLs or secrets over its
-// life holds at most that many.
+// URL of each webhook (endpoints) and an HMAC state per secret (signers), each a reused map.
+// Both are bounded: past maxReused entries a map starts over, so a process that meets many URLs
+// or secrets over its life holds at most that many.
 const maxReused = 1024
+
+// reused holds the values made for keys (URLs, secrets), at most maxReused of them. The entry used
+// last is found without taking mu: a job's deliveries (hundreds in flight) use the same one.
+type reused[T any] struct {
+	last atomic.Pointer[reusedEntry[T]]
+	mu   sync.Mutex
+	m    map[string]*reusedEntry[T]
+}
+
+type reusedEntry[T any] struct {
+	key string
+	v   T
+}
+
+// getReused returns r's value for key, made by build on first use. The key is a string or bytes:
+// looking bytes up converts nothing (a secret is signed with at every event).
+func getReused[T any, K ~string | ~[]byte](r *reused[T], key K, build func(string) T) T {
+	if e := r.last.Load(); e != nil && e.key == string(key) {
+		return e.v
+	}
+	r.mu.Lock()
+	e := r.m[string(key)]
+	r.mu.Unlock()
+	if e == nil {
+		k := string(key)
+		e = &reusedEntry[T]{key: k, v: build(k)}
+		r.mu.Lock()
+		if r.m == nil || len(r.m) >= maxReused {
+			r.m = make(map[string]*reusedEntry[T])
+		}
+		r.m[k] = e
+		r.mu.Unlock()
+	}
+	r.last.Store(e)
+	return e.v
+}
 
 // endpoint is a webhook URL as the requests to it use it, parsed once.
 type endpoint struct {
-	raw  string   // the URL as given
 	u    *url.URL // as http.NewRequest parses it; shared by every request, never modified
 	host string   // the request's Host, as http.NewRequest sets it
 	// auth is the Authorization value http.Client derives from the URL's userinfo (Basic); nil
@@ -30,47 +65,24 @@ type endpoint struct {
 	err, reqErr error
 }
 
-type endpoints struct {
-	// last is the endpoint used last: a job's deliveries (hundreds in flight) find theirs there
-	// without taking mu.
-	last atomic.Pointer[endpoint]
-	mu   sync.Mutex
-	m    map[string]*endpoint
-}
+// endpoints are the webhook URLs parsed, by URL.
+type endpoints struct{ reused[*endpoint] }
 
 // get returns rawURL's endpoint, parsing it on first use.
-func (e *endpoints) get(rawURL string) *endpoint {
-	if ep := e.last.Load(); ep != nil && ep.raw == rawURL {
-		return ep
-	}
-	e.mu.Lock()
-	ep := e.m[rawURL]
-	e.mu.Unlock()
-	if ep == nil {
-		ep = parseEndpoint(rawURL)
-		e.mu.Lock()
-		if e.m == nil || len(e.m) >= maxReused {
-			e.m = make(map[string]*endpoint)
-		}
-		e.m[rawURL] = ep
-		e.mu.Unlock()
-	}
-	e.last.Store(ep)
-	return ep
-}
+func (e *endpoints) get(rawURL string) *endpoint { return getReused(&e.reused, rawURL, parseEndpoint) }
 
 func parseEndpoint(rawURL string) *endpoint {
 	u, err := parseTarget(rawURL)
 	if err != nil {
-		return &endpoint{raw: rawURL, err: err}
+		return &endpoint{err: err}
 	}
 	// The request's URL is what http.NewRequest makes of the parsed URL's String(), as the
 	// requests were made before endpoints (one per attempt).
 	req, err := http.NewRequest(http.MethodPost, u.String(), nil)
 	if err != nil {
-		return &endpoint{raw: rawURL, u: u, reqErr: &TargetError{URL: u.Redacted(), Reason: err.Error()}}
+		return &endpoint{u: u, reqErr: &TargetError{URL: u.Redacted(), Reason: err.Error()}}
 	}
-	ep := &endpoint{raw: rawURL, u: req.URL, host: req.Host}
+	ep := &endpoint{u: req.URL, host: req.Host}
 	if req.URL.User != nil {
 		// What http.Client.send adds to a request whose URL has a userinfo.
 		username := req.URL.User.Username()
@@ -81,18 +93,8 @@ func parseEndpoint(rawURL string) *endpoint {
 }
 
 // signers signs bodies with HMAC-SHA256 as Sign does, reusing each secret's HMAC state (its
-// padded keys) instead of deriving it again for every body.
-type signers struct {
-	last  atomic.Pointer[macPool] // the one used last, found without taking mu
-	mu    sync.Mutex
-	pools map[string]*macPool // by secret
-}
-
-// macPool holds the *macs of one secret.
-type macPool struct {
-	secret string
-	sync.Pool
-}
+// padded keys) instead of deriving it again for every body: a pool of *macs per secret.
+type signers struct{ reused[*sync.Pool] }
 
 type mac struct {
 	h   hash.Hash
@@ -101,7 +103,7 @@ type mac struct {
 
 // sign is Sign(secret, body).
 func (s *signers) sign(secret, body []byte) string {
-	p := s.pool(secret)
+	p := getReused(&s.reused, secret, newMACPool)
 	m := p.Get().(*mac)
 	m.h.Reset()
 	m.h.Write(body)
@@ -113,23 +115,7 @@ func (s *signers) sign(secret, body []byte) string {
 	return string(out[:])
 }
 
-// pool returns secret's macPool, made on first use.
-func (s *signers) pool(secret []byte) *macPool {
-	if p := s.last.Load(); p != nil && p.secret == string(secret) {
-		return p
-	}
-	s.mu.Lock()
-	p := s.pools[string(secret)]
-	if p == nil {
-		if s.pools == nil || len(s.pools) >= maxReused {
-			s.pools = make(map[string]*macPool)
-		}
-		key := string(secret)
-		p = &macPool{secret: key}
-		p.New = func() any { return &mac{h: hmac.New(sha256.New, []byte(key))} }
-		s.pools[key] = p
-	}
-	s.mu.Unlock()
-	s.last.Store(p)
-	return p
+// newMACPool is the pool of *macs of one secret.
+func newMACPool(secret string) *sync.Pool {
+	return &sync.Pool{New: func() any { return &mac{h: hmac.New(sha256.New, []byte(secret))} }}
 }
