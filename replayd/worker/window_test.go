@@ -8,33 +8,37 @@ import (
 	"github.com/replay/replay/replayd/testwait"
 )
 
+// cleanRound fills w's window with deliveries and settles them all at once, each at the first
+// try.
+func cleanRound(t *testing.T, w *window) {
+	t.Helper()
+	n := w.size()
+	var seqs []int64
+	for range n {
+		seq, _, err := w.acquire(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, seq)
+	}
+	for _, seq := range seqs {
+		w.release(seq, true, time.Millisecond)
+	}
+}
+
 // TestWindowGrowsAndHalves: slow start doubles the window per round of clean deliveries, a
 // delivery that needed a retry halves it and ends slow start, and it never passes max.
 func TestWindowGrowsAndHalves(t *testing.T) {
 	w := newWindow(64)
-	round := func() {
-		n := w.size()
-		var seqs []int64
-		for range n {
-			seq, _, err := w.acquire(t.Context())
-			if err != nil {
-				t.Fatal(err)
-			}
-			seqs = append(seqs, seq)
-		}
-		for _, seq := range seqs {
-			w.release(seq, true, time.Millisecond)
-		}
-	}
 	if w.size() != windowStart {
 		t.Fatalf("start %d, want %d", w.size(), windowStart)
 	}
-	round()
+	cleanRound(t, w)
 	if w.size() != 2*windowStart {
 		t.Fatalf("after a clean round %d, want %d", w.size(), 2*windowStart)
 	}
-	round()
-	round()
+	cleanRound(t, w)
+	cleanRound(t, w)
 	if w.size() != 64 {
 		t.Fatalf("after three clean rounds %d, want the max 64", w.size())
 	}
@@ -43,7 +47,7 @@ func TestWindowGrowsAndHalves(t *testing.T) {
 	if w.size() != 32 {
 		t.Fatalf("after a retried delivery %d, want 32", w.size())
 	}
-	round() // congestion avoidance: about one more per round
+	cleanRound(t, w) // congestion avoidance: about one more per round
 	if w.limit < 32.9 || w.limit > 33.1 {
 		t.Fatalf("after a clean round past the threshold %.2f, want about 33", w.limit)
 	}
@@ -169,17 +173,7 @@ func TestWindowFromAnInitialWindow(t *testing.T) {
 	if w.size() != 32 {
 		t.Fatalf("start %d, want 32", w.size())
 	}
-	var seqs []int64
-	for range 32 {
-		seq, _, err := w.acquire(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		seqs = append(seqs, seq)
-	}
-	for _, seq := range seqs {
-		w.release(seq, true, time.Millisecond)
-	}
+	cleanRound(t, w)
 	if w.size() != 64 {
 		t.Fatalf("after a clean round %d, want 64", w.size())
 	}
