@@ -190,15 +190,18 @@ func (s *replayStats) add(o replayStats) {
 
 // replayIndex is a replay's read through the index: ReadPartition, which reads the batches the
 // lookup lists while it goes on (the first batches before the last buckets are looked up),
-// decoding and filtering by key and timestamp.
+// decoded by an engine.Decoder on GOMAXPROCS goroutines as the worker's reads are, and filters
+// them by key and timestamp.
 func replayIndex(ctx context.Context, ix *index.Index, src engine.Source, p int32, key []byte, from, to int64) (replayStats, error) {
 	start := time.Now()
 	var st replayStats
-	var rr segment.RecordReader
-	_, err := ix.ReadPartition(ctx, src, p, key, from, to, func(bt *segment.Batch) error {
+	_, err := ix.ReadPartition(ctx, src, p, key, from, to, func(bt *segment.Batch, rr *segment.RecordReader) error {
 		st.bytes += float64(bt.Size())
 		st.batches++
-		return filterBatch(&rr, bt, key, from, to, start, &st)
+		if rr == nil {
+			return nil // a control batch
+		}
+		return filterRecords(rr, key, from, to, start, &st)
 	})
 	st.total = time.Since(start)
 	return st, err
@@ -224,20 +227,21 @@ func replaySeed(ctx context.Context, src engine.Source, p int32, key []byte, fro
 		}
 		st.bytes += float64(bt.Size())
 		st.batches++
-		return filterBatch(&rr, bt, key, from, to, start, &st)
+		if bt.IsControl() {
+			return nil
+		}
+		if err := rr.Reset(bt); err != nil { // on this goroutine: the seed decodes on one
+			return err
+		}
+		return filterRecords(&rr, key, from, to, start, &st)
 	})
 	st.total = time.Since(start)
 	return st, err
 }
 
-// filterBatch decodes bt and counts the records of key in [from, to), noting the time of the first.
-func filterBatch(rr *segment.RecordReader, bt *segment.Batch, key []byte, from, to int64, start time.Time, st *replayStats) error {
-	if bt.IsControl() {
-		return nil
-	}
-	if err := rr.Reset(bt); err != nil {
-		return err
-	}
+// filterRecords counts the records of key in [from, to) of the batch rr is reset on, noting the
+// time of the first.
+func filterRecords(rr *segment.RecordReader, key []byte, from, to int64, start time.Time, st *replayStats) error {
 	for rr.Next() {
 		r := rr.Record()
 		if r.Timestamp >= from && r.Timestamp < to && bytes.Equal(r.Key, key) {
@@ -273,9 +277,10 @@ func runReplay(ctx context.Context, c *Config) (*Report, error) {
 	}
 	from, to := replayWindowMs()
 	rep.Setup = fmt.Sprintf("Data: %s. Each sample replays one hot webhook's %v window "+
-		"(%s + %v): **index** = `ReadPartition` (the lookup streamed into reads of exactly its batches, "+
-		"by offset or, for dense chunks after the first, by a scan of their range) + decode + key/time filter; "+
-		"**seed** = `OffsetForTime(from)` (offsetsForTimes) + `Scan` of the partition with the same filter, stopping at the "+
+		"(%s + %v): **index** = `ReadPartition` (`index.ReadStream`, the worker's read path: the lookup streamed into "+
+		"reads of exactly its batches, by offset or, for dense chunks after the first, by a scan of their range, decoded "+
+		"on GOMAXPROCS goroutines by `engine.Decoder`) + key/time filter; "+
+		"**seed** = `OffsetForTime(from)` (offsetsForTimes) + `Scan` of the partition, decoded on its goroutine, with the same filter, stopping at the "+
 		"first batch whose base timestamp is ≥ to + 2×jitter (the earliest stop that is still complete with ±%v jitter; "+
 		"the bound favours the seed, which would otherwise read to the partition's end). Both must deliver the same "+
 		"events (checked every sample). Variants alternate within a run; segments are in the page cache, so bytes read "+
@@ -343,8 +348,10 @@ func runReplay(ctx context.Context, c *Config) (*Report, error) {
 		"lookup (before: 9.4 ms to the first event at 50%, of which 8.7 ms the lookup, mostly sorting 42k offsets and "+
 		"re-encoding merge operands); later chunks are read while the lookup goes on, by offset or, when dense, by a "+
 		"scan of their range (targeted reads cost 0.9 µs a wanted batch of neighbours against a scan's 0.7 µs a batch). "+
-		"At every share both paths decode the same kind of batches and snappy dominates the total (71% of the index "+
-		"path's CPU at 50%), so at 50% the totals differ by the 5% fewer batches the index reads.")
+		"At every share both paths decode the same kind of batches and snappy dominates their CPU (72–79% of either path's "+
+		"at 50%, where the index reads only 5% fewer batches): the seed decodes on its one goroutine, the index path on "+
+		"GOMAXPROCS (`engine.Decoder`: the first batch inline, the rest on workers and the reading goroutine, handed over "+
+		"in log order), which is what it gains at 50% (with GOMAXPROCS 1 they tie there, as before).")
 	if err := plotReplay(c, rep, d); err != nil {
 		return rep, err
 	}

@@ -2,6 +2,7 @@ package index
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -128,9 +129,18 @@ func TestLookupStream(t *testing.T) {
 		}
 		// ReadPartition reads exactly the answer's batches, in order, once each.
 		var read []int64
-		rres, err := ix.ReadPartition(ctx, l, p, key, from, to, func(b *segment.Batch) error {
+		rres, err := ix.ReadPartition(ctx, l, p, key, from, to, func(b *segment.Batch, rr *segment.RecordReader) error {
 			read = append(read, b.BaseOffset)
-			return nil
+			if rr == nil {
+				return nil // a control batch
+			}
+			// Decoded on another goroutine, maybe: its records are this batch's.
+			for rr.Next() {
+				if o := rr.Record().Offset; o < b.BaseOffset || o > b.LastOffset() {
+					return fmt.Errorf("batch %d: record at %d", b.BaseOffset, o)
+				}
+			}
+			return rr.Err()
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -180,7 +190,7 @@ func TestReadPartitionStop(t *testing.T) {
 	from, to := spec.Start.UnixMilli(), spec.Start.Add(spec.Span).UnixMilli()
 	for _, stopAt := range []int{1, 50, 400} {
 		n := 0
-		_, err := ix.ReadPartition(ctx, l, 0, spec.Hot[0].Key, from, to, func(*segment.Batch) error {
+		_, err := ix.ReadPartition(ctx, l, 0, spec.Hot[0].Key, from, to, func(*segment.Batch, *segment.RecordReader) error {
 			if n++; n == stopAt {
 				return engine.ErrStop
 			}
@@ -194,7 +204,7 @@ func TestReadPartitionStop(t *testing.T) {
 		}
 	}
 	boom := errors.New("boom")
-	if _, err := ix.ReadPartition(ctx, l, 0, spec.Hot[0].Key, from, to, func(*segment.Batch) error { return boom }); !errors.Is(err, boom) {
+	if _, err := ix.ReadPartition(ctx, l, 0, spec.Hot[0].Key, from, to, func(*segment.Batch, *segment.RecordReader) error { return boom }); !errors.Is(err, boom) {
 		t.Fatalf("fn's error: %v", err)
 	}
 }

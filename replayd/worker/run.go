@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/replay/replay/engine"
+	"github.com/replay/replay/index"
 	"github.com/replay/replay/replayd/dedup"
 	"github.com/replay/replay/replayd/delivery"
 	"github.com/replay/replay/replayd/job"
@@ -402,8 +402,6 @@ func (r *run) readTopic(ctx context.Context, tr *topicRead, key []byte, out chan
 		return // it could not even be located
 	}
 	j := r.job
-	var rr segment.RecordReader
-	next := int64(-1) // the offset after the last batch handed over
 	emit := func(c chunk) error {
 		select {
 		case out <- c:
@@ -412,10 +410,10 @@ func (r *run) readTopic(ctx context.Context, tr *topicRead, key []byte, out chan
 			return ctx.Err()
 		}
 	}
-	each := func(b *segment.Batch) error {
-		next = b.NextOffset()
-		if b.IsControl() {
-			return nil
+	// each gets the batches in log order, decoded (rr reset on b) by ReadStream.
+	each := func(b *segment.Batch, rr *segment.RecordReader) error {
+		if rr == nil {
+			return nil // a control batch
 		}
 		var items []item
 		// A corrupt batch is skipped and recorded; any other error ends the read.
@@ -426,22 +424,18 @@ func (r *run) readTopic(ctx context.Context, tr *topicRead, key []byte, out chan
 			items = append(items, item{skip: &unreadable{from: b.BaseOffset, to: b.LastOffset(), fromMs: b.BaseTimestamp, toMs: b.MaxTimestamp, err: err}})
 			return nil
 		}
-		var err error
-		if err = rr.Reset(b); err == nil {
-			for rr.Next() {
-				rec := rr.Record()
-				if rec.Timestamp < j.FromMs || rec.Timestamp >= j.ToMs || !bytes.Equal(rec.Key, key) {
-					continue
-				}
-				it := item{offset: rec.Offset, ts: rec.Timestamp, h: dedup.RecordKey(rec.Headers, rec.Value)}
-				if rec.Offset >= tr.resumeAt {
-					it.body = bytes.Clone(rec.Value)
-				}
-				items = append(items, it)
+		for rr.Next() {
+			rec := rr.Record()
+			if rec.Timestamp < j.FromMs || rec.Timestamp >= j.ToMs || !bytes.Equal(rec.Key, key) {
+				continue
 			}
-			err = rr.Err()
+			it := item{offset: rec.Offset, ts: rec.Timestamp, h: dedup.RecordKey(rec.Headers, rec.Value)}
+			if rec.Offset >= tr.resumeAt {
+				it.body = bytes.Clone(rec.Value)
+			}
+			items = append(items, it)
 		}
-		if err != nil {
+		if err := rr.Err(); err != nil { // the batch's own: its checksum, its framing
 			if err := skipCorrupt(err); err != nil {
 				return err
 			}
@@ -451,116 +445,27 @@ func (r *run) readTopic(ctx context.Context, tr *topicRead, key []byte, out chan
 		}
 		return emit(chunk{items: items})
 	}
-	// read reads the batches holding offsets (ascending, after those read before).
-	read := func(offsets []int64) error {
-		for {
-			err := r.pool.opts.Source.ReadBatches(ctx, tr.v, offsets, each)
-			if err != nil && segment.IsCorruption(err) {
-				// The source could not even frame the batch holding the first offset not handed
-				// over: skip that offset and go on with the others.
-				if i := sort.Search(len(offsets), func(i int) bool { return offsets[i] >= next }); i < len(offsets) {
-					if err := emit(chunk{items: []item{{skip: &unreadable{from: offsets[i], to: offsets[i], fromMs: -1, toMs: -1, err: err}}}}); err != nil {
-						return err
-					}
-					offsets = offsets[i+1:]
-					continue
-				}
-			}
-			return err
+	// A batch the source cannot even frame: skip the offset (the first one not handed over) and
+	// go on with the others.
+	unframed := func(offset int64, err error) error {
+		return emit(chunk{items: []item{{skip: &unreadable{from: offset, to: offset, fromMs: -1, toMs: -1, err: err}}}})
+	}
+	// Located while read: the first events go out while the rest of the window is looked up (a
+	// long window is a seek per minute bucket), and the lookup never waits for the reader, so it
+	// ends, and lets go of the index, at its own pace however slowly the webhook takes the events.
+	// ReadStream decodes the batches on every core: decompression is most of a read's CPU.
+	locate := func(ctx context.Context, push func([]int64) error) error {
+		if tr.stream == nil {
+			return push(tr.offsets) // located whole before
 		}
+		if err := tr.stream.LocateStream(ctx, tr.v, key, j.FromMs, j.ToMs, push); err != nil {
+			return fmt.Errorf("locating events%s: %w", r.inTopic(tr), err)
+		}
+		return nil
 	}
-	var err error
-	if tr.stream != nil {
-		err = r.readLocating(ctx, tr, key, read)
-	} else {
-		err = read(tr.offsets)
-	}
+	err := index.ReadStream(ctx, r.pool.opts.Source, tr.v, locate, index.ReadOptions{Unframed: unframed}, each)
 	if err != nil && ctx.Err() == nil {
 		emit(chunk{err: err}) //nolint:errcheck // ctx ended: nobody reads it
-	}
-}
-
-// readLocating locates tr's batches through the StreamLocator and reads each chunk of the answer
-// as it comes, so the first events go out while the rest of the window is looked up (a long
-// window is a seek per minute bucket). The lookup never waits for the reader: its chunks are
-// queued (at most the whole answer, what Locate would have returned), so it ends, and lets go of
-// the index, at its own pace however slowly the webhook takes the events.
-func (r *run) readLocating(ctx context.Context, tr *topicRead, key []byte, read func([]int64) error) error {
-	j := r.job
-	lctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	q := &chunkQueue{ready: make(chan struct{}, 1), ended: make(chan struct{})}
-	go func() { q.finish(tr.stream.LocateStream(lctx, tr.v, key, j.FromMs, j.ToMs, q.push)) }()
-	for {
-		offs, more, err := q.pop(ctx)
-		if !more {
-			if err != nil {
-				return fmt.Errorf("locating events%s: %w", r.inTopic(tr), err)
-			}
-			return nil
-		}
-		if err := read(offs); err != nil {
-			cancel()
-			<-q.ended // the lookup ends with its context
-			return err
-		}
-	}
-}
-
-// chunkQueue hands a streaming lookup's chunks to the reader without ever blocking the lookup.
-type chunkQueue struct {
-	mu     sync.Mutex
-	chunks [][]int64
-	done   bool
-	err    error
-	ready  chan struct{} // signalled after each push and at the end
-	ended  chan struct{} // closed at the end
-}
-
-func (q *chunkQueue) push(offs []int64) error {
-	q.mu.Lock()
-	q.chunks = append(q.chunks, offs)
-	q.mu.Unlock()
-	q.signal()
-	return nil
-}
-
-func (q *chunkQueue) finish(err error) {
-	q.mu.Lock()
-	q.done, q.err = true, err
-	q.mu.Unlock()
-	close(q.ended)
-	q.signal()
-}
-
-func (q *chunkQueue) signal() {
-	select {
-	case q.ready <- struct{}{}:
-	default:
-	}
-}
-
-// pop returns the next chunk; more is false once the lookup ended and every chunk was taken,
-// with the lookup's error, or ctx's.
-func (q *chunkQueue) pop(ctx context.Context) (offs []int64, more bool, err error) {
-	for {
-		q.mu.Lock()
-		switch {
-		case len(q.chunks) > 0:
-			offs, q.chunks = q.chunks[0], q.chunks[1:]
-			q.mu.Unlock()
-			return offs, true, nil
-		case q.done:
-			err := q.err
-			q.mu.Unlock()
-			return nil, false, err
-		}
-		q.mu.Unlock()
-		select {
-		case <-q.ready:
-		case <-ctx.Done():
-			return nil, false, ctx.Err()
-		}
 	}
 }
 
