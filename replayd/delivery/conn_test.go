@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -242,4 +243,60 @@ func TestDeliverOverTLS(t *testing.T) {
 	if !errors.Is(err, http.ErrSchemeMismatch) {
 		t.Errorf("https to an http server: %v, want %v", err, http.ErrSchemeMismatch)
 	}
+}
+
+// FuzzExchangeAnswer: whatever a webhook answers, an exchange returns an answer or an error,
+// never panics, reads no more than maxAnswer bytes of it, and keeps the connection only after a
+// complete answer.
+func FuzzExchangeAnswer(f *testing.F) {
+	for _, seed := range []string{
+		ok200,
+		"HTTP/1.1 204 No Content\r\n\r\n",
+		"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+		"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 3\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nbusy\r\n0\r\n\r\n",
+		"HTTP/1.1 429 Too Many Requests\r\nRetry-After: Wed, 21 Oct 2015 07:28:00 GMT\r\nConnection: close\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+		"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n",
+		"HTTP/1.0 200 OK\r\n\r\nuntil close",
+		"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+		"HTTP/1.1 2000 OK\r\n\r\n",
+		"garbage\r\n\r\n",
+		"",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, reply []byte) {
+		c, err := New(Options{AllowPrivate: true, Timeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		client, server := net.Pipe()
+		go func() {
+			defer server.Close()
+			br := bufio.NewReader(server)
+			if req, err := http.ReadRequest(br); err == nil {
+				io.Copy(io.Discard, req.Body)
+			}
+			server.Write(reply) // until the client closes its end
+		}()
+		raw := &writeBoundConn{Conn: client}
+		cn := &conn{key: connKey{addr: "fuzz:80"}, nc: raw, raw: raw}
+		cn.budget.r = cn.nc
+		cn.br = bufio.NewReaderSize(&cn.budget, 4<<10)
+		ep := parseEndpoint("http://fuzz/hook")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		a, err := c.exchangeOn(ctx, cn, &request{ep: ep, userAgent: DefaultUserAgent, body: []byte(testBody)})
+		if err == nil && (a.code < 200 && a.code != http.StatusSwitchingProtocols || a.code > 999) {
+			t.Fatalf("answer with status %d and no error", a.code)
+		}
+		if cn.budget.n < 0 {
+			t.Fatalf("read %d bytes past the bound", -cn.budget.n)
+		}
+		if len(a.head) > 256 {
+			t.Fatalf("kept %d bytes of the body", len(a.head))
+		}
+		c.Close()
+		client.Close()
+	})
 }
