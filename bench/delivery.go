@@ -231,7 +231,7 @@ func (e *deliveryEnv) replayJob(ctx context.Context, latency time.Duration) (job
 	return run, nil
 }
 
-// bareClient is the sink's ceiling at a latency: a plain http.Client POSTing the same bodies,
+// bareClient is the standard client's rate at a latency: a plain http.Client POSTing the same bodies,
 // signed in advance, from concurrency goroutines over as many keep-alive connections, to the sink
 // s (a process of its own, as the replays'), answering after latency.
 func bareClient(ctx context.Context, s *remoteSink, bodies [][]byte, sigs []string, latency time.Duration, concurrency int) (jobRun, error) {
@@ -320,9 +320,11 @@ func runDelivery(ctx context.Context, c *Config) (*Report, error) {
 		"in flight, checkpoint, status event) through its `delivery.Client` with the default per-webhook limit of %.0f "+
 		"events/s, to a `replayd/receiver` sink in a process of its own (this binary re-executed: it verifies every "+
 		"signature, counts, answers after the latency and notes when it answered) on the same 2 cores. **raised** = the "+
-		"same with the per-webhook limit lifted (`--webhook-rate 0`). **bare-client** = a plain `http.Client` POSTing the "+
-		"same bodies, signed in advance, from %d goroutines over keep-alive to the same sink at the same latency: the "+
-		"ceiling of that concurrency. **events/s** = the job's events ÷ the time from the replay request to the sink's "+
+		"same with the per-webhook limit lifted (`--webhook-rate 0`). **bare-client** = a plain net/http `http.Client` POSTing the "+
+		"same bodies, signed in advance, from %d goroutines over keep-alive to the same sink at the same latency: what the "+
+		"standard client does at that concurrency with nothing else to do (replayd's deliveries no longer go through "+
+		"net/http's Transport but through `delivery`'s own connections, ARCHITECTURE.md \"Delivery\", so its CPU per "+
+		"event can be below this baseline's). **events/s** = the job's events ÷ the time from the replay request to the sink's "+
 		"answer to the `replay_job_status` event (the bare client: to its last answer); **events/s past ramp-up** = the "+
 		"events after the first quarter ÷ the time from the first quarter's last answer to the last event's, at the sink "+
 		"(what the window holds once it has grown); **time to first event** = the request to the sink's first answer; "+

@@ -21,8 +21,9 @@ import (
 type Client struct {
 	opts Options
 	http *http.Client // the CRC challenge's
-	// transport is http's: deliveries go to it directly (attempt says why).
-	transport *http.Transport
+	// Deliveries go on connections of the Client's own (conn.go says why), dialed by dialer.
+	dialer *net.Dialer
+	conns  conns
 	// unlimited: RateLimit is +Inf, no limiter is kept or waited on.
 	unlimited bool
 	userAgent []string // the User-Agent header's value
@@ -48,7 +49,7 @@ func New(opts Options) (*Client, error) {
 	}
 	c := &Client{opts: opts, limiters: make(map[string]*limiterEntry),
 		unlimited: math.IsInf(opts.RateLimit, 1), userAgent: []string{opts.UserAgent}}
-	dialer := &net.Dialer{
+	c.dialer = &net.Dialer{
 		Timeout:   opts.Timeout,
 		KeepAlive: 30 * time.Second,
 		Control:   c.control,
@@ -56,15 +57,10 @@ func New(opts Options) (*Client, error) {
 	var protocols http.Protocols
 	protocols.SetHTTP1(true) // HTTP/1.1 keep-alive only, including over TLS
 	tr := &http.Transport{
-		Proxy: nil, // never from the environment: a proxy would dial for us, past the guard
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := dialer.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			return &writeBoundConn{Conn: c}, nil
-		},
+		Proxy:                 nil, // never from the environment: a proxy would dial for us, past the guard
+		DialContext:           c.dialer.DialContext,
 		Protocols:             &protocols,
+		TLSClientConfig:       opts.TLSConfig,
 		MaxIdleConns:          0, // no global cap; the per-host cap below applies
 		MaxIdleConnsPerHost:   opts.MaxIdleConnsPerHost,
 		IdleConnTimeout:       90 * time.Second,
@@ -73,7 +69,6 @@ func New(opts Options) (*Client, error) {
 		DisableCompression:    true,
 		// No ResponseHeaderTimeout: the per-attempt context bounds the whole exchange.
 	}
-	c.transport = tr
 	c.http = &http.Client{
 		Transport: tr,
 		// A redirect is the webhook's answer, not somewhere to go: a 3xx fails the delivery.
@@ -83,7 +78,10 @@ func New(opts Options) (*Client, error) {
 }
 
 // Close closes idle connections. The Client stays usable.
-func (c *Client) Close() { c.http.CloseIdleConnections() }
+func (c *Client) Close() {
+	c.conns.closeIdle()
+	c.http.CloseIdleConnections()
+}
 
 // Options returns the Client's options, defaults filled in.
 func (c *Client) Options() Options { return c.opts }
@@ -153,7 +151,7 @@ func (c *Client) control(network, address string, _ syscall.RawConn) error {
 // writeBoundConn refuses to write at or after its write-by time, which it compares with the clock
 // itself at every write. A net.Conn's own write deadline is enforced by a runtime timer: a process
 // stopped (SIGSTOP) past the deadline can run its writer before that timer fires, and the bytes
-// would leave late. boundWrites sets the time for each request.
+// would leave late. exchangeOn sets the time for each request.
 type writeBoundConn struct {
 	net.Conn
 	by atomic.Pointer[time.Time] // nil: no bound
@@ -166,19 +164,11 @@ func (c *writeBoundConn) Write(b []byte) (int, error) {
 	return c.Conn.Write(b)
 }
 
-// setWriteBy bounds the writes of conn (a *writeBoundConn, or a TLS connection over one) at dl,
-// or lifts the bound for a zero dl.
-func setWriteBy(conn net.Conn, dl time.Time) {
-	if tc, ok := conn.(interface{ NetConn() net.Conn }); ok {
-		conn = tc.NetConn()
-	}
-	wc, ok := conn.(*writeBoundConn)
-	if !ok {
-		return
-	}
+// setWriteBy bounds the connection's writes at dl, or lifts the bound for a zero dl.
+func (c *writeBoundConn) setWriteBy(dl time.Time) {
 	if dl.IsZero() {
-		wc.by.Store(nil)
+		c.by.Store(nil)
 		return
 	}
-	wc.by.Store(&dl)
+	c.by.Store(&dl)
 }

@@ -3,14 +3,11 @@ package delivery
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptrace"
-	"net/textproto"
 	"net/url"
 	"strconv"
 	"syscall"
@@ -196,9 +193,9 @@ func (c *Client) Deliver(ctx context.Context, t Target, body []byte) (Result, er
 		res.Elapsed = c.opts.Now().Sub(start)
 		return res, &Error{WebhookID: t.WebhookID, Host: ep.u.Host, Attempts: res.Attempts, Err: err, Last: last}
 	}
-	sig := signer{twitter: []string{c.signers.sign(t.Secret, body)}}
+	sig := signer{twitter: c.signers.sign(t.Secret, body)}
 	if len(t.PreviousSecret) > 0 {
-		sig.previous = []string{c.signers.sign(t.PreviousSecret, body)}
+		sig.previous = c.signers.sign(t.PreviousSecret, body)
 	}
 	if t.StandardWebhooks {
 		sig.standard = &t
@@ -253,132 +250,75 @@ func (c *Client) backoff(n int) time.Duration {
 }
 
 // attempt makes one request. It records status and latency in res and returns nil for a 2xx.
-//
-// The request goes to the Transport itself, not through an http.Client: the Client would clone
-// its headers for redirects we never follow (a 3xx is the webhook's answer, as the Client's
-// CheckRedirect says for the CRC challenge) and re-parse the URL at every attempt. What the
-// Client does for a request like ours is done here: the Authorization of a URL's userinfo
-// (endpoint.auth), a *url.Error around a transport error, ErrSchemeMismatch for an HTTP answer
-// to HTTPS.
+// Transport errors come back as a *url.Error (op "Post", the URL redacted) before attemptError
+// classifies them, as http.Client returned them.
 func (c *Client) attempt(ctx context.Context, ep *endpoint, sig signer, body []byte, res *Result) error {
-	if ep.reqErr != nil {
-		return ep.reqErr
-	}
 	actx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
-	h := make(http.Header, 8)
-	h[headerContentType] = contentTypeJSON
-	sig.set(h, c.opts.Now(), body)
-	h[headerUserAgent] = c.userAgent
-	if ep.auth != nil {
-		h[headerAuthorization] = ep.auth
-	}
-	// Present but nil: not sent, but it lets the transport resend on a keep-alive connection the
-	// server closed under us, as it does for idempotent requests. Webhooks get events at least
-	// once anyway, and we would resend on a connection error ourselves.
-	h[headerIdempotencyKey] = nil
-	req := newPost(boundWrites(actx), ep, h, body)
-
 	res.Status = 0
-	// The caller's context is asked once more right before the request leaves: a worker's lease
-	// context reads its clock in Err, so no attempt starts after the lease ran out, even when the
-	// process was stopped (SIGSTOP) between the rate-limit wait and here.
+	// The caller's context is asked once more right before the request leaves (exchangeOn asks
+	// again at the write): a worker's lease context reads its clock in Err, so no attempt starts
+	// after the lease ran out, even when the process was stopped (SIGSTOP) between the rate-limit
+	// wait and here.
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	sent := c.opts.Now()
-	resp, err := c.transport.RoundTrip(req)
+	req := request{ep: ep, userAgent: c.opts.UserAgent, sig: sig, now: sent, body: body}
+	a, err := c.exchange(actx, ep, &req)
+	res.Latency = c.opts.Now().Sub(sent)
 	if err != nil {
-		res.Latency = c.opts.Now().Sub(sent)
-		var rh tls.RecordHeaderError
-		if errors.As(err, &rh) && string(rh.RecordHeader[:]) == "HTTP/" {
-			err = http.ErrSchemeMismatch
-		}
 		return c.attemptError(ctx, actx, &url.Error{Op: "Post", URL: ep.u.Redacted(), Err: err})
 	}
-	res.Status = resp.StatusCode
-	var head []byte
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		head, _ = io.ReadAll(io.LimitReader(resp.Body, 256))
-	}
-	drainClose(resp)
-	res.Latency = c.opts.Now().Sub(sent)
-	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+	res.Status = a.code
+	if a.code >= 200 && a.code <= 299 {
 		// The webhook accepted the event; a body cut short afterwards does not change that.
 		return nil
 	}
-	se := &StatusError{Code: resp.StatusCode, Status: resp.Status, Body: string(bytes.ToValidUTF8(head, []byte("?")))}
-	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
-		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), c.opts.Now()); ok {
+	se := &StatusError{Code: a.code, Status: a.status, Body: string(bytes.ToValidUTF8(a.head, []byte("?")))}
+	if a.code == http.StatusTooManyRequests || a.code == http.StatusServiceUnavailable {
+		if d, ok := parseRetryAfter(a.retryAfter, c.opts.Now()); ok {
 			se.RetryAfter = min(d, c.opts.MaxRetryAfter)
 		}
 	}
 	return se
 }
 
-// The canonical names of the headers attempt sets (what http.Header.Set would make of them).
-var (
-	headerContentType       = textproto.CanonicalMIMEHeaderKey("Content-Type")
-	headerUserAgent         = textproto.CanonicalMIMEHeaderKey("User-Agent")
-	headerAuthorization     = textproto.CanonicalMIMEHeaderKey("Authorization")
-	headerIdempotencyKey    = textproto.CanonicalMIMEHeaderKey("Idempotency-Key")
-	headerSignature         = textproto.CanonicalMIMEHeaderKey(SignatureHeader)
-	headerPreviousSignature = textproto.CanonicalMIMEHeaderKey(PreviousSignatureHeader)
-	headerStandardID        = textproto.CanonicalMIMEHeaderKey(StandardIDHeader)
-	headerStandardTimestamp = textproto.CanonicalMIMEHeaderKey(StandardTimestampHeader)
-	headerStandardSignature = textproto.CanonicalMIMEHeaderKey(StandardSignatureHeader)
-
-	// contentTypeJSON is every request's Content-Type. Header values are shared between requests:
-	// neither attempt nor the Transport modifies them.
-	contentTypeJSON = []string{"application/json"}
-)
-
-// post is one attempt's request with its body, allocated together.
-type post struct {
-	req  http.Request
-	body bytes.Reader
-	b    []byte
+// request is one attempt's POST, written whole (head and body) into the connection's buffer.
+type request struct {
+	ep        *endpoint
+	userAgent string
+	sig       signer
+	now       time.Time // the attempt's time: the Standard Webhooks timestamp
+	body      []byte
 }
 
-// again is the request's GetBody: a fresh reader over the body, for the Transport's resend on a
-// keep-alive connection the server closed, as http.NewRequest makes it for a *bytes.Reader.
-func (p *post) again() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(p.b)), nil }
-
-// newPost is the POST of body to ep with headers h, as http.NewRequestWithContext(ctx, "POST",
-// ep's URL, bytes.NewReader(body)) makes it, without parsing the URL again. The body must be an
-// io.NopCloser around a *bytes.Reader, as there: the Transport writes the headers and a body it
-// knows to be in memory in one write, but flushes the headers by themselves before any other
-// body (two write syscalls per request, and two reads for the webhook).
-func newPost(ctx context.Context, ep *endpoint, h http.Header, body []byte) *http.Request {
-	p := &post{req: http.Request{
-		Method: http.MethodPost, URL: ep.u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: h, Host: ep.host, ContentLength: int64(len(body)),
-	}}
-	if len(body) == 0 {
-		p.req.Body = http.NoBody
-		p.req.GetBody = func() (io.ReadCloser, error) { return http.NoBody, nil }
-	} else {
-		p.b = body
-		p.body.Reset(body)
-		p.req.Body = io.NopCloser(&p.body)
-		p.req.GetBody = p.again
+// appendTo appends the request's bytes to b. Every value written was made by the Client (the
+// URL's parts as url.Parse escaped them, signatures, the checked User-Agent), so none can carry
+// a line break.
+func (r *request) appendTo(b []byte) []byte {
+	b = append(b, "POST "...)
+	b = append(b, r.ep.requestURI...)
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = append(b, r.ep.host...)
+	b = appendHeader(b, "User-Agent", r.userAgent)
+	b = appendHeader(b, "Content-Type", "application/json")
+	b = append(b, "\r\nContent-Length: "...)
+	b = strconv.AppendInt(b, int64(len(r.body)), 10)
+	b = r.sig.appendHeaders(b, r.now, r.body)
+	if r.ep.auth != "" {
+		b = appendHeader(b, "Authorization", r.ep.auth)
 	}
-	return p.req.WithContext(ctx)
+	b = append(b, "\r\n\r\n"...)
+	return append(b, r.body...)
 }
 
-// boundWrites makes the connection a request goes out on refuse to write after ctx's deadline:
-// its write deadline is set to it as soon as the transport hands the request a connection. The
-// context's own cancellation is asynchronous (a timer, then the transport notices), so without this
-// a request checked just before its deadline could still leave after it: for a worker whose lease
-// ends there, a delivery after another instance may hold the job. A deadline in the past makes the
-// write fail at once, checked by the runtime as it writes. Without a deadline the connection's is
-// cleared (it may be reused from a request that had one).
-func boundWrites(ctx context.Context) context.Context {
-	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(ci httptrace.GotConnInfo) {
-		dl, _ := ctx.Deadline()
-		ci.Conn.SetWriteDeadline(dl) //nolint:errcheck // a closed connection fails the write anyway
-		setWriteBy(ci.Conn, dl)      // and the clock is read at each write, see writeBoundConn
-	}})
+// appendHeader appends a header line, after the previous line's end.
+func appendHeader(b []byte, name, value string) []byte {
+	b = append(b, "\r\n"...)
+	b = append(b, name...)
+	b = append(b, ": "...)
+	return append(b, value...)
 }
 
 // attemptError classifies a transport error: any timeout while the caller's context is live (the
@@ -413,16 +353,4 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 		return max(t.Sub(now), 0), true
 	}
 	return 0, false
-}
-
-// drainClose reads what is left of an answer's body (up to maxDrain) and closes it, so its
-// connection can be reused.
-func drainClose(resp *http.Response) {
-	if resp.ContentLength >= 0 && resp.ContentLength <= maxDrain {
-		// A known length within the bound: the Transport stops the body there itself.
-		_, _ = io.Copy(io.Discard, resp.Body)
-	} else {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
-	}
-	resp.Body.Close()
 }

@@ -448,11 +448,11 @@ func TestWriteBoundConnReadsTheClock(t *testing.T) {
 	defer a.Close()
 	defer b.Close()
 	c := &writeBoundConn{Conn: a}
-	setWriteBy(c, time.Now().Add(-time.Millisecond))
+	c.setWriteBy(time.Now().Add(-time.Millisecond))
 	if n, err := c.Write([]byte("late")); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("write past the bound: %d, %v", n, err)
 	}
-	setWriteBy(c, time.Time{})
+	c.setWriteBy(time.Time{})
 	go io.Copy(io.Discard, b)
 	if _, err := c.Write([]byte("unbounded")); err != nil {
 		t.Fatalf("write without a bound: %v", err)

@@ -2,10 +2,13 @@ package delivery
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // Options configures a Client. The zero value of a field means its default; EnsureDefaults fills
@@ -50,6 +53,11 @@ type Options struct {
 
 	// UserAgent is sent on every request. Default "replayd-webhooks/1".
 	UserAgent string
+
+	// TLSConfig configures the connections to https webhooks (and the CRC challenge's): nil
+	// means the system's roots. Its ServerName, when empty, is each webhook's host; it is never
+	// modified.
+	TLSConfig *tls.Config
 
 	// Now, Sleep and Jitter are the clock, timer and randomness seams, for tests. Now feeds the
 	// rate limiter, Retry-After dates and the latencies in Result; Sleep waits d or until ctx is
@@ -155,6 +163,8 @@ func (o *Options) Validate() error {
 	}
 	if o.UserAgent == "" {
 		bad("UserAgent must not be empty")
+	} else if !httpguts.ValidHeaderFieldValue(o.UserAgent) {
+		bad("UserAgent %q is not a valid header value (no control characters such as line breaks)", o.UserAgent)
 	}
 	if o.Now == nil || o.Sleep == nil || o.Jitter == nil {
 		bad("Now, Sleep and Jitter must be set (call EnsureDefaults)")

@@ -5,10 +5,13 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"hash"
+	"net"
 	"net/http"
 	"net/url"
 	"sync"
 	"sync/atomic"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // What a Client keeps between deliveries so that an event costs only its own work: the parsed
@@ -55,13 +58,18 @@ func getReused[T any, K ~string | ~[]byte](r *reused[T], key K, build func(strin
 
 // endpoint is a webhook URL as the requests to it use it, parsed once.
 type endpoint struct {
-	u    *url.URL // as http.NewRequest parses it; shared by every request, never modified
-	host string   // the request's Host, as http.NewRequest sets it
-	// auth is the Authorization value http.Client derives from the URL's userinfo (Basic); nil
+	u *url.URL // as http.NewRequest parses it; shared by every request, never modified
+	// host is the request's Host header (the URL's host without an empty port, in ASCII),
+	// requestURI what its request line asks for, key where its connections go, serverName the
+	// name its TLS certificate must have.
+	host, requestURI, serverName string
+	key                          connKey
+	// auth is the Authorization value http.Client derives from the URL's userinfo (Basic); ""
 	// without one.
-	auth []string
-	// err is a URL that cannot be delivered to (parseTarget's *TargetError): no attempt is
-	// made. reqErr is one http.NewRequest refuses: every attempt fails with it, as before.
+	auth string
+	// err is a URL that cannot be delivered to (parseTarget's *TargetError): no attempt is made.
+	// reqErr is one a request cannot be made for (http.NewRequest refuses it, or its host has no
+	// ASCII form): every attempt fails with it, as before.
 	err, reqErr error
 }
 
@@ -82,12 +90,31 @@ func parseEndpoint(rawURL string) *endpoint {
 	if err != nil {
 		return &endpoint{u: u, reqErr: &TargetError{URL: u.Redacted(), Reason: err.Error()}}
 	}
-	ep := &endpoint{u: req.URL, host: req.Host}
+	// As the Transport writes and dials it: the host in ASCII (an IDN in punycode), the default
+	// port of the scheme when none is given.
+	host, err := httpguts.PunycodeHostPort(req.Host)
+	if err != nil {
+		return &endpoint{u: u, reqErr: &TargetError{URL: u.Redacted(), Reason: "host: " + err.Error()}}
+	}
+	name := req.URL.Hostname()
+	if ascii, err := httpguts.PunycodeHostPort(name); err == nil {
+		name = ascii
+	}
+	port := req.URL.Port()
+	tls := req.URL.Scheme == "https"
+	if port == "" {
+		port = "80"
+		if tls {
+			port = "443"
+		}
+	}
+	ep := &endpoint{u: req.URL, host: host, requestURI: req.URL.RequestURI(), serverName: name,
+		key: connKey{tls: tls, addr: net.JoinHostPort(name, port)}}
 	if req.URL.User != nil {
 		// What http.Client.send adds to a request whose URL has a userinfo.
 		username := req.URL.User.Username()
 		password, _ := req.URL.User.Password()
-		ep.auth = []string{"Basic " + base64.StdEncoding.EncodeToString([]byte(username+":"+password))}
+		ep.auth = "Basic " + base64.StdEncoding.EncodeToString([]byte(username+":"+password))
 	}
 	return ep
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // TestSignersAreSign: the reused HMAC states sign as Sign does, for many secrets at once and
@@ -123,35 +124,69 @@ func serveBare(ln net.Listener) {
 	}
 }
 
-// TestNewPostIsNewRequest: newPost makes the request http.NewRequestWithContext would, its body
-// of the same type: the Transport writes headers and body in one write only for a body it knows
-// to be in memory (an io.NopCloser around a *bytes.Reader), and flushes the headers alone before
-// any other, a second write syscall per delivery.
-func TestNewPostIsNewRequest(t *testing.T) {
-	ep := parseEndpoint("http://example.com:8080/hook?x=1")
-	body := []byte(testBody)
-	h := http.Header{"X": {"y"}}
-	got := newPost(t.Context(), ep, h, body)
-	want, err := http.NewRequestWithContext(t.Context(), http.MethodPost, ep.u.String(), bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if reflect.TypeOf(got.Body) != reflect.TypeOf(want.Body) {
-		t.Errorf("body %T, want %T as http.NewRequest makes it", got.Body, want.Body)
-	}
-	if got.Method != want.Method || got.URL.String() != want.URL.String() || got.Host != want.Host || got.Proto != want.Proto ||
-		got.ContentLength != want.ContentLength || got.Context() != want.Context() {
-		t.Errorf("request %s %s host %q %s length %d, want %s %s host %q %s length %d", got.Method, got.URL, got.Host, got.Proto, got.ContentLength,
-			want.Method, want.URL, want.Host, want.Proto, want.ContentLength)
-	}
-	for range 2 { // the body, then GetBody's: each the whole body
-		b, err := io.ReadAll(got.Body)
-		if err != nil || string(b) != testBody {
-			t.Fatalf("body %q, %v", b, err)
-		}
-		if got.Body, err = got.GetBody(); err != nil {
-			t.Fatal(err)
-		}
+// TestRequestIsWhatNetHTTPWrites: the bytes appendTo writes are, as net/http's server reads
+// them, the request http.Client sent for the same delivery: method, request URI, Host (an IDN in
+// punycode, an empty port dropped), the headers and the body.
+func TestRequestIsWhatNetHTTPWrites(t *testing.T) {
+	for _, rawURL := range []string{
+		"http://example.com:8080/hook?x=1&y=%20z",
+		"https://user:pa%20ss@example.com/a/b%2Fc",
+		"http://[2001:db8::1]:9000/",
+		"http://bücher.example:/ünïcode?q=ä",
+		"http://example.com",
+	} {
+		t.Run(rawURL, func(t *testing.T) {
+			ep := parseEndpoint(rawURL)
+			if ep.err != nil || ep.reqErr != nil {
+				t.Fatal(ep.err, ep.reqErr)
+			}
+			body := []byte(testBody)
+			now := time.Unix(1700000000, 0)
+			secret := []byte("s3cret")
+			tg := Target{Secret: secret, PreviousSecret: []byte("old"), StandardWebhooks: true, MessageID: "msg_1"}
+			sig := signer{twitter: Sign(secret, body), previous: Sign(tg.PreviousSecret, body), standard: &tg, id: tg.MessageID}
+			r := request{ep: ep, userAgent: DefaultUserAgent, sig: sig, now: now, body: body}
+			got, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(r.appendTo(nil))))
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			// What http.Client wrote for it.
+			want, err := http.NewRequest(http.MethodPost, ep.u.String(), bytes.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want.Header.Set("Content-Type", "application/json")
+			want.Header.Set("User-Agent", DefaultUserAgent)
+			want.Header.Set(SignatureHeader, sig.twitter)
+			want.Header.Set(PreviousSignatureHeader, sig.previous)
+			want.Header.Set(StandardIDHeader, "msg_1")
+			want.Header.Set(StandardTimestampHeader, "1700000000")
+			want.Header.Set(StandardSignatureHeader, SignStandard(secret, "msg_1", now.Unix(), body)+" "+SignStandard([]byte("old"), "msg_1", now.Unix(), body))
+			if ep.u.User != nil {
+				p, _ := ep.u.User.Password()
+				want.SetBasicAuth(ep.u.User.Username(), p)
+			}
+			var wire bytes.Buffer
+			if err := want.Write(&wire); err != nil {
+				t.Fatal(err)
+			}
+			wantRead, err := http.ReadRequest(bufio.NewReader(&wire))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Method != wantRead.Method || got.RequestURI != wantRead.RequestURI || got.Host != wantRead.Host || got.Proto != wantRead.Proto {
+				t.Errorf("request line %s %s %s host %q, want %s %s %s host %q", got.Method, got.RequestURI, got.Proto, got.Host,
+					wantRead.Method, wantRead.RequestURI, wantRead.Proto, wantRead.Host)
+			}
+			if !reflect.DeepEqual(got.Header, wantRead.Header) {
+				t.Errorf("headers\n%v\nwant\n%v", got.Header, wantRead.Header)
+			}
+			gb, _ := io.ReadAll(got.Body)
+			if string(gb) != testBody || got.ContentLength != int64(len(body)) {
+				t.Errorf("body %q (length %d), want %q", gb, got.ContentLength, testBody)
+			}
+		})
 	}
 }
 

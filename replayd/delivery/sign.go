@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"strconv"
 	"strings"
@@ -70,30 +71,41 @@ func DerivedMessageID(body []byte) string {
 // signer sets the signature headers of one message's attempts. The Twitter signatures are the
 // same at every attempt (the header values, made once).
 type signer struct {
-	twitter, previous []string
+	twitter, previous string  // previous "": no rotation
 	standard          *Target // nil: no Standard Webhooks headers
 	id                string
 }
 
-// set writes the headers of an attempt at now: the Standard Webhooks timestamp is the
-// attempt's, so its signature is made anew each time.
-func (s signer) set(h http.Header, now time.Time, body []byte) {
-	h[headerSignature] = s.twitter
-	if s.previous != nil {
-		h[headerPreviousSignature] = s.previous
+// appendHeaders appends the signature header lines of an attempt at now: the Standard Webhooks
+// timestamp is the attempt's, so its signature is made anew each time.
+func (s signer) appendHeaders(b []byte, now time.Time, body []byte) []byte {
+	b = appendHeader(b, canonicalSignature, s.twitter)
+	if s.previous != "" {
+		b = appendHeader(b, canonicalPreviousSignature, s.previous)
 	}
 	if s.standard == nil {
-		return
+		return b
 	}
 	ts := now.Unix()
-	sigs := SignStandard(s.standard.Secret, s.id, ts, body)
+	b = appendHeader(b, canonicalStandardID, s.id)
+	b = append(b, "\r\n"+canonicalStandardTimestamp+": "...)
+	b = strconv.AppendInt(b, ts, 10)
+	b = appendHeader(b, canonicalStandardSignature, SignStandard(s.standard.Secret, s.id, ts, body))
 	if len(s.standard.PreviousSecret) > 0 {
-		sigs += " " + SignStandard(s.standard.PreviousSecret, s.id, ts, body)
+		b = append(b, ' ')
+		b = append(b, SignStandard(s.standard.PreviousSecret, s.id, ts, body)...)
 	}
-	h[headerStandardID] = []string{s.id}
-	h[headerStandardTimestamp] = []string{strconv.FormatInt(ts, 10)}
-	h[headerStandardSignature] = []string{sigs}
+	return b
 }
+
+// The signature headers' names as requests carry them: canonical, as net/http wrote them.
+var (
+	canonicalSignature         = textproto.CanonicalMIMEHeaderKey(SignatureHeader)
+	canonicalPreviousSignature = textproto.CanonicalMIMEHeaderKey(PreviousSignatureHeader)
+	canonicalStandardID        = textproto.CanonicalMIMEHeaderKey(StandardIDHeader)
+	canonicalStandardTimestamp = textproto.CanonicalMIMEHeaderKey(StandardTimestampHeader)
+	canonicalStandardSignature = textproto.CanonicalMIMEHeaderKey(StandardSignatureHeader)
+)
 
 // StandardError is why VerifyStandard refused a request.
 type StandardError struct{ Reason string }
@@ -227,7 +239,7 @@ func challenge(ctx context.Context, c *Client, rawURL string, secrets [][]byte) 
 
 	actx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(boundWrites(actx), http.MethodGet, u.String(), nil)
+	req, err := http.NewRequestWithContext(actx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return ChallengeBadURL, fmt.Errorf("crc challenge: %w", err)
 	}
@@ -237,7 +249,7 @@ func challenge(ctx context.Context, c *Client, rawURL string, secrets [][]byte) 
 	if err != nil {
 		return "", fmt.Errorf("crc challenge of %s: %w", u.Host, c.attemptError(ctx, actx, err))
 	}
-	defer drainClose(resp)
+	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return ChallengeBadAnswer, fmt.Errorf("crc challenge of %s: webhook answered %s, want 200 OK", u.Host, resp.Status)
 	}
