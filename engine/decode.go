@@ -20,7 +20,7 @@ import (
 // Decoder gets is decoded and handed over inside its Add, with no other goroutine involved (a
 // wake-up of one can take milliseconds on a loaded machine, and the first batch is the time to
 // the first event); the following ones are copied (a batch's bytes are valid only during the
-// callback) into one of a bounded number of slots and decoded by GOMAXPROCS−1 goroutines and
+// callback) into one of a bounded number of slots and decoded by Decoders()−1 goroutines and
 // by the adding goroutine itself, which decodes a waiting batch rather than wait for one. With
 // GOMAXPROCS 1 every batch is decoded inline. A batch is handed over once every batch added
 // before it has been, so at most Ahead batches are decoded and not yet handed over; a
@@ -65,10 +65,15 @@ type decodeSlot struct {
 	rr    segment.RecordReader
 }
 
+// Decoders is how many goroutines a Decoder decodes on, its adding goroutine included:
+// GOMAXPROCS, at most 8 (as the index builder's decoders), so that a read on a large machine,
+// one per job and topic, keeps to a few MiB.
+func Decoders() int { return min(runtime.GOMAXPROCS(0), 8) }
+
 // DecodeAhead is the most batches a Decoder has decoded, or is decoding, and not yet handed
 // over: 4 per goroutine decoding, enough to keep them busy while the callback takes its time
-// over one, and 4 × (16 KiB batch + its decompressed records) per core of memory.
-func DecodeAhead() int { return 4 * runtime.GOMAXPROCS(0) }
+// over one, and 4 × (16 KiB batch + its decompressed records) per goroutine of memory.
+func DecodeAhead() int { return 4 * Decoders() }
 
 // NewDecoder returns a Decoder handing batches to fn: b is valid during the call, and rr is
 // reset on it (rr.Err() is the batch's decoding error, if any; nil rr for a control batch,
@@ -103,7 +108,7 @@ func (d *Decoder) Add(b *segment.Batch) error {
 		for i := range d.ring {
 			d.ring[i] = &decodeSlot{done: make(chan struct{}, 1)}
 		}
-		if w := runtime.GOMAXPROCS(0) - 1; w > 0 {
+		if w := Decoders() - 1; w > 0 {
 			d.work = make(chan *decodeSlot, len(d.ring))
 			d.wg.Add(w)
 			for range w {

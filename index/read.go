@@ -45,7 +45,7 @@ type ReadOptions struct {
 // emit, in ascending chunks, while the lookup goes on: what a replay reads, through the index
 // (ReadPartition: LookupStream) or any streaming locator (the worker's). fn is called once for
 // each batch, in ascending offset order, with a RecordReader reset on it (nil for a control
-// batch): the batches are decoded by an engine.Decoder, on GOMAXPROCS goroutines, since
+// batch): the batches are decoded by an engine.Decoder, on GOMAXPROCS goroutines (at most 8), since
 // decompression is most of a dense replay's CPU (snappy 72–79% at a 50% share, bench replay),
 // and a batch's own decoding error (checksum, malformed records) is its RecordReader's Err.
 //
