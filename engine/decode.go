@@ -23,7 +23,7 @@ import (
 // callback) into one of a bounded number of slots and decoded by Decoders()−1 goroutines and
 // by the adding goroutine itself, which decodes a waiting batch rather than wait for one. With
 // GOMAXPROCS 1 every batch is decoded inline. A batch is handed over once every batch added
-// before it has been, so at most Ahead batches are decoded and not yet handed over; a
+// before it has been, so at most DecodeAhead() batches are decoded and not yet handed over; a
 // decoding error (a checksum, a malformed batch: a *segment.CorruptionError) is the batch's
 // own, reported at its place by the RecordReader's Err, as Reset would have. A callback's error
 // (ErrStop included) is returned by that Add or Flush and by every later one: what stops the
@@ -56,7 +56,8 @@ const (
 )
 
 // decodeSlot is one batch in flight: its own copy of the bytes and a RecordReader, kept for the
-// next batch once handed over, so a Decoder's memory is its Ahead batches' and readers' buffers.
+// next batch once handed over, so a Decoder's memory is its DecodeAhead() batches' and
+// readers' buffers.
 type decodeSlot struct {
 	state atomic.Int32
 	done  chan struct{} // a worker's "decoded" (capacity 1)
@@ -84,7 +85,7 @@ func NewDecoder(ctx context.Context, fn func(b *segment.Batch, rr *segment.Recor
 }
 
 // Add adds b, the next batch in log order; it hands over the batches that are decoded, in
-// order, and waits only while Ahead batches are in flight.
+// order, and waits only while DecodeAhead() batches are in flight.
 func (d *Decoder) Add(b *segment.Batch) error {
 	if d.err != nil {
 		return d.err
