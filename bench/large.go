@@ -243,11 +243,10 @@ func runLarge(ctx context.Context, c *Config) (*Report, error) {
 		rep.add(cse, v.name, "replayd CPU per event", "µs", false, us(v.r.cpu))
 		rep.add(cse, v.name, "sink CPU per event", "µs", false, us(v.r.sinkCPU))
 	}
-	// What bounds the rate: the replayd and the sink share the 2 cores.
-	if pair := us(whole.cpu) + us(whole.sinkCPU); pair > 0 {
-		rep.Notes = append(rep.Notes, fmt.Sprintf("What bounds **whole**: %.1f µs of the replayd's CPU and %.1f µs of the sink's per "+
-			"event, %.1f µs together: at that cost the 2 cores, fully busy, do about %.0f events/s; the replay held %.0f.",
-			us(whole.cpu), us(whole.sinkCPU), pair, 2e6/pair, whole.rate()))
+	// What bounds the rate: the replayd and the sink share the 2 cores, at most
+	// worker.DefaultMaxInFlight requests are in flight.
+	if us(whole.cpu)+us(whole.sinkCPU) > 0 {
+		rep.Notes = append(rep.Notes, boundNote("**whole**", "the replayd's", us(whole.cpu), us(whole.sinkCPU), whole.rate(), "over the whole replay"))
 	}
 	// quarter's ÷ whole's: 1 when the peak does not grow with the window.
 	rep.compare(cse, "whole", "quarter", "peak RSS")
