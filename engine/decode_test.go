@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/replay/replay/replayd/testwait"
 	"github.com/replay/replay/segment"
 )
 
@@ -56,20 +57,6 @@ func feed(d *Decoder, log []byte) error {
 func withProcs(t *testing.T) {
 	old := runtime.GOMAXPROCS(max(4, runtime.GOMAXPROCS(0)))
 	t.Cleanup(func() { runtime.GOMAXPROCS(old) })
-}
-
-// waitGoroutines waits, yielding, for the goroutine count to be at most n: a goroutine that has
-// signalled its WaitGroup may not have returned yet.
-func waitGoroutines(t *testing.T, n int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > n {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<16)
-			t.Fatalf("%d goroutines, want at most %d:\n%s", runtime.NumGoroutine(), n, buf[:runtime.Stack(buf, true)])
-		}
-		runtime.Gosched()
-	}
 }
 
 // randomDelay makes decode times random: from nothing to a few hundred microseconds of spinning.
@@ -138,7 +125,7 @@ func TestDecoderOrder(t *testing.T) {
 	if m := maxAhead.Load(); m > int64(DecodeAhead())+1 {
 		t.Fatalf("%d batches decoded ahead of the callback, want at most %d", m, DecodeAhead())
 	}
-	waitGoroutines(t, before)
+	testwait.Goroutines(t, before, 5*time.Second)
 }
 
 // TestDecoderStop: the callback's error (ErrStop, or another) stops the Decoder at that batch:
@@ -174,7 +161,7 @@ func TestDecoderStop(t *testing.T) {
 			}
 			d.Close()
 			d.Close()
-			waitGoroutines(t, before)
+			testwait.Goroutines(t, before, 5*time.Second)
 		}
 	}
 }
@@ -206,7 +193,7 @@ func TestDecoderCancel(t *testing.T) {
 		t.Fatalf("read: %v, want context.Canceled", err)
 	}
 	d.Close()
-	waitGoroutines(t, before)
+	testwait.Goroutines(t, before, 5*time.Second)
 }
 
 // TestDecoderOneProc: with GOMAXPROCS 1 there are no workers; every batch is decoded inline.

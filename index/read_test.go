@@ -13,6 +13,7 @@ import (
 
 	"github.com/replay/replay/engine"
 	"github.com/replay/replay/index/indextest"
+	"github.com/replay/replay/replayd/testwait"
 	"github.com/replay/replay/segment"
 )
 
@@ -286,21 +287,7 @@ func TestReadStreamStop(t *testing.T) {
 			if !lookupEnded {
 				t.Fatalf("%s at %d: ReadStream returned before the lookup", how, at)
 			}
-			waitGoroutines(t, before)
+			testwait.Goroutines(t, before, 5*time.Second)
 		}
-	}
-}
-
-// waitGoroutines waits, yielding, for the goroutine count to be at most n: a goroutine that has
-// signalled its end may not have returned yet.
-func waitGoroutines(t *testing.T, n int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > n {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<16)
-			t.Fatalf("%d goroutines, want at most %d:\n%s", runtime.NumGoroutine(), n, buf[:runtime.Stack(buf, true)])
-		}
-		runtime.Gosched()
 	}
 }

@@ -1,10 +1,12 @@
-// Package testwait is how the daemon's tests wait for something another goroutine or process
+// Package testwait is how the project's tests wait for something another goroutine or process
 // does: on a signal (a channel) with a timeout, or, where the system gives no signal to wait on
 // (a row in a database, a file another process writes), on a condition checked with backoff
 // until a deadline. Tests use it instead of writing their own loops around time.Sleep.
 package testwait
 
 import (
+	"fmt"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -37,14 +39,39 @@ func Recv[T any](t testing.TB, ch <-chan T, timeout time.Duration) T {
 // After timeout (DefaultTimeout if 0) the test fails, saying what it waited for.
 func For(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	if timeout == 0 {
-		timeout = DefaultTimeout
+	if !poll(t, timeout, what, cond) {
+		t.Fatalf("timed out after %v waiting for %s", orDefault(timeout), what)
 	}
-	deadline := time.Now().Add(timeout)
+}
+
+// Goroutines waits, as For does, until at most n goroutines are left: those a test's subject
+// started have returned (a goroutine that signalled its end may not have yet). After timeout
+// the test fails with every goroutine's stack.
+func Goroutines(t testing.TB, n int, timeout time.Duration) {
+	t.Helper()
+	what := fmt.Sprintf("at most %d goroutines", n)
+	if !poll(t, timeout, what, func() bool { return runtime.NumGoroutine() <= n }) {
+		buf := make([]byte, 1<<16)
+		t.Fatalf("timed out after %v waiting for %s, %d left:\n%s", orDefault(timeout), what, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+	}
+}
+
+func orDefault(timeout time.Duration) time.Duration {
+	if timeout == 0 {
+		return DefaultTimeout
+	}
+	return timeout
+}
+
+// poll checks cond until it is true (true) or timeout has passed (false); the test ending
+// meanwhile fails it.
+func poll(t testing.TB, timeout time.Duration, what string, cond func() bool) bool {
+	t.Helper()
+	deadline := time.Now().Add(orDefault(timeout))
 	backoff := time.Millisecond
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+			return false
 		}
 		timer := time.NewTimer(backoff)
 		select {
@@ -55,4 +82,5 @@ func For(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 		}
 		backoff = min(2*backoff, 50*time.Millisecond)
 	}
+	return true
 }
