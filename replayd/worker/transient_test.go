@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"strconv"
 	"strings"
@@ -28,12 +29,14 @@ func (brokerLost) Error() string {
 }
 func (brokerLost) Retryable() bool { return true }
 
-// flakySource is the log with ReadBatches failing: the first failures calls fail, each after
-// after batches, with err.
+// flakySource is the log with ReadBatches failing (with scans, Scan instead: what the read path
+// uses for a dense chunk of a local log): the first failures calls fail, each after after
+// batches, with err.
 type flakySource struct {
 	engine.Source
 	after int
 	err   error
+	scans bool
 
 	mu       sync.Mutex
 	failures int
@@ -41,6 +44,21 @@ type flakySource struct {
 }
 
 func (s *flakySource) ReadBatches(ctx context.Context, p int32, offsets []int64, fn func(*segment.Batch) error) error {
+	if s.scans {
+		return s.Source.ReadBatches(ctx, p, offsets, fn)
+	}
+	return s.read(fn, func(fn func(*segment.Batch) error) error { return s.Source.ReadBatches(ctx, p, offsets, fn) })
+}
+
+func (s *flakySource) Scan(ctx context.Context, p int32, from int64, fn func(*segment.Batch) error) error {
+	if !s.scans {
+		return s.Source.Scan(ctx, p, from, fn)
+	}
+	return s.read(fn, func(fn func(*segment.Batch) error) error { return s.Source.Scan(ctx, p, from, fn) })
+}
+
+// read runs one read of the log, failing it while failures are left.
+func (s *flakySource) read(fn func(*segment.Batch) error, read func(func(*segment.Batch) error) error) error {
 	s.mu.Lock()
 	s.calls++
 	fail := s.failures > 0
@@ -49,10 +67,10 @@ func (s *flakySource) ReadBatches(ctx context.Context, p int32, offsets []int64,
 	}
 	s.mu.Unlock()
 	if !fail {
-		return s.Source.ReadBatches(ctx, p, offsets, fn)
+		return read(fn)
 	}
 	n := 0
-	err := s.Source.ReadBatches(ctx, p, offsets, func(b *segment.Batch) error {
+	err := read(func(b *segment.Batch) error {
 		if n == s.after {
 			return s.err
 		}
@@ -67,13 +85,28 @@ func (s *flakySource) ReadBatches(ctx context.Context, p int32, offsets []int64,
 
 // A source that fails transiently mid-replay (a lost broker, past the source's own retries):
 // the job is released with its checkpoint and leased again, never ended INCOMPLETE, and
-// completes with every event delivered exactly once.
+// completes with every event delivered exactly once; whether the failing reads are by offset
+// (the lookup's chunks) or scans (a webhook alone in its partition, its window located whole:
+// one dense chunk, which the read path scans after its first batch).
 func TestTransientSourceFaultReleasesTheJob(t *testing.T) {
+	for _, scanned := range []bool{false, true} {
+		t.Run(fmt.Sprintf("scans=%t", scanned), func(t *testing.T) { testTransientSourceFault(t, scanned) })
+	}
+}
+
+// wholeLocator hides the index's streaming: a job gets its window's batches located whole.
+type wholeLocator struct{ worker.Locator }
+
+func testTransientSourceFault(t *testing.T, scanned bool) {
 	w := newWorld(t)
-	w.produce(t, 3000, 11)
+	if scanned {
+		w.produceOf(t, 3000, 11, func(*rand.Rand) int64 { return webhookA })
+	} else {
+		w.produce(t, 3000, 11)
+	}
 	from, to := t0, t0+3600_000
 	j := w.create(t, webhookA, from, to)
-	src := &flakySource{Source: w.log, after: 20, err: brokerLost{}, failures: 3}
+	src := &flakySource{Source: w.log, after: 20, err: brokerLost{}, failures: 3, scans: scanned}
 	if !engine.IsRetryable(src.err) {
 		t.Fatal("the injected fault is not retryable: the test means nothing")
 	}
@@ -98,7 +131,14 @@ func TestTransientSourceFaultReleasesTheJob(t *testing.T) {
 			}
 		}
 	}()
-	w.pool(t, "a", func(o *worker.Options) { o.Source = src; o.Workers = 1; o.StrictOrder = true })
+	w.pool(t, "a", func(o *worker.Options) {
+		o.Source = src
+		o.Workers = 1
+		o.StrictOrder = true
+		if scanned {
+			o.Locator = wholeLocator{worker.IndexLocator(w.ix, src)}
+		}
+	})
 	done := w.finished(t, j.ID)
 	close(stop)
 	<-watched
@@ -106,7 +146,7 @@ func TestTransientSourceFaultReleasesTheJob(t *testing.T) {
 		t.Fatalf("job ended %s (%s); INCOMPLETE seen %t", done.State, done.Reason, states[job.StateIncomplete])
 	}
 	if done.FencingToken < 4 || src.calls < 4 {
-		t.Fatalf("fencing token %d after %d reads: want the job released and leased again after each of 3 faults", done.FencingToken, src.calls)
+		t.Fatalf("fencing token %d after %d reads (scans: %t): want the job released and leased again after each of 3 faults", done.FencingToken, src.calls, scanned)
 	}
 	got, want := w.sink.delivered(), w.want(webhookA, from, to)
 	if len(got) != len(want)+1 {

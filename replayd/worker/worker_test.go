@@ -72,10 +72,17 @@ func newWorld(t *testing.T) *world {
 // produce appends n events over an hour for two webhooks (and noise), with re-produced
 // duplicates and timestamps up to a minute out of order, then indexes them.
 func (w *world) produce(t *testing.T, n int, seed uint64) {
+	w.produceOf(t, n, seed, func(rng *rand.Rand) int64 {
+		return []int64{webhookA, webhookB, 777 + int64(rng.IntN(50))}[rng.IntN(3)]
+	})
+}
+
+// produceOf is produce with each event's webhook drawn by webhook.
+func (w *world) produceOf(t *testing.T, n int, seed uint64, webhook func(*rand.Rand) int64) {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	var recs []engine.Record
 	for i := 0; i < n; i++ {
-		wh := []int64{webhookA, webhookB, 777 + int64(rng.IntN(50))}[rng.IntN(3)]
+		wh := webhook(rng)
 		ts := t0 + int64(i)*3600_000/int64(n) - rng.Int64N(60_000)
 		id := fmt.Sprintf("ev-%d-%d", seed, i)
 		body := fmt.Sprintf(`{"for_user_id":"1","favorite_events":[{"id":%q}]}`, id)
