@@ -300,3 +300,23 @@ func FuzzExchangeAnswer(f *testing.F) {
 		client.Close()
 	})
 }
+
+// TestAttemptOfAnEndpointNoRequestCanBeMadeFor: an endpoint parseEndpoint could make no request
+// for (reqErr) fails every attempt with that error, and no connection is opened.
+func TestAttemptOfAnEndpointNoRequestCanBeMadeFor(t *testing.T) {
+	s := newRawServer(t, func(s *rawServer, conn net.Conn, br *bufio.Reader) {
+		for s.readRequest(br) {
+			io.WriteString(conn, ok200)
+		}
+	})
+	c := newTestClient(t, testOptions(newFakeClock()))
+	ep := *c.endpoints.get(s.url()) // its address is the server's
+	ep.reqErr = &TargetError{URL: s.url(), Reason: "test: no request"}
+	var res Result
+	if err := c.attempt(t.Context(), &ep, signer{}, []byte(testBody), &res); err != ep.reqErr {
+		t.Fatalf("attempt: %v, want %v", err, ep.reqErr)
+	}
+	if n := s.conns.Load(); n != 0 {
+		t.Fatalf("%d connections opened for an endpoint no request can be made for", n)
+	}
+}

@@ -253,6 +253,9 @@ func (c *Client) backoff(n int) time.Duration {
 // Transport errors come back as a *url.Error (op "Post", the URL redacted) before attemptError
 // classifies them, as http.Client returned them.
 func (c *Client) attempt(ctx context.Context, ep *endpoint, sig signer, body []byte, res *Result) error {
+	if ep.reqErr != nil {
+		return ep.reqErr
+	}
 	actx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
 	res.Status = 0
