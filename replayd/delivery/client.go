@@ -26,7 +26,6 @@ type Client struct {
 	conns  conns
 	// unlimited: RateLimit is +Inf, no limiter is kept or waited on.
 	unlimited bool
-	userAgent []string // the User-Agent header's value
 
 	endpoints endpoints
 	signers   signers
@@ -48,7 +47,7 @@ func New(opts Options) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{opts: opts, limiters: make(map[string]*limiterEntry),
-		unlimited: math.IsInf(opts.RateLimit, 1), userAgent: []string{opts.UserAgent}}
+		unlimited: math.IsInf(opts.RateLimit, 1)}
 	c.dialer = &net.Dialer{
 		Timeout:   opts.Timeout,
 		KeepAlive: 30 * time.Second,

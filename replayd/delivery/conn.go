@@ -233,8 +233,9 @@ func (c *Client) exchange(ctx context.Context, ep *endpoint, req *request) (answ
 	}
 }
 
-// closedByPeer says whether err is the other end having closed the connection (not a timeout:
-// a webhook too slow to answer is not sent the event again at once).
+// closedByPeer says whether err is the other end having closed the connection: what IsRetryable
+// retries as a connection failure, less a refused dial (never a timeout: a webhook too slow to
+// answer is not sent the event again at once).
 func closedByPeer(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNABORTED)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -156,9 +155,7 @@ func IsRetryable(err error) bool {
 	if errors.As(err, &dns) {
 		return !dns.IsNotFound
 	}
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
-		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.EPIPE) {
+	if closedByPeer(err) || errors.Is(err, syscall.ECONNREFUSED) {
 		return true
 	}
 	// *url.Error is itself a net.Error whatever it wraps; judge what it wraps.
