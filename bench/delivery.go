@@ -308,10 +308,6 @@ func bareClient(ctx context.Context, s *remoteSink, bodies [][]byte, sigs []stri
 // 100 ms of real webhooks.
 var deliveryLatencies = []time.Duration{0, 20 * time.Millisecond, 100 * time.Millisecond}
 
-// runDelivery is benchmark 6: events/s from one job to a sink at 0, 20 and 100 ms latency, with
-// the default flags (the 2500/s per-webhook limit) and with the limit raised (none), vs a bare
-// client with the same concurrency (the window's maximum) at the same latency, then the large
-// replay (large.go).
 // boundNote says what bounded a rate held to a webhook 20 ms away, the sink on the same 2 cores:
 // the pair's CPU (cpu and sink µs per event, 2 s of CPU a second) or the requests in flight
 // (worker.DefaultMaxInFlight, each taking at least the 20 ms).
@@ -330,6 +326,10 @@ func boundNote(subject, whose string, cpu, sink, held float64, when string) stri
 		"%s.", subject, cpu, whose, sink, cpu+sink, cpuBound, worker.DefaultMaxInFlight, windowBound, held, when, conclusion)
 }
 
+// runDelivery is benchmark 6: events/s from one job to a sink at 0, 20 and 100 ms latency, with
+// the default flags (the 2500/s per-webhook limit) and with the limit raised (none), vs a bare
+// client with the same concurrency (the window's maximum) at the same latency, then the large
+// replay (large.go).
 func runDelivery(ctx context.Context, c *Config) (*Report, error) {
 	rep := &Report{Name: "delivery", Title: "6. Delivery: one job to a sink at 0, 20 and 100 ms, default flags and raised limit, vs a bare client; a large replay"}
 	rep.Setup = fmt.Sprintf("One webhook's %d events (~1 KB JSON, distinct event ids) in an embedded log of one partition, "+
