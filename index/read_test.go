@@ -17,28 +17,68 @@ import (
 	"github.com/replay/replay/segment"
 )
 
-// unframedSource is a source that cannot frame the batch based at bad: its scans and targeted
-// reads fail there with a corruption error, as a source's do at a batch whose header is wrong.
-type unframedSource struct {
+// faultSource is a source whose batch based at bad goes to fault instead of the read's callback,
+// in scans and targeted reads alike.
+type faultSource struct {
 	engine.Source
-	bad int64
+	bad   int64
+	fault func(b *segment.Batch, fn func(*segment.Batch) error) error
 }
 
-func (s unframedSource) fail(fn func(*segment.Batch) error) func(*segment.Batch) error {
+func (s faultSource) wrap(fn func(*segment.Batch) error) func(*segment.Batch) error {
 	return func(b *segment.Batch) error {
-		if b.BaseOffset == s.bad {
-			return &segment.CorruptionError{File: b.File, Pos: b.Pos, Kind: segment.ErrMalformed, Detail: "test: unframed"}
+		if b.BaseOffset != s.bad {
+			return fn(b)
 		}
-		return fn(b)
+		return s.fault(b, fn)
 	}
 }
 
-func (s unframedSource) Scan(ctx context.Context, p int32, from int64, fn func(*segment.Batch) error) error {
-	return s.Source.Scan(ctx, p, from, s.fail(fn))
+func (s faultSource) Scan(ctx context.Context, p int32, from int64, fn func(*segment.Batch) error) error {
+	return s.Source.Scan(ctx, p, from, s.wrap(fn))
 }
 
-func (s unframedSource) ReadBatches(ctx context.Context, p int32, offs []int64, fn func(*segment.Batch) error) error {
-	return s.Source.ReadBatches(ctx, p, offs, s.fail(fn))
+func (s faultSource) ReadBatches(ctx context.Context, p int32, offs []int64, fn func(*segment.Batch) error) error {
+	return s.Source.ReadBatches(ctx, p, offs, s.wrap(fn))
+}
+
+// unframedSource is a source that cannot frame the batch based at bad: its scans and targeted
+// reads fail there with a corruption error, as a source's do at a batch whose header is wrong.
+func unframedSource(src engine.Source, bad int64) faultSource {
+	return faultSource{Source: src, bad: bad, fault: func(b *segment.Batch, _ func(*segment.Batch) error) error {
+		return &segment.CorruptionError{File: b.File, Pos: b.Pos, Kind: segment.ErrMalformed, Detail: "test: unframed"}
+	}}
+}
+
+// flippedSource hands the batch based at bad over with a byte of its records flipped.
+func flippedSource(src engine.Source, bad int64) faultSource {
+	return faultSource{Source: src, bad: bad, fault: func(b *segment.Batch, fn func(*segment.Batch) error) error {
+		c := *b
+		c.Raw = slices.Clone(b.Raw)
+		c.Raw[len(c.Raw)-2] ^= 0xff
+		return fn(&c)
+	}}
+}
+
+// generatedLog is a log of one partition holding baseSpec's data, closed when the test ends, and
+// the base offsets of its batches: its data batches only, or its control batches too.
+func generatedLog(t *testing.T, dataOnly bool) (*engine.Log, []int64) {
+	t.Helper()
+	l := openLog(t, filepath.Join(t.TempDir(), "log"), 1, nil)
+	t.Cleanup(func() { l.Close() })
+	if _, err := indextest.Generate(t.Context(), l, baseSpec()); err != nil {
+		t.Fatal(err)
+	}
+	var all []int64
+	if err := l.Scan(t.Context(), 0, 0, func(b *segment.Batch) error {
+		if !dataOnly || !b.IsControl() {
+			all = append(all, b.BaseOffset)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return l, all
 }
 
 // TestReadStream: the batches of chunks handed over in many shapes (dense runs, which are
@@ -47,20 +87,7 @@ func (s unframedSource) ReadBatches(ctx context.Context, p int32, offs []int64, 
 // met by a targeted read or, listed or not, by a scan, and without Unframed it ends the read.
 func TestReadStream(t *testing.T) {
 	ctx := t.Context()
-	l := openLog(t, filepath.Join(t.TempDir(), "log"), 1, nil)
-	defer l.Close()
-	if _, err := indextest.Generate(ctx, l, baseSpec()); err != nil {
-		t.Fatal(err)
-	}
-	var all []int64 // every data batch's base offset
-	if err := l.Scan(ctx, 0, 0, func(b *segment.Batch) error {
-		if !b.IsControl() {
-			all = append(all, b.BaseOffset)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	l, all := generatedLog(t, true) // every data batch's base offset
 	if len(all) < 200 {
 		t.Fatalf("%d batches: too few for dense chunks", len(all))
 	}
@@ -118,7 +145,7 @@ func TestReadStream(t *testing.T) {
 			}
 			return rr.Err()
 		}
-		src := unframedSource{Source: l, bad: bad}
+		src := unframedSource(l, bad)
 		err := ReadStream(ctx, src, 0, lookup, ReadOptions{Unframed: func(o int64, err error) error {
 			if !segment.IsCorruption(err) {
 				t.Errorf("unframed %d: %v", o, err)
@@ -152,23 +179,10 @@ func TestReadStream(t *testing.T) {
 // end the read, whatever they are (a corruption error returned by fn is not the source's).
 func TestReadStreamCorruptBatch(t *testing.T) {
 	ctx := t.Context()
-	l := openLog(t, filepath.Join(t.TempDir(), "log"), 1, nil)
-	defer l.Close()
-	if _, err := indextest.Generate(ctx, l, baseSpec()); err != nil {
-		t.Fatal(err)
-	}
-	var all []int64
-	if err := l.Scan(ctx, 0, 0, func(b *segment.Batch) error {
-		if !b.IsControl() {
-			all = append(all, b.BaseOffset)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	l, all := generatedLog(t, true)
 	bad := all[len(all)/2]
 	// The bytes are flipped as the Decoder sees them, in a wrapper of the batch handed over.
-	src := flippedSource{Source: l, bad: bad}
+	src := flippedSource(l, bad)
 	lookup := func(ctx context.Context, emit func([]int64) error) error {
 		if err := emit(all[:10]); err != nil {
 			return err
@@ -205,48 +219,11 @@ func TestReadStreamCorruptBatch(t *testing.T) {
 	}
 }
 
-// flippedSource hands the batch based at bad over with a byte of its records flipped.
-type flippedSource struct {
-	engine.Source
-	bad int64
-}
-
-func (s flippedSource) flip(fn func(*segment.Batch) error) func(*segment.Batch) error {
-	return func(b *segment.Batch) error {
-		if b.BaseOffset != s.bad {
-			return fn(b)
-		}
-		c := *b
-		c.Raw = slices.Clone(b.Raw)
-		c.Raw[len(c.Raw)-2] ^= 0xff
-		return fn(&c)
-	}
-}
-
-func (s flippedSource) Scan(ctx context.Context, p int32, from int64, fn func(*segment.Batch) error) error {
-	return s.Source.Scan(ctx, p, from, s.flip(fn))
-}
-
-func (s flippedSource) ReadBatches(ctx context.Context, p int32, offs []int64, fn func(*segment.Batch) error) error {
-	return s.Source.ReadBatches(ctx, p, offs, s.flip(fn))
-}
-
 // TestReadStreamStop: fn's ErrStop, fn's error and a cancelled context each end the read, the
 // lookup (cancelled) and every goroutine the read started, at any batch.
 func TestReadStreamStop(t *testing.T) {
 	ctx := t.Context()
-	l := openLog(t, filepath.Join(t.TempDir(), "log"), 1, nil)
-	defer l.Close()
-	if _, err := indextest.Generate(ctx, l, baseSpec()); err != nil {
-		t.Fatal(err)
-	}
-	var all []int64
-	if err := l.Scan(ctx, 0, 0, func(b *segment.Batch) error {
-		all = append(all, b.BaseOffset)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	l, all := generatedLog(t, false)
 	before := runtime.NumGoroutine()
 	boom := errors.New("boom")
 	for _, at := range []int{0, 1, 5, 100, len(all) - 1} {
